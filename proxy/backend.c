@@ -1,0 +1,721 @@
+/*
+ * backend.c - backend servers and connections: connecting with backoff,
+ * writing queued requests with one writev, scanning replies and matching
+ * them to requests in order, and handing requests back when a connection
+ * fails.
+ */
+#include "proxy/backend.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf/config.h"
+#include "proxy/client.h"
+#include "proxy/commands.h"
+#include "proxy/log.h"
+#include "proxy/net.h"
+#include "proxy/proxy.h"
+#include "proxy/req.h"
+#include "proxy/worker.h"
+
+#define BCONN_READS_PER_EVENT 32
+#define BCONN_IOV_MAX         IOV_MAX
+#define BCONN_TAIL_COPY_MAX   4096
+#define BCONN_MAX_BULK        ((uint64_t)1 << 40) /* replies are bounded by client-output-limit */
+
+static void bconn_io_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void backend_retry_cb(struct ev_loop *loop, ev_timer *t, int revents);
+
+static const struct config *backend_cfg(const struct backend *be)
+{
+    return be->w->px->cfg;
+}
+
+struct backend *backend_new(struct worker *w, const struct addr *a, int role)
+{
+    struct backend *be = calloc(1, sizeof(*be));
+
+    if (be == NULL) {
+        return NULL;
+    }
+    be->w = w;
+    be->addr = *a;
+    addr_format(a, be->name, sizeof(be->name));
+    be->role = (uint8_t)role;
+    be->nshared = w->px->cfg->backend_connections;
+    be->shared = calloc((size_t)be->nshared, sizeof(*be->shared));
+    if (be->shared == NULL) {
+        free(be);
+        return NULL;
+    }
+    be->backoff = (double)backend_cfg(be)->reconnect_min_ms / 1000.0;
+    ev_timer_init(&be->retry, backend_retry_cb, 0, 0);
+    be->retry.data = be;
+    be->next = w->backends;
+    w->backends = be;
+    return be;
+}
+
+void backend_free(struct backend *be)
+{
+    struct worker *w = be->w;
+    struct backend **pp;
+
+    while (be->conns != NULL) {
+        bconn_close(be->conns, "backend removed");
+    }
+    ev_timer_stop(w->loop, &be->retry);
+    for (pp = &w->backends; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == be) {
+            *pp = be->next;
+            break;
+        }
+    }
+    if (w->master == be) {
+        w->master = NULL;
+    }
+    free(be->shared);
+    free(be);
+}
+
+bool backend_usable(const struct backend *be)
+{
+    return be->state != BE_DOWN && be->role != BACKEND_RETIRED;
+}
+
+/* A connection attempt failed: retry later, with exponential backoff. */
+static void backend_mark_down(struct backend *be, const char *why)
+{
+    const struct config *cfg = backend_cfg(be);
+    double max = (double)cfg->reconnect_max_ms / 1000.0;
+
+    if (be->state != BE_DOWN) {
+        log_warn("backend %s is down: %s", be->name, why);
+        be->down_since = ev_now(be->w->loop);
+    }
+    be->state = BE_DOWN;
+    be->nerrors++;
+    if (!ev_is_active(&be->retry) && be->role != BACKEND_RETIRED) {
+        ev_timer_set(&be->retry, be->backoff, 0);
+        ev_timer_start(be->w->loop, &be->retry);
+        be->backoff = be->backoff * 2 > max ? max : be->backoff * 2;
+    }
+}
+
+static void backend_mark_up(struct backend *be)
+{
+    if (be->state == BE_DOWN) {
+        log_info("backend %s is up again after %.1fs", be->name,
+                 ev_now(be->w->loop) - be->down_since);
+    }
+    be->state = BE_UP;
+    be->down_since = 0;
+    be->backoff = (double)backend_cfg(be)->reconnect_min_ms / 1000.0;
+    ev_timer_stop(be->w->loop, &be->retry);
+    worker_wake_later(be->w);
+}
+
+static void backend_retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct backend *be = t->data;
+
+    (void)loop;
+    (void)revents;
+    /* One probe connection; the others follow once it succeeds. */
+    if (be->shared[0] == NULL) {
+        be->shared[0] = bconn_connect(be, false);
+    }
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+static void bconn_set_events(struct bconn *bc, unsigned ev)
+{
+    if (bc->state == BC_CLOSED || ev == bc->io_events) {
+        return;
+    }
+    ev_io_stop(bc->w->loop, &bc->io);
+    if (ev != 0) {
+        ev_io_set(&bc->io, bc->t.fd, (int)ev);
+        ev_io_start(bc->w->loop, &bc->io);
+    }
+    bc->io_events = ev;
+}
+
+/* The proxy's own first requests on a new connection: credentials for the
+ * backend, and a name that shows in CLIENT LIST. */
+static bool bconn_handshake(struct bconn *bc)
+{
+    const struct config *cfg = backend_cfg(bc->be);
+    struct worker *w = bc->w;
+    struct req *r;
+
+    if (cfg->backend_password != NULL) {
+        const char *argv[3] = {"AUTH", NULL, NULL};
+        size_t argl[3] = {4, 0, 0};
+        int argc = 2;
+        if (cfg->backend_username != NULL) {
+            argv[1] = cfg->backend_username;
+            argl[1] = strlen(cfg->backend_username);
+            argc = 3;
+        }
+        argv[argc - 1] = cfg->backend_password;
+        argl[argc - 1] = strlen(cfg->backend_password);
+        r = req_internal(w, argc, argv, argl);
+        if (r == NULL) {
+            return false;
+        }
+        bconn_enqueue(bc, r);
+    }
+    if (!bc->dedicated) {
+        const char *argv[] = {"CLIENT", "SETNAME", "sentinel-proxy"};
+        size_t argl[] = {6, 7, 14};
+        r = req_internal(w, 3, argv, argl);
+        if (r == NULL) {
+            return false;
+        }
+        bconn_enqueue(bc, r);
+    }
+    return true;
+}
+
+struct bconn *bconn_connect(struct backend *be, bool dedicated)
+{
+    struct worker *w = be->w;
+    char err[256];
+    struct bconn *bc;
+    int fd;
+
+    fd = net_connect(&be->addr, err, sizeof(err));
+    if (fd < 0) {
+        backend_mark_down(be, err);
+        return NULL;
+    }
+    bc = calloc(1, sizeof(*bc));
+    if (bc == NULL) {
+        close(fd);
+        return NULL;
+    }
+    bc->be = be;
+    bc->w = w;
+    bc->id = ++w->next_bconn_id;
+    bc->dedicated = dedicated;
+    bc->resp = 2;
+    transport_plain(&bc->t, fd);
+    replyscan_init(&bc->rs, BCONN_MAX_BULK);
+    spans_init(&bc->cur);
+    ev_io_init(&bc->io, bconn_io_cb, fd, EV_WRITE);
+    bc->io.data = bc;
+    ev_io_start(w->loop, &bc->io);
+    bc->io_events = EV_WRITE;
+    ev_timer_init(&bc->timer, bconn_timer_cb, (double)backend_cfg(be)->connect_timeout_ms / 1000.0,
+                  0);
+    bc->timer.data = bc;
+    ev_timer_start(w->loop, &bc->timer);
+    bc->next = be->conns;
+    if (be->conns != NULL) {
+        be->conns->prev = bc;
+    }
+    be->conns = bc;
+    if (!bconn_handshake(bc)) {
+        bconn_close(bc, "out of memory");
+        return NULL;
+    }
+    return bc;
+}
+
+void backend_warm(struct backend *be)
+{
+    for (int i = 0; i < be->nshared && backend_usable(be); i++) {
+        if (be->shared[i] == NULL) {
+            be->shared[i] = bconn_connect(be, false);
+        }
+    }
+}
+
+struct bconn *backend_shared(struct backend *be, uint64_t client_id)
+{
+    int slot = (int)(client_id % (uint64_t)be->nshared);
+
+    if (!backend_usable(be)) {
+        return NULL;
+    }
+    if (be->shared[slot] == NULL) {
+        be->shared[slot] = bconn_connect(be, false);
+    }
+    return be->shared[slot];
+}
+
+struct bconn *backend_dedicated(struct backend *be, struct client *owner)
+{
+    struct bconn *bc;
+
+    if (!backend_usable(be)) {
+        return NULL;
+    }
+    bc = be->spare;
+    if (bc != NULL) {
+        be->spare = bc->spare_next;
+        bc->spare_next = NULL;
+        be->nspare--;
+    } else {
+        bc = bconn_connect(be, true);
+        if (bc == NULL) {
+            return NULL;
+        }
+    }
+    bc->owner = owner;
+    return bc;
+}
+
+void backend_return(struct bconn *bc)
+{
+    struct backend *be = bc->be;
+
+    bc->owner = NULL;
+    if (bc->state == BC_READY && !bc->tainted && !bc->streaming && bc->db == 0 && bc->resp == 2 &&
+        bc->nqueued == 0 && be->role != BACKEND_RETIRED &&
+        be->nspare < backend_cfg(be)->dedicated_spare) {
+        bc->spare_next = be->spare;
+        be->spare = bc;
+        be->nspare++;
+        return;
+    }
+    bconn_close(bc, NULL);
+}
+
+void bconn_enqueue(struct bconn *bc, struct req *r)
+{
+    r->bc = bc;
+    r->bnext = NULL;
+    r->sent = 0;
+    r->flags |= REQ_DISPATCHED;
+    if (bc->tail != NULL) {
+        bc->tail->bnext = r;
+    } else {
+        bc->head = r;
+    }
+    bc->tail = r;
+    if (bc->unsent == NULL) {
+        bc->unsent = r;
+    }
+    bc->nqueued++;
+    if (!(r->flags & REQ_INTERNAL)) {
+        bc->be->nrequests++;
+    }
+    if (!(r->flags & REQ_NOREPLY)) {
+        bc->be->inflight++;
+    }
+    if (bc->state == BC_READY) {
+        worker_mark_bconn(bc->w, bc);
+    }
+}
+
+/* Take the head request off the queue; the caller decides its fate. */
+static struct req *bconn_pop(struct bconn *bc)
+{
+    struct req *r = bc->head;
+
+    bc->head = r->bnext;
+    if (bc->head == NULL) {
+        bc->tail = NULL;
+    }
+    if (bc->unsent == r) {
+        bc->unsent = r->bnext;
+    }
+    bc->nqueued--;
+    if (!(r->flags & REQ_NOREPLY) && bc->be != NULL) {
+        bc->be->inflight--;
+    }
+    r->bnext = NULL;
+    r->bc = NULL;
+    r->flags &= ~REQ_DISPATCHED;
+    return r;
+}
+
+/* A request that expects no reply (sent on a streaming session) leaves the
+ * queue once written and once everything before it was answered; from then
+ * on every reply on this connection streams to its owner. */
+static void bconn_pop_noreply(struct bconn *bc)
+{
+    while (bc->head != NULL && (bc->head->flags & REQ_NOREPLY) && bc->head != bc->unsent) {
+        struct req *r = bconn_pop(bc);
+        bc->streaming = true;
+        if (r->client == NULL) {
+            req_free(bc->w, r);
+        }
+    }
+}
+
+void bconn_flush(struct bconn *bc)
+{
+    struct iovec iov[BCONN_IOV_MAX];
+    struct req *r;
+    ssize_t n;
+    int k = 0;
+
+    if (bc->state != BC_READY) {
+        return;
+    }
+    for (r = bc->unsent; r != NULL && k < BCONN_IOV_MAX; r = r->bnext) {
+        k += spans_iov(&r->in, r->sent, iov + k, BCONN_IOV_MAX - k);
+    }
+    if (k == 0) {
+        bconn_set_events(bc, EV_READ);
+        return;
+    }
+    n = transport_writev(&bc->t, iov, k);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            bconn_set_events(bc, EV_READ | EV_WRITE);
+            return;
+        }
+        bconn_close(bc, strerror(errno));
+        return;
+    }
+    bc->w->stats.backend_writes++;
+    while (bc->unsent != NULL && n > 0) {
+        r = bc->unsent;
+        uint64_t left = r->in.bytes - r->sent;
+        uint64_t take = (uint64_t)n < left ? (uint64_t)n : left;
+        r->sent += take;
+        n -= (ssize_t)take;
+        if (r->sent == r->in.bytes) {
+            bc->unsent = r->bnext;
+        }
+    }
+    bconn_pop_noreply(bc);
+    bconn_set_events(bc, bc->unsent != NULL ? EV_READ | EV_WRITE : EV_READ);
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+static bool bconn_prepare_chunk(struct bconn *bc)
+{
+    struct chunk *old = bc->rchunk, *nc;
+    uint32_t keep = 0;
+
+    if (old != NULL && chunk_room(old) > 0) {
+        return true;
+    }
+    nc = chunk_get(&bc->w->pool);
+    if (nc == NULL) {
+        return false;
+    }
+    if (old != NULL && old->len > bc->rstart) {
+        uint32_t part = old->len - bc->rstart;
+        if (bc->cur.n == 0 && part <= BCONN_TAIL_COPY_MAX) {
+            memcpy(nc->data, old->data + bc->rstart, part);
+            nc->len = keep = part;
+        } else if (!spans_add(&bc->cur, old, bc->rstart, part)) {
+            chunk_unref(nc);
+            return false;
+        }
+    }
+    if (old != NULL) {
+        chunk_unref(old);
+    }
+    bc->rchunk = nc;
+    bc->rpos = keep;
+    bc->rstart = 0;
+    return true;
+}
+
+static void bconn_internal_reply(struct bconn *bc, struct req *r)
+{
+    if (r->flags & REQ_ERROR) {
+        char text[128];
+        size_t n = spans_copy(&r->out, 0, text, sizeof(text) - 1);
+        while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r')) {
+            n--;
+        }
+        text[n] = '\0';
+        log_warn("backend %s: the proxy's own command failed: %s", bc->be->name, text);
+        if (!bc->dedicated) {
+            struct backend *be = bc->be;
+            req_free(bc->w, r);
+            bconn_close(bc, "handshake failed");
+            backend_mark_down(be, "handshake failed (check backend-username/backend-password)");
+            return;
+        }
+    }
+    req_free(bc->w, r);
+}
+
+/* A complete reply is in bc->cur: give it to whoever it belongs to. */
+static void bconn_deliver(struct bconn *bc)
+{
+    struct spans out = bc->cur;
+    struct req *r;
+
+    spans_init(&bc->cur);
+    bconn_pop_noreply(bc);
+    if (bc->streaming || (bc->rs.is_push && bc->resp == 3)) {
+        if (bc->owner != NULL) {
+            client_push(bc->owner, &out);
+        } else {
+            spans_clear(&out);
+        }
+        return;
+    }
+    if (bc->head == NULL || bc->head == bc->unsent) {
+        spans_clear(&out);
+        bconn_close(bc, "reply without a request");
+        return;
+    }
+    r = bconn_pop(bc);
+    r->out = out;
+    if (bc->rs.is_error) {
+        r->flags |= REQ_ERROR;
+    }
+    if (r->flags & REQ_INTERNAL) {
+        bconn_internal_reply(bc, r);
+    } else if (r->client == NULL) {
+        req_free(bc->w, r);
+    } else {
+        client_reply_done(r->client, r);
+    }
+    if (bc->state != BC_CLOSED && bc->be != NULL && bc->be->role == BACKEND_RETIRED &&
+        bc->nqueued == 0 && bc->owner == NULL) {
+        bconn_close(bc, NULL);
+    }
+}
+
+static void bconn_scan(struct bconn *bc)
+{
+    struct chunk *ch = bc->rchunk;
+
+    while (bc->rpos < ch->len && bc->state != BC_CLOSED) {
+        size_t used = 0;
+        enum replyscan_status st =
+            replyscan_feed(&bc->rs, ch->data + bc->rpos, ch->len - bc->rpos, &used);
+        bc->rpos += (uint32_t)used;
+        if (st == REPLYSCAN_MORE) {
+            return;
+        }
+        if (st == REPLYSCAN_ERROR) {
+            char why[96];
+            snprintf(why, sizeof(why), "protocol error from server: %s", bc->rs.err);
+            bconn_close(bc, why);
+            return;
+        }
+        if (!spans_add(&bc->cur, ch, bc->rstart, bc->rpos - bc->rstart)) {
+            bconn_close(bc, "out of memory");
+            return;
+        }
+        bc->rstart = bc->rpos;
+        bconn_deliver(bc);
+    }
+}
+
+static void bconn_read(struct bconn *bc)
+{
+    for (int i = 0; i < BCONN_READS_PER_EVENT && bc->state == BC_READY; i++) {
+        struct chunk *ch;
+        uint32_t room;
+        ssize_t n;
+        if (!bconn_prepare_chunk(bc)) {
+            bconn_close(bc, "out of memory");
+            return;
+        }
+        ch = bc->rchunk;
+        room = chunk_room(ch);
+        n = transport_read(&bc->t, ch->data + ch->len, room);
+        if (n == 0) {
+            bconn_close(bc, "connection closed by the server");
+            return;
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                break;
+            }
+            bconn_close(bc, strerror(errno));
+            return;
+        }
+        bc->w->stats.backend_reads++;
+        ch->len += (uint32_t)n;
+        bconn_scan(bc);
+        if ((uint32_t)n < room && transport_pending(&bc->t) == 0) {
+            break;
+        }
+    }
+    /* An idle connection holds no buffer. */
+    if (bc->state == BC_READY && bc->rchunk != NULL && bc->cur.n == 0 &&
+        bc->rstart == bc->rchunk->len) {
+        chunk_unref(bc->rchunk);
+        bc->rchunk = NULL;
+        bc->rpos = bc->rstart = 0;
+    }
+}
+
+static void bconn_connected(struct bconn *bc)
+{
+    int err = net_connect_result(bc->t.fd);
+
+    if (err != 0) {
+        struct backend *be = bc->be;
+        char why[ADDR_TEXT_MAX + 128];
+        snprintf(why, sizeof(why), "connect: %s", strerror(err));
+        bconn_close(bc, why);
+        backend_mark_down(be, why);
+        return;
+    }
+    ev_timer_stop(bc->w->loop, &bc->timer);
+    net_tune(bc->t.fd, (int)(backend_cfg(bc->be)->tcp_keepalive_ms / 1000));
+    bc->state = BC_READY;
+    backend_mark_up(bc->be);
+    bconn_set_events(bc, EV_READ);
+    worker_mark_bconn(bc->w, bc);
+}
+
+static void bconn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct bconn *bc = io->data;
+
+    (void)loop;
+    if (bc->state == BC_CONNECTING) {
+        bconn_connected(bc);
+        return;
+    }
+    if (revents & EV_READ) {
+        bconn_read(bc);
+    }
+    if ((revents & EV_WRITE) && bc->state == BC_READY) {
+        bconn_flush(bc);
+    }
+}
+
+static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct bconn *bc = t->data;
+
+    (void)loop;
+    (void)revents;
+    if (bc->state == BC_CONNECTING) {
+        struct backend *be = bc->be;
+        bconn_close(bc, "connect timeout");
+        backend_mark_down(be, "connect timeout");
+    }
+}
+
+/* ---- failure --------------------------------------------------------------- */
+
+/* What becomes of a request whose connection failed before its reply. */
+static void bconn_hand_back(struct bconn *bc, struct req *r, const char *addr)
+{
+    struct client *c = r->client;
+    struct worker *w = bc->w;
+
+    if (r->flags & REQ_INTERNAL || c == NULL) {
+        req_free(w, r);
+        return;
+    }
+    if (r->flags & REQ_NOREPLY) {
+        return; /* already answered (streaming); the client still holds it */
+    }
+    if (r->sent == 0) {
+        client_undispatch(c, r); /* never reached the server: safe to send again */
+        return;
+    }
+    if (!bc->dedicated && cmd_is_read(r->ci) && !(r->flags & REQ_RETRIED)) {
+        r->flags |= REQ_RETRIED;
+        w->stats.retried++;
+        client_undispatch(c, r);
+        return;
+    }
+    if (cmd_is_read(r->ci)) {
+        req_reply_errorf(w, r, "ERR sentinel-proxy: connection to %s lost before the reply", addr);
+    } else {
+        w->stats.unknown++;
+        req_reply_errorf(w, r,
+                         "ERR sentinel-proxy: connection to %s lost before the reply; the "
+                         "command may or may not have been executed",
+                         addr);
+    }
+    client_reply_done(c, r);
+}
+
+static void bconn_unlink(struct bconn *bc)
+{
+    struct backend *be = bc->be;
+    struct bconn **pp;
+
+    if (be == NULL) {
+        return;
+    }
+    for (int i = 0; i < be->nshared; i++) {
+        if (be->shared[i] == bc) {
+            be->shared[i] = NULL;
+        }
+    }
+    for (pp = &be->spare; *pp != NULL; pp = &(*pp)->spare_next) {
+        if (*pp == bc) {
+            *pp = bc->spare_next;
+            be->nspare--;
+            break;
+        }
+    }
+    if (bc->prev != NULL) {
+        bc->prev->next = bc->next;
+    } else {
+        be->conns = bc->next;
+    }
+    if (bc->next != NULL) {
+        bc->next->prev = bc->prev;
+    }
+    bc->prev = bc->next = NULL;
+    bc->be = NULL;
+}
+
+void bconn_close(struct bconn *bc, const char *why)
+{
+    struct worker *w = bc->w;
+    char addr[ADDR_TEXT_MAX];
+    struct req *r;
+
+    if (bc->state == BC_CLOSED) {
+        return;
+    }
+    snprintf(addr, sizeof(addr), "%s", bc->be != NULL ? bc->be->name : "?");
+    if (why != NULL) {
+        log_info("backend %s: %s connection closed: %s", addr,
+                 bc->dedicated ? "dedicated" : "shared", why);
+    }
+    bc->state = BC_CLOSED;
+    ev_io_stop(w->loop, &bc->io);
+    ev_timer_stop(w->loop, &bc->timer);
+    bc->io_events = 0;
+    transport_close(&bc->t);
+    if (bc->owner != NULL) {
+        client_lost_dedicated(bc->owner, bc);
+        bc->owner = NULL;
+    }
+    /* Off the backend first, so that requests handed back cannot be queued
+     * here again. */
+    for (r = bc->head; r != NULL && bc->be != NULL; r = r->bnext) {
+        if (!(r->flags & REQ_NOREPLY)) {
+            bc->be->inflight--;
+        }
+    }
+    bconn_unlink(bc);
+    while (bc->head != NULL) {
+        r = bconn_pop(bc);
+        bconn_hand_back(bc, r, addr);
+    }
+    spans_clear(&bc->cur);
+    if (bc->rchunk != NULL) {
+        chunk_unref(bc->rchunk);
+        bc->rchunk = NULL;
+    }
+    worker_wake_later(w);
+    worker_reap_bconn(w, bc);
+}
+
+void bconn_destroy(struct bconn *bc)
+{
+    free(bc);
+}

@@ -1,0 +1,146 @@
+/*
+ * chunk.c - the chunk pool and span lists.
+ */
+#include "proxy/chunk.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void chunk_pool_init(struct chunk_pool *p, size_t max_free)
+{
+    memset(p, 0, sizeof(*p));
+    p->max_free = max_free;
+}
+
+void chunk_pool_drain(struct chunk_pool *p)
+{
+    while (p->free != NULL) {
+        struct chunk *c = p->free;
+        p->free = c->next;
+        free(c);
+    }
+    p->nfree = 0;
+}
+
+struct chunk *chunk_get(struct chunk_pool *p)
+{
+    struct chunk *c = p->free;
+
+    if (c != NULL) {
+        p->free = c->next;
+        p->nfree--;
+    } else {
+        c = malloc(CHUNK_SIZE);
+        if (c == NULL) {
+            return NULL;
+        }
+        p->allocs++;
+        c->pool = p;
+        c->cap = (uint32_t)(CHUNK_SIZE - sizeof(struct chunk));
+    }
+    c->next = NULL;
+    c->refs = 1;
+    c->len = 0;
+    p->live++;
+    if (p->live > p->live_peak) {
+        p->live_peak = p->live;
+    }
+    return c;
+}
+
+void chunk_release(struct chunk *c)
+{
+    struct chunk_pool *p = c->pool;
+
+    p->live--;
+    if (p->nfree >= p->max_free) {
+        free(c);
+        return;
+    }
+    c->next = p->free;
+    p->free = c;
+    p->nfree++;
+}
+
+bool spans_add(struct spans *s, struct chunk *c, uint32_t off, uint32_t len)
+{
+    struct span *last;
+
+    if (len == 0) {
+        return true;
+    }
+    if (s->n > 0) {
+        last = spans_at(s, s->n - 1);
+        if (last->c == c && last->off + last->len == off) {
+            last->len += len;
+            s->bytes += len;
+            return true;
+        }
+    }
+    if (s->n >= CHUNK_SPANS && s->n - CHUNK_SPANS >= s->cap_more) {
+        uint32_t cap = s->cap_more ? s->cap_more * 2 : 8;
+        struct span *more = realloc(s->more, cap * sizeof(*more));
+        if (more == NULL) {
+            return false;
+        }
+        s->more = more;
+        s->cap_more = cap;
+    }
+    last = spans_at(s, s->n);
+    last->c = c;
+    last->off = off;
+    last->len = len;
+    chunk_ref(c);
+    s->n++;
+    s->bytes += len;
+    return true;
+}
+
+void spans_clear(struct spans *s)
+{
+    for (uint32_t i = 0; i < s->n; i++) {
+        chunk_unref(spans_at(s, i)->c);
+    }
+    free(s->more);
+    spans_init(s);
+}
+
+int spans_iov(struct spans *s, uint64_t skip, struct iovec *iov, int max)
+{
+    int k = 0;
+
+    for (uint32_t i = 0; i < s->n && k < max; i++) {
+        struct span *sp = spans_at(s, i);
+        if (skip >= sp->len) {
+            skip -= sp->len;
+            continue;
+        }
+        iov[k].iov_base = sp->c->data + sp->off + skip;
+        iov[k].iov_len = sp->len - skip;
+        skip = 0;
+        k++;
+    }
+    return k;
+}
+
+size_t spans_copy(struct spans *s, uint64_t skip, char *dst, size_t len)
+{
+    size_t done = 0;
+
+    for (uint32_t i = 0; i < s->n && done < len; i++) {
+        struct span *sp = spans_at(s, i);
+        size_t take;
+        if (skip >= sp->len) {
+            skip -= sp->len;
+            continue;
+        }
+        take = sp->len - skip;
+        if (take > len - done) {
+            take = len - done;
+        }
+        memcpy(dst + done, sp->c->data + sp->off + skip, take);
+        done += take;
+        skip = 0;
+    }
+    return done;
+}

@@ -1,0 +1,807 @@
+/*
+ * client.c - client connections: read, scan, dispatch in order, write back.
+ *
+ * Life of a request: bytes are read into the client's chunk; the request
+ * scanner marks where each request ends and the request keeps a span over
+ * those bytes (a small partial request at a chunk's end is moved to the next
+ * chunk, a large one keeps spans over several). Complete requests join the
+ * client's queue and are dispatched in order: answered locally, queued on a
+ * shared or dedicated backend connection, or held while no backend can take
+ * them. Replies are written back from the head of the queue, in order, with
+ * one writev per flush.
+ */
+#include "proxy/client.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/config.h"
+#include "proxy/backend.h"
+#include "proxy/commands.h"
+#include "proxy/local.h"
+#include "proxy/log.h"
+#include "proxy/proxy.h"
+#include "proxy/req.h"
+#include "proxy/router.h"
+#include "proxy/session.h"
+#include "proxy/worker.h"
+
+#define CLIENT_READS_PER_EVENT 16   /* fairness: reads per readiness event */
+#define CLIENT_TAIL_COPY_MAX   4096 /* partial requests up to this move to the next chunk */
+#define CLIENT_IOV_MAX         512  /* iovecs per writev */
+#define CLIENT_INLINE_ARGS     4096 /* most arguments an inline request may have */
+#define CLIENT_INFLIGHT_MAX    128  /* requests of one client in flight at once */
+#define REQ_OVERHEAD           ((uint64_t)sizeof(struct req))
+
+enum route_result {
+    ROUTE_SENT = 0,  /* queued on a backend connection */
+    ROUTE_LOCAL = 1, /* answered (or refused) by the proxy */
+    ROUTE_WAIT = 2,  /* cannot be dispatched yet */
+};
+
+static void client_io_cb(struct ev_loop *loop, ev_io *io, int revents);
+
+static const struct config *client_cfg(const struct client *c)
+{
+    return c->w->px->cfg;
+}
+
+static void client_set_events(struct client *c, bool want_write)
+{
+    unsigned ev = 0;
+
+    if (c->flags & CL_CLOSING) {
+        return;
+    }
+    if (!(c->flags & (CL_PAUSED | CL_CLOSE_AFTER))) {
+        ev |= EV_READ;
+    }
+    if (want_write) {
+        ev |= EV_WRITE;
+    }
+    if (ev == c->io_events) {
+        return;
+    }
+    ev_io_stop(c->w->loop, &c->io);
+    if (ev != 0) {
+        ev_io_set(&c->io, c->t.fd, (int)ev);
+        ev_io_start(c->w->loop, &c->io);
+    }
+    c->io_events = ev;
+}
+
+struct client *client_new(struct worker *w, struct listener *l, int fd)
+{
+    struct client *c = calloc(1, sizeof(*c));
+
+    if (c == NULL) {
+        return NULL;
+    }
+    c->w = w;
+    c->listener = l;
+    c->id = proxy_next_client_id(w->px);
+    transport_plain(&c->t, fd);
+    reqscan_init(&c->scan, &w->px->limits);
+    session_init(&c->sess);
+    c->last_active = ev_now(w->loop);
+    c->avg_reply = 64;
+    ev_io_init(&c->io, client_io_cb, fd, EV_READ);
+    c->io.data = c;
+    ev_io_start(w->loop, &c->io);
+    c->io_events = EV_READ;
+    c->next = w->clients;
+    if (w->clients != NULL) {
+        w->clients->prev = c;
+    }
+    w->clients = c;
+    w->nclients++;
+    w->stats.connections++;
+    return c;
+}
+
+/* ---- queue bookkeeping ------------------------------------------------ */
+
+static void client_append(struct client *c, struct req *r)
+{
+    r->client = c;
+    r->seq = ++c->seq;
+    r->since = ev_now(c->w->loop);
+    r->cprev = c->tail;
+    r->cnext = NULL;
+    if (c->tail != NULL) {
+        c->tail->cnext = r;
+    } else {
+        c->head = r;
+    }
+    c->tail = r;
+    c->nreqs++;
+    c->backlog += r->in.bytes + REQ_OVERHEAD;
+    if (r->flags & REQ_DONE) {
+        c->backlog += r->out.bytes;
+        c->outbytes += r->out.bytes;
+    }
+    if (c->undisp == NULL) {
+        c->undisp = r;
+    }
+    if (c->backlog > client_cfg(c)->client_backlog_limit) {
+        c->flags |= CL_PAUSED;
+    }
+}
+
+/* Take r off the client's queue; it is freed unless a backend connection
+ * still holds it (the connection frees it when it lets go). */
+static void client_unlink(struct client *c, struct req *r)
+{
+    if (r->cprev != NULL) {
+        r->cprev->cnext = r->cnext;
+    } else {
+        c->head = r->cnext;
+    }
+    if (r->cnext != NULL) {
+        r->cnext->cprev = r->cprev;
+    } else {
+        c->tail = r->cprev;
+    }
+    if (c->undisp == r) {
+        c->undisp = r->cnext;
+    }
+    c->nreqs--;
+    c->backlog -= r->in.bytes + REQ_OVERHEAD;
+    if (r->flags & REQ_DONE) {
+        c->backlog -= r->out.bytes;
+        c->outbytes -= r->out.bytes - r->written;
+    }
+    if (r->flags & REQ_HELD) {
+        c->w->held_bytes -= r->in.bytes;
+        r->flags &= ~REQ_HELD;
+    }
+    r->client = NULL;
+    r->cprev = r->cnext = NULL;
+    if (!(r->flags & REQ_DISPATCHED)) {
+        req_free(c->w, r);
+    }
+}
+
+/* ---- reading and scanning --------------------------------------------- */
+
+/* Make sure there is room to read into. When the chunk is full, a partial
+ * request at its end moves to the fresh chunk if it is small (so that most
+ * requests stay one span), or keeps a span over the old chunk if not. */
+static bool client_prepare_chunk(struct client *c)
+{
+    struct chunk *old = c->rchunk, *nc;
+    uint32_t keep = 0;
+
+    if (old != NULL && chunk_room(old) > 0) {
+        return true;
+    }
+    nc = chunk_get(&c->w->pool);
+    if (nc == NULL) {
+        return false;
+    }
+    if (old != NULL && c->cur != NULL) {
+        uint32_t part = old->len - c->rstart;
+        if (c->cur->in.n == 0 && part <= CLIENT_TAIL_COPY_MAX) {
+            memcpy(nc->data, old->data + c->rstart, part);
+            nc->len = keep = part;
+        } else if (!spans_add(&c->cur->in, old, c->rstart, part)) {
+            chunk_unref(nc);
+            return false;
+        }
+    }
+    if (old != NULL) {
+        chunk_unref(old);
+    }
+    c->rchunk = nc;
+    c->rpos = keep; /* bytes carried over were scanned already */
+    c->rstart = 0;
+    return true;
+}
+
+/* An idle connection holds no buffer. */
+static void client_release_chunk(struct client *c)
+{
+    if (c->rchunk != NULL && c->cur == NULL && c->rpos == c->rchunk->len) {
+        chunk_unref(c->rchunk);
+        c->rchunk = NULL;
+        c->rpos = c->rstart = 0;
+    }
+}
+
+/* The scanner found malformed input: answer as redis-server does, then close
+ * once everything before it has been answered. */
+static void client_protocol_error(struct client *c)
+{
+    struct req *r = c->cur;
+
+    c->cur = NULL;
+    spans_clear(&r->in);
+    req_reply_errorf(c->w, r, "ERR %s", c->scan.err);
+    r->flags |= REQ_CLOSE_AFTER;
+    client_append(c, r);
+    c->flags |= CL_CLOSE_AFTER;
+    worker_mark_client(c->w, c);
+    log_debug("client %llu: %s", (unsigned long long)c->id, c->scan.err);
+}
+
+/* Turn a complete inline request into multibulk (backends get one protocol),
+ * recording its command name. False when the line must be ignored (no
+ * arguments) or was refused (error queued). */
+static bool client_inline(struct client *c, struct req *r)
+{
+    size_t eol = reqscan_inline_eol(&c->scan), len = 0;
+    char *line = req_flatten(r, c->w->px->limits.max_inline_len + 2, &len);
+    const char **argv = NULL;
+    size_t *argl = NULL;
+    char *out = NULL, *enc = NULL;
+    int argc = -2;
+    bool ok = false;
+
+    if (line != NULL && len >= eol) {
+        len -= eol;
+        out = malloc(len + 1);
+        argv = malloc(CLIENT_INLINE_ARGS * sizeof(*argv));
+        argl = malloc(CLIENT_INLINE_ARGS * sizeof(*argl));
+    }
+    if (out != NULL && argv != NULL && argl != NULL) {
+        argc = reqscan_split_inline(line, len, out, len + 1, argv, argl, CLIENT_INLINE_ARGS);
+    }
+    if (argc == -1) {
+        snprintf(c->scan.err, sizeof(c->scan.err), "Protocol error: unbalanced quotes in request");
+        c->cur = r;
+        client_protocol_error(c);
+    } else if (argc == -2) {
+        snprintf(c->scan.err, sizeof(c->scan.err), "Protocol error: too big inline request");
+        c->cur = r;
+        client_protocol_error(c);
+    } else if (argc > 0) {
+        /* "$<len>\r\n<arg>\r\n" per argument: at most 24 bytes of framing. */
+        size_t cap = 16 + len + (size_t)argc * 24, n;
+        enc = malloc(cap);
+        if (enc != NULL) {
+            n = (size_t)snprintf(enc, cap, "*%d\r\n", argc);
+            for (int i = 0; i < argc; i++) {
+                n += (size_t)snprintf(enc + n, cap - n, "$%zu\r\n", argl[i]);
+                memcpy(enc + n, argv[i], argl[i]);
+                n += argl[i];
+                enc[n++] = '\r';
+                enc[n++] = '\n';
+            }
+            spans_clear(&r->in);
+            ok = req_spans_copy_in(c->w, &r->in, enc, n);
+        }
+        if (ok) {
+            r->argc = (uint32_t)argc;
+            r->ci = cmdtable_find(c->w->px->cmds, argv[0], argl[0], argc > 1 ? argv[1] : NULL,
+                                  argc > 1 ? argl[1] : 0);
+        } else {
+            client_close(c, "out of memory");
+        }
+    }
+    free(enc);
+    free(out);
+    free(argv);
+    free(argl);
+    free(line);
+    if (!ok && argc >= 0) {
+        req_free(c->w, r);
+    }
+    return ok;
+}
+
+/* A request was scanned completely: classify it and queue it. */
+static void client_request_done(struct client *c, struct req *r)
+{
+    const struct reqscan *s = &c->scan;
+
+    c->w->stats.requests++;
+    if (s->kind == REQSCAN_INLINE) {
+        if (client_inline(c, r)) {
+            client_append(c, r);
+        }
+        return;
+    }
+    if (s->argc == 0) {
+        req_free(c->w, r); /* "*0" and "*-1" are ignored, as by redis-server */
+        return;
+    }
+    r->argc = (uint32_t)s->argc;
+    if (!s->name_trunc) {
+        bool sub = s->argc > 1 && !s->arg1_trunc;
+        r->ci = cmdtable_find(c->w->px->cmds, s->name, s->name_len, sub ? s->arg1 : NULL,
+                              sub ? s->arg1_len : 0);
+    }
+    if (r->ci != NULL && s->argc > 1 && !s->arg1_trunc) {
+        r->intarg = session_parse_int(s->arg1, s->arg1_len);
+    }
+    client_append(c, r);
+}
+
+/* Scan what was read; complete requests are queued. */
+static void client_scan(struct client *c)
+{
+    struct chunk *ch = c->rchunk;
+
+    while (c->rpos < ch->len && !(c->flags & (CL_CLOSE_AFTER | CL_CLOSING))) {
+        enum reqscan_status st;
+        size_t used = 0;
+        if (c->cur == NULL) {
+            c->cur = req_new(c->w);
+            if (c->cur == NULL) {
+                client_close(c, "out of memory");
+                return;
+            }
+            c->rstart = c->rpos;
+        }
+        st = reqscan_feed(&c->scan, ch->data + c->rpos, ch->len - c->rpos, &used);
+        c->rpos += (uint32_t)used;
+        if (st == REQSCAN_MORE) {
+            if (c->scan.bytes > client_cfg(c)->client_query_buffer_limit) {
+                client_close(c, "request larger than client-query-buffer-limit");
+            }
+            return;
+        }
+        if (st == REQSCAN_ERROR) {
+            client_protocol_error(c);
+            return;
+        }
+        if (!spans_add(&c->cur->in, ch, c->rstart, c->rpos - c->rstart)) {
+            client_close(c, "out of memory");
+            return;
+        }
+        struct req *r = c->cur;
+        c->cur = NULL;
+        client_request_done(c, r);
+    }
+}
+
+static void client_read(struct client *c)
+{
+    for (int i = 0; i < CLIENT_READS_PER_EVENT; i++) {
+        struct chunk *ch;
+        ssize_t n;
+        uint32_t room;
+        if (c->flags & (CL_PAUSED | CL_CLOSE_AFTER | CL_CLOSING)) {
+            break;
+        }
+        if (!client_prepare_chunk(c)) {
+            client_close(c, "out of memory");
+            return;
+        }
+        ch = c->rchunk;
+        room = chunk_room(ch);
+        n = transport_read(&c->t, ch->data + ch->len, room);
+        if (n == 0) {
+            client_close(c, NULL);
+            return;
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                break;
+            }
+            client_close(c, strerror(errno));
+            return;
+        }
+        c->w->stats.client_reads++;
+        ch->len += (uint32_t)n;
+        c->last_active = ev_now(c->w->loop);
+        client_scan(c);
+        if (c->flags & CL_CLOSING) {
+            return;
+        }
+        if ((uint32_t)n < room && transport_pending(&c->t) == 0) {
+            break; /* the socket is drained */
+        }
+    }
+    client_dispatch(c);
+    if (!(c->flags & CL_CLOSING)) {
+        client_release_chunk(c);
+        client_set_events(c, c->io_events & EV_WRITE);
+    }
+}
+
+/* ---- dispatching -------------------------------------------------------- */
+
+/* r cannot be dispatched because no backend can take it: hold it, bounded in
+ * memory per worker and in time (client_tick). */
+static enum route_result client_hold(struct client *c, struct req *r, const char *what)
+{
+    const struct config *cfg = client_cfg(c);
+
+    if (!(r->flags & REQ_HELD)) {
+        if (c->w->held_bytes + r->in.bytes > cfg->hold_memory) {
+            req_reply_errorf(c->w, r, "ERR sentinel-proxy: no %s available and hold-memory is full",
+                             what);
+            return ROUTE_LOCAL;
+        }
+        r->flags |= REQ_HELD;
+        c->w->held_bytes += r->in.bytes;
+    }
+    worker_wait(c->w, c);
+    return ROUTE_WAIT;
+}
+
+static void client_unhold(struct client *c, struct req *r)
+{
+    if (r->flags & REQ_HELD) {
+        c->w->held_bytes -= r->in.bytes;
+        r->flags &= ~REQ_HELD;
+    }
+}
+
+/* Decide where r goes and queue it there. */
+static enum route_result client_route(struct client *c, struct req *r)
+{
+    struct backend *be;
+    struct bconn *bc;
+    int need = session_route(c, r);
+
+    if (need == SESSION_LOCAL) {
+        c->w->stats.local++;
+        local_handle(c, r);
+        return ROUTE_LOCAL;
+    }
+    if (need == SESSION_WAIT) {
+        return ROUTE_WAIT; /* state change pending on in-flight replies */
+    }
+    if (need == SESSION_DEDICATED && c->ded == NULL) {
+        if (c->inflight > 0) {
+            return ROUTE_WAIT; /* move only once the shared connection has answered */
+        }
+        be = c->w->master;
+        if (be == NULL || !backend_usable(be)) {
+            return client_hold(c, r, "master");
+        }
+        c->ded = backend_dedicated(be, c);
+        if (c->ded == NULL) {
+            return client_hold(c, r, "master connection");
+        }
+        if (!session_replay(c, c->ded)) {
+            client_close(c, "out of memory");
+            return ROUTE_LOCAL;
+        }
+    }
+    if (c->ded != NULL) {
+        bc = c->ded;
+    } else {
+        be = router_pick(c, r);
+        if (be == NULL) {
+            return client_hold(c, r, "backend");
+        }
+        bc = backend_shared(be, c->id);
+        if (bc == NULL) {
+            return client_hold(c, r, "backend");
+        }
+    }
+    if (c->inflight > 0 && bc != c->last) {
+        return ROUTE_WAIT; /* keep this client's commands in order */
+    }
+    client_unhold(c, r);
+    session_before_send(c, r, bc);
+    bconn_enqueue(bc, r);
+    if (!(r->flags & REQ_NOREPLY)) {
+        c->inflight++;
+    }
+    c->last = bc;
+    return ROUTE_SENT;
+}
+
+/* Admission: replies of requests in flight are expected to be about the
+ * average size seen so far; requests wait in the client's queue while those
+ * and the unsent replies would pass the backlog limit, so a client that asks
+ * for large replies and does not read them cannot make the proxy buffer
+ * without bound. With nothing in flight one request may go as long as the
+ * unsent replies are under the limit: the client makes room by reading. */
+static bool client_over_budget(const struct client *c)
+{
+    uint64_t limit = client_cfg(c)->client_backlog_limit;
+    uint64_t expected = (uint64_t)c->inflight * c->avg_reply + c->outbytes;
+
+    return c->inflight >= CLIENT_INFLIGHT_MAX || c->outbytes >= limit ||
+           (c->inflight > 0 && expected > limit);
+}
+
+void client_dispatch(struct client *c)
+{
+    while (c->undisp != NULL && !(c->flags & CL_CLOSING)) {
+        struct req *r = c->undisp;
+        if (r->flags & (REQ_DONE | REQ_DISPATCHED)) {
+            c->undisp = r->cnext;
+            continue;
+        }
+        if (client_over_budget(c)) {
+            break;
+        }
+        if (client_route(c, r) == ROUTE_WAIT) {
+            break;
+        }
+        if (c->undisp == r) {
+            c->undisp = r->cnext;
+        }
+        if (r->flags & REQ_DONE) {
+            c->outbytes += r->out.bytes;
+            c->backlog += r->out.bytes;
+            worker_mark_client(c->w, c);
+        }
+    }
+    if (c->undisp == NULL || !(c->undisp->flags & REQ_HELD)) {
+        worker_unwait(c->w, c);
+    }
+}
+
+void client_reply_done(struct client *c, struct req *r)
+{
+    if (!(r->flags & REQ_NOREPLY) && c->inflight > 0) {
+        c->inflight--;
+    }
+    r->flags |= REQ_DONE;
+    session_after_reply(c, r);
+    c->outbytes += r->out.bytes;
+    c->backlog += r->out.bytes;
+    c->avg_reply =
+        (uint32_t)((c->avg_reply * 7ULL + (r->out.bytes > UINT32_MAX ? UINT32_MAX : r->out.bytes)) /
+                   8);
+    if (c->outbytes > client_cfg(c)->client_output_limit) {
+        client_close(c, "replies larger than client-output-limit");
+        return;
+    }
+    worker_mark_client(c->w, c);
+    if (c->inflight == 0) {
+        c->last = NULL;
+        if (c->ded != NULL && session_is_clean(&c->sess) && c->ded->nqueued == 0) {
+            struct bconn *bc = c->ded;
+            c->ded = NULL;
+            backend_return(bc);
+        }
+    }
+    if (c->undisp != NULL) {
+        client_dispatch(c);
+    }
+}
+
+void client_push(struct client *c, struct spans *out)
+{
+    struct req *r = req_new(c->w), *at;
+
+    if (r == NULL) {
+        spans_clear(out);
+        client_close(c, "out of memory");
+        return;
+    }
+    r->out = *out;
+    spans_init(out);
+    r->flags = REQ_DONE | REQ_PUSH;
+    /* Stream order: after everything answered, before what is still waiting. */
+    for (at = c->head; at != NULL && (at->flags & REQ_DONE); at = at->cnext) {
+    }
+    r->client = c;
+    r->seq = at != NULL ? at->seq : c->seq + 1;
+    r->cnext = at;
+    r->cprev = at != NULL ? at->cprev : c->tail;
+    if (r->cprev != NULL) {
+        r->cprev->cnext = r;
+    } else {
+        c->head = r;
+    }
+    if (at != NULL) {
+        at->cprev = r;
+    } else {
+        c->tail = r;
+    }
+    c->nreqs++;
+    c->backlog += r->out.bytes + REQ_OVERHEAD;
+    c->outbytes += r->out.bytes;
+    if (c->outbytes > client_cfg(c)->client_output_limit) {
+        client_close(c, "messages larger than client-output-limit");
+        return;
+    }
+    worker_mark_client(c->w, c);
+}
+
+void client_undispatch(struct client *c, struct req *r)
+{
+    r->flags &= ~REQ_DISPATCHED;
+    r->bc = NULL;
+    r->sent = 0;
+    if (!(r->flags & REQ_NOREPLY) && c->inflight > 0) {
+        c->inflight--;
+    }
+    r->flags &= ~REQ_NOREPLY;
+    if (c->inflight == 0) {
+        c->last = NULL;
+    }
+    if (c->undisp == NULL || r->seq < c->undisp->seq) {
+        c->undisp = r;
+    }
+    worker_wait(c->w, c);
+}
+
+void client_lost_dedicated(struct client *c, struct bconn *bc)
+{
+    if (c->ded != bc) {
+        return;
+    }
+    c->ded = NULL;
+    session_lost_connection(c);
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+/* Free answered requests at the head whose reply is fully written. */
+static void client_trim(struct client *c)
+{
+    while (c->head != NULL && (c->head->flags & REQ_DONE) &&
+           c->head->written == c->head->out.bytes) {
+        struct req *r = c->head;
+        bool close_after = r->flags & REQ_CLOSE_AFTER;
+        client_unlink(c, r);
+        if (close_after) {
+            client_close(c, NULL);
+            return;
+        }
+    }
+}
+
+void client_flush(struct client *c)
+{
+    struct iovec iov[CLIENT_IOV_MAX];
+    struct req *r;
+    ssize_t n;
+    int k = 0;
+
+    if (c->flags & CL_CLOSING) {
+        return;
+    }
+    client_trim(c);
+    if (c->flags & CL_CLOSING) {
+        return;
+    }
+    for (r = c->head; r != NULL && (r->flags & REQ_DONE) && k < CLIENT_IOV_MAX; r = r->cnext) {
+        k += spans_iov(&r->out, r->written, iov + k, CLIENT_IOV_MAX - k);
+        if (r->flags & REQ_CLOSE_AFTER) {
+            break;
+        }
+    }
+    if (k == 0) {
+        client_set_events(c, false);
+        return;
+    }
+    n = transport_writev(&c->t, iov, k);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            client_set_events(c, true);
+            return;
+        }
+        client_close(c, strerror(errno));
+        return;
+    }
+    c->w->stats.client_writes++;
+    c->outbytes -= (uint64_t)n;
+    for (r = c->head; r != NULL && n > 0; r = r->cnext) {
+        uint64_t left = r->out.bytes - r->written;
+        uint64_t take = (uint64_t)n < left ? (uint64_t)n : left;
+        r->written += take;
+        n -= (ssize_t)take;
+    }
+    client_trim(c);
+    if (c->flags & CL_CLOSING) {
+        return;
+    }
+    if ((c->flags & CL_PAUSED) && c->backlog <= client_cfg(c)->client_backlog_limit / 2) {
+        c->flags &= ~CL_PAUSED;
+    }
+    if (c->undisp != NULL) {
+        client_dispatch(c); /* room was made for requests held back by admission */
+    }
+    r = c->head;
+    client_set_events(c, r != NULL && (r->flags & REQ_DONE) && r->written < r->out.bytes);
+    if ((c->flags & CL_CLOSE_AFTER) && c->head == NULL) {
+        client_close(c, NULL);
+    }
+}
+
+static void client_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct client *c = io->data;
+
+    (void)loop;
+    if (revents & EV_WRITE) {
+        client_flush(c);
+    }
+    if ((revents & EV_READ) && !(c->flags & CL_CLOSING)) {
+        client_read(c);
+    }
+}
+
+/* ---- closing ------------------------------------------------------------- */
+
+void client_close(struct client *c, const char *why)
+{
+    struct worker *w = c->w;
+
+    if (c->flags & CL_CLOSING) {
+        return;
+    }
+    if (why != NULL) {
+        log_debug("client %llu closed: %s", (unsigned long long)c->id, why);
+    }
+    c->flags |= CL_CLOSING;
+    ev_io_stop(w->loop, &c->io);
+    c->io_events = 0;
+    transport_close(&c->t);
+    worker_unwait(w, c);
+    /* Requests still on backend connections stay there (their replies are
+     * discarded); the client lets go of all of them now. */
+    while (c->head != NULL) {
+        client_unlink(c, c->head);
+    }
+    if (c->cur != NULL) {
+        req_free(w, c->cur);
+        c->cur = NULL;
+    }
+    if (c->ded != NULL) {
+        struct bconn *bc = c->ded;
+        c->ded = NULL;
+        bc->owner = NULL;
+        if (bc->nqueued == 0 && session_is_clean(&c->sess)) {
+            backend_return(bc);
+        } else {
+            bconn_close(bc, "dedicated session ended");
+        }
+    }
+    c->last = NULL;
+    worker_reap_client(w, c);
+}
+
+void client_destroy(struct client *c)
+{
+    struct worker *w = c->w;
+
+    if (c->rchunk != NULL) {
+        chunk_unref(c->rchunk);
+        c->rchunk = NULL;
+    }
+    session_free(&c->sess);
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        w->clients = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    w->nclients--;
+    __atomic_sub_fetch(&w->px->nclients, 1, __ATOMIC_RELAXED);
+    free(c);
+}
+
+void client_tick(struct client *c, double now)
+{
+    const struct config *cfg = client_cfg(c);
+    double limit = (double)cfg->hold_timeout_ms / 1000.0;
+    struct req *r;
+
+    /* Requests wait at most hold-timeout from their arrival; everything
+     * behind an expired one is tried (and, if still stuck, expires) too. */
+    while (!(c->flags & CL_CLOSING) && (r = c->undisp) != NULL && (r->flags & REQ_HELD) &&
+           now - r->since >= limit) {
+        client_unhold(c, r);
+        c->w->stats.held_timeouts++;
+        req_reply_errorf(c->w, r, "ERR sentinel-proxy: no usable %s within hold-timeout (%llu ms)",
+                         c->w->master == NULL ? "master" : "backend",
+                         (unsigned long long)cfg->hold_timeout_ms);
+        c->outbytes += r->out.bytes;
+        c->backlog += r->out.bytes;
+        c->undisp = r->cnext;
+        worker_mark_client(c->w, c);
+        client_dispatch(c);
+    }
+    if (c->flags & CL_CLOSING) {
+        return;
+    }
+    if (cfg->client_idle_timeout_ms > 0 && c->head == NULL && c->cur == NULL &&
+        now - c->last_active >= (double)cfg->client_idle_timeout_ms / 1000.0) {
+        client_close(c, "idle timeout");
+    }
+}

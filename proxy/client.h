@@ -1,0 +1,124 @@
+/*
+ * client.h - one client connection: reading and scanning its requests,
+ * dispatching them in order, and writing replies back in the same order.
+ *
+ * A client normally shares backend connections with everyone else. When its
+ * session takes on server-side state (a transaction, a database other than 0,
+ * a subscription, a blocking command, other credentials or protocol...), it
+ * moves to a dedicated backend connection where that state is replayed first,
+ * and it goes back to the shared ones once the state is gone.
+ *
+ * All of a client's requests in flight are on one backend connection at a
+ * time; a request for another connection waits until they are answered, so a
+ * client's commands are executed in the order it sent them.
+ */
+#ifndef SP_CLIENT_H
+#define SP_CLIENT_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proxy/chunk.h"
+#include "proxy/reqscan.h"
+#include "proxy/transport.h"
+
+struct worker;
+struct bconn;
+struct req;
+struct listener;
+
+enum {
+    CL_CLOSING = 1u << 0,     /* closed; reaped after the current callback */
+    CL_CLOSE_AFTER = 1u << 1, /* read nothing more; close once replies are written */
+    CL_PAUSED = 1u << 2,      /* reading paused: backlog over the limit */
+    CL_DIRTY = 1u << 3,       /* on the worker's flush list */
+    CL_WAITING = 1u << 4,     /* on the worker's waiting list: requests held */
+};
+
+/* Server-side state of the client's session, replayed on a new connection. */
+struct session {
+    int db;          /* SELECT */
+    uint8_t resp;    /* HELLO protocol version: 2 or 3 */
+    bool multi;      /* inside MULTI */
+    bool watching;   /* WATCH active */
+    bool streaming;  /* subscribed, MONITOR or CLIENT REPLY OFF/SKIP: replies stream */
+    bool tracking;   /* CLIENT TRACKING/CACHING/NO-EVICT/NO-TOUCH... state */
+    bool sticky;     /* state the proxy cannot undo (CLIENT NO-EVICT...): stay pinned */
+    bool lost_multi; /* the connection was lost inside MULTI: EXEC must abort */
+    bool lost_watch; /* the connection was lost with keys watched: EXEC returns nil */
+    char *auth;      /* the last successful AUTH request, as sent */
+    size_t auth_len;
+    char *hello; /* the last successful HELLO request, as sent */
+    size_t hello_len;
+    char *name; /* CLIENT SETNAME value ("" = none) */
+    size_t name_len;
+};
+
+struct client {
+    struct worker *w;
+    struct listener *listener;
+    struct transport t;
+    ev_io io;
+    uint64_t id;
+    uint16_t flags;
+    unsigned io_events;
+    struct chunk *rchunk; /* chunk being read into */
+    uint32_t rpos;        /* bytes of rchunk scanned */
+    uint32_t rstart;      /* where the request in progress starts in rchunk */
+    struct req *cur;      /* request being scanned */
+    struct reqscan scan;
+    struct req *head, *tail; /* every request in order */
+    struct req *undisp;      /* first request not yet dispatched */
+    uint32_t nreqs;
+    uint32_t inflight;  /* requests dispatched and awaiting replies */
+    struct bconn *last; /* connection holding the in-flight requests */
+    struct bconn *ded;  /* dedicated connection, when pinned */
+    uint64_t backlog;   /* bytes of queued requests and unwritten replies */
+    uint64_t outbytes;  /* bytes of replies waiting to be written */
+    uint64_t seq;       /* sequence number of the last request queued */
+    uint32_t avg_reply; /* moving average of reply sizes, for admission */
+    double last_active;
+    struct session sess;
+    struct client *prev, *next;   /* worker's clients */
+    struct client *dnext;         /* worker's flush list */
+    struct client *wprev, *wnext; /* worker's waiting list */
+    struct client *rnext;         /* worker's reap list */
+};
+
+/* Take over an accepted socket. NULL (socket closed) if out of memory. */
+struct client *client_new(struct worker *w, struct listener *l, int fd);
+
+/* Dispatch whatever can be dispatched now (after a reply, a new topology, a
+ * backend coming up). */
+void client_dispatch(struct client *c);
+
+/* A reply for r is complete: account it and let the client write it. */
+void client_reply_done(struct client *c, struct req *r);
+
+/* Add unsolicited output (push message, pub/sub message, MONITOR line) in
+ * stream order; takes ownership of the spans. */
+void client_push(struct client *c, struct spans *out);
+
+/* Take r back as not dispatched (its connection failed before it was
+ * answered) so that it is dispatched again. */
+void client_undispatch(struct client *c, struct req *r);
+
+/* Write pending replies; called by the worker's flush pass. */
+void client_flush(struct client *c);
+
+/* Close the connection now (requests in flight are forgotten). */
+void client_close(struct client *c, const char *why);
+
+/* Free a closed client (worker reap pass only). */
+void client_destroy(struct client *c);
+
+/* Called by the worker's timer: fail held requests older than the hold
+ * timeout, close idle clients. */
+void client_tick(struct client *c, double now);
+
+/* The dedicated connection was lost: reset server-side state as a direct
+ * connection would lose it, and remember what must fail (open MULTI). */
+void client_lost_dedicated(struct client *c, struct bconn *bc);
+
+#endif

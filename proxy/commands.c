@@ -1,0 +1,251 @@
+/*
+ * commands.c - the command table: built-in data, the proxy's own treatment of
+ * session-changing commands, and lookup by name.
+ *
+ * Lookup is on the hot path (once per request): names are folded to lower
+ * case into a small stack buffer and found in an open-addressing hash table
+ * sized to a power of two at most half full.
+ */
+#include "proxy/commands.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CMD(n, a, f, fk, lk, ks) {n, a, f, fk, lk, ks, CMDP_FORWARD, CMD_OTHER, false},
+
+static const struct cmd_info commands_data[] = {
+#include "proxy/commands_data.inc"
+};
+
+#undef CMD
+
+/* Commands whose handling differs from plain forwarding, by name. */
+struct cmd_override {
+    const char *name;
+    uint8_t proxy;
+    uint8_t id;
+};
+
+static const struct cmd_override commands_overrides[] = {
+    {"auth", CMDP_SESSION, CMD_AUTH},
+    {"blmove", CMDP_BLOCKING, CMD_OTHER},
+    {"blmpop", CMDP_BLOCKING, CMD_OTHER},
+    {"blpop", CMDP_BLOCKING, CMD_OTHER},
+    {"brpop", CMDP_BLOCKING, CMD_OTHER},
+    {"brpoplpush", CMDP_BLOCKING, CMD_OTHER},
+    {"bzmpop", CMDP_BLOCKING, CMD_OTHER},
+    {"bzpopmax", CMDP_BLOCKING, CMD_OTHER},
+    {"bzpopmin", CMDP_BLOCKING, CMD_OTHER},
+    {"client", CMDP_FORWARD, CMD_CLIENT},
+    {"client|caching", CMDP_SESSION, CMD_CLIENT},
+    {"client|getname", CMDP_LOCAL, CMD_CLIENT},
+    {"client|no-evict", CMDP_SESSION, CMD_CLIENT},
+    {"client|no-touch", CMDP_SESSION, CMD_CLIENT},
+    {"client|reply", CMDP_STREAM, CMD_CLIENT},
+    {"client|setinfo", CMDP_SESSION, CMD_CLIENT},
+    {"client|setname", CMDP_LOCAL, CMD_CLIENT},
+    {"client|tracking", CMDP_SESSION, CMD_CLIENT},
+    {"discard", CMDP_FORWARD, CMD_DISCARD},
+    {"exec", CMDP_FORWARD, CMD_EXEC},
+    {"hello", CMDP_SESSION, CMD_HELLO},
+    {"host:", CMDP_CLOSE, CMD_OTHER},
+    {"monitor", CMDP_STREAM, CMD_MONITOR},
+    {"multi", CMDP_SESSION, CMD_MULTI},
+    {"ping", CMDP_FORWARD, CMD_PING},
+    {"post", CMDP_CLOSE, CMD_OTHER},
+    {"proxy", CMDP_LOCAL, CMD_PROXY},
+    {"psubscribe", CMDP_STREAM, CMD_PSUBSCRIBE},
+    {"psync", CMDP_REFUSE, CMD_OTHER},
+    {"punsubscribe", CMDP_FORWARD, CMD_PUNSUBSCRIBE},
+    {"quit", CMDP_LOCAL, CMD_QUIT},
+    {"replconf", CMDP_REFUSE, CMD_OTHER},
+    {"reset", CMDP_LOCAL, CMD_RESET},
+    {"select", CMDP_SESSION, CMD_SELECT},
+    {"ssubscribe", CMDP_STREAM, CMD_SSUBSCRIBE},
+    {"subscribe", CMDP_STREAM, CMD_SUBSCRIBE},
+    {"sunsubscribe", CMDP_FORWARD, CMD_SUNSUBSCRIBE},
+    {"sync", CMDP_REFUSE, CMD_OTHER},
+    {"unsubscribe", CMDP_FORWARD, CMD_UNSUBSCRIBE},
+    {"unwatch", CMDP_FORWARD, CMD_UNWATCH},
+    {"wait", CMDP_BLOCKING, CMD_WAIT},
+    {"waitaof", CMDP_BLOCKING, CMD_WAIT},
+    {"watch", CMDP_SESSION, CMD_WATCH},
+    {"xread", CMDP_FORWARD, CMD_XREAD},
+    {"xreadgroup", CMDP_FORWARD, CMD_XREADGROUP},
+};
+
+/* Commands not in every Redis version's COMMAND output that the proxy must
+ * still recognise (the proxy's own, HTTP probes, newer sub-commands). */
+static const struct cmd_info commands_extra[] = {
+    {"proxy", -2, CMDF_LOADING | CMDF_STALE, 0, 0, 0, CMDP_LOCAL, CMD_PROXY, false},
+    {"post", -1, 0, 0, 0, 0, CMDP_CLOSE, CMD_OTHER, false},
+    {"host:", -1, 0, 0, 0, 0, CMDP_CLOSE, CMD_OTHER, false},
+    {"client|no-touch", 3, CMDF_NOSCRIPT | CMDF_LOADING | CMDF_STALE, 0, 0, 0, CMDP_SESSION,
+     CMD_CLIENT, false},
+    {"client|setinfo", -4, CMDF_NOSCRIPT | CMDF_LOADING | CMDF_STALE, 0, 0, 0, CMDP_SESSION,
+     CMD_CLIENT, false},
+    {"waitaof", 4, CMDF_NOSCRIPT, 0, 0, 0, CMDP_BLOCKING, CMD_WAIT, false},
+};
+
+struct cmdtable {
+    struct cmd_info *entries;
+    size_t n;
+    uint32_t *slots; /* index + 1 into entries; 0 = empty */
+    uint32_t mask;
+};
+
+static uint32_t commands_hash(const char *s, size_t len)
+{
+    uint32_t h = 2166136261u;
+
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
+    }
+    return h;
+}
+
+static const struct cmd_override *commands_override(const char *name)
+{
+    for (size_t i = 0; i < sizeof(commands_overrides) / sizeof(commands_overrides[0]); i++) {
+        if (strcmp(commands_overrides[i].name, name) == 0) {
+            return &commands_overrides[i];
+        }
+    }
+    return NULL;
+}
+
+static const struct cmd_info *commands_probe(const struct cmdtable *t, const char *lname,
+                                             size_t len)
+{
+    uint32_t i = commands_hash(lname, len) & t->mask;
+
+    while (t->slots[i] != 0) {
+        const struct cmd_info *ci = &t->entries[t->slots[i] - 1];
+        if (strncmp(ci->name, lname, len) == 0 && ci->name[len] == '\0') {
+            return ci;
+        }
+        i = (i + 1) & t->mask;
+    }
+    return NULL;
+}
+
+static void commands_insert(struct cmdtable *t, const struct cmd_info *src)
+{
+    const struct cmd_override *ov = commands_override(src->name);
+    size_t len = strlen(src->name);
+    const struct cmd_info *dup = commands_probe(t, src->name, len);
+    struct cmd_info *ci;
+    uint32_t i;
+
+    if (dup != NULL) {
+        return;
+    }
+    ci = &t->entries[t->n];
+    *ci = *src;
+    if (ov != NULL) {
+        ci->proxy = ov->proxy;
+        ci->id = ov->id;
+    }
+    i = commands_hash(src->name, len) & t->mask;
+    while (t->slots[i] != 0) {
+        i = (i + 1) & t->mask;
+    }
+    t->slots[i] = (uint32_t)(t->n + 1);
+    t->n++;
+}
+
+static void commands_mark_containers(struct cmdtable *t)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        const char *bar = strchr(t->entries[i].name, '|');
+        struct cmd_info *parent;
+        if (bar == NULL) {
+            continue;
+        }
+        parent = (struct cmd_info *)commands_probe(t, t->entries[i].name,
+                                                   (size_t)(bar - t->entries[i].name));
+        if (parent != NULL) {
+            parent->has_subs = true;
+        }
+    }
+}
+
+static struct cmdtable *commands_builtin_table;
+static pthread_once_t commands_once = PTHREAD_ONCE_INIT;
+
+static void commands_build_builtin(void)
+{
+    size_t ndata = sizeof(commands_data) / sizeof(commands_data[0]);
+    size_t nextra = sizeof(commands_extra) / sizeof(commands_extra[0]);
+    size_t total = ndata + nextra;
+    struct cmdtable *t = calloc(1, sizeof(*t));
+    uint32_t size = 64;
+
+    while (size < total * 2) {
+        size *= 2;
+    }
+    if (t == NULL) {
+        abort();
+    }
+    t->entries = calloc(total, sizeof(*t->entries));
+    t->slots = calloc(size, sizeof(*t->slots));
+    if (t->entries == NULL || t->slots == NULL) {
+        abort();
+    }
+    t->mask = size - 1;
+    for (size_t i = 0; i < ndata; i++) {
+        commands_insert(t, &commands_data[i]);
+    }
+    for (size_t i = 0; i < nextra; i++) {
+        commands_insert(t, &commands_extra[i]);
+    }
+    commands_mark_containers(t);
+    commands_builtin_table = t;
+}
+
+const struct cmdtable *cmdtable_builtin(void)
+{
+    pthread_once(&commands_once, commands_build_builtin);
+    return commands_builtin_table;
+}
+
+const struct cmd_info *cmdtable_lookup(const struct cmdtable *t, const char *name, size_t len)
+{
+    char lname[64];
+
+    if (len == 0 || len >= sizeof(lname)) {
+        return NULL;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char ch = name[i];
+        lname[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+    }
+    lname[len] = '\0';
+    return commands_probe(t, lname, len);
+}
+
+const struct cmd_info *cmdtable_find(const struct cmdtable *t, const char *name, size_t nlen,
+                                     const char *arg1, size_t alen)
+{
+    const struct cmd_info *ci = cmdtable_lookup(t, name, nlen);
+    const struct cmd_info *sub;
+    char full[64];
+
+    if (ci == NULL || !ci->has_subs || arg1 == NULL || alen == 0) {
+        return ci;
+    }
+    if (nlen + 1 + alen >= sizeof(full)) {
+        return ci;
+    }
+    memcpy(full, name, nlen);
+    full[nlen] = '|';
+    memcpy(full + nlen + 1, arg1, alen);
+    sub = cmdtable_lookup(t, full, nlen + 1 + alen);
+    return sub != NULL ? sub : ci;
+}
+
+size_t cmdtable_size(const struct cmdtable *t)
+{
+    return t->n;
+}

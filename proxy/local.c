@@ -1,0 +1,317 @@
+/*
+ * local.c - replies the proxy writes itself.
+ *
+ * PROXY is the proxy's own command:
+ *   PROXY TOPOLOGY  master, replicas, their health, the epoch and Sentinels
+ *   PROXY STATS     request and connection counters of the whole process
+ *   PROXY VERSION   the version
+ *   PROXY HELP      this list
+ * Its replies are bulk strings of "key:value" lines, like INFO.
+ */
+#include "proxy/local.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conf/config.h"
+#include "proxy/backend.h"
+#include "proxy/client.h"
+#include "proxy/commands.h"
+#include "proxy/log.h"
+#include "proxy/proxy.h"
+#include "proxy/req.h"
+#include "proxy/session.h"
+#include "proxy/strbuf.h"
+#include "proxy/worker.h"
+#include "sentinel/topology.h"
+
+#define LOCAL_ARGS_MAX 8
+
+struct local_args {
+    char *buf;
+    int argc;
+    const char *argv[LOCAL_ARGS_MAX];
+    size_t argl[LOCAL_ARGS_MAX];
+};
+
+static void local_reply(struct client *c, struct req *r, const char *resp, size_t len)
+{
+    if (!req_reply_raw(c->w, r, resp, len)) {
+        client_close(c, "out of memory");
+    }
+}
+
+static void local_reply_sb(struct client *c, struct req *r, struct strbuf *sb)
+{
+    if (sb->oom) {
+        req_reply_error(c->w, r, "ERR sentinel-proxy: out of memory");
+    } else {
+        local_reply(c, r, sb->buf, sb->len);
+    }
+    strbuf_free(sb);
+}
+
+static void local_reply_bulk_text(struct client *c, struct req *r, struct strbuf *text)
+{
+    struct strbuf sb;
+
+    strbuf_init(&sb);
+    strbuf_bulk(&sb, text->buf != NULL ? text->buf : "", text->len);
+    sb.oom = sb.oom || text->oom;
+    strbuf_free(text);
+    local_reply_sb(c, r, &sb);
+}
+
+static bool local_args(struct req *r, struct local_args *a)
+{
+    size_t len = 0;
+
+    a->argc = 0;
+    a->buf = req_flatten(r, 1u << 20, &len);
+    if (a->buf == NULL) {
+        return false;
+    }
+    a->argc = req_split(a->buf, len, a->argv, a->argl, LOCAL_ARGS_MAX);
+    return a->argc > 0;
+}
+
+static bool local_is(const struct local_args *a, int i, const char *word)
+{
+    return i < a->argc && a->argl[i] == strlen(word) &&
+           strncasecmp(a->argv[i], word, a->argl[i]) == 0;
+}
+
+static void local_wrong_arity(struct client *c, struct req *r)
+{
+    req_reply_errorf(c->w, r, "ERR wrong number of arguments for '%s' command",
+                     r->ci != NULL ? r->ci->name : "?");
+}
+
+/* ---- PROXY ---------------------------------------------------------------- */
+
+static const char *local_backend_state(const struct backend *be)
+{
+    switch (be->state) {
+    case BE_UP:
+        return "up";
+    case BE_DOWN:
+        return "down";
+    default:
+        return "connecting";
+    }
+}
+
+static void local_topology(struct client *c, struct strbuf *sb)
+{
+    struct worker *w = c->w;
+    struct topology *t = w->topo;
+    struct proxy *px = w->px;
+    char addr[ADDR_TEXT_MAX];
+    int i = 0;
+
+    strbuf_printf(sb, "# Topology\r\n");
+    strbuf_printf(sb, "mode:%s\r\n", px->cfg->has_sentinel ? "sentinel" : "fixed");
+    if (px->cfg->has_sentinel) {
+        strbuf_printf(sb, "master_name:%s\r\n", px->cfg->master_name);
+    }
+    strbuf_printf(sb, "epoch:%llu\r\n", t != NULL ? (unsigned long long)t->epoch : 0ULL);
+    strbuf_printf(sb, "version:%llu\r\n", t != NULL ? (unsigned long long)t->version : 0ULL);
+    if (t != NULL && t->has_master) {
+        addr_format(&t->master, addr, sizeof(addr));
+        strbuf_printf(sb, "master:%s\r\n", addr);
+    } else {
+        strbuf_printf(sb, "master:none\r\n");
+    }
+    strbuf_printf(sb, "replicas:%zu\r\n", t != NULL ? t->nreplicas : 0);
+    for (size_t k = 0; t != NULL && k < t->nreplicas; k++) {
+        const struct topology_replica *rp = &t->replicas[k];
+        addr_format(&rp->addr, addr, sizeof(addr));
+        strbuf_printf(sb, "replica%zu:addr=%s,healthy=%d,offset=%llu,weight=%d,zone=%s\r\n", k,
+                      addr, rp->healthy ? 1 : 0, (unsigned long long)rp->offset, rp->weight,
+                      rp->zone[0] != '\0' ? rp->zone : "-");
+    }
+    pthread_mutex_lock(&px->status_lock);
+    if (px->control_status != NULL) {
+        strbuf_append(sb, px->control_status, strlen(px->control_status));
+    }
+    pthread_mutex_unlock(&px->status_lock);
+    strbuf_printf(sb, "# Backends (worker %d)\r\n", w->id);
+    for (struct backend *be = w->backends; be != NULL; be = be->next, i++) {
+        strbuf_printf(sb,
+                      "backend%d:addr=%s,role=%s,state=%s,requests=%llu,inflight=%u,"
+                      "failures=%llu\r\n",
+                      i, be->name,
+                      be->role == BACKEND_MASTER    ? "master"
+                      : be->role == BACKEND_REPLICA ? "replica"
+                                                    : "retired",
+                      local_backend_state(be), (unsigned long long)be->nrequests, be->inflight,
+                      (unsigned long long)be->nerrors);
+    }
+}
+
+#define LOCAL_STAT(field)                                                                          \
+    do {                                                                                           \
+        uint64_t sum = 0;                                                                          \
+        for (int k = 0; k < px->nworkers; k++) {                                                   \
+            sum += __atomic_load_n(&px->workers[k].stats.field, __ATOMIC_RELAXED);                 \
+        }                                                                                          \
+        strbuf_printf(sb, #field ":%llu\r\n", (unsigned long long)sum);                            \
+    } while (0)
+
+static void local_stats(struct client *c, struct strbuf *sb)
+{
+    struct proxy *px = c->w->px;
+
+    strbuf_printf(sb, "# Stats\r\n");
+    strbuf_printf(sb, "version:%s\r\n", PROXY_VERSION);
+    strbuf_printf(sb, "workers:%d\r\n", px->nworkers);
+    strbuf_printf(sb, "connected_clients:%d\r\n", __atomic_load_n(&px->nclients, __ATOMIC_RELAXED));
+    LOCAL_STAT(connections);
+    LOCAL_STAT(requests);
+    LOCAL_STAT(local);
+    LOCAL_STAT(errors_sent);
+    LOCAL_STAT(retried);
+    LOCAL_STAT(unknown);
+    LOCAL_STAT(held_timeouts);
+    LOCAL_STAT(client_reads);
+    LOCAL_STAT(client_writes);
+    LOCAL_STAT(backend_reads);
+    LOCAL_STAT(backend_writes);
+    strbuf_printf(sb, "held_bytes_worker:%llu\r\n", (unsigned long long)c->w->held_bytes);
+    strbuf_printf(sb, "chunks_live_worker:%zu\r\n", c->w->pool.live);
+    strbuf_printf(sb, "chunks_pooled_worker:%zu\r\n", c->w->pool.nfree);
+}
+
+static void local_proxy(struct client *c, struct req *r)
+{
+    static const char help[] = "*5\r\n"
+                               "+PROXY TOPOLOGY - master, replicas, health, epoch, Sentinels\r\n"
+                               "+PROXY STATS - counters of the whole process\r\n"
+                               "+PROXY VERSION - the proxy's version\r\n"
+                               "+PROXY HELP - this text\r\n"
+                               "+(answered by sentinel-proxy, never forwarded)\r\n";
+    struct local_args a;
+    struct strbuf sb;
+
+    strbuf_init(&sb);
+    if (!local_args(r, &a) || a.argc < 2) {
+        local_wrong_arity(c, r);
+    } else if (local_is(&a, 1, "topology")) {
+        local_topology(c, &sb);
+        local_reply_bulk_text(c, r, &sb);
+    } else if (local_is(&a, 1, "stats")) {
+        local_stats(c, &sb);
+        local_reply_bulk_text(c, r, &sb);
+    } else if (local_is(&a, 1, "version")) {
+        strbuf_printf(&sb, "sentinel-proxy %s", PROXY_VERSION);
+        local_reply_bulk_text(c, r, &sb);
+    } else if (local_is(&a, 1, "help")) {
+        local_reply(c, r, help, sizeof(help) - 1);
+    } else {
+        req_reply_errorf(c->w, r, "ERR unknown subcommand '%.*s'. Try PROXY HELP.",
+                         (int)(a.argl[1] > 64 ? 64 : a.argl[1]), a.argv[1]);
+    }
+    free(a.buf);
+}
+
+/* ---- CLIENT SETNAME / GETNAME while sharing connections ------------------ */
+
+static void local_client(struct client *c, struct req *r)
+{
+    struct local_args a;
+    bool setname = strcmp(r->ci->name, "client|setname") == 0;
+
+    if (!local_args(r, &a) || a.argc != (setname ? 3 : 2)) {
+        local_wrong_arity(c, r);
+    } else if (!setname) {
+        struct strbuf sb;
+        strbuf_init(&sb);
+        if (c->sess.name == NULL) {
+            strbuf_append(&sb, "$-1\r\n", 5);
+        } else {
+            strbuf_bulk(&sb, c->sess.name, c->sess.name_len);
+        }
+        local_reply_sb(c, r, &sb);
+    } else {
+        bool valid = true;
+        for (size_t i = 0; i < a.argl[2]; i++) {
+            valid = valid && a.argv[2][i] >= '!' && a.argv[2][i] <= '~';
+        }
+        if (!valid) {
+            req_reply_error(c->w, r,
+                            "ERR Client names cannot contain spaces, newlines or special "
+                            "characters.");
+        } else if (!session_set_name(&c->sess, a.argv[2], a.argl[2])) {
+            req_reply_error(c->w, r, "ERR sentinel-proxy: out of memory");
+        } else {
+            local_reply(c, r, "+OK\r\n", 5);
+        }
+    }
+    free(a.buf);
+}
+
+/* ---- a transaction whose connection was lost ----------------------------- */
+
+static void local_lost_multi(struct client *c, struct req *r)
+{
+    int id = r->ci != NULL ? r->ci->id : CMD_OTHER;
+
+    if (id == CMD_EXEC) {
+        c->sess.lost_multi = c->sess.lost_watch = false;
+        req_reply_error(c->w, r,
+                        "EXECABORT Transaction discarded because the connection to the master "
+                        "was lost (sentinel-proxy)");
+    } else if (id == CMD_DISCARD) {
+        c->sess.lost_multi = c->sess.lost_watch = false;
+        local_reply(c, r, "+OK\r\n", 5);
+    } else {
+        req_reply_error(c->w, r,
+                        "ERR sentinel-proxy: connection to the master lost inside MULTI; the "
+                        "transaction will be discarded (send EXEC or DISCARD)");
+    }
+}
+
+void local_handle(struct client *c, struct req *r)
+{
+    const struct cmd_info *ci = r->ci;
+
+    if (c->sess.lost_multi) {
+        local_lost_multi(c, r);
+        return;
+    }
+    switch (ci->proxy) {
+    case CMDP_CLOSE:
+        log_warn("client %llu sent an HTTP request line ('%s'): closing the connection",
+                 (unsigned long long)c->id, ci->name);
+        client_close(c, "HTTP request");
+        return;
+    case CMDP_REFUSE:
+        req_reply_errorf(c->w, r, "ERR sentinel-proxy: '%s' is not supported through the proxy",
+                         ci->name);
+        return;
+    default:
+        break;
+    }
+    switch (ci->id) {
+    case CMD_QUIT:
+        local_reply(c, r, "+OK\r\n", 5);
+        r->flags |= REQ_CLOSE_AFTER;
+        c->flags |= CL_CLOSE_AFTER;
+        return;
+    case CMD_RESET:
+        session_reset(&c->sess);
+        local_reply(c, r, "+RESET\r\n", 8);
+        return;
+    case CMD_PROXY:
+        local_proxy(c, r);
+        return;
+    case CMD_CLIENT:
+        local_client(c, r);
+        return;
+    default:
+        req_reply_errorf(c->w, r, "ERR sentinel-proxy: cannot answer '%s'", ci->name);
+        return;
+    }
+}

@@ -1,0 +1,206 @@
+/*
+ * proxy.c - process start-up and shutdown: open file limit, listeners,
+ * workers, the control plane (Sentinel engine or a fixed backend), signals.
+ */
+#include "proxy/proxy.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "conf/config.h"
+#include "proxy/commands.h"
+#include "proxy/listener.h"
+#include "proxy/log.h"
+#include "proxy/worker.h"
+#include "sentinel/engine.h"
+#include "sentinel/topology.h"
+
+uint64_t proxy_next_client_id(struct proxy *px)
+{
+    return __atomic_add_fetch(&px->next_client_id, 1, __ATOMIC_RELAXED);
+}
+
+void proxy_publish(struct proxy *px, struct topology *t)
+{
+    for (int i = 0; i < px->nworkers; i++) {
+        worker_publish(&px->workers[i], t);
+    }
+}
+
+void proxy_set_status(struct proxy *px, char *text)
+{
+    char *old;
+
+    pthread_mutex_lock(&px->status_lock);
+    old = px->control_status;
+    px->control_status = text;
+    pthread_mutex_unlock(&px->status_lock);
+    free(old);
+}
+
+/* Each client needs a descriptor, and so do backend connections. */
+static void proxy_raise_nofile(const struct config *cfg)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)cfg->max_clients * 2 + 1024;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want) {
+        return;
+    }
+    rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want) {
+        log_warn("open file limit is %llu: fewer than max-clients (%d) may connect",
+                 (unsigned long long)rl.rlim_cur, cfg->max_clients);
+    }
+}
+
+static bool proxy_resolve(struct config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        if (!addr_resolve(&cfg->listeners[i].addr, err, errlen)) {
+            return false;
+        }
+    }
+    if (cfg->has_backend && !addr_resolve(&cfg->backend, err, errlen)) {
+        return false;
+    }
+    return true;
+}
+
+static void proxy_signal_cb(struct ev_loop *loop, ev_signal *sig, int revents)
+{
+    (void)revents;
+    log_info("received %s, shutting down", sig->signum == SIGINT ? "SIGINT" : "SIGTERM");
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static int proxy_workers_wanted(const struct config *cfg)
+{
+    long n;
+
+    if (cfg->workers > 0) {
+        return cfg->workers;
+    }
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static void proxy_log_start(const struct proxy *px)
+{
+    const struct config *cfg = px->cfg;
+    char text[ADDR_TEXT_MAX];
+
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        addr_format(&cfg->listeners[i].addr, text, sizeof(text));
+        log_info("listening on %s", text);
+    }
+    if (cfg->has_backend) {
+        addr_format(&cfg->backend, text, sizeof(text));
+        log_info("sentinel-proxy %s ready: %d worker(s), fixed master %s", PROXY_VERSION,
+                 px->nworkers, text);
+    } else {
+        log_info("sentinel-proxy %s ready: %d worker(s), master '%s' from %zu Sentinel(s)",
+                 PROXY_VERSION, px->nworkers, cfg->master_name, cfg->nsentinels);
+    }
+}
+
+static void proxy_close_shared(const struct config *cfg, const int *fds)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        if (fds[i] >= 0) {
+            close(fds[i]);
+        }
+        if (cfg->listeners[i].addr.family == AF_UNIX) {
+            unlink(cfg->listeners[i].addr.host);
+        }
+    }
+}
+
+int proxy_run(struct config *cfg)
+{
+    struct proxy px;
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    ev_signal sigint, sigterm;
+    struct engine *engine = NULL;
+    char err[CONFIG_ERR_MAX];
+    int *fds = NULL, started = 0, rc = 1;
+
+    memset(&px, 0, sizeof(px));
+    pthread_mutex_init(&px.status_lock, NULL);
+    px.cfg = cfg;
+    px.cmds = cmdtable_builtin();
+    px.limits.max_bulk_len = cfg->proto_max_bulk_len;
+    px.limits.max_inline_len = 64 * 1024;
+    px.started = ev_time();
+    px.nworkers = proxy_workers_wanted(cfg);
+    signal(SIGPIPE, SIG_IGN);
+    proxy_raise_nofile(cfg);
+    if (loop == NULL || !proxy_resolve(cfg, err, sizeof(err))) {
+        log_error("%s", loop == NULL ? "cannot create the event loop" : err);
+        return 1;
+    }
+    fds = calloc(cfg->nlisteners, sizeof(*fds));
+    px.workers = calloc((size_t)px.nworkers, sizeof(*px.workers));
+    if (fds == NULL || px.workers == NULL) {
+        log_error("out of memory");
+        goto done;
+    }
+    if (!listener_open_shared(&px, fds, err, sizeof(err))) {
+        log_error("%s", err);
+        goto done;
+    }
+    for (; started < px.nworkers; started++) {
+        struct worker *w = &px.workers[started];
+        if (!worker_init(w, &px, started, err, sizeof(err)) ||
+            !listener_start(w, fds, err, sizeof(err))) {
+            log_error("%s", err);
+            if (w->loop != NULL) {
+                listener_stop(w);
+                ev_loop_destroy(w->loop);
+            }
+            goto stop;
+        }
+    }
+    if (cfg->has_backend) {
+        struct topology *t = topology_new();
+        t->has_master = true;
+        t->master = cfg->backend;
+        t->version = 1;
+        proxy_publish(&px, t);
+        topology_unref(t);
+    } else {
+        engine = engine_start(loop, &px, err, sizeof(err));
+        if (engine == NULL) {
+            log_error("%s", err);
+            goto stop;
+        }
+    }
+    for (int i = 0; i < px.nworkers; i++) {
+        if (!worker_start(&px.workers[i])) {
+            log_error("cannot start worker thread %d", i);
+            goto stop;
+        }
+    }
+    ev_signal_init(&sigint, proxy_signal_cb, SIGINT);
+    ev_signal_start(loop, &sigint);
+    ev_signal_init(&sigterm, proxy_signal_cb, SIGTERM);
+    ev_signal_start(loop, &sigterm);
+    proxy_log_start(&px);
+    ev_run(loop, 0);
+    rc = 0;
+stop:
+    engine_stop(engine);
+    for (int i = 0; i < started; i++) {
+        worker_stop(&px.workers[i]);
+    }
+    proxy_close_shared(cfg, fds);
+done:
+    free(fds);
+    free(px.workers);
+    free(px.control_status);
+    pthread_mutex_destroy(&px.status_lock);
+    return rc;
+}

@@ -1,0 +1,50 @@
+/*
+ * proxy.h - process-wide state that workers read but never write on the
+ * request path: the validated configuration, the command table, the workers,
+ * and a few counters updated atomically.
+ */
+#ifndef SP_PROXY_H
+#define SP_PROXY_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proxy/reqscan.h"
+
+struct config;
+struct cmdtable;
+struct worker;
+struct topology;
+struct engine;
+
+#define PROXY_VERSION "0.1.0"
+
+struct proxy {
+    struct config *cfg;
+    const struct cmdtable *cmds;
+    struct reqscan_limits limits;
+    struct worker *workers;
+    int nworkers;
+    int nclients;            /* connected clients, all workers (atomic) */
+    uint64_t next_client_id; /* atomic */
+    double started;
+    struct engine *engine;       /* the Sentinel engine, NULL with a fixed backend */
+    pthread_mutex_t status_lock; /* guards control_status */
+    char *control_status;        /* Sentinel section of PROXY TOPOLOGY, from the control plane */
+};
+
+/* Next unique client id (any thread). */
+uint64_t proxy_next_client_id(struct proxy *px);
+
+/* Run the proxy with a validated configuration until SIGINT or SIGTERM:
+ * listeners, workers and the control plane. Returns the exit status. */
+int proxy_run(struct config *cfg);
+
+/* Hand a topology snapshot to every worker (control thread). */
+void proxy_publish(struct proxy *px, struct topology *t);
+
+/* Replace the control plane's section of PROXY TOPOLOGY (takes ownership). */
+void proxy_set_status(struct proxy *px, char *text);
+
+#endif

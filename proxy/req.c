@@ -1,0 +1,213 @@
+/*
+ * req.c - request objects, the proxy's own replies, and the cold-path helpers
+ * that need a request's arguments.
+ */
+#include "proxy/req.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/worker.h"
+
+#define REQ_FREE_MAX 4096 /* requests kept on a worker's free list */
+
+struct req *req_new(struct worker *w)
+{
+    struct req *r = w->req_free;
+
+    if (r != NULL) {
+        w->req_free = r->bnext;
+        w->nreq_free--;
+    } else {
+        r = malloc(sizeof(*r));
+        if (r == NULL) {
+            return NULL;
+        }
+    }
+    memset(r, 0, sizeof(*r));
+    spans_init(&r->in);
+    spans_init(&r->out);
+    r->intarg = -1;
+    return r;
+}
+
+void req_free(struct worker *w, struct req *r)
+{
+    spans_clear(&r->in);
+    spans_clear(&r->out);
+    if (w->nreq_free >= REQ_FREE_MAX) {
+        free(r);
+        return;
+    }
+    r->bnext = w->req_free;
+    w->req_free = r;
+    w->nreq_free++;
+}
+
+bool req_spans_copy_in(struct worker *w, struct spans *s, const char *data, size_t len)
+{
+    struct chunk *c = w->lchunk;
+
+    /* Small writes share one chunk; one that does not fit in the room left
+     * starts a fresh chunk, and a huge one is split over several. */
+    while (len > 0) {
+        uint32_t take;
+        if (c == NULL || chunk_room(c) == 0 || (chunk_room(c) < len && c->len > 0)) {
+            if (c != NULL) {
+                chunk_unref(c);
+            }
+            c = w->lchunk = chunk_get(&w->pool);
+            if (c == NULL) {
+                return false;
+            }
+        }
+        take = chunk_room(c) < len ? chunk_room(c) : (uint32_t)len;
+        memcpy(c->data + c->len, data, take);
+        if (!spans_add(s, c, c->len, take)) {
+            return false;
+        }
+        c->len += take;
+        data += take;
+        len -= take;
+    }
+    return true;
+}
+
+bool req_reply_raw(struct worker *w, struct req *r, const char *resp, size_t len)
+{
+    spans_clear(&r->out);
+    if (!req_spans_copy_in(w, &r->out, resp, len)) {
+        return false;
+    }
+    r->flags |= REQ_DONE;
+    return true;
+}
+
+void req_reply_error(struct worker *w, struct req *r, const char *msg)
+{
+    char line[512];
+    size_t n = 0;
+
+    line[n++] = '-';
+    for (const char *p = msg; *p != '\0' && n < sizeof(line) - 3; p++) {
+        line[n++] = (*p == '\r' || *p == '\n') ? ' ' : *p;
+    }
+    line[n++] = '\r';
+    line[n++] = '\n';
+    w->stats.errors_sent++;
+    if (!req_reply_raw(w, r, line, n)) {
+        /* Out of memory: the request still completes, with no bytes; the
+         * client sees a missing reply rather than a stalled queue. */
+        r->flags |= REQ_DONE;
+    }
+    r->flags |= REQ_ERROR;
+}
+
+void req_reply_errorf(struct worker *w, struct req *r, const char *fmt, ...)
+{
+    char msg[480];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    req_reply_error(w, r, msg);
+}
+
+struct req *req_internal(struct worker *w, int argc, const char *const *argv, const size_t *argl)
+{
+    struct req *r = req_new(w);
+    char head[32];
+    bool ok;
+    int n;
+
+    if (r == NULL) {
+        return NULL;
+    }
+    r->flags = REQ_INTERNAL;
+    r->argc = (uint32_t)argc;
+    n = snprintf(head, sizeof(head), "*%d\r\n", argc);
+    ok = req_spans_copy_in(w, &r->in, head, (size_t)n);
+    for (int i = 0; ok && i < argc; i++) {
+        n = snprintf(head, sizeof(head), "$%zu\r\n", argl[i]);
+        ok = req_spans_copy_in(w, &r->in, head, (size_t)n) &&
+             req_spans_copy_in(w, &r->in, argv[i], argl[i]) &&
+             req_spans_copy_in(w, &r->in, "\r\n", 2);
+    }
+    if (!ok) {
+        req_free(w, r);
+        return NULL;
+    }
+    return r;
+}
+
+char *req_flatten(struct req *r, size_t max, size_t *len)
+{
+    char *buf;
+
+    if (r->in.bytes > max) {
+        return NULL;
+    }
+    buf = malloc(r->in.bytes + 1);
+    if (buf == NULL) {
+        return NULL;
+    }
+    *len = spans_copy(&r->in, 0, buf, r->in.bytes);
+    buf[*len] = '\0';
+    return buf;
+}
+
+/* Parse a decimal count at *p up to "\r\n"; advances *p past the CRLF. */
+static long req_split_number(const char **p, const char *end)
+{
+    long v = 0;
+    bool any = false;
+
+    while (*p < end && **p >= '0' && **p <= '9') {
+        v = v * 10 + (**p - '0');
+        if (v > (1L << 40)) {
+            return -1;
+        }
+        (*p)++;
+        any = true;
+    }
+    if (!any || end - *p < 2 || (*p)[0] != '\r') {
+        return -1;
+    }
+    *p += 2;
+    return v;
+}
+
+int req_split(const char *buf, size_t len, const char **argv, size_t *argl, int maxargs)
+{
+    const char *p = buf, *end = buf + len;
+    long argc;
+
+    if (len < 1 || *p != '*') {
+        return -1;
+    }
+    p++;
+    argc = req_split_number(&p, end);
+    if (argc < 0) {
+        return -1;
+    }
+    for (long i = 0; i < argc; i++) {
+        long blen;
+        if (p >= end || *p != '$') {
+            return -1;
+        }
+        p++;
+        blen = req_split_number(&p, end);
+        if (blen < 0 || end - p < blen + 2) {
+            return -1;
+        }
+        if (i < maxargs) {
+            argv[i] = p;
+            argl[i] = (size_t)blen;
+        }
+        p += blen + 2;
+    }
+    return argc > maxargs ? maxargs : (int)argc;
+}

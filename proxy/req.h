@@ -1,0 +1,93 @@
+/*
+ * req.h - one client request on its way through the proxy: its bytes (spans
+ * over the client's read chunks), where it was sent, and its reply (spans
+ * over the backend's read chunks, or a reply the proxy wrote itself).
+ *
+ * A request sits on two queues: its client's queue, in the order the client
+ * sent it (replies go back in that order), and, once dispatched, the queue
+ * of the backend connection it was written to (replies come back in that
+ * order). Requests are recycled through a per-worker free list.
+ */
+#ifndef SP_REQ_H
+#define SP_REQ_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proxy/chunk.h"
+
+struct client;
+struct bconn;
+struct cmd_info;
+struct worker;
+
+enum {
+    REQ_DONE = 1u << 0,        /* reply complete: may be written to the client */
+    REQ_DISPATCHED = 1u << 1,  /* queued on a backend connection */
+    REQ_INTERNAL = 1u << 2,    /* the proxy's own command (handshake, state replay) */
+    REQ_CLOSE_AFTER = 1u << 3, /* close the client once this reply is written */
+    REQ_PUSH = 1u << 4,        /* unsolicited output: push, pub/sub message, MONITOR line */
+    REQ_NOREPLY = 1u << 5,     /* sent on a streaming connection: no reply is matched to it */
+    REQ_HELD = 1u << 6,        /* counted in the worker's held bytes */
+    REQ_ERROR = 1u << 7,       /* the reply is an error */
+    REQ_RETRIED = 1u << 8,     /* already sent once to a connection that failed */
+    REQ_EXEC_NIL = 1u << 9,    /* EXEC sent as DISCARD: watched keys were lost; reply nil */
+};
+
+struct req {
+    struct req *cprev, *cnext; /* client queue */
+    struct req *bnext;         /* backend connection queue */
+    struct client *client;     /* NULL once the client is gone (reply discarded) */
+    struct bconn *bc;          /* where it was sent, while dispatched */
+    const struct cmd_info *ci; /* NULL for unknown commands */
+    struct spans in;           /* request bytes, exactly as the client sent them */
+    struct spans out;          /* reply bytes */
+    uint64_t sent;             /* bytes of in written to the backend */
+    uint64_t written;          /* bytes of out written to the client */
+    double since;              /* when it became ready to dispatch (ev_now) */
+    uint16_t flags;
+    int32_t intarg; /* a parsed argument (SELECT db, HELLO version) or -1 */
+    uint32_t argc;  /* argument count */
+    uint64_t seq;   /* position in the client's stream */
+};
+
+/* Take a zeroed request from the worker's free list (or malloc). NULL if out
+ * of memory. */
+struct req *req_new(struct worker *w);
+
+/* Release a request's spans and give it back to the free list. The request
+ * must already be off every queue. */
+void req_free(struct worker *w, struct req *r);
+
+/* Replace the reply with the given bytes (a whole RESP reply, e.g.
+ * "-ERR ...\r\n"), copied into the worker's reply chunk, and mark it done.
+ * False if out of memory. */
+bool req_reply_raw(struct worker *w, struct req *r, const char *resp, size_t len)
+    __attribute__((warn_unused_result));
+
+/* Append a copy of data to s, in the worker's small-write chunk (for the
+ * proxy's own requests and replies). False if out of memory. */
+bool req_spans_copy_in(struct worker *w, struct spans *s, const char *data, size_t len)
+    __attribute__((warn_unused_result));
+
+/* Reply with an error line: "-<msg>\r\n" (msg starts with the error code,
+ * e.g. "ERR ..."); CR/LF in msg become spaces. */
+void req_reply_error(struct worker *w, struct req *r, const char *msg);
+
+/* Reply with a printf-formatted error line. */
+void req_reply_errorf(struct worker *w, struct req *r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Build one of the proxy's own requests (multibulk of argv) with no client;
+ * NULL if out of memory. */
+struct req *req_internal(struct worker *w, int argc, const char *const *argv, const size_t *argl);
+
+/* Copy the request bytes into a new contiguous malloc'd buffer (cold paths
+ * that need every argument). *len receives the size; NULL if too big/OOM. */
+char *req_flatten(struct req *r, size_t max, size_t *len);
+
+/* Parse a flattened multibulk request into at most maxargs argument
+ * pointers/lengths (pointing into buf). Returns the count, -1 if malformed. */
+int req_split(const char *buf, size_t len, const char **argv, size_t *argl, int maxargs);
+
+#endif

@@ -1,0 +1,453 @@
+/*
+ * session.c - session state tracking, dedicated-connection decisions and
+ * state replay.
+ *
+ * State changes are applied when the reply says the command succeeded, in
+ * reply order, so the proxy's view matches the server's. Commands that only
+ * read or reset session state are kept on shared connections where that is
+ * indistinguishable from a direct connection (SELECT 0, HELLO 2, the name).
+ */
+#include "proxy/session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "proxy/backend.h"
+#include "proxy/client.h"
+#include "proxy/commands.h"
+#include "proxy/log.h"
+#include "proxy/req.h"
+#include "proxy/worker.h"
+
+#define SESSION_ARGS_MAX 16 /* arguments looked at in session commands */
+#define SESSION_REQ_MAX  (1u << 20)
+
+void session_init(struct session *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->resp = 2;
+}
+
+void session_free(struct session *s)
+{
+    free(s->auth);
+    free(s->hello);
+    free(s->name);
+    s->auth = s->hello = s->name = NULL;
+    s->auth_len = s->hello_len = s->name_len = 0;
+}
+
+void session_reset(struct session *s)
+{
+    char *name = s->name;
+    size_t name_len = s->name_len;
+    bool streaming = s->streaming;
+
+    s->name = NULL;
+    session_free(s);
+    session_init(s);
+    s->name = name;
+    s->name_len = name_len;
+    /* A streaming connection stays streaming for the proxy: its replies keep
+     * flowing through in order, whatever mode the server is in. */
+    s->streaming = streaming;
+}
+
+bool session_is_clean(const struct session *s)
+{
+    return s->db == 0 && !s->multi && !s->watching && !s->streaming && !s->tracking && !s->sticky &&
+           s->auth == NULL && s->hello == NULL;
+}
+
+int32_t session_parse_int(const char *p, size_t len)
+{
+    int64_t v = 0;
+    size_t i = 0;
+    bool neg = false;
+
+    if (len == 0 || len > 11) {
+        return -1;
+    }
+    if (p[0] == '-') {
+        neg = true;
+        i = 1;
+    }
+    if (i == len) {
+        return -1;
+    }
+    for (; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return -1;
+        }
+        v = v * 10 + (p[i] - '0');
+    }
+    if (neg || v > INT32_MAX) {
+        return -1;
+    }
+    return (int32_t)v;
+}
+
+bool session_set_name(struct session *s, const char *name, size_t len)
+{
+    char *copy = NULL;
+
+    if (len > 0) {
+        copy = malloc(len);
+        if (copy == NULL) {
+            return false;
+        }
+        memcpy(copy, name, len);
+    }
+    free(s->name);
+    s->name = copy;
+    s->name_len = len;
+    return true;
+}
+
+/* Arguments of a request, flattened (cold path: session commands only). */
+struct session_args {
+    char *buf;
+    int argc;
+    const char *argv[SESSION_ARGS_MAX];
+    size_t argl[SESSION_ARGS_MAX];
+};
+
+static bool session_args(struct req *r, struct session_args *a)
+{
+    size_t len = 0;
+
+    a->argc = 0;
+    a->buf = req_flatten(r, SESSION_REQ_MAX, &len);
+    if (a->buf == NULL) {
+        return false;
+    }
+    a->argc = req_split(a->buf, len, a->argv, a->argl, SESSION_ARGS_MAX);
+    return a->argc >= 0;
+}
+
+static bool session_arg_is(const struct session_args *a, int i, const char *word)
+{
+    return i < a->argc && a->argl[i] == strlen(word) &&
+           strncasecmp(a->argv[i], word, a->argl[i]) == 0;
+}
+
+/* XREAD and XREADGROUP block only with a BLOCK option. */
+static bool session_xread_blocks(struct req *r)
+{
+    struct session_args a;
+    bool blocks = false;
+
+    if (session_args(r, &a)) {
+        for (int i = 1; i < a.argc && !blocks; i++) {
+            blocks = session_arg_is(&a, i, "block");
+            if (session_arg_is(&a, i, "streams")) {
+                break;
+            }
+        }
+    }
+    free(a.buf);
+    return blocks;
+}
+
+static int session_route_session_cmd(struct client *c, struct req *r)
+{
+    const struct cmd_info *ci = r->ci;
+
+    switch (ci->id) {
+    case CMD_SELECT:
+        /* Only "SELECT 0" is certain to leave a shared connection unchanged. */
+        if (c->ded == NULL && r->argc == 2 && r->intarg == 0) {
+            return SESSION_SHARED;
+        }
+        return SESSION_DEDICATED;
+    case CMD_HELLO:
+        /* HELLO or HELLO 2 without options only reports server facts. */
+        if (c->ded == NULL && (r->argc == 1 || (r->argc == 2 && r->intarg == 2))) {
+            return SESSION_SHARED;
+        }
+        return SESSION_DEDICATED;
+    default:
+        return SESSION_DEDICATED;
+    }
+}
+
+int session_route(struct client *c, struct req *r)
+{
+    const struct cmd_info *ci = r->ci;
+
+    if (c->sess.lost_multi) {
+        return SESSION_LOCAL; /* the transaction is answered by local.c until EXEC/DISCARD */
+    }
+    if (ci == NULL) {
+        return c->ded != NULL ? SESSION_DEDICATED : SESSION_SHARED;
+    }
+    switch (ci->proxy) {
+    case CMDP_CLOSE:
+    case CMDP_REFUSE:
+        return SESSION_LOCAL;
+    case CMDP_LOCAL:
+        /* On a dedicated connection the server keeps the session itself. */
+        if (c->ded != NULL && (ci->id == CMD_RESET || ci->id == CMD_CLIENT)) {
+            return SESSION_DEDICATED;
+        }
+        return SESSION_LOCAL;
+    case CMDP_BLOCKING:
+    case CMDP_STREAM:
+        return SESSION_DEDICATED;
+    case CMDP_SESSION:
+        return session_route_session_cmd(c, r);
+    default:
+        break;
+    }
+    if ((ci->id == CMD_XREAD || ci->id == CMD_XREADGROUP) && c->ded == NULL &&
+        session_xread_blocks(r)) {
+        return SESSION_DEDICATED;
+    }
+    return c->ded != NULL ? SESSION_DEDICATED : SESSION_SHARED;
+}
+
+static bool session_queue(struct worker *w, struct bconn *bc, int argc, const char *const *argv,
+                          const size_t *argl)
+{
+    struct req *r = req_internal(w, argc, argv, argl);
+
+    if (r == NULL) {
+        return false;
+    }
+    bconn_enqueue(bc, r);
+    return true;
+}
+
+static bool session_queue_raw(struct worker *w, struct bconn *bc, const char *raw, size_t len)
+{
+    struct req *r = req_new(w);
+
+    if (r == NULL) {
+        return false;
+    }
+    r->flags = REQ_INTERNAL;
+    if (!req_spans_copy_in(w, &r->in, raw, len)) {
+        req_free(w, r);
+        return false;
+    }
+    bconn_enqueue(bc, r);
+    return true;
+}
+
+bool session_replay(struct client *c, struct bconn *bc)
+{
+    struct session *s = &c->sess;
+    struct worker *w = c->w;
+    char db[16];
+
+    if (s->auth != NULL && !session_queue_raw(w, bc, s->auth, s->auth_len)) {
+        return false;
+    }
+    if (s->hello != NULL && !session_queue_raw(w, bc, s->hello, s->hello_len)) {
+        return false;
+    }
+    if (s->auth != NULL || s->hello != NULL) {
+        bc->tainted = true;
+        bc->resp = s->resp;
+    }
+    if (s->name != NULL) {
+        const char *argv[] = {"CLIENT", "SETNAME", s->name};
+        size_t argl[] = {6, 7, s->name_len};
+        if (!session_queue(w, bc, 3, argv, argl)) {
+            return false;
+        }
+        bc->tainted = true;
+    }
+    if (s->db != 0) {
+        int n = snprintf(db, sizeof(db), "%d", s->db);
+        const char *argv[] = {"SELECT", db};
+        size_t argl[] = {6, (size_t)n};
+        if (!session_queue(w, bc, 2, argv, argl)) {
+            return false;
+        }
+        bc->db = s->db;
+    }
+    return true;
+}
+
+void session_before_send(struct client *c, struct req *r, struct bconn *bc)
+{
+    const struct cmd_info *ci = r->ci;
+
+    if (c->sess.streaming || (ci != NULL && ci->proxy == CMDP_STREAM)) {
+        /* From here on the connection's replies are streamed to the client
+         * as they come; the request itself expects no matched reply. */
+        c->sess.streaming = true;
+        r->flags |= REQ_NOREPLY | REQ_DONE;
+        return;
+    }
+    if (ci != NULL && ci->id == CMD_EXEC && c->sess.lost_watch) {
+        /* Keys watched on a connection that was lost may have changed
+         * unseen: the transaction must not run. DISCARD ends it on the
+         * server, and the client gets the nil reply of a failed WATCH. */
+        const char *argv[] = {"DISCARD"};
+        size_t argl[] = {7};
+        struct req *d = req_internal(c->w, 1, argv, argl);
+        if (d != NULL) {
+            struct spans tmp = r->in;
+            r->in = d->in;
+            d->in = tmp;
+            r->flags |= REQ_EXEC_NIL;
+            req_free(c->w, d);
+        }
+    }
+    (void)bc;
+}
+
+/* Keep a copy of a successful AUTH or HELLO for replay. */
+static void session_keep(struct req *r, char **dst, size_t *dlen)
+{
+    size_t len = 0;
+    char *copy = req_flatten(r, SESSION_REQ_MAX, &len);
+
+    if (copy == NULL) {
+        return;
+    }
+    free(*dst);
+    *dst = copy;
+    *dlen = len;
+}
+
+static void session_after_hello(struct client *c, struct req *r)
+{
+    struct session_args a;
+
+    session_keep(r, &c->sess.hello, &c->sess.hello_len);
+    if (r->intarg == 2 || r->intarg == 3) {
+        c->sess.resp = (uint8_t)r->intarg;
+    }
+    if (c->ded != NULL) {
+        c->ded->resp = c->sess.resp;
+        c->ded->tainted = true;
+    }
+    if (!session_args(r, &a)) {
+        free(a.buf);
+        return;
+    }
+    for (int i = 2; i + 1 < a.argc; i++) {
+        if (session_arg_is(&a, i, "setname") &&
+            !session_set_name(&c->sess, a.argv[i + 1], a.argl[i + 1])) {
+            log_warn("client %llu: out of memory keeping its name", (unsigned long long)c->id);
+        }
+    }
+    free(a.buf);
+}
+
+static void session_after_client(struct client *c, struct req *r)
+{
+    const char *sub = strchr(r->ci->name, '|');
+    struct session_args a;
+
+    if (sub == NULL) {
+        return;
+    }
+    sub++;
+    if (c->ded != NULL) {
+        c->ded->tainted = true;
+    }
+    if (strcmp(sub, "setname") == 0) {
+        if (session_args(r, &a) && a.argc == 3 &&
+            !session_set_name(&c->sess, a.argv[2], a.argl[2])) {
+            log_warn("client %llu: out of memory keeping its name", (unsigned long long)c->id);
+        }
+        free(a.buf);
+    } else if (strcmp(sub, "tracking") == 0) {
+        if (session_args(r, &a)) {
+            c->sess.tracking = session_arg_is(&a, 2, "on");
+        }
+        free(a.buf);
+    } else if (strcmp(sub, "caching") == 0 || strcmp(sub, "no-evict") == 0 ||
+               strcmp(sub, "no-touch") == 0 || strcmp(sub, "setinfo") == 0) {
+        c->sess.sticky = true;
+    }
+}
+
+void session_after_reply(struct client *c, struct req *r)
+{
+    const struct cmd_info *ci = r->ci;
+    bool ok = !(r->flags & REQ_ERROR);
+
+    if (ci == NULL || (r->flags & REQ_PUSH)) {
+        return;
+    }
+    switch (ci->id) {
+    case CMD_EXEC:
+    case CMD_DISCARD:
+        if ((r->flags & REQ_EXEC_NIL) && ok &&
+            !req_reply_raw(c->w, r, c->sess.resp == 3 ? "_\r\n" : "*-1\r\n",
+                           c->sess.resp == 3 ? 3 : 5)) {
+            r->flags |= REQ_DONE;
+        }
+        c->sess.multi = false;
+        c->sess.watching = false;
+        c->sess.lost_watch = false;
+        return;
+    case CMD_SELECT:
+        if (ok && r->intarg >= 0) {
+            c->sess.db = r->intarg;
+            if (c->ded != NULL) {
+                c->ded->db = r->intarg;
+            }
+        }
+        return;
+    case CMD_AUTH:
+        if (ok) {
+            session_keep(r, &c->sess.auth, &c->sess.auth_len);
+            if (c->ded != NULL) {
+                c->ded->tainted = true;
+            }
+        }
+        return;
+    case CMD_HELLO:
+        if (ok && c->ded != NULL) {
+            session_after_hello(c, r);
+        }
+        return;
+    case CMD_MULTI:
+        c->sess.multi = c->sess.multi || ok;
+        return;
+    case CMD_WATCH:
+        c->sess.watching = c->sess.watching || ok;
+        return;
+    case CMD_UNWATCH:
+        c->sess.watching = false;
+        c->sess.lost_watch = false;
+        return;
+    case CMD_RESET:
+        session_reset(&c->sess);
+        return;
+    case CMD_CLIENT:
+        if (ok) {
+            session_after_client(c, r);
+        }
+        return;
+    default:
+        return;
+    }
+}
+
+void session_lost_connection(struct client *c)
+{
+    struct session *s = &c->sess;
+
+    if (s->multi) {
+        s->lost_multi = true;
+    }
+    if (s->watching) {
+        s->lost_watch = true;
+    }
+    s->multi = false;
+    s->watching = false;
+    if (s->streaming) {
+        log_warn("client %llu: streaming connection lost (subscriptions/MONITOR end)",
+                 (unsigned long long)c->id);
+    }
+    s->streaming = false;
+}

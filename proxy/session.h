@@ -1,0 +1,69 @@
+/*
+ * session.h - the server-side state of a client's session and what it means
+ * for routing: which requests can share a connection, which need the
+ * client's dedicated one, how the state is replayed on a new connection, and
+ * how each reply changes it.
+ *
+ * State tracked: database (SELECT), credentials (AUTH), protocol and options
+ * (HELLO), name (CLIENT SETNAME, kept by the proxy while the client shares
+ * connections), transactions (MULTI/WATCH), streaming modes (SUBSCRIBE,
+ * MONITOR, CLIENT REPLY) and client-side caching (CLIENT TRACKING).
+ */
+#ifndef SP_SESSION_H
+#define SP_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct client;
+struct session;
+struct req;
+struct bconn;
+
+enum session_need {
+    SESSION_SHARED = 0,    /* any shared connection */
+    SESSION_DEDICATED = 1, /* the client's dedicated connection */
+    SESSION_LOCAL = 2,     /* answered by the proxy (local.c) */
+    SESSION_WAIT = 3,      /* wait for in-flight replies first */
+};
+
+/* A fresh session: db 0, RESP2, no name, no credentials. */
+void session_init(struct session *s);
+
+/* Free what the session owns. */
+void session_free(struct session *s);
+
+/* Forget all state, as RESET does (the name is kept, as redis-server does). */
+void session_reset(struct session *s);
+
+/* True when nothing in the session needs a dedicated connection. */
+bool session_is_clean(const struct session *s);
+
+/* Parse a decimal integer argument as redis-server would accept it; -1 when it
+ * is not one or does not fit in 31 bits. */
+int32_t session_parse_int(const char *p, size_t len);
+
+/* Where request r of client c must go (enum session_need). */
+int session_route(struct client *c, struct req *r);
+
+/* Queue, on a new dedicated connection, the proxy's own requests that
+ * recreate the session (credentials, protocol, name, database). False if
+ * out of memory. */
+bool session_replay(struct client *c, struct bconn *bc) __attribute__((warn_unused_result));
+
+/* r is about to be queued on bc: mark streaming requests. */
+void session_before_send(struct client *c, struct req *r, struct bconn *bc);
+
+/* r's reply is complete: apply its effect on the session. */
+void session_after_reply(struct client *c, struct req *r);
+
+/* The dedicated connection was lost: a transaction in progress must abort,
+ * watched keys count as touched, streaming modes end. */
+void session_lost_connection(struct client *c);
+
+/* Store the client name (validated by the caller); false if out of memory. */
+bool session_set_name(struct session *s, const char *name, size_t len)
+    __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,61 @@
+/*
+ * transport.c - the plain socket transport.
+ */
+#include "proxy/transport.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+static ssize_t plain_read(struct transport *t, void *buf, size_t len)
+{
+    ssize_t n;
+
+    do {
+        n = read(t->fd, buf, len);
+    } while (n < 0 && errno == EINTR);
+    return n;
+}
+
+static ssize_t plain_writev(struct transport *t, const struct iovec *iov, int cnt)
+{
+    ssize_t n;
+
+    do {
+        n = writev(t->fd, iov, cnt);
+    } while (n < 0 && errno == EINTR);
+    return n;
+}
+
+static size_t plain_pending(struct transport *t)
+{
+    (void)t;
+    return 0;
+}
+
+static void plain_close(struct transport *t)
+{
+    close(t->fd);
+}
+
+static const struct transport_ops plain_ops = {
+    .name = "plain",
+    .read = plain_read,
+    .writev = plain_writev,
+    .pending = plain_pending,
+    .close = plain_close,
+};
+
+void transport_plain(struct transport *t, int fd)
+{
+    t->fd = fd;
+    t->ops = &plain_ops;
+    t->tls = NULL;
+}
+
+void transport_close(struct transport *t)
+{
+    if (t->fd >= 0) {
+        t->ops->close(t);
+        t->fd = -1;
+    }
+}

@@ -1,0 +1,403 @@
+/*
+ * worker.c - data-plane threads: the loop, the once-per-turn flush, deferred
+ * frees, held-request timeouts, and applying topology snapshots.
+ */
+#include "proxy/worker.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/config.h"
+#include "proxy/backend.h"
+#include "proxy/client.h"
+#include "proxy/listener.h"
+#include "proxy/log.h"
+#include "proxy/proxy.h"
+#include "proxy/req.h"
+#include "sentinel/topology.h"
+
+#define WORKER_TICK         0.1  /* seconds between housekeeping passes */
+#define WORKER_POOL_CHUNKS  4096 /* idle chunks kept per worker (64 MiB) */
+#define WORKER_FLUSH_ROUNDS 8
+
+static void worker_flush_cb(struct ev_loop *loop, ev_prepare *p, int revents);
+static void worker_async_cb(struct ev_loop *loop, ev_async *a, int revents);
+static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents);
+
+bool worker_init(struct worker *w, struct proxy *px, int id, char *err, size_t errlen)
+{
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->px = px;
+    w->loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
+    if (w->loop == NULL) {
+        w->loop = ev_loop_new(EVFLAG_AUTO);
+    }
+    if (w->loop == NULL) {
+        snprintf(err, errlen, "worker %d: cannot create an event loop", id);
+        return false;
+    }
+    chunk_pool_init(&w->pool, WORKER_POOL_CHUNKS);
+    ev_async_init(&w->wake, worker_async_cb);
+    w->wake.data = w;
+    ev_async_start(w->loop, &w->wake);
+    ev_prepare_init(&w->flush, worker_flush_cb);
+    w->flush.data = w;
+    ev_prepare_start(w->loop, &w->flush);
+    ev_timer_init(&w->tick, worker_tick_cb, WORKER_TICK, WORKER_TICK);
+    w->tick.data = w;
+    ev_timer_start(w->loop, &w->tick);
+    return true;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    char name[16];
+
+    snprintf(name, sizeof(name), "w%d", w->id);
+    log_set_thread_name(name);
+    ev_run(w->loop, 0);
+    return NULL;
+}
+
+bool worker_start(struct worker *w)
+{
+    w->running = pthread_create(&w->thread, NULL, worker_main, w) == 0;
+    return w->running;
+}
+
+void worker_publish(struct worker *w, struct topology *t)
+{
+    struct topology *old;
+
+    topology_ref(t);
+    old = __atomic_exchange_n(&w->mailbox, t, __ATOMIC_ACQ_REL);
+    topology_unref(old);
+    ev_async_send(w->loop, &w->wake);
+}
+
+/* ---- flush lists ------------------------------------------------------- */
+
+void worker_mark_client(struct worker *w, struct client *c)
+{
+    if (!(c->flags & CL_DIRTY)) {
+        c->flags |= CL_DIRTY;
+        c->dnext = w->dirty_clients;
+        w->dirty_clients = c;
+    }
+}
+
+void worker_mark_bconn(struct worker *w, struct bconn *bc)
+{
+    if (!bc->dirty) {
+        bc->dirty = true;
+        bc->dnext = w->dirty_bconns;
+        w->dirty_bconns = bc;
+    }
+}
+
+void worker_reap_client(struct worker *w, struct client *c)
+{
+    c->rnext = w->reap_clients;
+    w->reap_clients = c;
+}
+
+void worker_reap_bconn(struct worker *w, struct bconn *bc)
+{
+    if (!bc->reaped) {
+        bc->reaped = true;
+        bc->rnext = w->reap_bconns;
+        w->reap_bconns = bc;
+    }
+}
+
+void worker_wait(struct worker *w, struct client *c)
+{
+    if (c->flags & (CL_WAITING | CL_CLOSING)) {
+        return;
+    }
+    c->flags |= CL_WAITING;
+    c->wprev = NULL;
+    c->wnext = w->waiting;
+    if (w->waiting != NULL) {
+        w->waiting->wprev = c;
+    }
+    w->waiting = c;
+}
+
+void worker_unwait(struct worker *w, struct client *c)
+{
+    if (!(c->flags & CL_WAITING)) {
+        return;
+    }
+    c->flags &= ~CL_WAITING;
+    if (c->wprev != NULL) {
+        c->wprev->wnext = c->wnext;
+    } else {
+        w->waiting = c->wnext;
+    }
+    if (c->wnext != NULL) {
+        c->wnext->wprev = c->wprev;
+    }
+    c->wprev = c->wnext = NULL;
+}
+
+void worker_wake_later(struct worker *w)
+{
+    w->wake_pending = true;
+}
+
+void worker_wake_waiting(struct worker *w)
+{
+    struct client **list;
+    size_t n = 0, i = 0;
+
+    for (struct client *c = w->waiting; c != NULL; c = c->wnext) {
+        n++;
+    }
+    if (n == 0) {
+        return;
+    }
+    /* Dispatching can put clients back on the list: work from a copy. */
+    list = malloc(n * sizeof(*list));
+    if (list == NULL) {
+        w->wake_pending = true;
+        return;
+    }
+    for (struct client *c = w->waiting; c != NULL; c = c->wnext) {
+        list[i++] = c;
+    }
+    for (i = 0; i < n; i++) {
+        worker_unwait(w, list[i]);
+    }
+    for (i = 0; i < n; i++) {
+        if (!(list[i]->flags & CL_CLOSING)) {
+            client_dispatch(list[i]);
+        }
+    }
+    free(list);
+}
+
+static void worker_reap(struct worker *w)
+{
+    while (w->reap_clients != NULL) {
+        struct client *c = w->reap_clients;
+        w->reap_clients = c->rnext;
+        client_destroy(c);
+    }
+    while (w->reap_bconns != NULL) {
+        struct bconn *bc = w->reap_bconns;
+        w->reap_bconns = bc->rnext;
+        bconn_destroy(bc);
+    }
+}
+
+/* Once per loop turn, before sleeping: everything queued during the turn is
+ * written, backends first so that requests leave as early as possible. */
+static void worker_flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    struct worker *w = p->data;
+
+    (void)loop;
+    (void)revents;
+    for (int round = 0; round < WORKER_FLUSH_ROUNDS; round++) {
+        if (w->wake_pending) {
+            w->wake_pending = false;
+            worker_wake_waiting(w);
+        }
+        while (w->dirty_bconns != NULL) {
+            struct bconn *bc = w->dirty_bconns;
+            w->dirty_bconns = bc->dnext;
+            bc->dnext = NULL;
+            bc->dirty = false;
+            bconn_flush(bc);
+        }
+        while (w->dirty_clients != NULL) {
+            struct client *c = w->dirty_clients;
+            w->dirty_clients = c->dnext;
+            c->dnext = NULL;
+            c->flags &= ~CL_DIRTY;
+            client_flush(c);
+        }
+        if (!w->wake_pending && w->dirty_bconns == NULL) {
+            break;
+        }
+    }
+    worker_reap(w);
+}
+
+/* ---- topology ------------------------------------------------------------- */
+
+struct backend *worker_backend(struct worker *w, const struct addr *a)
+{
+    for (struct backend *be = w->backends; be != NULL; be = be->next) {
+        if (addr_same(&be->addr, a)) {
+            return be;
+        }
+    }
+    return NULL;
+}
+
+/* A backend left the topology (or lost its role): no new requests; idle
+ * connections close now, busy ones once their requests are answered. */
+static void worker_retire(struct backend *be)
+{
+    struct bconn *bc, *next;
+
+    be->role = BACKEND_RETIRED;
+    ev_timer_stop(be->w->loop, &be->retry);
+    for (bc = be->conns; bc != NULL; bc = next) {
+        next = bc->next;
+        if (bc->nqueued == 0) {
+            bconn_close(bc, NULL);
+        }
+    }
+}
+
+static bool worker_in_topology(const struct topology *t, const struct backend *be)
+{
+    if (t->has_master && addr_same(&t->master, &be->addr)) {
+        return true;
+    }
+    for (size_t i = 0; i < t->nreplicas; i++) {
+        if (addr_same(&t->replicas[i].addr, &be->addr)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static struct backend *worker_ensure(struct worker *w, const struct addr *a, int role)
+{
+    struct backend *be = worker_backend(w, a);
+
+    if (be == NULL) {
+        be = backend_new(w, a, role);
+        if (be == NULL) {
+            log_error("out of memory creating backend");
+            return NULL;
+        }
+    }
+    if (be->role == BACKEND_RETIRED) {
+        be->state = BE_UNKNOWN;
+    }
+    be->role = (uint8_t)role;
+    return be;
+}
+
+static void worker_apply(struct worker *w, struct topology *t)
+{
+    struct backend *be, *next, *master = NULL;
+
+    if (t->has_master) {
+        master = worker_ensure(w, &t->master, BACKEND_MASTER);
+    }
+    for (size_t i = 0; i < t->nreplicas; i++) {
+        worker_ensure(w, &t->replicas[i].addr, BACKEND_REPLICA);
+    }
+    for (be = w->backends; be != NULL; be = next) {
+        next = be->next;
+        if (be->role != BACKEND_RETIRED && !worker_in_topology(t, be)) {
+            worker_retire(be);
+        } else if (be != master && be->role == BACKEND_MASTER) {
+            be->role = BACKEND_REPLICA;
+        }
+    }
+    if (w->master != master) {
+        /* Sessions pinned to the old master move: idle dedicated connections
+         * there close, and their clients replay their state on the new one. */
+        struct backend *old = w->master;
+        for (struct bconn *bc = old != NULL ? old->conns : NULL, *nb; bc != NULL; bc = nb) {
+            nb = bc->next;
+            if (bc->dedicated && bc->nqueued == 0) {
+                bconn_close(bc, NULL);
+            }
+        }
+        w->master = master;
+    }
+    if (master != NULL) {
+        backend_warm(master);
+    }
+    topology_unref(w->topo);
+    w->topo = t;
+    worker_wake_later(w);
+}
+
+static void worker_async_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    struct worker *w = a->data;
+    struct topology *t;
+
+    (void)revents;
+    if (__atomic_load_n(&w->stopping, __ATOMIC_ACQUIRE)) {
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    t = __atomic_exchange_n(&w->mailbox, NULL, __ATOMIC_ACQ_REL);
+    if (t != NULL) {
+        worker_apply(w, t);
+    }
+}
+
+static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = t->data;
+    double now = ev_now(loop);
+    struct backend *be, *next;
+    struct client *c, *cnext;
+
+    (void)revents;
+    for (c = w->waiting; c != NULL; c = cnext) {
+        cnext = c->wnext;
+        client_tick(c, now);
+    }
+    if (w->px->cfg->client_idle_timeout_ms > 0) {
+        for (c = w->clients; c != NULL; c = c->next) {
+            if (!(c->flags & CL_WAITING)) {
+                client_tick(c, now);
+            }
+        }
+    }
+    for (be = w->backends; be != NULL; be = next) {
+        next = be->next;
+        if (be->role == BACKEND_RETIRED && be->conns == NULL) {
+            backend_free(be);
+        }
+    }
+}
+
+void worker_stop(struct worker *w)
+{
+    struct client *c;
+
+    if (w->running) {
+        __atomic_store_n(&w->stopping, true, __ATOMIC_RELEASE);
+        ev_async_send(w->loop, &w->wake);
+        pthread_join(w->thread, NULL);
+        w->running = false;
+    }
+    listener_stop(w);
+    for (c = w->clients; c != NULL; c = c->next) {
+        client_close(c, NULL);
+    }
+    while (w->backends != NULL) {
+        backend_free(w->backends);
+    }
+    worker_reap(w);
+    topology_unref(w->topo);
+    topology_unref(__atomic_exchange_n(&w->mailbox, NULL, __ATOMIC_ACQ_REL));
+    w->topo = NULL;
+    if (w->lchunk != NULL) {
+        chunk_unref(w->lchunk);
+        w->lchunk = NULL;
+    }
+    while (w->req_free != NULL) {
+        struct req *r = w->req_free;
+        w->req_free = r->bnext;
+        free(r);
+    }
+    chunk_pool_drain(&w->pool);
+    ev_loop_destroy(w->loop);
+    w->loop = NULL;
+}

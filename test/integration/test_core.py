@@ -1,0 +1,352 @@
+"""Data plane through a fixed backend: commands, pipelines, many clients, big
+values, sessions, protocol errors, backend restarts and backpressure."""
+import os
+import select
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import redis
+
+from harness import Proxy, raw_exchange, wait_for
+
+# One command per line; replies from the proxy must equal the direct ones.
+COMMANDS = [
+    # strings and keys
+    ("SET", "s", "hello"), ("GET", "s"), ("APPEND", "s", " world"), ("STRLEN", "s"),
+    ("GETRANGE", "s", "0", "4"), ("SETRANGE", "s", "0", "J"), ("INCR", "n"),
+    ("INCRBY", "n", "41"), ("DECR", "n"), ("INCRBYFLOAT", "f", "1.5"), ("MSET", "a", "1", "b", "2"),
+    ("MGET", "a", "b", "nokey"), ("SETNX", "a", "x"), ("GETSET", "a", "9"), ("GETDEL", "b"),
+    ("SET", "e", "v", "EX", "100"), ("TTL", "e"), ("PERSIST", "e"), ("TTL", "e"),
+    ("EXISTS", "a", "b", "s"), ("TYPE", "s"), ("RENAME", "a", "a2"), ("DEL", "a2", "zz"),
+    ("SETBIT", "bits", "7", "1"), ("GETBIT", "bits", "7"), ("BITCOUNT", "bits"),
+    ("INCR", "s"), ("GET", "nokey"),
+    # lists
+    ("RPUSH", "l", "a", "b", "c", "d"), ("LPUSH", "l", "z"), ("LRANGE", "l", "0", "-1"),
+    ("LLEN", "l"), ("LINDEX", "l", "1"), ("LPOP", "l"), ("RPOP", "l", "2"), ("LSET", "l", "0", "A"),
+    ("LREM", "l", "0", "A"), ("LPOS", "l", "b"), ("LMOVE", "l", "l2", "LEFT", "RIGHT"),
+    ("LRANGE", "l2", "0", "-1"),
+    # hashes
+    ("HSET", "h", "f1", "v1", "f2", "v2"), ("HGET", "h", "f1"), ("HGETALL", "h"),
+    ("HMGET", "h", "f1", "nof"), ("HINCRBY", "h", "c", "5"), ("HKEYS", "h"), ("HVALS", "h"),
+    ("HLEN", "h"), ("HDEL", "h", "f2"), ("HEXISTS", "h", "f1"), ("HSTRLEN", "h", "f1"),
+    # sets
+    ("SADD", "st", "a", "b", "c"), ("SISMEMBER", "st", "a"), ("SCARD", "st"),
+    ("SREM", "st", "c"), ("SADD", "st2", "b", "x"), ("SINTER", "st", "st2"),
+    ("SUNIONSTORE", "st3", "st", "st2"), ("SMEMBERS", "st3"), ("SMISMEMBER", "st", "a", "q"),
+    # sorted sets
+    ("ZADD", "z", "1", "a", "2", "b", "3", "c"), ("ZRANGE", "z", "0", "-1", "WITHSCORES"),
+    ("ZSCORE", "z", "b"), ("ZINCRBY", "z", "5", "a"), ("ZRANK", "z", "a"), ("ZCARD", "z"),
+    ("ZRANGEBYSCORE", "z", "-inf", "+inf"), ("ZREM", "z", "b"), ("ZPOPMIN", "z"),
+    ("ZCOUNT", "z", "0", "100"),
+    # streams
+    ("XADD", "x", "1-1", "k", "v"), ("XADD", "x", "2-1", "k2", "v2"), ("XLEN", "x"),
+    ("XRANGE", "x", "-", "+"), ("XREAD", "COUNT", "1", "STREAMS", "x", "0"),
+    ("XGROUP", "CREATE", "x", "g", "0"), ("XREADGROUP", "GROUP", "g", "c", "STREAMS", "x", ">"),
+    ("XACK", "x", "g", "1-1"), ("XPENDING", "x", "g"),
+    # others
+    ("PFADD", "hll", "a", "b", "c"), ("PFCOUNT", "hll"),
+    ("GEOADD", "geo", "13.361389", "38.115556", "Palermo"), ("GEOPOS", "geo", "Palermo"),
+    ("EVAL", "return {KEYS[1], ARGV[1], 3}", "1", "k", "arg"), ("ECHO", "hi"), ("PING",),
+    ("PING", "msg"), ("DBSIZE",), ("OBJECT", "ENCODING", "l2"), ("SCAN", "0", "COUNT", "1000"),
+    ("NOSUCHCOMMAND", "x"), ("GET",), ("SET", "k"), ("LPUSH", "s", "x"), ("SELECT", "0"),
+    ("CLIENT", "GETNAME"), ("CLIENT", "SETNAME", "bad name"), ("HELLO", "2"),
+]
+
+
+def run_all(client):
+    client.response_callbacks = {}  # compare raw replies, not redis-py's parsing
+    out = []
+    for cmd in COMMANDS:
+        try:
+            r = client.execute_command(*cmd)
+        except redis.ResponseError as e:
+            r = "ERR:" + str(e)
+        if cmd[0] == "SCAN":
+            r = (r[0], sorted(r[1]))
+        if cmd[0] in ("XADD", "TTL") and not isinstance(r, str):
+            r = r if cmd[0] == "XADD" else (r > 0)
+        if cmd[0] in ("SMEMBERS", "SUNIONSTORE", "HKEYS", "HVALS", "SINTER"):
+            r = sorted(r) if isinstance(r, list) else r
+        if cmd[0] == "HELLO":
+            r = {k: v for k, v in zip(r[::2], r[1::2]) if k not in (b"id",)}
+        out.append((cmd, r))
+    return out
+
+
+def test_commands_match_direct(redis_server, proxy):
+    direct = redis_server.client()
+    direct.flushall()
+    expected = run_all(direct)
+    direct.flushall()
+    got = run_all(proxy.client())
+    for (cmd, e), (_, g) in zip(expected, got):
+        assert g == e, "command %r: direct %r, proxy %r" % (cmd, e, g)
+
+
+def test_pipeline_10000(proxy):
+    c = proxy.client()
+    pipe = c.pipeline(transaction=False)
+    for i in range(10000):
+        pipe.set("pk:%d" % i, "v%d" % i)
+        if i % 3 == 0:
+            pipe.get("pk:%d" % i)
+    res = pipe.execute()
+    assert len(res) == 10000 + 3334
+    pipe = c.pipeline(transaction=False)
+    for i in range(10000):
+        pipe.get("pk:%d" % i)
+    assert pipe.execute() == [b"v%d" % i for i in range(10000)]
+
+
+def _resp(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def test_1000_concurrent_clients(proxy):
+    socks = []
+    try:
+        for i in range(1000):
+            s = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+            socks.append(s)
+        for i, s in enumerate(socks):
+            s.sendall(_resp("SET", "cc:%d" % i, "v%d" % i) + _resp("GET", "cc:%d" % i))
+        pending = {s: b"" for s in socks}
+        want = {s: b"+OK\r\n$%d\r\nv%d\r\n" % (len(b"v%d" % i), i) for i, s in enumerate(socks)}
+        deadline = time.monotonic() + 30
+        while pending and time.monotonic() < deadline:
+            ready, _, _ = select.select(list(pending), [], [], 1)
+            for s in ready:
+                pending[s] += s.recv(4096)
+                if len(pending[s]) >= len(want[s]):
+                    assert pending[s] == want[s]
+                    del pending[s]
+        assert not pending, "%d clients got no full reply" % len(pending)
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_100mb_value(proxy, redis_server):
+    c = proxy.client(socket_timeout=120)
+    value = os.urandom(1 << 20) * 100
+    assert c.set("big", value)
+    assert redis_server.client(socket_timeout=120).strlen("big") == len(value)
+    assert c.get("big") == value
+    # Other clients are served while the big value moves.
+    assert proxy.client().ping()
+
+
+def test_multi_exec_and_watch_conflict(proxy):
+    c = proxy.client()
+    other = proxy.client()
+    with c.pipeline(transaction=True) as p:
+        p.set("t1", "a").incr("t2").get("t1")
+        assert p.execute() == [True, 1, b"a"]
+    with c.pipeline(transaction=True) as p:
+        p.watch("w")
+        p.multi()
+        p.set("w", "mine")
+        other.set("w", "theirs")  # touches the watched key from another client
+        with pytest.raises(redis.WatchError):
+            p.execute()
+    assert c.get("w") == b"theirs"
+    # The session is usable (and back on shared connections) afterwards.
+    assert c.set("after", "1") and c.get("after") == b"1"
+
+
+def test_blpop_does_not_stall_others(proxy):
+    blocked = proxy.client(socket_timeout=30)
+    result = {}
+
+    def waiter():
+        result["v"] = blocked.blpop("queue", timeout=20)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.3)
+    others = [proxy.client() for _ in range(5)]
+    start = time.monotonic()
+    for i in range(200):
+        c = others[i % 5]
+        assert c.set("o%d" % i, i) and c.get("o%d" % i) == str(i).encode()
+    assert time.monotonic() - start < 10
+    assert t.is_alive(), "BLPOP returned before anything was pushed"
+    others[0].rpush("queue", "item")
+    t.join(10)
+    assert result["v"] == (b"queue", b"item")
+    # The client that blocked keeps working.
+    assert blocked.ping()
+
+
+def test_subscribe_publish(proxy):
+    sub = proxy.client().pubsub()
+    sub.subscribe("chan")
+    sub.psubscribe("pat.*")
+    wait_for(lambda: sub.get_message(timeout=0.2) is None or True)
+    msgs = []
+    deadline = time.monotonic() + 5
+    pub = proxy.client()
+    while len([m for m in msgs if m["type"] in ("message", "pmessage")]) < 2:
+        if time.monotonic() > deadline:
+            break
+        if pub.publish("chan", "hello") + pub.publish("pat.x", "world") == 0:
+            time.sleep(0.1)
+            continue
+        m = sub.get_message(timeout=1)
+        while m is not None:
+            msgs.append(m)
+            m = sub.get_message(timeout=0.2)
+    data = {(m["type"], m["data"]) for m in msgs}
+    assert ("message", b"hello") in data
+    assert ("pmessage", b"world") in data
+    sub.close()
+
+
+def test_select(proxy, redis_server):
+    c = proxy.client(db=3)
+    assert c.set("in3", "yes")
+    assert redis_server.client(db=3).get("in3") == b"yes"
+    assert redis_server.client(db=0).get("in3") is None
+    plain = proxy.client()
+    assert plain.get("in3") is None  # other clients stay on db 0
+    c.execute_command("SELECT", "0")
+    assert c.get("in3") is None
+    c.execute_command("SELECT", "3")
+    assert c.get("in3") == b"yes"
+
+
+PROTOCOL_CASES = [
+    b"*3000000000\r\n",
+    b"*1\r\n$600000000\r\n",
+    b"*1\r\nx4\r\n",
+    b'set a "b\r\n',
+    b"*01\r\n$4\r\nPING\r\n",
+    b"*1\r\n$-1\r\n",
+    b"*2\r\n$4\r\nPING\r\n:5\r\n",
+    b"*1\r\n$+4\r\nPING\r\n",
+    b"*" + b"1" * 70000,
+    b"x" * 70000,
+    b"*1\r\n$" + b"1" * 70000,
+    b"*1\r\n$4\r\nPING\r\n*1\r\nx\r\n",
+    b"PING\r\n\r\n*-5\r\n*0\r\n  \r\nPING\r\n",
+    b"*1\r\n$4\r\nPINGXX*1\rX$4\r\nPING\r\n",
+    b"ECHO \"a\\x41\\n\" 'it\\'s'\r\n",
+    b"*1\r\n\rabc\r\n",
+]
+
+
+@pytest.mark.parametrize("data", PROTOCOL_CASES, ids=range(len(PROTOCOL_CASES)))
+def test_protocol_errors_like_redis(redis_server, proxy, data):
+    want = raw_exchange(redis_server.port, data)
+    got = raw_exchange(proxy.port, data)
+    assert got == want
+    # Nothing else was affected.
+    assert proxy.client().ping()
+
+
+def test_protocol_error_split_bytes(redis_server, proxy):
+    data = b"*2\r\n$4\r\nECHO\r\n$5\r\nhello\r\n*1\r\nq\r\n"
+    want = raw_exchange(redis_server.port, data)
+    got = raw_exchange(proxy.port, data, chunks=[data[i:i + 1] for i in range(len(data))])
+    assert got == want
+
+
+def test_backend_restart_keeps_clients(redis_server, proxy):
+    clients = [proxy.client() for _ in range(10)]
+    for i, c in enumerate(clients):
+        assert c.set("r%d" % i, i)
+    conns = [c.connection_pool.get_connection("x") for c in clients]
+    for c, conn in zip(clients, conns):
+        c.connection_pool.release(conn)
+    redis_server.restart()  # data is gone (no persistence), the port is the same
+    for i, c in enumerate(clients):
+        wait_for(lambda: c.set("r%d" % i, i), timeout=15, what="set after restart")
+        assert c.get("r%d" % i) == str(i).encode()
+    # The very same TCP connections were used throughout.
+    for c, conn in zip(clients, conns):
+        assert c.connection_pool.get_connection("x") is conn
+
+
+def test_requests_during_backend_outage_wait(redis_server, workdir):
+    proxy = Proxy(workdir, backend=redis_server.port, args=["--set", "hold-timeout=10s"]).start()
+    try:
+        c = proxy.client(socket_timeout=20)
+        assert c.set("k", "v")
+        redis_server.stop()
+        result = {}
+
+        def later():
+            result["v"] = c.set("k2", "v2")
+
+        t = threading.Thread(target=later)
+        t.start()
+        time.sleep(1.0)
+        assert t.is_alive(), "the request should wait for the backend"
+        redis_server.start()
+        t.join(15)
+        assert result.get("v") is True
+    finally:
+        proxy.stop()
+
+
+def test_hold_timeout_gives_clear_error(redis_server, workdir):
+    proxy = Proxy(workdir, backend=redis_server.port, args=["--set", "hold-timeout=500ms"]).start()
+    try:
+        c = proxy.client(socket_timeout=20)
+        assert c.ping()
+        redis_server.stop()
+        with pytest.raises(redis.ResponseError, match="hold-timeout"):
+            c.set("k", "v")
+        redis_server.start()
+        wait_for(lambda: c.set("k", "v"), timeout=10, what="recovery")
+    finally:
+        proxy.stop()
+
+
+def test_client_not_reading_replies_is_bounded(redis_server, workdir):
+    proxy = Proxy(workdir, backend=redis_server.port,
+                  args=["--set", "client-backlog-limit=1mb"]).start()
+    try:
+        redis_server.client().set("big", b"x" * 100000)
+        base = proxy.rss_kb()
+        s = socket.create_connection(("127.0.0.1", proxy.port))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.setblocking(False)
+        req = _resp("GET", "big") * 100
+        sent = 0
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                sent += s.send(req)
+            except BlockingIOError:
+                time.sleep(0.05)
+        # 5 s of sending; the client read nothing. Replies asked for: sent/16 * 100 KB.
+        asked_mb = sent // len(_resp("GET", "big")) * 100000 / 1e6
+        grown_mb = (proxy.rss_kb() - base) / 1024
+        assert asked_mb > 200, "the test did not push hard enough"
+        assert grown_mb < 64, "proxy grew %.0f MB for a client that reads nothing" % grown_mb
+        # Others are still served.
+        assert proxy.client().ping()
+        s.close()
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("pipeline", [1, 16])
+def test_redis_benchmark_through_proxy(proxy, pipeline):
+    out = subprocess.run(
+        ["redis-benchmark", "-p", str(proxy.port), "-q", "-n", "20000", "-c", "50",
+         "-P", str(pipeline), "-t", "set,get,incr,lpush,lpop,mset"],
+        capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout + out.stderr
+    assert "error" not in text.lower(), text
+    for t in ("SET", "GET", "INCR", "LPUSH", "LPOP", "MSET"):
+        assert t in text, text
