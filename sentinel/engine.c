@@ -1,0 +1,529 @@
+/*
+ * engine.c - the Sentinel engine: polling rounds, decisions, confirmation by
+ * ROLE, and publication of topology snapshots.
+ *
+ * A round asks every known Sentinel, in parallel and each with its own
+ * timeout, for SENTINEL MASTER, SENTINEL REPLICAS and SENTINEL SENTINELS.
+ * When every Sentinel has answered or timed out, quorum.c decides the master;
+ * ROLE is then asked of the candidate master and of every replica the
+ * Sentinels consider healthy, and only what ROLE confirms is published.
+ * Events from the Sentinels' pub/sub channels (events.c) start a round at
+ * once and can put writes on hold before a failover completes; polling
+ * continues regardless, because pub/sub messages can be lost.
+ */
+#include "sentinel/engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conf/config.h"
+#include "proxy/log.h"
+#include "proxy/proxy.h"
+#include "proxy/strbuf.h"
+#include "sentinel/engine_int.h"
+#include "sentinel/quorum.h"
+#include "sentinel/topology.h"
+
+static void engine_poll_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void engine_soon_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void engine_kick_cb(struct ev_loop *loop, ev_async *a, int revents);
+static void engine_decide(struct engine *e);
+
+/* ---- reply helpers -------------------------------------------------------- */
+
+const char *engine_field(const redisReply *r, const char *key)
+{
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+        return NULL;
+    }
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type == REDIS_REPLY_STRING && strcmp(k->str, key) == 0 &&
+            (v->type == REDIS_REPLY_STRING || v->type == REDIS_REPLY_STATUS)) {
+            return v->str;
+        }
+    }
+    return NULL;
+}
+
+/* Parse "ip"/"port" fields into a resolved address. */
+bool engine_field_addr(const redisReply *r, const char *ipkey, const char *portkey, struct addr *a)
+{
+    const char *ip = engine_field(r, ipkey), *port = engine_field(r, portkey);
+    char err[128];
+    char *end;
+    long p;
+
+    if (ip == NULL || port == NULL) {
+        return false;
+    }
+    p = strtol(port, &end, 10);
+    if (*end != '\0' || p <= 0 || p > 65535) {
+        return false;
+    }
+    return addr_from_host_port(a, ip, (int)p, err, sizeof(err)) &&
+           addr_resolve(a, err, sizeof(err));
+}
+
+/* ---- Sentinel nodes ---------------------------------------------------------- */
+
+static struct engine_node *engine_find_node(struct engine *e, const struct addr *a)
+{
+    for (struct engine_node *n = e->nodes; n != NULL; n = n->next) {
+        if (addr_same(&n->addr, a)) {
+            return n;
+        }
+    }
+    return NULL;
+}
+
+static struct engine_node *engine_add_node(struct engine *e, const struct addr *a, bool configured)
+{
+    struct engine_node *n = calloc(1, sizeof(*n));
+    struct link_options o;
+    char name[ADDR_TEXT_MAX + 16];
+
+    if (n == NULL) {
+        return NULL;
+    }
+    n->e = e;
+    n->addr = *a;
+    addr_format(a, n->name, sizeof(n->name));
+    n->configured = configured;
+    n->added = ev_now(e->loop);
+    n->last_listed = n->added;
+    memset(&o, 0, sizeof(o));
+    o.timeout = (double)e->cfg->sentinel_timeout_ms / 1000.0;
+    o.username = e->cfg->sentinel_username;
+    o.password = e->cfg->sentinel_password;
+    snprintf(name, sizeof(name), "sentinel %s", n->name);
+    o.name = name;
+    n->cmd = link_new(e->loop, a, &o);
+    o.on_push = events_on_push;
+    o.udata = n;
+    n->sub = link_new(e->loop, a, &o);
+    if (n->cmd == NULL || n->sub == NULL) {
+        link_free(n->cmd);
+        link_free(n->sub);
+        free(n);
+        return NULL;
+    }
+    n->next = e->nodes;
+    e->nodes = n;
+    if (!configured) {
+        log_info("learnt Sentinel %s from SENTINEL SENTINELS", n->name);
+    }
+    return n;
+}
+
+static void engine_node_clear_round(struct engine_node *n)
+{
+    free(n->replicas);
+    n->replicas = NULL;
+    n->nreplicas = 0;
+    free(n->peers);
+    n->peers = NULL;
+    n->npeers = 0;
+    memset(&n->report, 0, sizeof(n->report));
+}
+
+static void engine_free_node(struct engine_node *n)
+{
+    engine_node_clear_round(n);
+    link_free(n->cmd);
+    link_free(n->sub);
+    free(n);
+}
+
+/* ---- one round ------------------------------------------------------------------ */
+
+static void engine_node_done(struct engine_node *n)
+{
+    struct engine *e = n->e;
+
+    if (--n->pending > 0) {
+        return;
+    }
+    if (n->report.ok) {
+        n->last_ok = ev_now(e->loop);
+    }
+    if (--e->round_pending == 0) {
+        engine_decide(e);
+    }
+}
+
+static void engine_master_cb(struct link *l, redisReply *r, void *arg)
+{
+    struct engine_node *n = arg;
+    const char *flags, *epoch;
+
+    (void)l;
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY &&
+        engine_field_addr(r, "ip", "port", &n->report.master)) {
+        flags = engine_field(r, "flags");
+        epoch = engine_field(r, "config-epoch");
+        n->report.ok = true;
+        n->report.epoch = epoch != NULL ? strtoull(epoch, NULL, 10) : 0;
+        if (flags != NULL) {
+            n->report.odown = quorum_has_flag(flags, "o_down");
+            n->report.sdown = quorum_has_flag(flags, "s_down");
+            n->report.failover = quorum_has_flag(flags, "failover_in_progress");
+        }
+    } else if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+        log_warn("%s: SENTINEL MASTER %s: %s", link_name(l), n->e->cfg->master_name, r->str);
+    }
+    engine_node_done(n);
+}
+
+static void engine_replicas_cb(struct link *l, redisReply *r, void *arg)
+{
+    struct engine_node *n = arg;
+
+    (void)l;
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+        n->replicas = calloc(r->elements, sizeof(*n->replicas));
+        for (size_t i = 0; n->replicas != NULL && i < r->elements; i++) {
+            struct engine_replica *rp = &n->replicas[n->nreplicas];
+            const char *flags = engine_field(r->element[i], "flags");
+            const char *link = engine_field(r->element[i], "master-link-status");
+            const char *off = engine_field(r->element[i], "slave-repl-offset");
+            if (!engine_field_addr(r->element[i], "ip", "port", &rp->addr)) {
+                continue;
+            }
+            rp->ok = quorum_replica_ok(flags, link);
+            rp->offset = off != NULL ? strtoull(off, NULL, 10) : 0;
+            n->nreplicas++;
+        }
+    }
+    engine_node_done(n);
+}
+
+static void engine_sentinels_cb(struct link *l, redisReply *r, void *arg)
+{
+    struct engine_node *n = arg;
+
+    (void)l;
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+        n->peers = calloc(r->elements, sizeof(*n->peers));
+        for (size_t i = 0; n->peers != NULL && i < r->elements; i++) {
+            if (engine_field_addr(r->element[i], "ip", "port", &n->peers[n->npeers])) {
+                n->npeers++;
+            }
+        }
+    }
+    engine_node_done(n);
+}
+
+void engine_round(struct engine *e)
+{
+    const char *name = e->cfg->master_name;
+
+    if (e->round_pending > 0 || e->confirm_pending > 0) {
+        e->round_again = true;
+        return;
+    }
+    e->round++;
+    e->round_again = false;
+    for (struct engine_node *n = e->nodes; n != NULL; n = n->next) {
+        engine_node_clear_round(n);
+        n->pending = 0;
+        events_subscribe(n);
+        n->pending += link_commandv(n->cmd, engine_master_cb, n, "SENTINEL", "MASTER", name, NULL);
+        n->pending +=
+            link_commandv(n->cmd, engine_replicas_cb, n, "SENTINEL", "REPLICAS", name, NULL);
+        n->pending +=
+            link_commandv(n->cmd, engine_sentinels_cb, n, "SENTINEL", "SENTINELS", name, NULL);
+        if (n->pending > 0) {
+            e->round_pending++;
+        }
+    }
+    if (e->round_pending == 0) {
+        engine_decide(e);
+    }
+}
+
+void engine_round_soon(struct engine *e)
+{
+    if (!ev_is_active(&e->soon)) {
+        ev_timer_set(&e->soon, 0.0, 0);
+        ev_timer_start(e->loop, &e->soon);
+    }
+}
+
+/* ---- discovery ----------------------------------------------------------------- */
+
+static void engine_discover(struct engine *e)
+{
+    double now = ev_now(e->loop);
+    double forget = (double)e->cfg->sentinel_forget_ms / 1000.0;
+    struct engine_node **pp;
+
+    for (struct engine_node *n = e->nodes; n != NULL; n = n->next) {
+        for (size_t i = 0; i < n->npeers; i++) {
+            struct engine_node *peer = engine_find_node(e, &n->peers[i]);
+            if (peer == NULL) {
+                peer = engine_add_node(e, &n->peers[i], false);
+            }
+            if (peer != NULL) {
+                peer->last_listed = now;
+            }
+        }
+    }
+    /* A learnt Sentinel that stopped answering and that no other Sentinel
+     * lists any more is forgotten; configured ones are kept for ever. */
+    for (pp = &e->nodes; *pp != NULL;) {
+        struct engine_node *n = *pp;
+        double seen = n->last_ok > n->last_listed ? n->last_ok : n->last_listed;
+        if (!n->configured && now - seen > forget) {
+            log_info("forgetting Sentinel %s: not seen for %.0fs", n->name, now - seen);
+            *pp = n->next;
+            engine_free_node(n);
+            continue;
+        }
+        pp = &n->next;
+    }
+}
+
+/* ---- status for PROXY TOPOLOGY -------------------------------------------------- */
+
+static void engine_status(struct engine *e, const struct quorum_decision *d)
+{
+    double now = ev_now(e->loop);
+    struct strbuf sb;
+    int i = 0;
+
+    strbuf_init(&sb);
+    strbuf_printf(&sb, "# Sentinels\r\n");
+    strbuf_printf(&sb, "decision:%s\r\n",
+                  d->status == QUORUM_AGREED  ? "agreed"
+                  : d->status == QUORUM_EPOCH ? "by-epoch"
+                  : d->status == QUORUM_SPLIT ? "split"
+                                              : "no-answer");
+    strbuf_printf(&sb, "sentinels_answering:%d\r\n", d->answers);
+    strbuf_printf(&sb, "master_votes:%d\r\n", d->votes);
+    strbuf_printf(&sb, "master_going_away:%d\r\n", d->going_away ? 1 : 0);
+    for (struct engine_node *n = e->nodes; n != NULL; n = n->next, i++) {
+        char m[ADDR_TEXT_MAX] = "-";
+        if (n->report.ok) {
+            addr_format(&n->report.master, m, sizeof(m));
+        }
+        strbuf_printf(&sb,
+                      "sentinel%d:addr=%s,state=%s,origin=%s,master=%s,epoch=%llu,"
+                      "subscribed=%d,last_ok_ms=%lld,last_error=%s\r\n",
+                      i, n->name, n->report.ok ? "ok" : "down",
+                      n->configured ? "configured" : "learnt", m,
+                      (unsigned long long)n->report.epoch, n->subscribed ? 1 : 0,
+                      n->last_ok > 0 ? (long long)((now - n->last_ok) * 1000) : -1LL,
+                      link_last_error(n->cmd)[0] != '\0' ? link_last_error(n->cmd) : "-");
+    }
+    if (!sb.oom) {
+        proxy_set_status(e->px, sb.buf);
+        sb.buf = NULL;
+    }
+    strbuf_free(&sb);
+}
+
+/* ---- publishing ------------------------------------------------------------------- */
+
+void engine_publish(struct engine *e, struct topology *t, bool force)
+{
+    char was[ADDR_TEXT_MAX] = "none", now_m[ADDR_TEXT_MAX] = "none";
+    bool master_changed;
+
+    if (e->topo != NULL && topology_same(e->topo, t) && !force) {
+        topology_unref(t);
+        return;
+    }
+    if (e->topo != NULL && e->topo->has_master) {
+        addr_format(&e->topo->master, was, sizeof(was));
+    }
+    if (t->has_master) {
+        addr_format(&t->master, now_m, sizeof(now_m));
+    }
+    master_changed = strcmp(was, now_m) != 0;
+    t->version = ++e->version;
+    if (master_changed && t->has_master && e->switch_started > 0) {
+        t->switch_started = e->switch_started;
+        log_info("topology v%llu: master %s -> %s (epoch %llu), %zu replica(s); %.0f ms after "
+                 "the first signal",
+                 (unsigned long long)t->version, was, now_m, (unsigned long long)t->epoch,
+                 t->nreplicas, (ev_now(e->loop) - e->switch_started) * 1000);
+        e->switch_started = 0;
+    } else if (master_changed) {
+        log_info("topology v%llu: master %s -> %s (epoch %llu), %zu replica(s)",
+                 (unsigned long long)t->version, was, now_m, (unsigned long long)t->epoch,
+                 t->nreplicas);
+    } else {
+        size_t healthy = 0;
+        for (size_t i = 0; i < t->nreplicas; i++) {
+            healthy += t->replicas[i].healthy;
+        }
+        log_info("topology v%llu: master %s (epoch %llu), %zu of %zu replica(s) healthy",
+                 (unsigned long long)t->version, now_m, (unsigned long long)t->epoch, healthy,
+                 t->nreplicas);
+    }
+    topology_unref(e->topo);
+    e->topo = t;
+    proxy_publish(e->px, t);
+}
+
+/* Stop writes now: the master is going away, or ROLE contradicts Sentinel. */
+void engine_hold(struct engine *e, const char *why)
+{
+    struct topology *t;
+
+    if (e->topo == NULL || !e->topo->has_master) {
+        return;
+    }
+    if (e->switch_started == 0) {
+        e->switch_started = ev_now(e->loop);
+    }
+    log_warn("holding requests: %s", why);
+    t = topology_clone(e->topo);
+    t->has_master = false;
+    engine_publish(e, t, false);
+}
+
+/* ---- decision and confirmation ------------------------------------------------------ */
+
+static void engine_decide(struct engine *e)
+{
+    struct quorum_report *reports;
+    struct quorum_decision d;
+    size_t n = 0, k = 0;
+    char m[ADDR_TEXT_MAX];
+
+    for (struct engine_node *node = e->nodes; node != NULL; node = node->next) {
+        n++;
+    }
+    reports = calloc(n > 0 ? n : 1, sizeof(*reports));
+    if (reports == NULL) {
+        return;
+    }
+    for (struct engine_node *node = e->nodes; node != NULL; node = node->next) {
+        reports[k++] = node->report;
+    }
+    quorum_decide(reports, n, &d);
+    free(reports);
+    engine_status(e, &d);
+    if (d.status == QUORUM_NONE) {
+        if (ev_now(e->loop) - e->warned_none > 30) {
+            log_warn("no Sentinel answered; serving the last confirmed topology and retrying");
+            e->warned_none = ev_now(e->loop);
+        }
+    } else {
+        e->warned_none = 0;
+    }
+    if (d.status == QUORUM_SPLIT) {
+        log_warn("Sentinels disagree on the master with equal epochs; keeping the current one");
+    }
+    engine_discover(e);
+    if (d.status != QUORUM_AGREED && d.status != QUORUM_EPOCH) {
+        if (e->round_again) {
+            engine_round_soon(e);
+        }
+        return;
+    }
+    if (d.going_away) {
+        addr_format(&d.master, m, sizeof(m));
+        char why[ADDR_TEXT_MAX + 128];
+        snprintf(why, sizeof(why), "master %s is objectively down or failing over", m);
+        engine_hold(e, why);
+        if (e->round_again) {
+            engine_round_soon(e);
+        }
+        return;
+    }
+    probe_confirm(e, &d);
+}
+
+/* ---- timers ----------------------------------------------------------------------- */
+
+static void engine_poll_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    engine_round(t->data);
+}
+
+static void engine_soon_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    engine_round(t->data);
+}
+
+static void engine_kick_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    struct engine *e = a->data;
+
+    (void)loop;
+    (void)revents;
+    e->force_publish = true;
+    engine_round(e);
+}
+
+void engine_kick(struct engine *e)
+{
+    if (e != NULL) {
+        ev_async_send(e->loop, &e->kick);
+    }
+}
+
+struct engine *engine_start(struct ev_loop *loop, struct proxy *px, char *err, size_t errlen)
+{
+    struct engine *e = calloc(1, sizeof(*e));
+    double poll;
+
+    if (e == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    e->loop = loop;
+    e->px = px;
+    e->cfg = px->cfg;
+    for (size_t i = 0; i < e->cfg->nsentinels; i++) {
+        struct addr a = e->cfg->sentinels[i];
+        if (!addr_resolve(&a, err, errlen)) {
+            engine_stop(e);
+            return NULL;
+        }
+        if (engine_find_node(e, &a) == NULL && engine_add_node(e, &a, true) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            engine_stop(e);
+            return NULL;
+        }
+    }
+    poll = (double)e->cfg->sentinel_poll_ms / 1000.0;
+    ev_timer_init(&e->poll, engine_poll_cb, poll, poll);
+    e->poll.data = e;
+    ev_timer_start(loop, &e->poll);
+    ev_timer_init(&e->soon, engine_soon_cb, 0, 0);
+    e->soon.data = e;
+    ev_async_init(&e->kick, engine_kick_cb);
+    e->kick.data = e;
+    ev_async_start(loop, &e->kick);
+    px->engine = e;
+    engine_round(e);
+    return e;
+}
+
+void engine_stop(struct engine *e)
+{
+    if (e == NULL) {
+        return;
+    }
+    ev_timer_stop(e->loop, &e->poll);
+    ev_timer_stop(e->loop, &e->soon);
+    ev_async_stop(e->loop, &e->kick);
+    e->px->engine = NULL;
+    while (e->nodes != NULL) {
+        struct engine_node *n = e->nodes;
+        e->nodes = n->next;
+        engine_free_node(n);
+    }
+    probe_free_all(e);
+    topology_unref(e->topo);
+    free(e);
+}

@@ -1,0 +1,123 @@
+/*
+ * engine_int.h - the Sentinel engine's internal state, shared by engine.c
+ * (rounds, decisions, publication), events.c (pub/sub) and probe.c (ROLE).
+ * Not for use outside sentinel/.
+ */
+#ifndef SP_ENGINE_INT_H
+#define SP_ENGINE_INT_H
+
+#include <ev.h>
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proxy/addr.h"
+#include "sentinel/link.h"
+#include "sentinel/quorum.h"
+
+struct config;
+struct proxy;
+struct topology;
+
+/* A replica as one Sentinel lists it. */
+struct engine_replica {
+    struct addr addr;
+    bool ok; /* not flagged down or disconnected, master link not "err" */
+    uint64_t offset;
+};
+
+/* One Sentinel. */
+struct engine_node {
+    struct engine *e;
+    struct addr addr;
+    char name[ADDR_TEXT_MAX];
+    bool configured; /* from the configuration: never forgotten */
+    bool subscribed; /* its event channels are subscribed */
+    struct link *cmd;
+    struct link *sub;
+    double added, last_ok, last_listed;
+    int pending; /* replies outstanding in this round */
+    struct quorum_report report;
+    struct engine_replica *replicas;
+    size_t nreplicas;
+    struct addr *peers; /* Sentinels it knows of */
+    size_t npeers;
+    struct engine_node *next;
+};
+
+/* A Redis instance asked for ROLE. */
+struct engine_inst {
+    struct addr addr;
+    struct link *link;
+    double last_used;
+    struct engine_inst *next;
+};
+
+/* A replica being confirmed in the current decision. */
+struct engine_cand {
+    struct addr addr;
+    bool ok;        /* healthy according to the Sentinels */
+    bool confirmed; /* ROLE: replica of the candidate, link up */
+    uint64_t offset;
+};
+
+struct engine {
+    struct ev_loop *loop;
+    struct proxy *px;
+    const struct config *cfg;
+    struct engine_node *nodes;
+    struct engine_inst *insts;
+    ev_timer poll;
+    ev_timer soon;
+    ev_async kick;
+    uint64_t round;
+    int round_pending;
+    bool round_again;
+    bool force_publish;
+    /* confirmation of a decision by ROLE */
+    uint64_t confirm_seq;
+    int confirm_pending;
+    struct quorum_decision cand;
+    bool cand_ok;
+    uint64_t cand_offset;
+    struct engine_cand *cr;
+    size_t ncr;
+    /* what was published */
+    struct topology *topo;
+    uint64_t version;
+    double switch_started; /* first signal of the switch in progress (0 = none) */
+    double warned_none;
+};
+
+/* The string value of key in a flat key/value array reply (NULL if absent). */
+const char *engine_field(const redisReply *r, const char *key);
+
+/* Fields ipkey/portkey of a key/value reply as a resolved address. */
+bool engine_field_addr(const redisReply *r, const char *ipkey, const char *portkey, struct addr *a);
+
+/* Start a round now, or right after the one in progress. */
+void engine_round(struct engine *e);
+
+/* Start a round at the next loop turn. */
+void engine_round_soon(struct engine *e);
+
+/* Publish t (takes ownership) if it differs from the last one, or if force. */
+void engine_publish(struct engine *e, struct topology *t, bool force);
+
+/* Publish "no master" at once, keeping replicas: writes wait. */
+void engine_hold(struct engine *e, const char *why);
+
+/* events.c: subscribe a Sentinel's event channels if not subscribed. */
+void events_subscribe(struct engine_node *n);
+
+/* events.c: a message (or NULL: link down) on a Sentinel's subscriber link. */
+void events_on_push(struct link *l, redisReply *msg, void *udata);
+
+/* probe.c: confirm a decision with ROLE on the master and replicas, then
+ * publish what is confirmed. */
+void probe_confirm(struct engine *e, const struct quorum_decision *d);
+
+/* probe.c: free every instance link. */
+void probe_free_all(struct engine *e);
+
+#endif

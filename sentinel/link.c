@@ -1,0 +1,543 @@
+/*
+ * link.c - control-plane connections: hiredis reader and formatter over a
+ * non-blocking transport, with per-command deadlines.
+ */
+#include "sentinel/link.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "proxy/log.h"
+#include "proxy/net.h"
+#include "proxy/transport.h"
+
+#define LINK_READ_CHUNK   16384
+#define LINK_MAX_PENDING  1024        /* commands in flight on one link */
+#define LINK_MAX_UNPARSED (16u << 20) /* bytes of one unfinished reply */
+#define LINK_MAX_ARGS     16
+
+enum link_state {
+    LINK_IDLE = 0,
+    LINK_CONNECTING = 1,
+    LINK_CONNECTED = 2,
+};
+
+struct link_cmd {
+    link_reply_fn *cb;
+    void *arg;
+    double deadline;
+};
+
+struct link {
+    struct ev_loop *loop;
+    struct addr addr;
+    struct link_options opt;
+    char name[96];
+    char username[128];
+    char password[256];
+    char last_error[256];
+    struct transport t;
+    ev_io io;
+    ev_timer timer;
+    ev_idle reaper;
+    int state;
+    bool subscriber;
+    bool in_callback;
+    bool doomed; /* freed once the current callback returns */
+    bool silent; /* being destroyed: pending callbacks are not called */
+    unsigned io_events;
+    redisReader *reader;
+    size_t unparsed;
+    char *out;
+    size_t out_len, out_cap, out_sent;
+    struct link_cmd *cmds; /* ring of pending commands */
+    size_t ncmds, cmd_head, cmd_cap;
+};
+
+static void link_io_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void link_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void link_reaper_cb(struct ev_loop *loop, ev_idle *idle, int revents);
+
+struct link *link_new(struct ev_loop *loop, const struct addr *a, const struct link_options *o)
+{
+    struct link *l = calloc(1, sizeof(*l));
+
+    if (l == NULL) {
+        return NULL;
+    }
+    l->loop = loop;
+    l->addr = *a;
+    l->opt = *o;
+    snprintf(l->name, sizeof(l->name), "%s", o->name != NULL ? o->name : "link");
+    if (o->username != NULL) {
+        snprintf(l->username, sizeof(l->username), "%s", o->username);
+    }
+    if (o->password != NULL) {
+        snprintf(l->password, sizeof(l->password), "%s", o->password);
+    }
+    l->opt.name = l->name;
+    l->opt.username = o->username != NULL ? l->username : NULL;
+    l->opt.password = o->password != NULL ? l->password : NULL;
+    l->subscriber = o->on_push != NULL;
+    l->t.fd = -1;
+    ev_init(&l->timer, link_timer_cb);
+    l->timer.data = l;
+    ev_idle_init(&l->reaper, link_reaper_cb);
+    l->reaper.data = l;
+    return l;
+}
+
+const struct addr *link_addr(const struct link *l)
+{
+    return &l->addr;
+}
+
+const char *link_name(const struct link *l)
+{
+    return l->name;
+}
+
+const char *link_last_error(const struct link *l)
+{
+    return l->last_error;
+}
+
+bool link_active(const struct link *l)
+{
+    return l->state != LINK_IDLE;
+}
+
+size_t link_pending(const struct link *l)
+{
+    return l->ncmds;
+}
+
+static void link_set_events(struct link *l, unsigned ev)
+{
+    if (l->io_events == ev) {
+        return;
+    }
+    ev_io_stop(l->loop, &l->io);
+    if (ev != 0) {
+        ev_io_set(&l->io, l->t.fd, (int)ev);
+        ev_io_start(l->loop, &l->io);
+    }
+    l->io_events = ev;
+}
+
+/* Re-arm the timer for the earliest deadline (connect or oldest command). */
+static void link_arm_timer(struct link *l, double deadline)
+{
+    double now = ev_now(l->loop);
+
+    ev_timer_stop(l->loop, &l->timer);
+    if (deadline <= 0) {
+        return;
+    }
+    ev_timer_set(&l->timer, deadline > now ? deadline - now : 0.001, 0);
+    ev_timer_start(l->loop, &l->timer);
+}
+
+static void link_arm_for_commands(struct link *l)
+{
+    if (l->ncmds > 0) {
+        link_arm_timer(l, l->cmds[l->cmd_head].deadline);
+    } else {
+        link_arm_timer(l, 0);
+    }
+}
+
+static bool link_push_cmd(struct link *l, link_reply_fn *cb, void *arg)
+{
+    struct link_cmd *slot;
+
+    if (l->ncmds == l->cmd_cap) {
+        size_t cap = l->cmd_cap ? l->cmd_cap * 2 : 8;
+        struct link_cmd *n;
+        if (l->ncmds >= LINK_MAX_PENDING) {
+            return false;
+        }
+        n = malloc(cap * sizeof(*n));
+        if (n == NULL) {
+            return false;
+        }
+        for (size_t i = 0; i < l->ncmds; i++) {
+            n[i] = l->cmds[(l->cmd_head + i) % l->cmd_cap];
+        }
+        free(l->cmds);
+        l->cmds = n;
+        l->cmd_cap = cap;
+        l->cmd_head = 0;
+    }
+    slot = &l->cmds[(l->cmd_head + l->ncmds) % l->cmd_cap];
+    slot->cb = cb;
+    slot->arg = arg;
+    slot->deadline = ev_now(l->loop) + l->opt.timeout;
+    l->ncmds++;
+    return true;
+}
+
+static struct link_cmd link_pop_cmd(struct link *l)
+{
+    struct link_cmd c = l->cmds[l->cmd_head];
+
+    l->cmd_head = (l->cmd_head + 1) % l->cmd_cap;
+    l->ncmds--;
+    return c;
+}
+
+static bool link_append(struct link *l, const char *data, size_t len)
+{
+    if (l->out_len + len > l->out_cap) {
+        size_t cap = l->out_cap ? l->out_cap : 256;
+        char *n;
+        while (cap < l->out_len + len) {
+            cap *= 2;
+        }
+        n = realloc(l->out, cap);
+        if (n == NULL) {
+            return false;
+        }
+        l->out = n;
+        l->out_cap = cap;
+    }
+    memcpy(l->out + l->out_len, data, len);
+    l->out_len += len;
+    return true;
+}
+
+static void link_flush(struct link *l)
+{
+    while (l->out_sent < l->out_len) {
+        struct iovec iov = {l->out + l->out_sent, l->out_len - l->out_sent};
+        ssize_t n = transport_writev(&l->t, &iov, 1);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                link_set_events(l, EV_READ | EV_WRITE);
+                return;
+            }
+            link_close(l, strerror(errno));
+            return;
+        }
+        l->out_sent += (size_t)n;
+    }
+    l->out_len = l->out_sent = 0;
+    link_set_events(l, EV_READ);
+}
+
+static void link_connect(struct link *l)
+{
+    char err[256];
+    int fd = net_connect(&l->addr, err, sizeof(err));
+
+    if (fd < 0) {
+        snprintf(l->last_error, sizeof(l->last_error), "%s", err);
+        return;
+    }
+    transport_plain(&l->t, fd);
+    l->reader = redisReaderCreate();
+    if (l->reader == NULL) {
+        transport_close(&l->t);
+        return;
+    }
+    l->unparsed = 0;
+    l->state = LINK_CONNECTING;
+    ev_io_init(&l->io, link_io_cb, fd, EV_WRITE);
+    l->io.data = l;
+    ev_io_start(l->loop, &l->io);
+    l->io_events = EV_WRITE;
+    link_arm_timer(l, ev_now(l->loop) + l->opt.timeout);
+}
+
+static void link_auth_cb(struct link *l, redisReply *reply, void *arg)
+{
+    (void)arg;
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        log_warn("%s: AUTH failed: %s", l->name, reply->str);
+    }
+}
+
+static bool link_send_raw(struct link *l, link_reply_fn *cb, void *arg, int argc, const char **argv,
+                          const size_t *argl)
+{
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, argl);
+    bool ok;
+
+    if (len < 0 || cmd == NULL) {
+        return false;
+    }
+    /* A command without a callback expects no matched reply (SUBSCRIBE:
+     * its confirmations arrive as messages). */
+    ok = cb == NULL || link_push_cmd(l, cb, arg);
+    if (ok && !link_append(l, cmd, (size_t)len)) {
+        if (cb != NULL) {
+            l->ncmds--; /* undo the push: the command never left */
+        }
+        ok = false;
+    }
+    redisFreeCommand(cmd);
+    return ok;
+}
+
+bool link_command(struct link *l, link_reply_fn *cb, void *arg, int argc, const char **argv,
+                  const size_t *argl)
+{
+    bool first = l->state == LINK_IDLE;
+
+    if (l->doomed) {
+        return false;
+    }
+    if (first) {
+        link_connect(l);
+        if (l->state == LINK_IDLE) {
+            return false;
+        }
+        if (l->opt.password != NULL) {
+            const char *av[3] = {"AUTH", l->opt.username, l->opt.password};
+            size_t al[3] = {4, 0, 0};
+            int ac = l->opt.username != NULL ? 3 : 2;
+            if (ac == 2) {
+                av[1] = l->opt.password;
+            }
+            al[1] = strlen(av[1]);
+            al[2] = ac == 3 ? strlen(av[2]) : 0;
+            if (!link_send_raw(l, link_auth_cb, NULL, ac, av, al)) {
+                return false;
+            }
+        }
+    }
+    if (!link_send_raw(l, cb, arg, argc, argv, argl)) {
+        return false;
+    }
+    if (l->state == LINK_CONNECTED) {
+        link_flush(l);
+        if (l->ncmds == 1) {
+            link_arm_for_commands(l);
+        }
+    }
+    return true;
+}
+
+bool link_commandv(struct link *l, link_reply_fn *cb, void *arg, const char *first, ...)
+{
+    const char *argv[LINK_MAX_ARGS];
+    size_t argl[LINK_MAX_ARGS];
+    int argc = 0;
+    va_list ap;
+
+    va_start(ap, first);
+    for (const char *w = first; w != NULL && argc < LINK_MAX_ARGS; w = va_arg(ap, const char *)) {
+        argv[argc] = w;
+        argl[argc] = strlen(w);
+        argc++;
+    }
+    va_end(ap);
+    return link_command(l, cb, arg, argc, argv, argl);
+}
+
+void link_close(struct link *l, const char *why)
+{
+    bool was_callback = l->in_callback;
+
+    if (l->state == LINK_IDLE) {
+        return;
+    }
+    if (why != NULL) {
+        snprintf(l->last_error, sizeof(l->last_error), "%s", why);
+        log_debug("%s: closed: %s", l->name, why);
+    }
+    ev_io_stop(l->loop, &l->io);
+    ev_timer_stop(l->loop, &l->timer);
+    l->io_events = 0;
+    transport_close(&l->t);
+    if (l->reader != NULL) {
+        redisReaderFree(l->reader);
+        l->reader = NULL;
+    }
+    l->state = LINK_IDLE;
+    l->out_len = l->out_sent = 0;
+    l->in_callback = true;
+    while (l->ncmds > 0) {
+        struct link_cmd c = link_pop_cmd(l);
+        if (!l->silent) {
+            c.cb(l, NULL, c.arg);
+        }
+    }
+    if (l->subscriber && l->opt.on_push != NULL && !l->silent) {
+        l->opt.on_push(l, NULL, l->opt.udata);
+    }
+    l->in_callback = was_callback;
+}
+
+/* On a subscriber link, messages and command replies interleave: messages
+ * are arrays whose first element names their kind. */
+static bool link_is_message(const struct link *l, const redisReply *r)
+{
+    static const char *kinds[] = {"message",    "pmessage",    "smessage",    "subscribe",
+                                  "psubscribe", "unsubscribe", "punsubscribe"};
+
+    if (!l->subscriber || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_STRING) {
+        return false;
+    }
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (strcasecmp(r->element[0]->str, kinds[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Hand each complete reply to its command (or to the push callback). */
+static void link_dispatch(struct link *l)
+{
+    void *reply = NULL;
+
+    while (l->state == LINK_CONNECTED) {
+        if (redisReaderGetReply(l->reader, &reply) != REDIS_OK) {
+            char why[ADDR_TEXT_MAX + 128];
+            snprintf(why, sizeof(why), "invalid reply: %s", l->reader->errstr);
+            link_close(l, why);
+            return;
+        }
+        if (reply == NULL) {
+            return;
+        }
+        l->unparsed = 0;
+        l->in_callback = true;
+        if (link_is_message(l, reply)) {
+            if (l->opt.on_push != NULL) {
+                l->opt.on_push(l, reply, l->opt.udata);
+            }
+        } else if (l->ncmds > 0) {
+            struct link_cmd c = link_pop_cmd(l);
+            link_arm_for_commands(l);
+            c.cb(l, reply, c.arg);
+        } else {
+            log_warn("%s: unexpected reply, dropping the link", l->name);
+            l->in_callback = false;
+            freeReplyObject(reply);
+            link_close(l, "unexpected reply");
+            return;
+        }
+        l->in_callback = false;
+        freeReplyObject(reply);
+        if (l->doomed) {
+            return;
+        }
+    }
+}
+
+static void link_read(struct link *l)
+{
+    char buf[LINK_READ_CHUNK];
+
+    for (int i = 0; i < 8 && l->state == LINK_CONNECTED; i++) {
+        ssize_t n = transport_read(&l->t, buf, sizeof(buf));
+        if (n == 0) {
+            link_close(l, "closed by peer");
+            return;
+        }
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                link_close(l, strerror(errno));
+            }
+            return;
+        }
+        l->unparsed += (size_t)n;
+        if (l->unparsed > LINK_MAX_UNPARSED) {
+            link_close(l, "reply too large");
+            return;
+        }
+        if (redisReaderFeed(l->reader, buf, (size_t)n) != REDIS_OK) {
+            link_close(l, "reader error");
+            return;
+        }
+        link_dispatch(l);
+        if ((size_t)n < sizeof(buf)) {
+            return;
+        }
+    }
+}
+
+static void link_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct link *l = io->data;
+
+    (void)loop;
+    if (l->state == LINK_CONNECTING) {
+        int err = net_connect_result(l->t.fd);
+        if (err != 0) {
+            link_close(l, strerror(err));
+            return;
+        }
+        net_tune(l->t.fd, 60);
+        l->state = LINK_CONNECTED;
+        link_arm_for_commands(l);
+        link_flush(l);
+        return;
+    }
+    if (revents & EV_READ) {
+        link_read(l);
+    }
+    if ((revents & EV_WRITE) && l->state == LINK_CONNECTED) {
+        link_flush(l);
+    }
+    if (l->doomed && !l->in_callback) {
+        ev_idle_start(l->loop, &l->reaper);
+    }
+}
+
+static void link_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct link *l = t->data;
+
+    (void)loop;
+    (void)revents;
+    if (l->state == LINK_CONNECTING) {
+        link_close(l, "connect timeout");
+        return;
+    }
+    /* A subscriber waits for messages forever: only its commands time out. */
+    if (l->ncmds > 0 && ev_now(l->loop) >= l->cmds[l->cmd_head].deadline) {
+        link_close(l, "timeout");
+        return;
+    }
+    link_arm_for_commands(l);
+}
+
+static void link_destroy(struct link *l)
+{
+    l->silent = true;
+    link_close(l, NULL);
+    ev_idle_stop(l->loop, &l->reaper);
+    free(l->cmds);
+    free(l->out);
+    free(l);
+}
+
+static void link_reaper_cb(struct ev_loop *loop, ev_idle *idle, int revents)
+{
+    (void)loop;
+    (void)revents;
+    link_destroy(idle->data);
+}
+
+void link_free(struct link *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    if (l->in_callback) {
+        l->doomed = true;
+        l->opt.on_push = NULL;
+        ev_idle_start(l->loop, &l->reaper);
+        return;
+    }
+    link_destroy(l);
+}
