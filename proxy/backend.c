@@ -20,15 +20,19 @@
 #include "proxy/proxy.h"
 #include "proxy/req.h"
 #include "proxy/worker.h"
+#include "sentinel/engine.h"
 
 #define BCONN_READS_PER_EVENT 32
 #define BCONN_IOV_MAX         IOV_MAX
 #define BCONN_TAIL_COPY_MAX   4096
 #define BCONN_MAX_BULK        ((uint64_t)1 << 40) /* replies are bounded by client-output-limit */
+#define BACKEND_SUSPECT_TIME  0.2 /* seconds a backend that refused a command is avoided */
 
 static void bconn_io_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void backend_retry_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void backend_drain_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void bconn_close_how(struct bconn *bc, const char *why, bool abort);
 
 static const struct config *backend_cfg(const struct backend *be)
 {
@@ -55,6 +59,8 @@ struct backend *backend_new(struct worker *w, const struct addr *a, int role)
     be->backoff = (double)backend_cfg(be)->reconnect_min_ms / 1000.0;
     ev_timer_init(&be->retry, backend_retry_cb, 0, 0);
     be->retry.data = be;
+    ev_timer_init(&be->drain, backend_drain_cb, 0, 0);
+    be->drain.data = be;
     be->next = w->backends;
     w->backends = be;
     return be;
@@ -69,6 +75,7 @@ void backend_free(struct backend *be)
         bconn_close(be->conns, "backend removed");
     }
     ev_timer_stop(w->loop, &be->retry);
+    ev_timer_stop(w->loop, &be->drain);
     for (pp = &w->backends; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == be) {
             *pp = be->next;
@@ -84,7 +91,47 @@ void backend_free(struct backend *be)
 
 bool backend_usable(const struct backend *be)
 {
-    return be->state != BE_DOWN && be->role != BACKEND_RETIRED;
+    return be->state != BE_DOWN && be->role != BACKEND_RETIRED &&
+           (be->suspect_until == 0 || ev_now(be->w->loop) >= be->suspect_until);
+}
+
+void backend_drain(struct backend *be, double grace)
+{
+    struct bconn *bc, *next;
+    bool busy = false;
+
+    for (bc = be->conns; bc != NULL; bc = next) {
+        next = bc->next;
+        if (bc->nqueued == 0) {
+            bconn_close(bc, NULL);
+        } else {
+            busy = true;
+        }
+    }
+    if (busy && !ev_is_active(&be->drain)) {
+        ev_timer_set(&be->drain, grace, 0);
+        ev_timer_start(be->w->loop, &be->drain);
+    }
+}
+
+void backend_undrain(struct backend *be)
+{
+    ev_timer_stop(be->w->loop, &be->drain);
+}
+
+static void backend_drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct backend *be = t->data;
+    struct bconn *bc, *next;
+
+    (void)loop;
+    (void)revents;
+    for (bc = be->conns; bc != NULL; bc = next) {
+        next = bc->next;
+        if (bc->nqueued > 0) {
+            bconn_close_how(bc, "still unanswered after the switch (connection reset)", true);
+        }
+    }
 }
 
 /* A connection attempt failed: retry later, with exponential backoff. */
@@ -378,6 +425,12 @@ void bconn_flush(struct bconn *bc)
         return;
     }
     bc->w->stats.backend_writes++;
+    if (bc->be->switch_started > 0) {
+        log_info("first request forwarded to the new master %s, %.0f ms after the first signal "
+                 "of the switch",
+                 bc->be->name, (ev_time() - bc->be->switch_started) * 1000);
+        bc->be->switch_started = 0;
+    }
     while (bc->unsent != NULL && n > 0) {
         r = bc->unsent;
         uint64_t left = r->in.bytes - r->sent;
@@ -446,6 +499,46 @@ static void bconn_internal_reply(struct bconn *bc, struct req *r)
     req_free(bc->w, r);
 }
 
+/* Errors that mean the command was not executed: the server is not (or not
+ * yet) a usable master. With a fixed backend only LOADING is worth waiting
+ * for; READONLY from it is a configuration problem the client must see. */
+static bool bconn_not_executed(const struct bconn *bc)
+{
+    static const char *const codes[] = {"LOADING ", "READONLY ", "MASTERDOWN "};
+    const struct replyscan *rs = &bc->rs;
+    size_t ncodes = bc->w->px->engine != NULL ? 3 : 1;
+
+    if (!rs->is_error || rs->type != '-') {
+        return false;
+    }
+    for (size_t i = 0; i < ncodes; i++) {
+        size_t n = strlen(codes[i]);
+        if (rs->head_len >= n && memcmp(rs->head, codes[i], n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* r was refused as "not executed": send it again once the backend is usable
+ * (the control plane is asked to check the topology now). */
+static void bconn_retry_refused(struct bconn *bc, struct req *r)
+{
+    struct backend *be = bc->be;
+    struct worker *w = bc->w;
+
+    if (be->suspect_until <= ev_now(w->loop)) {
+        log_warn("backend %s answered %.*s: holding its requests and checking the topology",
+                 be->name, (int)strcspn(bc->rs.head, " "), bc->rs.head);
+    }
+    be->suspect_until = ev_now(w->loop) + BACKEND_SUSPECT_TIME;
+    w->stats.retried++;
+    spans_clear(&r->out);
+    r->flags &= ~REQ_ERROR;
+    client_undispatch(r->client, r);
+    engine_kick(w->px->engine);
+}
+
 /* A complete reply is in bc->cur: give it to whoever it belongs to. */
 static void bconn_deliver(struct bconn *bc)
 {
@@ -455,7 +548,12 @@ static void bconn_deliver(struct bconn *bc)
     spans_init(&bc->cur);
     bconn_pop_noreply(bc);
     if (bc->streaming || (bc->rs.is_push && bc->resp == 3)) {
-        if (bc->owner != NULL) {
+        if (bc->swallow > 0 && bc->streaming) {
+            /* A resubscription's confirmations: the client saw its own
+             * before the connection was lost. */
+            bc->swallow--;
+            spans_clear(&out);
+        } else if (bc->owner != NULL) {
             client_push(bc->owner, &out);
         } else {
             spans_clear(&out);
@@ -472,7 +570,10 @@ static void bconn_deliver(struct bconn *bc)
     if (bc->rs.is_error) {
         r->flags |= REQ_ERROR;
     }
-    if (r->flags & REQ_INTERNAL) {
+    if (r->client != NULL && !bc->dedicated && !(r->flags & REQ_INTERNAL) &&
+        bconn_not_executed(bc)) {
+        bconn_retry_refused(bc, r);
+    } else if (r->flags & REQ_INTERNAL) {
         bconn_internal_reply(bc, r);
     } else if (r->client == NULL) {
         req_free(bc->w, r);
@@ -673,6 +774,11 @@ static void bconn_unlink(struct bconn *bc)
 
 void bconn_close(struct bconn *bc, const char *why)
 {
+    bconn_close_how(bc, why, false);
+}
+
+static void bconn_close_how(struct bconn *bc, const char *why, bool abort)
+{
     struct worker *w = bc->w;
     char addr[ADDR_TEXT_MAX];
     struct req *r;
@@ -689,7 +795,11 @@ void bconn_close(struct bconn *bc, const char *why)
     ev_io_stop(w->loop, &bc->io);
     ev_timer_stop(w->loop, &bc->timer);
     bc->io_events = 0;
-    transport_close(&bc->t);
+    if (abort) {
+        transport_abort(&bc->t);
+    } else {
+        transport_close(&bc->t);
+    }
     if (bc->owner != NULL) {
         client_lost_dedicated(bc->owner, bc);
         bc->owner = NULL;

@@ -57,6 +57,7 @@ struct bconn {
     uint8_t state;      /* enum bconn_state */
     bool dedicated;     /* lent to one client (owner) */
     bool streaming;     /* replies are not matched to requests (SUBSCRIBE, MONITOR...) */
+    uint32_t swallow;   /* stream replies to drop: confirmations of a resubscription */
     bool dirty;         /* on the worker's flush list */
     bool tainted;       /* carries state that makes it unfit to lend again */
     bool reaped;        /* on the worker's reap list */
@@ -90,12 +91,15 @@ struct backend {
     int nspare;
     struct bconn *conns; /* every connection of this backend */
     ev_timer retry;
-    double backoff;       /* seconds before the next connection attempt */
-    double down_since;    /* when it went down (0 = up) */
-    uint64_t nrequests;   /* requests forwarded */
-    uint64_t nerrors;     /* connection failures */
-    uint32_t inflight;    /* requests awaiting replies (for balancing) */
-    struct backend *next; /* worker's list */
+    ev_timer drain;        /* grace for requests in flight after losing the master role */
+    double suspect_until;  /* answered READONLY/LOADING/MASTERDOWN: avoided until then */
+    double switch_started; /* new master: when its switch was first signalled (0 = logged) */
+    double backoff;        /* seconds before the next connection attempt */
+    double down_since;     /* when it went down (0 = up) */
+    uint64_t nrequests;    /* requests forwarded */
+    uint64_t nerrors;      /* connection failures */
+    uint32_t inflight;     /* requests awaiting replies (for balancing) */
+    struct backend *next;  /* worker's list */
 };
 
 /* Create the worker's view of a server (no connection is opened yet). */
@@ -104,10 +108,20 @@ struct backend *backend_new(struct worker *w, const struct addr *a, int role);
 /* Close every connection (their requests are handed back) and free. */
 void backend_free(struct backend *be);
 
+/* The backend lost its role (no longer the master, or gone from the
+ * topology): idle connections close now; requests in flight get a grace
+ * period to be answered, after which their connections are reset, so that a
+ * stalled server never executes them later. */
+void backend_drain(struct backend *be, double grace);
+
+/* Cancel a drain in progress (the backend got its role back). */
+void backend_undrain(struct backend *be);
+
 /* Open the shared connections now rather than on the first request. */
 void backend_warm(struct backend *be);
 
-/* True when requests may be queued on it now (not known to be down). */
+/* True when requests may be queued on it now (not known to be down, not
+ * suspect). */
 bool backend_usable(const struct backend *be);
 
 /* The shared connection for a client with the given id, connecting it if

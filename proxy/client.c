@@ -502,8 +502,33 @@ static bool client_over_budget(const struct client *c)
            (c->inflight > 0 && expected > limit);
 }
 
+/* Subscriptions lost with their connection are re-established on a new
+ * dedicated connection as soon as a master is usable. False while waiting. */
+static bool client_resubscribe(struct client *c)
+{
+    struct backend *be = c->w->master;
+
+    if (c->ded != NULL || c->inflight > 0) {
+        return false;
+    }
+    if (be == NULL || !backend_usable(be) || (c->ded = backend_dedicated(be, c)) == NULL) {
+        worker_wait(c->w, c);
+        return false;
+    }
+    if (!session_replay(c, c->ded) || !session_resubscribe(c, c->ded)) {
+        client_close(c, "out of memory");
+        return false;
+    }
+    c->sess.resub = false;
+    c->last = c->ded;
+    return true;
+}
+
 void client_dispatch(struct client *c)
 {
+    if (c->sess.resub && !client_resubscribe(c)) {
+        return;
+    }
     while (c->undisp != NULL && !(c->flags & CL_CLOSING)) {
         struct req *r = c->undisp;
         if (r->flags & (REQ_DONE | REQ_DISPATCHED)) {
@@ -525,7 +550,7 @@ void client_dispatch(struct client *c)
             worker_mark_client(c->w, c);
         }
     }
-    if (c->undisp == NULL || !(c->undisp->flags & REQ_HELD)) {
+    if ((c->undisp == NULL || !(c->undisp->flags & REQ_HELD)) && !c->sess.resub) {
         worker_unwait(c->w, c);
     }
 }
@@ -624,6 +649,9 @@ void client_lost_dedicated(struct client *c, struct bconn *bc)
     }
     c->ded = NULL;
     session_lost_connection(c);
+    if (c->sess.resub) {
+        worker_wait(c->w, c);
+    }
 }
 
 /* ---- writing ------------------------------------------------------------ */

@@ -27,6 +27,7 @@ struct worker;
 struct bconn;
 struct req;
 struct listener;
+struct session_set;
 
 enum {
     CL_CLOSING = 1u << 0,     /* closed; reaped after the current callback */
@@ -53,6 +54,9 @@ struct session {
     size_t hello_len;
     char *name; /* CLIENT SETNAME value ("" = none) */
     size_t name_len;
+    struct session_set *subs; /* channels, patterns, shard channels subscribed */
+    bool monitor;             /* MONITOR is on */
+    bool resub;               /* subscriptions must be re-established on a new connection */
 };
 
 struct client {

@@ -10,6 +10,7 @@
 #include "proxy/session.h"
 
 #include <stdio.h>
+#include <sys/types.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -22,6 +23,17 @@
 #include "proxy/worker.h"
 
 #define SESSION_ARGS_MAX 16 /* arguments looked at in session commands */
+#define SESSION_KINDS    3  /* channels, patterns, shard channels */
+
+/* Names a session is subscribed to, of one kind. */
+struct session_set {
+    char **names;
+    size_t *lens;
+    size_t n, cap;
+};
+
+static const char *const session_sub_cmd[SESSION_KINDS] = {"SUBSCRIBE", "PSUBSCRIBE",
+                                                           "SSUBSCRIBE"};
 #define SESSION_REQ_MAX  (1u << 20)
 
 void session_init(struct session *s)
@@ -30,8 +42,31 @@ void session_init(struct session *s)
     s->resp = 2;
 }
 
+static void session_set_clear(struct session_set *set)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        free(set->names[i]);
+    }
+    free(set->names);
+    free(set->lens);
+    memset(set, 0, sizeof(*set));
+}
+
+static void session_subs_free(struct session *s)
+{
+    if (s->subs != NULL) {
+        for (int k = 0; k < SESSION_KINDS; k++) {
+            session_set_clear(&s->subs[k]);
+        }
+        free(s->subs);
+        s->subs = NULL;
+    }
+    s->monitor = false;
+}
+
 void session_free(struct session *s)
 {
+    session_subs_free(s);
     free(s->auth);
     free(s->hello);
     free(s->name);
@@ -46,7 +81,7 @@ void session_reset(struct session *s)
     bool streaming = s->streaming;
 
     s->name = NULL;
-    session_free(s);
+    session_free(s); /* RESET also ends subscriptions and MONITOR */
     session_init(s);
     s->name = name;
     s->name_len = name_len;
@@ -151,20 +186,20 @@ static bool session_xread_blocks(struct req *r)
     return blocks;
 }
 
-static int session_route_session_cmd(struct client *c, struct req *r)
+static int session_route_session_cmd(struct req *r, bool pinned)
 {
     const struct cmd_info *ci = r->ci;
 
     switch (ci->id) {
     case CMD_SELECT:
         /* Only "SELECT 0" is certain to leave a shared connection unchanged. */
-        if (c->ded == NULL && r->argc == 2 && r->intarg == 0) {
+        if (!pinned && r->argc == 2 && r->intarg == 0) {
             return SESSION_SHARED;
         }
         return SESSION_DEDICATED;
     case CMD_HELLO:
         /* HELLO or HELLO 2 without options only reports server facts. */
-        if (c->ded == NULL && (r->argc == 1 || (r->argc == 2 && r->intarg == 2))) {
+        if (!pinned && (r->argc == 1 || (r->argc == 2 && r->intarg == 2))) {
             return SESSION_SHARED;
         }
         return SESSION_DEDICATED;
@@ -176,12 +211,15 @@ static int session_route_session_cmd(struct client *c, struct req *r)
 int session_route(struct client *c, struct req *r)
 {
     const struct cmd_info *ci = r->ci;
+    /* A session with state lives on a dedicated connection, also after that
+     * connection was lost (the next one gets the state replayed). */
+    bool pinned = c->ded != NULL || !session_is_clean(&c->sess);
 
     if (c->sess.lost_multi) {
         return SESSION_LOCAL; /* the transaction is answered by local.c until EXEC/DISCARD */
     }
     if (ci == NULL) {
-        return c->ded != NULL ? SESSION_DEDICATED : SESSION_SHARED;
+        return pinned ? SESSION_DEDICATED : SESSION_SHARED;
     }
     switch (ci->proxy) {
     case CMDP_CLOSE:
@@ -189,7 +227,7 @@ int session_route(struct client *c, struct req *r)
         return SESSION_LOCAL;
     case CMDP_LOCAL:
         /* On a dedicated connection the server keeps the session itself. */
-        if (c->ded != NULL && (ci->id == CMD_RESET || ci->id == CMD_CLIENT)) {
+        if (pinned && (ci->id == CMD_RESET || ci->id == CMD_CLIENT)) {
             return SESSION_DEDICATED;
         }
         return SESSION_LOCAL;
@@ -197,15 +235,14 @@ int session_route(struct client *c, struct req *r)
     case CMDP_STREAM:
         return SESSION_DEDICATED;
     case CMDP_SESSION:
-        return session_route_session_cmd(c, r);
+        return session_route_session_cmd(r, pinned);
     default:
         break;
     }
-    if ((ci->id == CMD_XREAD || ci->id == CMD_XREADGROUP) && c->ded == NULL &&
-        session_xread_blocks(r)) {
+    if ((ci->id == CMD_XREAD || ci->id == CMD_XREADGROUP) && !pinned && session_xread_blocks(r)) {
         return SESSION_DEDICATED;
     }
-    return c->ded != NULL ? SESSION_DEDICATED : SESSION_SHARED;
+    return pinned ? SESSION_DEDICATED : SESSION_SHARED;
 }
 
 static bool session_queue(struct worker *w, struct bconn *bc, int argc, const char *const *argv,
@@ -272,9 +309,184 @@ bool session_replay(struct client *c, struct bconn *bc)
     return true;
 }
 
+static ssize_t session_set_find(const struct session_set *set, const char *name, size_t len)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        if (set->lens[i] == len && memcmp(set->names[i], name, len) == 0) {
+            return (ssize_t)i;
+        }
+    }
+    return -1;
+}
+
+static bool session_set_add(struct session_set *set, const char *name, size_t len)
+{
+    char *copy;
+
+    if (session_set_find(set, name, len) >= 0) {
+        return true;
+    }
+    if (set->n == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 4;
+        char **names = realloc(set->names, cap * sizeof(*names));
+        size_t *lens;
+        if (names == NULL) {
+            return false;
+        }
+        set->names = names;
+        lens = realloc(set->lens, cap * sizeof(*lens));
+        if (lens == NULL) {
+            return false;
+        }
+        set->lens = lens;
+        set->cap = cap;
+    }
+    copy = malloc(len + 1);
+    if (copy == NULL) {
+        return false;
+    }
+    memcpy(copy, name, len);
+    copy[len] = '\0';
+    set->names[set->n] = copy;
+    set->lens[set->n] = len;
+    set->n++;
+    return true;
+}
+
+static void session_set_remove(struct session_set *set, const char *name, size_t len)
+{
+    ssize_t i = session_set_find(set, name, len);
+
+    if (i < 0) {
+        return;
+    }
+    free(set->names[i]);
+    set->names[i] = set->names[set->n - 1];
+    set->lens[i] = set->lens[set->n - 1];
+    set->n--;
+}
+
+/* Remember what a SUBSCRIBE-family command or MONITOR asks for, so that it
+ * can be re-established if the connection is lost. */
+static void session_track_streams(struct client *c, struct req *r)
+{
+    int id = r->ci->id, kind, argc;
+    bool add;
+    size_t len = 0;
+    char *buf;
+    const char **argv;
+    size_t *argl;
+
+    if (id == CMD_MONITOR) {
+        c->sess.monitor = true;
+        return;
+    }
+    kind = id == CMD_SUBSCRIBE || id == CMD_UNSUBSCRIBE     ? 0
+           : id == CMD_PSUBSCRIBE || id == CMD_PUNSUBSCRIBE ? 1
+           : id == CMD_SSUBSCRIBE || id == CMD_SUNSUBSCRIBE ? 2
+                                                            : -1;
+    if (kind < 0) {
+        return;
+    }
+    add = id == CMD_SUBSCRIBE || id == CMD_PSUBSCRIBE || id == CMD_SSUBSCRIBE;
+    if (c->sess.subs == NULL && (c->sess.subs = calloc(SESSION_KINDS, sizeof(*c->sess.subs))) ==
+                                    NULL) {
+        return;
+    }
+    if (!add && r->argc == 1) {
+        session_set_clear(&c->sess.subs[kind]);
+        return;
+    }
+    buf = req_flatten(r, SESSION_REQ_MAX * 64, &len);
+    argv = malloc(r->argc * sizeof(*argv));
+    argl = malloc(r->argc * sizeof(*argl));
+    argc = buf != NULL && argv != NULL && argl != NULL
+               ? req_split(buf, len, argv, argl, (int)r->argc)
+               : -1;
+    for (int i = 1; i < argc; i++) {
+        if (add && !session_set_add(&c->sess.subs[kind], argv[i], argl[i])) {
+            log_warn("client %llu: out of memory tracking subscriptions",
+                     (unsigned long long)c->id);
+        } else if (!add) {
+            session_set_remove(&c->sess.subs[kind], argv[i], argl[i]);
+        }
+    }
+    free(buf);
+    free(argv);
+    free(argl);
+}
+
+bool session_has_streams(const struct session *s)
+{
+    if (s->monitor) {
+        return true;
+    }
+    for (int k = 0; s->subs != NULL && k < SESSION_KINDS; k++) {
+        if (s->subs[k].n > 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool session_resubscribe(struct client *c, struct bconn *bc)
+{
+    struct session *s = &c->sess;
+
+    for (int k = 0; s->subs != NULL && k < SESSION_KINDS; k++) {
+        struct session_set *set = &s->subs[k];
+        const char **argv;
+        size_t *argl;
+        struct req *r;
+        if (set->n == 0) {
+            continue;
+        }
+        argv = malloc((set->n + 1) * sizeof(*argv));
+        argl = malloc((set->n + 1) * sizeof(*argl));
+        if (argv == NULL || argl == NULL) {
+            free(argv);
+            free(argl);
+            return false;
+        }
+        argv[0] = session_sub_cmd[k];
+        argl[0] = strlen(argv[0]);
+        for (size_t i = 0; i < set->n; i++) {
+            argv[i + 1] = set->names[i];
+            argl[i + 1] = set->lens[i];
+        }
+        r = req_internal(c->w, (int)set->n + 1, argv, argl);
+        free(argv);
+        free(argl);
+        if (r == NULL) {
+            return false;
+        }
+        r->flags |= REQ_NOREPLY;
+        bconn_enqueue(bc, r);
+        bc->swallow += (uint32_t)set->n;
+    }
+    if (s->monitor) {
+        const char *argv[] = {"MONITOR"};
+        size_t argl[] = {7};
+        struct req *r = req_internal(c->w, 1, argv, argl);
+        if (r == NULL) {
+            return false;
+        }
+        r->flags |= REQ_NOREPLY;
+        bconn_enqueue(bc, r);
+        bc->swallow++;
+    }
+    bc->tainted = true;
+    return true;
+}
+
 void session_before_send(struct client *c, struct req *r, struct bconn *bc)
 {
     const struct cmd_info *ci = r->ci;
+
+    if (ci != NULL && (ci->proxy == CMDP_STREAM || ci->id == CMD_UNSUBSCRIBE ||
+                       ci->id == CMD_PUNSUBSCRIBE || ci->id == CMD_SUNSUBSCRIBE)) {
+        session_track_streams(c, r);
+    }
 
     if (c->sess.streaming || (ci != NULL && ci->proxy == CMDP_STREAM)) {
         /* From here on the connection's replies are streamed to the client
@@ -445,9 +657,14 @@ void session_lost_connection(struct client *c)
     }
     s->multi = false;
     s->watching = false;
-    if (s->streaming) {
-        log_warn("client %llu: streaming connection lost (subscriptions/MONITOR end)",
+    if (s->streaming && session_has_streams(s)) {
+        /* Subscribers are subscribed again on a new connection as soon as a
+         * master is usable; the client keeps its connection and sees only
+         * the messages. */
+        log_info("client %llu: subscriptions will be re-established on a new connection",
                  (unsigned long long)c->id);
+        s->resub = true;
+        return;
     }
     s->streaming = false;
 }

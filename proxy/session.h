@@ -62,6 +62,13 @@ void session_after_reply(struct client *c, struct req *r);
  * watched keys count as touched, streaming modes end. */
 void session_lost_connection(struct client *c);
 
+/* Re-establish subscriptions (and MONITOR) lost with a streaming connection
+ * on bc, hiding their confirmations from the client. False if out of memory. */
+bool session_resubscribe(struct client *c, struct bconn *bc) __attribute__((warn_unused_result));
+
+/* True when the session has subscriptions or MONITOR to re-establish. */
+bool session_has_streams(const struct session *s);
+
 /* Store the client name (validated by the caller); false if out of memory. */
 bool session_set_name(struct session *s, const char *name, size_t len)
     __attribute__((warn_unused_result));

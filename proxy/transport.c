@@ -4,6 +4,7 @@
 #include "proxy/transport.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static ssize_t plain_read(struct transport *t, void *buf, size_t len)
@@ -58,4 +59,14 @@ void transport_close(struct transport *t)
         t->ops->close(t);
         t->fd = -1;
     }
+}
+
+void transport_abort(struct transport *t)
+{
+    struct linger lg = {1, 0};
+
+    if (t->fd >= 0) {
+        setsockopt(t->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    transport_close(t);
 }

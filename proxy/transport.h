@@ -56,4 +56,8 @@ static inline size_t transport_pending(struct transport *t)
 /* Close the connection and forget the descriptor (safe to call twice). */
 void transport_close(struct transport *t);
 
+/* Close with a reset (RST) rather than an orderly shutdown: data the peer has
+ * not read yet is discarded by its kernel. */
+void transport_abort(struct transport *t);
+
 #endif

@@ -19,6 +19,7 @@
 #define WORKER_TICK         0.1  /* seconds between housekeeping passes */
 #define WORKER_POOL_CHUNKS  4096 /* idle chunks kept per worker (64 MiB) */
 #define WORKER_FLUSH_ROUNDS 8
+#define WORKER_DRAIN_GRACE  1.0 /* seconds for requests in flight on a demoted master */
 
 static void worker_flush_cb(struct ev_loop *loop, ev_prepare *p, int revents);
 static void worker_async_cb(struct ev_loop *loop, ev_async *a, int revents);
@@ -239,22 +240,6 @@ struct backend *worker_backend(struct worker *w, const struct addr *a)
     return NULL;
 }
 
-/* A backend left the topology (or lost its role): no new requests; idle
- * connections close now, busy ones once their requests are answered. */
-static void worker_retire(struct backend *be)
-{
-    struct bconn *bc, *next;
-
-    be->role = BACKEND_RETIRED;
-    ev_timer_stop(be->w->loop, &be->retry);
-    for (bc = be->conns; bc != NULL; bc = next) {
-        next = bc->next;
-        if (bc->nqueued == 0) {
-            bconn_close(bc, NULL);
-        }
-    }
-}
-
 static bool worker_in_topology(const struct topology *t, const struct backend *be)
 {
     if (t->has_master && addr_same(&t->master, &be->addr)) {
@@ -282,7 +267,11 @@ static struct backend *worker_ensure(struct worker *w, const struct addr *a, int
     if (be->role == BACKEND_RETIRED) {
         be->state = BE_UNKNOWN;
     }
+    if (role == BACKEND_MASTER) {
+        backend_undrain(be);
+    }
     be->role = (uint8_t)role;
+    be->suspect_until = 0;
     return be;
 }
 
@@ -299,23 +288,21 @@ static void worker_apply(struct worker *w, struct topology *t)
     for (be = w->backends; be != NULL; be = next) {
         next = be->next;
         if (be->role != BACKEND_RETIRED && !worker_in_topology(t, be)) {
-            worker_retire(be);
+            be->role = BACKEND_RETIRED;
+            ev_timer_stop(w->loop, &be->retry);
+            backend_drain(be, WORKER_DRAIN_GRACE);
         } else if (be != master && be->role == BACKEND_MASTER) {
+            /* No writes may reach a node that is no longer the master: what
+             * it has not answered within the grace is reset, and sessions
+             * pinned to it move to the new master with their state. */
             be->role = BACKEND_REPLICA;
+            backend_drain(be, WORKER_DRAIN_GRACE);
         }
     }
-    if (w->master != master) {
-        /* Sessions pinned to the old master move: idle dedicated connections
-         * there close, and their clients replay their state on the new one. */
-        struct backend *old = w->master;
-        for (struct bconn *bc = old != NULL ? old->conns : NULL, *nb; bc != NULL; bc = nb) {
-            nb = bc->next;
-            if (bc->dedicated && bc->nqueued == 0) {
-                bconn_close(bc, NULL);
-            }
-        }
-        w->master = master;
+    if (w->master != master && master != NULL && t->switch_started > 0) {
+        master->switch_started = t->switch_started;
     }
+    w->master = master;
     if (master != NULL) {
         backend_warm(master);
     }
@@ -363,6 +350,9 @@ static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
         next = be->next;
         if (be->role == BACKEND_RETIRED && be->conns == NULL) {
             backend_free(be);
+        } else if (be->suspect_until > 0 && now >= be->suspect_until) {
+            be->suspect_until = 0;
+            worker_wake_later(w); /* requests held for it may go again */
         }
     }
 }

@@ -14,6 +14,7 @@
 #include "conf/config.h"
 #include "proxy/log.h"
 #include "sentinel/engine_int.h"
+#include "sentinel/topology.h"
 
 /* Events that stop writes to the master they name. */
 static const char *const events_going_away[] = {
@@ -108,43 +109,67 @@ static int events_words(char *p, char **w)
     return n;
 }
 
-/* The master name an event is about: "+switch-master <name> ...",
- * "<type> <name> <ip> <port>" for a master, or "... @ <master> <ip> <port>"
- * for other instances. */
-static const char *events_master_of(const char *channel, char **w, int n)
+/* The master an event is about, by name and (old) address:
+ * "+switch-master <name> <old-ip> <old-port> <new-ip> <new-port>",
+ * "master <name> <ip> <port>" for events about a master, and
+ * "<type> <name> <ip> <port> @ <master> <ip> <port>" for other instances.
+ * *ip and *port point into w, or stay NULL. */
+static const char *events_master_of(const char *channel, char **w, int n, const char **ip,
+                                    const char **port)
 {
+    int at = -1;
+
     if (strcmp(channel, "+switch-master") == 0) {
-        return n >= 1 ? w[0] : NULL;
-    }
-    for (int i = 0; i + 1 < n; i++) {
-        if (strcmp(w[i], "@") == 0) {
-            return w[i + 1];
+        at = 0;
+    } else if (n >= 2 && strcmp(w[0], "master") == 0) {
+        at = 1;
+    } else {
+        for (int i = 0; i + 1 < n; i++) {
+            if (strcmp(w[i], "@") == 0) {
+                at = i + 1;
+            }
         }
     }
-    if (n >= 2 && strcmp(w[0], "master") == 0) {
-        return w[1];
+    if (at < 0 || at >= n) {
+        return NULL;
     }
-    return NULL;
+    if (at + 2 < n) {
+        *ip = w[at + 1];
+        *port = w[at + 2];
+    }
+    return w[at];
+}
+
+/* True when the event names the master writes go to now. */
+static bool events_is_current(const struct engine *e, const char *ip, const char *port)
+{
+    const struct topology *t = e->topo;
+
+    return t != NULL && t->has_master && ip != NULL && port != NULL &&
+           strcmp(t->master.host, ip) == 0 && t->master.port == atoi(port);
 }
 
 static void events_handle(struct engine_node *node, const char *channel, const char *payload)
 {
     struct engine *e = node->e;
     char *copy = strdup(payload), *w[EVENTS_WORDS];
-    const char *master;
+    const char *master, *ip = NULL, *port = NULL;
     int n;
 
     if (copy == NULL) {
         return;
     }
     n = events_words(copy, w);
-    master = events_master_of(channel, w, n);
+    master = events_master_of(channel, w, n, &ip, &port);
     if (master != NULL && strcmp(master, e->cfg->master_name) != 0) {
         free(copy);
         return; /* another master's business */
     }
     log_info("Sentinel %s: %s %s", node->name, channel, payload);
-    if (events_in(events_going_away, EVENTS_COUNT(events_going_away), channel) && master != NULL) {
+    /* Only news about the master in use stops writes (a Sentinel that
+     * announces a switch already applied changes nothing). */
+    if (events_in(events_going_away, EVENTS_COUNT(events_going_away), channel) && master != NULL &&
+        events_is_current(e, ip, port)) {
         char why[ADDR_TEXT_MAX + 128];
         snprintf(why, sizeof(why), "Sentinel %s announced %s", node->name, channel);
         if (e->switch_started == 0) {

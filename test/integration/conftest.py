@@ -76,3 +76,22 @@ def pair(redis_server, proxy):
     yield d, p
     d.close()
     p.close()
+
+
+@pytest.fixture
+def cluster(workdir):
+    from harness import Cluster
+    c = Cluster(workdir).start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def sproxy(workdir, cluster):
+    """sentinel-proxy following the cluster's three Sentinels."""
+    from harness import topology, wait_for
+    p = Proxy(workdir, args=cluster.proxy_args()).start()
+    wait_for(lambda: topology(p.client()).get("master") == "127.0.0.1:%d" % cluster.master.port,
+             what="proxy to find the master")
+    yield p
+    p.stop()

@@ -198,10 +198,17 @@ class Proxy:
         kw.setdefault("socket_timeout", 30)
         return redis.Redis(host="127.0.0.1", port=self.port, **kw)
 
-    def stop(self):
+    def stop(self, check=True):
+        """Stop with SIGTERM; unless check is False, a clean shutdown is
+        asserted: exit status 0 and no sanitizer report in the log."""
         if self.proc is None:
             return None
         rc = self.proc.stop()
+        self.proc_rc = rc
+        if check:
+            log = self.proc.logtext()
+            assert "Sanitizer" not in log and "runtime error" not in log, log[-6000:]
+            assert rc == 0, "proxy exited with %r:\n%s" % (rc, log[-4000:])
         return rc
 
     def rss_kb(self):
@@ -245,3 +252,240 @@ def raw_exchange(port, data, wait=0.5, chunks=None):
 
 def make_workdir(prefix="sp-test-"):
     return tempfile.mkdtemp(prefix=prefix)
+
+
+class Sentinel:
+    """A redis-sentinel watching one master."""
+
+    def __init__(self, workdir, master_port, name="mymaster", quorum=2, down_after=1000,
+                 failover_timeout=6000, port=None):
+        self.port = port or free_port()
+        self.dir = os.path.join(workdir, "sentinel-%d" % self.port)
+        os.makedirs(self.dir, exist_ok=True)
+        self.conf = os.path.join(self.dir, "sentinel.conf")
+        with open(self.conf, "w") as f:
+            f.write("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\n" % (self.port, self.dir))
+            f.write("sentinel monitor %s 127.0.0.1 %d %d\n" % (name, master_port, quorum))
+            f.write("sentinel down-after-milliseconds %s %d\n" % (name, down_after))
+            f.write("sentinel failover-timeout %s %d\n" % (name, failover_timeout))
+            f.write("sentinel parallel-syncs %s 2\n" % name)
+        self.proc = None
+
+    def start(self):
+        self.proc = Process([REDIS_SENTINEL, self.conf], os.path.join(self.dir, "sentinel.log"))
+        self.proc.start()
+        wait_for(lambda: self.client().ping(), what="sentinel on %d" % self.port)
+        return self
+
+    def client(self):
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5,
+                           decode_responses=True)
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.stop()
+
+
+class Cluster:
+    """The classic layout: 1 master, N replicas, M Sentinels, on loopback."""
+
+    def __init__(self, workdir, replicas=2, sentinels=3, quorum=2, name="mymaster",
+                 down_after=1000):
+        self.workdir = workdir
+        self.name = name
+        self.master = RedisServer(workdir)
+        self.replicas = [RedisServer(workdir) for _ in range(replicas)]
+        self.nsentinels = sentinels
+        self.quorum = quorum
+        self.down_after = down_after
+        self.sentinels = []
+
+    def start(self):
+        self.master.start()
+        for r in self.replicas:
+            r.args = ["--replicaof", "127.0.0.1", str(self.master.port)]
+            r.start()
+        for r in self.replicas:
+            wait_for(lambda: r.client().info("replication")["master_link_status"] == "up",
+                     what="replica %d in sync" % r.port)
+        for _ in range(self.nsentinels):
+            s = Sentinel(self.workdir, self.master.port, self.name, self.quorum, self.down_after)
+            self.sentinels.append(s.start())
+        self.wait_settled()
+        return self
+
+    def servers(self):
+        return [self.master] + self.replicas
+
+    def server_on(self, port):
+        return next(s for s in self.servers() if s.port == port)
+
+    def wait_settled(self, timeout=30):
+        """Every live Sentinel knows the others and every replica."""
+        def settled():
+            for s in self.sentinels:
+                if not s.proc.alive():
+                    continue
+                m = s.client().sentinel_master(self.name)
+                if m["num-other-sentinels"] < self.nsentinels - 1:
+                    return False
+                if m["num-slaves"] < len(self.replicas):
+                    return False
+            return True
+        wait_for(settled, timeout=timeout, what="Sentinels to discover each other")
+
+    def master_port(self):
+        for s in self.sentinels:
+            if s.proc.alive():
+                try:
+                    return int(s.client().sentinel_get_master_addr_by_name(self.name)[1])
+                except redis.RedisError:
+                    continue
+        return None
+
+    def wait_master_change(self, old_port, timeout=30):
+        return wait_for(lambda: (self.master_port() or old_port) != old_port and self.master_port(),
+                        timeout=timeout, what="failover away from %d" % old_port)
+
+    def proxy_args(self, sentinels=None):
+        args = ["--master-name", self.name]
+        for s in (sentinels if sentinels is not None else self.sentinels):
+            args += ["--sentinel", "127.0.0.1:%d" % s.port]
+        return args
+
+    def stop(self):
+        for s in self.sentinels:
+            s.stop()
+        for r in self.servers():
+            r.stop()
+
+
+def topology(proxy_client):
+    """PROXY TOPOLOGY as a dict of key -> value strings."""
+    text = proxy_client.execute_command("PROXY", "TOPOLOGY")
+    if isinstance(text, bytes):
+        text = text.decode()
+    out = {}
+    for line in text.splitlines():
+        if ":" in line and not line.startswith("#"):
+            k, v = line.split(":", 1)
+            out[k] = v
+    return out
+
+
+class FakeSentinel:
+    """A TCP server on loopback that plays a broken Sentinel:
+    "hang" accepts and never answers, "garbage" answers nonsense, "stale"
+    speaks RESP but reports the master it is given (an old one) with an
+    old epoch."""
+
+    def __init__(self, mode, master=("127.0.0.1", 1), epoch=0, name="mymaster"):
+        import threading
+        self.mode = mode
+        self.master = master
+        self.epoch = epoch
+        self.name = name
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.requests = 0
+        self.stopped = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _bulk(s):
+        s = s.encode() if isinstance(s, str) else s
+        return b"$%d\r\n%s\r\n" % (len(s), s)
+
+    def _kv(self, pairs):
+        out = b"*%d\r\n" % (2 * len(pairs))
+        for k, v in pairs:
+            out += self._bulk(k) + self._bulk(str(v))
+        return out
+
+    def _answer(self, args):
+        cmd = [a.lower() for a in args[:2]]
+        if cmd[:2] == [b"sentinel", b"master"]:
+            return self._kv([("name", self.name), ("ip", self.master[0]),
+                             ("port", self.master[1]), ("flags", "master"),
+                             ("config-epoch", self.epoch)])
+        if cmd[:1] == [b"sentinel"]:
+            return b"*0\r\n"
+        if cmd[:1] == [b"subscribe"]:
+            return b"".join(b"*3\r\n$9\r\nsubscribe\r\n" + self._bulk(c) + b":%d\r\n" % (i + 1)
+                            for i, c in enumerate(args[1:]))
+        if cmd[:1] == [b"ping"]:
+            return b"+PONG\r\n"
+        return b"-ERR unknown\r\n"
+
+    @staticmethod
+    def _parse(buf):
+        """Complete multibulk requests in buf -> (list of argv, rest)."""
+        reqs = []
+        while buf.startswith(b"*"):
+            try:
+                line, rest = buf.split(b"\r\n", 1)
+                n = int(line[1:])
+                args = []
+                for _ in range(n):
+                    line, rest = rest.split(b"\r\n", 1)
+                    ln = int(line[1:])
+                    if len(rest) < ln + 2:
+                        raise ValueError
+                    args.append(rest[:ln])
+                    rest = rest[ln + 2:]
+            except ValueError:
+                break
+            reqs.append(args)
+            buf = rest
+        return reqs, buf
+
+    def _serve(self):
+        import select as sel
+        bufs = {}
+        while not self.stopped:
+            rl = [self.sock] + list(bufs)
+            try:
+                ready, _, _ = sel.select(rl, [], [], 0.1)
+            except (OSError, ValueError):
+                break
+            for s in ready:
+                if s is self.sock:
+                    try:
+                        c, _ = self.sock.accept()
+                    except OSError:
+                        continue
+                    bufs[c] = b""
+                    self.conns.append(c)
+                    continue
+                try:
+                    data = s.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    bufs.pop(s, None)
+                    s.close()
+                    continue
+                self.requests += 1
+                if self.mode == "hang":
+                    continue
+                if self.mode == "garbage":
+                    s.sendall(b"%%%%garbage\x00\xff not resp at all\r\n:x\r\n")
+                    continue
+                reqs, bufs[s] = self._parse(bufs[s] + data)
+                for args in reqs:
+                    s.sendall(self._answer(args))
+
+    def stop(self):
+        self.stopped = True
+        self.thread.join(2)
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+        self.sock.close()

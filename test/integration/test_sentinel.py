@@ -1,0 +1,296 @@
+"""Following Sentinel: discovery, quorum, events and failover, against real
+redis-server and redis-sentinel processes (down-after-milliseconds 1000)."""
+import signal
+import threading
+import time
+
+import pytest
+import redis
+
+from harness import FakeSentinel, Proxy, topology, wait_for
+
+
+def healthy_replicas(t):
+    return sum(1 for k, v in t.items() if k.startswith("replica") and k != "replicas"
+               and "healthy=1" in v)
+
+
+def wait_proxy_master(proxy, port, timeout=30):
+    want = "127.0.0.1:%d" % port
+    wait_for(lambda: topology(proxy.client()).get("master") == want, timeout=timeout,
+             what="proxy to use master %s" % want)
+
+
+class Load:
+    """Clients looping SET then GET on their own keys through the proxy, each
+    on its own TCP connection, recording every outcome with its time."""
+
+    def __init__(self, port, clients=20):
+        self.port = port
+        self.stop_flag = threading.Event()
+        self.results = [[] for _ in range(clients)]  # (t_issued, t_done, op, key, ok, error)
+        self.socknames = [None] * clients
+        self.final_socknames = [None] * clients
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(clients)]
+
+    def _run(self, i):
+        c = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=60,
+                        single_connection_client=True)
+        c.ping()
+        self.socknames[i] = c.connection._sock.getsockname()
+        seq = 0
+        while not self.stop_flag.is_set():
+            seq += 1
+            key = "load:%d:%d" % (i, seq)
+            for op in ("set", "get"):
+                t0 = time.monotonic()
+                try:
+                    r = c.set(key, seq) if op == "set" else c.get(key)
+                    ok = r is True if op == "set" else r in (str(seq).encode(), None)
+                    err = None if ok else "unexpected reply %r" % (r,)
+                except redis.RedisError as e:
+                    ok, err = False, "%s: %s" % (type(e).__name__, e)
+                self.results[i].append((t0, time.monotonic(), op, key, ok, err))
+            time.sleep(0.002)
+        try:
+            self.final_socknames[i] = c.connection._sock.getsockname()
+        except (AttributeError, OSError):
+            self.final_socknames[i] = None
+        c.close()
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        wait_for(lambda: all(len(r) > 5 for r in self.results), what="load to run")
+        return self
+
+    def stop(self):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join(60)
+
+    def errors(self):
+        return [(i, r) for i, rs in enumerate(self.results) for r in rs if not r[4]]
+
+    def max_latency(self):
+        return max(r[1] - r[0] for rs in self.results for r in rs)
+
+
+def check_failover_outcome(load, kill_time, new_master):
+    """Same connections; errors only for requests in flight at the kill, at
+    most one per client; every acknowledged write after the switch readable."""
+    assert load.socknames == load.final_socknames, "a client connection was replaced"
+    errors = load.errors()
+    per_client = {}
+    for i, r in errors:
+        per_client[i] = per_client.get(i, 0) + 1
+        # A request issued after the kill (plus the moment the kernel needs to
+        # close the dead process's sockets) must not fail.
+        assert r[0] < kill_time + 0.05, "request issued after the kill failed: %r" % (r,)
+        assert "ConnectionError" not in r[5] and "TimeoutError" not in r[5], r
+    assert all(n <= 1 for n in per_client.values()), per_client
+    nc = new_master.client()
+    for i, rs in enumerate(load.results):
+        acked = [r for r in rs if r[2] == "set" and r[4] and r[0] > kill_time + 0.05]
+        for r in acked[-20:]:
+            assert nc.get(r[3]) is not None, "acknowledged write %s lost" % r[3]
+
+
+def test_discovery(cluster, sproxy):
+    c = sproxy.client()
+    t = topology(c)
+    assert t["mode"] == "sentinel"
+    assert t["master"] == "127.0.0.1:%d" % cluster.master.port
+    wait_for(lambda: healthy_replicas(topology(c)) == 2, what="two healthy replicas")
+    assert int(topology(c)["sentinels_answering"]) == 3
+    assert c.set("k", "v") and c.get("k") == b"v"
+    assert cluster.master.client().get("k") == b"v"
+
+
+def test_discovery_with_one_sentinel_down(workdir, cluster):
+    cluster.sentinels[0].stop()
+    p = Proxy(workdir, args=cluster.proxy_args()).start()
+    try:
+        wait_proxy_master(p, cluster.master.port, timeout=10)
+        assert p.client().set("a", "1")
+        t = topology(p.client())
+        assert int(t["sentinels_answering"]) == 2
+    finally:
+        p.stop()
+
+
+def test_learns_sentinels(workdir, cluster):
+    p = Proxy(workdir, args=cluster.proxy_args(sentinels=cluster.sentinels[:1])).start()
+    try:
+        wait_proxy_master(p, cluster.master.port, timeout=10)
+        wait_for(lambda: int(topology(p.client())["sentinels_answering"]) == 3, timeout=10,
+                 what="two more Sentinels learnt from SENTINEL SENTINELS")
+        t = topology(p.client())
+        learnt = [v for k, v in t.items() if k.startswith("sentinel") and "origin=learnt" in v]
+        assert len(learnt) == 2
+    finally:
+        p.stop()
+
+
+def test_garbage_and_hanging_sentinels_do_not_stall(workdir, cluster):
+    hang, garbage = FakeSentinel("hang"), FakeSentinel("garbage")
+    try:
+        args = ["--master-name", "mymaster", "--sentinel", "127.0.0.1:%d" % hang.port,
+                "--sentinel", "127.0.0.1:%d" % garbage.port,
+                "--sentinel", "127.0.0.1:%d" % cluster.sentinels[0].port]
+        p = Proxy(workdir, args=args).start()
+        try:
+            start = time.monotonic()
+            wait_proxy_master(p, cluster.master.port, timeout=10)
+            # One round, bounded by the per-request timeout (500 ms), not by the
+            # Sentinel that never answers.
+            assert time.monotonic() - start < 5
+            assert p.client().set("x", "1")
+            assert hang.requests > 0 and garbage.requests > 0
+        finally:
+            p.stop()
+    finally:
+        hang.stop()
+        garbage.stop()
+
+
+def test_stale_sentinel_is_outvoted(workdir, cluster):
+    old = cluster.master.port
+    cluster.sentinels[0].client().sentinel_failover(cluster.name)
+    new = cluster.wait_master_change(old)
+    # A Sentinel that still reports the old master, with the old epoch.
+    stale = FakeSentinel("stale", master=("127.0.0.1", old), epoch=0)
+    try:
+        args = ["--master-name", "mymaster", "--sentinel", "127.0.0.1:%d" % stale.port,
+                "--sentinel", "127.0.0.1:%d" % cluster.sentinels[1].port]
+        p = Proxy(workdir, args=args).start()
+        try:
+            wait_proxy_master(p, new, timeout=15)
+            for _ in range(10):
+                assert topology(p.client())["master"] == "127.0.0.1:%d" % new
+                time.sleep(0.2)
+            assert p.client().set("after", "1")
+            assert cluster.server_on(new).client().get("after") == b"1"
+        finally:
+            p.stop()
+    finally:
+        stale.stop()
+
+
+def test_kill9_master_under_load(cluster, sproxy):
+    old = cluster.master
+    load = Load(sproxy.port).start()
+    time.sleep(1)
+    kill_time = time.monotonic()
+    old.kill9()
+    new_port = cluster.wait_master_change(old.port)
+    wait_proxy_master(sproxy, new_port)
+    time.sleep(2)
+    load.stop()
+    check_failover_outcome(load, kill_time, cluster.server_on(new_port))
+    assert "ms after the first signal" in sproxy.log()
+
+
+def test_sigstop_master_then_rejoin(cluster, sproxy):
+    old = cluster.master
+    load = Load(sproxy.port, clients=10).start()
+    time.sleep(0.5)
+    # The proxy's own connections to the old master, to watch what reaches it.
+    proxy_addrs = {c["addr"] for c in old.client().client_list()
+                   if c.get("name") == "sentinel-proxy"}
+    kill_time = time.monotonic()
+    old.proc.send_signal(signal.SIGSTOP)
+    try:
+        new_port = cluster.wait_master_change(old.port)
+        wait_proxy_master(sproxy, new_port)
+        time.sleep(1.5)  # past the grace for requests in flight on the old master
+        mon = old.client(socket_timeout=10)
+    finally:
+        old.proc.send_signal(signal.SIGCONT)
+    # Whatever the proxy had written before the switch was reset, not run.
+    pubsub_conn = mon.connection_pool.get_connection("MONITOR")
+    pubsub_conn.send_command("MONITOR")
+    time.sleep(1)
+    load.stop()
+    seen = []
+    pubsub_conn._sock.settimeout(0.2)
+    try:
+        while True:
+            seen.append(pubsub_conn.read_response())
+    except (redis.TimeoutError, OSError):
+        pass
+    writes = [ln for ln in seen if isinstance(ln, bytes) and any(a in ln.decode() for a in proxy_addrs)]
+    assert not writes, "old master executed writes from the proxy after the switch: %r" % writes[:5]
+    # It rejoins as a replica, and the proxy uses it for nothing else.
+    wait_for(lambda: old.client().info("replication")["role"] == "slave", timeout=30,
+             what="old master to rejoin as a replica")
+    check_failover_outcome(load, kill_time, cluster.server_on(new_port))
+    assert topology(sproxy.client())["master"] == "127.0.0.1:%d" % new_port
+
+
+def test_manual_failover_under_load_no_errors(cluster, sproxy):
+    old = cluster.master.port
+    load = Load(sproxy.port).start()
+    time.sleep(1)
+    cluster.sentinels[0].client().sentinel_failover(cluster.name)
+    new_port = cluster.wait_master_change(old)
+    wait_proxy_master(sproxy, new_port)
+    time.sleep(1.5)
+    load.stop()
+    assert load.errors() == []
+    assert load.socknames == load.final_socknames
+
+
+def test_sentinels_down(cluster, sproxy):
+    c = sproxy.client()
+    cluster.sentinels[0].stop()
+    time.sleep(1.5)
+    assert c.set("one-down", "1") and c.get("one-down") == b"1"
+    for s in cluster.sentinels[1:]:
+        s.stop()
+    time.sleep(2)
+    # Every Sentinel is gone: the last confirmed topology keeps serving.
+    for i in range(50):
+        assert c.set("all-down:%d" % i, i)
+    assert topology(c)["master"] == "127.0.0.1:%d" % cluster.master.port
+    assert "no Sentinel answered" in sproxy.log()
+
+
+@pytest.mark.parametrize("kind", ["blpop", "subscribe", "multi"])
+def test_sessions_survive_failover(cluster, sproxy, kind):
+    old = cluster.master.port
+    c = sproxy.client(socket_timeout=60)
+    if kind == "subscribe":
+        ps = c.pubsub()
+        ps.subscribe("news")
+        wait_for(lambda: ps.get_message(timeout=0.1) is not None, what="subscribe confirmation")
+    elif kind == "multi":
+        c.execute_command("SELECT", "2")
+        c.set("in-db-2", "x")
+    cluster.sentinels[0].client().sentinel_failover(cluster.name)
+    new_port = cluster.wait_master_change(old)
+    wait_proxy_master(sproxy, new_port)
+    time.sleep(1)
+    if kind == "subscribe":
+        def delivered():
+            sproxy.client().publish("news", "hello")
+            m = ps.get_message(timeout=0.5)
+            while m is not None and m["type"] != "message":
+                m = ps.get_message(timeout=0.5)
+            return m is not None and m["data"] == b"hello"
+        wait_for(delivered, timeout=10, what="message after resubscription")
+    elif kind == "multi":
+        # The session's database was replayed on the new master.
+        assert c.get("in-db-2") == b"x"
+        with c.pipeline(transaction=True) as p:
+            p.set("t", "1").get("t")
+            assert p.execute() == [True, b"1"]
+    else:
+        other = sproxy.client()
+        res = {}
+        t = threading.Thread(target=lambda: res.update(v=c.blpop("q", timeout=10)))
+        t.start()
+        time.sleep(0.5)
+        other.rpush("q", "item")
+        t.join(15)
+        assert res["v"] == (b"q", b"item")
