@@ -37,25 +37,29 @@ struct replyscan {
     bool is_error; /* '-' or '!' at top level */
     bool is_push;  /* '>' at top level (after any attribute) */
     uint8_t head_len;
-    char head[REPLYSCAN_HEAD_MAX]; /* top-level '+'/'-' line, or '!' payload, prefix */
-    uint64_t bytes;                /* total bytes of the reply */
-    int64_t count;                 /* top-level aggregate count or bulk length, -1 for null */
+    /* prefix of a top-level + - : , # ( line or '!' payload; not NUL-terminated */
+    char head[REPLYSCAN_HEAD_MAX];
+    uint64_t bytes; /* total bytes of the reply */
+    /* top-level aggregate count or bulk length: -1 for null ($-1, *-1, _),
+     * -2 for streamed ($?, *?, %?, ~?, >?), 0 for the other simple types */
+    int64_t count;
 
     /* internal */
-    uint8_t state;
-    char cur;         /* type byte of the element being read */
-    bool top_pending; /* the top-level type is not recorded yet */
-    bool num_neg;
-    bool num_bad;
-    bool num_stream; /* "?" instead of a length */
-    uint8_t num_digits;
-    uint8_t sdepth;  /* streamed aggregates open */
-    bool in_sstring; /* inside a streamed string ($?) */
-    bool capture;    /* the element being read is the top-level one */
-    uint64_t num;
-    uint64_t left;                       /* bytes left of a bulk payload */
-    uint64_t line;                       /* bytes of the current line */
-    uint64_t pending;                    /* elements still expected (counted aggregates) */
+    uint8_t state;      /* what the next byte is expected to be */
+    char cur;           /* type byte of the element being read */
+    bool top_pending;   /* the top-level element has not started yet */
+    bool capture;       /* the element being read is the top-level one */
+    bool in_sstring;    /* between the chunks of a streamed string */
+    bool num_neg;       /* the length line started with '-' */
+    bool num_stream;    /* the length line is "?" (streamed) */
+    uint8_t num_chars;  /* characters of the length line so far */
+    uint8_t sdepth;     /* streamed aggregates open */
+    uint32_t smap;      /* bit d set: the streamed aggregate at depth d is a map */
+    uint64_t num;       /* length being parsed, then payload bytes left */
+    uint64_t num_limit; /* largest length the current line may announce */
+    uint64_t line;      /* content bytes of the current simple line */
+    uint64_t sstring;   /* payload bytes of the current streamed string */
+    uint64_t pending;   /* elements still expected since the innermost streamed level opened */
     uint64_t saved[REPLYSCAN_DEPTH_MAX]; /* pending outside each open streamed aggregate */
     uint64_t max_bulk;                   /* longest bulk accepted */
     char err[48];                        /* reason when ERROR */
