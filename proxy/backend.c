@@ -17,6 +17,7 @@
 #include "proxy/commands.h"
 #include "proxy/log.h"
 #include "proxy/net.h"
+#include "proxy/offsets.h"
 #include "proxy/proxy.h"
 #include "proxy/req.h"
 #include "proxy/worker.h"
@@ -341,6 +342,11 @@ void bconn_enqueue(struct bconn *bc, struct req *r)
     r->bnext = NULL;
     r->sent = 0;
     r->flags |= REQ_DISPATCHED;
+    if (bc->dedicated) {
+        r->flags |= REQ_DEDICATED;
+    } else {
+        r->flags &= ~REQ_DEDICATED;
+    }
     if (bc->tail != NULL) {
         bc->tail->bnext = r;
     } else {
@@ -408,6 +414,7 @@ void bconn_flush(struct bconn *bc)
     if (bc->state != BC_READY) {
         return;
     }
+    offsets_before_flush(bc);
     for (r = bc->unsent; r != NULL && k < BCONN_IOV_MAX; r = r->bnext) {
         k += spans_iov(&r->in, r->sent, iov + k, BCONN_IOV_MAX - k);
     }
@@ -480,6 +487,11 @@ static bool bconn_prepare_chunk(struct bconn *bc)
 
 static void bconn_internal_reply(struct bconn *bc, struct req *r)
 {
+    if (r->flags & REQ_PROBE) {
+        offsets_probe_reply(bc, r);
+        req_free(bc->w, r);
+        return;
+    }
     if (r->flags & REQ_ERROR) {
         char text[128];
         size_t n = spans_copy(&r->out, 0, text, sizeof(text) - 1);
@@ -528,8 +540,10 @@ static void bconn_retry_refused(struct bconn *bc, struct req *r)
     struct worker *w = bc->w;
 
     if (be->suspect_until <= ev_now(w->loop)) {
+        const char *sp = memchr(bc->rs.head, ' ', bc->rs.head_len);
+        int code = sp != NULL ? (int)(sp - bc->rs.head) : bc->rs.head_len;
         log_warn("backend %s answered %.*s: holding its requests and checking the topology",
-                 be->name, (int)strcspn(bc->rs.head, " "), bc->rs.head);
+                 be->name, code, bc->rs.head);
     }
     be->suspect_until = ev_now(w->loop) + BACKEND_SUSPECT_TIME;
     w->stats.retried++;
@@ -573,6 +587,13 @@ static void bconn_deliver(struct bconn *bc)
     if (r->client != NULL && !bc->dedicated && !(r->flags & REQ_INTERNAL) &&
         bconn_not_executed(bc)) {
         bconn_retry_refused(bc, r);
+    } else if (r->client != NULL && !bc->dedicated && bc->be->role == BACKEND_REPLICA &&
+               bc->rs.is_error && bc->rs.head_len >= 9 && memcmp(bc->rs.head, "NOSCRIPT ", 9) == 0 &&
+               !(r->flags & REQ_MASTER_ONLY)) {
+        /* The replica lacks a script the master may have: ask the master. */
+        spans_clear(&r->out);
+        r->flags = (uint16_t)((r->flags & ~REQ_ERROR) | REQ_MASTER_ONLY);
+        client_undispatch(r->client, r);
     } else if (r->flags & REQ_INTERNAL) {
         bconn_internal_reply(bc, r);
     } else if (r->client == NULL) {
@@ -712,6 +733,9 @@ static void bconn_hand_back(struct bconn *bc, struct req *r, const char *addr)
     struct worker *w = bc->w;
 
     if (r->flags & REQ_INTERNAL || c == NULL) {
+        if (r->flags & REQ_PROBE) {
+            offsets_probe_lost(w, bc->be, r);
+        }
         req_free(w, r);
         return;
     }

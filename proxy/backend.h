@@ -94,6 +94,14 @@ struct backend {
     ev_timer drain;        /* grace for requests in flight after losing the master role */
     double suspect_until;  /* answered READONLY/LOADING/MASTERDOWN: avoided until then */
     double switch_started; /* new master: when its switch was first signalled (0 = logged) */
+    /* as a replica: from the topology and this worker's own ROLE probes */
+    bool healthy;       /* the Sentinels and ROLE agree it may serve reads */
+    bool probe_pending; /* a ROLE probe is in flight */
+    int weight;         /* for balance: weighted */
+    int64_t wrr;        /* smooth weighted round-robin state */
+    uint64_t offset;    /* replication offset it has processed (0 = unknown) */
+    double offset_at;   /* when offset was learnt */
+    char zone[32];
     double backoff;        /* seconds before the next connection attempt */
     double down_since;     /* when it went down (0 = up) */
     uint64_t nrequests;    /* requests forwarded */

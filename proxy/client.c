@@ -21,6 +21,7 @@
 #include "proxy/commands.h"
 #include "proxy/local.h"
 #include "proxy/log.h"
+#include "proxy/offsets.h"
 #include "proxy/proxy.h"
 #include "proxy/req.h"
 #include "proxy/router.h"
@@ -562,6 +563,7 @@ void client_reply_done(struct client *c, struct req *r)
     }
     r->flags |= REQ_DONE;
     session_after_reply(c, r);
+    offsets_after_reply(c, r, (r->flags & REQ_DEDICATED) != 0);
     c->outbytes += r->out.bytes;
     c->backlog += r->out.bytes;
     c->avg_reply =

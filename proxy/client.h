@@ -82,6 +82,9 @@ struct client {
     uint64_t outbytes;  /* bytes of replies waiting to be written */
     uint64_t seq;       /* sequence number of the last request queued */
     uint32_t avg_reply; /* moving average of reply sizes, for admission */
+    uint64_t ryw_offset; /* read-your-writes: master offset replicas must have reached */
+    uint64_t ryw_probe;  /* ... or the probe after its last write, still unanswered */
+    uint64_t ryw_after;  /* ... or any probe created after this one (0 = none) */
     double last_active;
     struct session sess;
     struct client *prev, *next;   /* worker's clients */

@@ -141,13 +141,16 @@ static void local_topology(struct client *c, struct strbuf *sb)
     for (struct backend *be = w->backends; be != NULL; be = be->next, i++) {
         strbuf_printf(sb,
                       "backend%d:addr=%s,role=%s,state=%s,requests=%llu,inflight=%u,"
-                      "failures=%llu\r\n",
+                      "failures=%llu,healthy=%d,offset=%llu\r\n",
                       i, be->name,
                       be->role == BACKEND_MASTER    ? "master"
                       : be->role == BACKEND_REPLICA ? "replica"
                                                     : "retired",
                       local_backend_state(be), (unsigned long long)be->nrequests, be->inflight,
-                      (unsigned long long)be->nerrors);
+                      (unsigned long long)be->nerrors,
+                      be->role == BACKEND_MASTER ? 1 : (int)be->healthy,
+                      (unsigned long long)(be->role == BACKEND_MASTER ? w->master_offset
+                                                                      : be->offset));
     }
 }
 
@@ -179,6 +182,9 @@ static void local_stats(struct client *c, struct strbuf *sb)
     LOCAL_STAT(client_writes);
     LOCAL_STAT(backend_reads);
     LOCAL_STAT(backend_writes);
+    LOCAL_STAT(reads_master);
+    LOCAL_STAT(reads_replicas);
+    LOCAL_STAT(ryw_to_master);
     strbuf_printf(sb, "held_bytes_worker:%llu\r\n", (unsigned long long)c->w->held_bytes);
     strbuf_printf(sb, "chunks_live_worker:%zu\r\n", c->w->pool.live);
     strbuf_printf(sb, "chunks_pooled_worker:%zu\r\n", c->w->pool.nfree);

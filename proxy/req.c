@@ -143,20 +143,30 @@ struct req *req_internal(struct worker *w, int argc, const char *const *argv, co
     return r;
 }
 
-char *req_flatten(struct req *r, size_t max, size_t *len)
+static char *req_flatten_spans(struct spans *s, size_t max, size_t *len)
 {
     char *buf;
 
-    if (r->in.bytes > max) {
+    if (s->bytes > max) {
         return NULL;
     }
-    buf = malloc(r->in.bytes + 1);
+    buf = malloc(s->bytes + 1);
     if (buf == NULL) {
         return NULL;
     }
-    *len = spans_copy(&r->in, 0, buf, r->in.bytes);
+    *len = spans_copy(s, 0, buf, s->bytes);
     buf[*len] = '\0';
     return buf;
+}
+
+char *req_flatten(struct req *r, size_t max, size_t *len)
+{
+    return req_flatten_spans(&r->in, max, len);
+}
+
+char *req_flatten_out(struct req *r, size_t max, size_t *len)
+{
+    return req_flatten_spans(&r->out, max, len);
 }
 
 /* Parse a decimal count at *p up to "\r\n"; advances *p past the CRLF. */

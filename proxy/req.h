@@ -32,6 +32,9 @@ enum {
     REQ_ERROR = 1u << 7,       /* the reply is an error */
     REQ_RETRIED = 1u << 8,     /* already sent once to a connection that failed */
     REQ_EXEC_NIL = 1u << 9,    /* EXEC sent as DISCARD: watched keys were lost; reply nil */
+    REQ_PROBE = 1u << 10,      /* the proxy's ROLE probe: its reply updates offsets */
+    REQ_MASTER_ONLY = 1u << 11, /* a replica lacked something (NOSCRIPT): go to the master */
+    REQ_DEDICATED = 1u << 12,   /* queued on a dedicated connection */
 };
 
 struct req {
@@ -49,6 +52,7 @@ struct req {
     int32_t intarg; /* a parsed argument (SELECT db, HELLO version) or -1 */
     uint32_t argc;  /* argument count */
     uint64_t seq;   /* position in the client's stream */
+    uint64_t probe; /* write: the ROLE probe sent after it on its connection (0 = none) */
 };
 
 /* Take a zeroed request from the worker's free list (or malloc). NULL if out
@@ -85,6 +89,9 @@ struct req *req_internal(struct worker *w, int argc, const char *const *argv, co
 /* Copy the request bytes into a new contiguous malloc'd buffer (cold paths
  * that need every argument). *len receives the size; NULL if too big/OOM. */
 char *req_flatten(struct req *r, size_t max, size_t *len);
+
+/* The same for the reply bytes. */
+char *req_flatten_out(struct req *r, size_t max, size_t *len);
 
 /* Parse a flattened multibulk request into at most maxargs argument
  * pointers/lengths (pointing into buf). Returns the count, -1 if malformed. */

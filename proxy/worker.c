@@ -12,6 +12,7 @@
 #include "proxy/client.h"
 #include "proxy/listener.h"
 #include "proxy/log.h"
+#include "proxy/offsets.h"
 #include "proxy/proxy.h"
 #include "proxy/req.h"
 #include "sentinel/topology.h"
@@ -19,11 +20,13 @@
 #define WORKER_TICK         0.1  /* seconds between housekeeping passes */
 #define WORKER_POOL_CHUNKS  4096 /* idle chunks kept per worker (64 MiB) */
 #define WORKER_FLUSH_ROUNDS 8
-#define WORKER_DRAIN_GRACE  1.0 /* seconds for requests in flight on a demoted master */
+#define WORKER_DRAIN_GRACE  1.0  /* seconds for requests in flight on a demoted master */
+#define WORKER_PROBE_PERIOD 0.01 /* seconds between replica offset probes */
 
 static void worker_flush_cb(struct ev_loop *loop, ev_prepare *p, int revents);
 static void worker_async_cb(struct ev_loop *loop, ev_async *a, int revents);
 static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void worker_probe_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
 bool worker_init(struct worker *w, struct proxy *px, int id, char *err, size_t errlen)
 {
@@ -39,6 +42,10 @@ bool worker_init(struct worker *w, struct proxy *px, int id, char *err, size_t e
         return false;
     }
     chunk_pool_init(&w->pool, WORKER_POOL_CHUNKS);
+    if (!offsets_init(w)) {
+        snprintf(err, errlen, "worker %d: out of memory", id);
+        return false;
+    }
     ev_async_init(&w->wake, worker_async_cb);
     w->wake.data = w;
     ev_async_start(w->loop, &w->wake);
@@ -48,6 +55,8 @@ bool worker_init(struct worker *w, struct proxy *px, int id, char *err, size_t e
     ev_timer_init(&w->tick, worker_tick_cb, WORKER_TICK, WORKER_TICK);
     w->tick.data = w;
     ev_timer_start(w->loop, &w->tick);
+    ev_timer_init(&w->probe, worker_probe_cb, WORKER_PROBE_PERIOD, WORKER_PROBE_PERIOD);
+    w->probe.data = w;
     return true;
 }
 
@@ -269,10 +278,53 @@ static struct backend *worker_ensure(struct worker *w, const struct addr *a, int
     }
     if (role == BACKEND_MASTER) {
         backend_undrain(be);
+    } else if (be->role == BACKEND_MASTER) {
+        /* No writes may reach a node that is no longer the master: what it
+         * has not answered within the grace is reset, and sessions pinned to
+         * it move to the new master with their state. */
+        backend_drain(be, WORKER_DRAIN_GRACE);
     }
     be->role = (uint8_t)role;
     be->suspect_until = 0;
     return be;
+}
+
+/* The replicas of t, with what the topology says of them, as this worker's
+ * list for routing reads. */
+static void worker_set_replicas(struct worker *w, const struct topology *t)
+{
+    struct backend **list = t->nreplicas > 0 ? calloc(t->nreplicas, sizeof(*list)) : NULL;
+    size_t n = 0;
+
+    for (size_t i = 0; i < t->nreplicas && (list != NULL); i++) {
+        const struct topology_replica *rp = &t->replicas[i];
+        struct backend *be = worker_ensure(w, &rp->addr, BACKEND_REPLICA);
+        if (be == NULL) {
+            continue;
+        }
+        be->healthy = rp->healthy;
+        be->weight = rp->weight > 0 ? rp->weight : 1;
+        snprintf(be->zone, sizeof(be->zone), "%s", rp->zone);
+        if (rp->offset > be->offset) {
+            be->offset = rp->offset;
+        }
+        list[n++] = be;
+    }
+    free(w->replicas);
+    w->replicas = list;
+    w->nreplicas = n;
+    /* Replica offsets are refreshed only while there are replicas. */
+    if (n > 0 && !ev_is_active(&w->probe)) {
+        ev_timer_start(w->loop, &w->probe);
+    } else if (n == 0) {
+        ev_timer_stop(w->loop, &w->probe);
+    }
+}
+
+static void worker_probe_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    offsets_tick(t->data, ev_now(loop));
 }
 
 static void worker_apply(struct worker *w, struct topology *t)
@@ -282,8 +334,9 @@ static void worker_apply(struct worker *w, struct topology *t)
     if (t->has_master) {
         master = worker_ensure(w, &t->master, BACKEND_MASTER);
     }
-    for (size_t i = 0; i < t->nreplicas; i++) {
-        worker_ensure(w, &t->replicas[i].addr, BACKEND_REPLICA);
+    worker_set_replicas(w, t);
+    if (t->master_offset > w->master_offset) {
+        w->master_offset = t->master_offset;
     }
     for (be = w->backends; be != NULL; be = next) {
         next = be->next;
@@ -292,11 +345,7 @@ static void worker_apply(struct worker *w, struct topology *t)
             ev_timer_stop(w->loop, &be->retry);
             backend_drain(be, WORKER_DRAIN_GRACE);
         } else if (be != master && be->role == BACKEND_MASTER) {
-            /* No writes may reach a node that is no longer the master: what
-             * it has not answered within the grace is reset, and sessions
-             * pinned to it move to the new master with their state. */
-            be->role = BACKEND_REPLICA;
-            backend_drain(be, WORKER_DRAIN_GRACE);
+            worker_ensure(w, &be->addr, BACKEND_REPLICA);
         }
     }
     if (w->master != master && master != NULL && t->switch_started > 0) {
@@ -388,6 +437,10 @@ void worker_stop(struct worker *w)
         free(r);
     }
     chunk_pool_drain(&w->pool);
+    offsets_free(w);
+    free(w->replicas);
+    w->replicas = NULL;
+    w->nreplicas = 0;
     ev_loop_destroy(w->loop);
     w->loop = NULL;
 }

@@ -27,6 +27,17 @@ struct topology;
 struct listener;
 struct addr;
 
+#define WORKER_PROBES 4096 /* ring of recent master ROLE probes (power of two) */
+
+enum { PROBE_PENDING = 1, PROBE_DONE = 2, PROBE_FAILED = 3 };
+
+/* One ROLE probe sent after writes on a master connection. */
+struct worker_probe {
+    uint64_t seq;
+    uint64_t offset; /* master replication offset it reported */
+    uint8_t state;
+};
+
 struct worker_stats {
     uint64_t connections;   /* clients accepted */
     uint64_t requests;      /* requests received */
@@ -37,6 +48,9 @@ struct worker_stats {
     uint64_t held_timeouts; /* requests failed after waiting too long */
     uint64_t backend_reads; /* read syscalls on backends */
     uint64_t backend_writes;
+    uint64_t reads_master;   /* read-only requests sent to the master */
+    uint64_t reads_replicas; /* read-only requests sent to replicas */
+    uint64_t ryw_to_master;  /* reads kept off lagging replicas by read-your-writes */
     uint64_t client_reads;
     uint64_t client_writes;
 };
@@ -49,6 +63,7 @@ struct worker {
     ev_async wake;
     ev_prepare flush;
     ev_timer tick;
+    ev_timer probe; /* replica offset probes */
     struct chunk_pool pool;
     struct req *req_free;
     size_t nreq_free;
@@ -71,6 +86,15 @@ struct worker {
     bool stopping;
     bool running; /* the thread was started */
     bool wake_pending;
+    bool probe_wanted; /* send a master ROLE probe soon, even without writes */
+    /* read-your-writes: ROLE probes sent after writes on master connections */
+    struct worker_probe *probes; /* ring of WORKER_PROBES */
+    uint64_t probe_seq;          /* last probe created */
+    uint64_t probe_done_max;     /* highest probe seq answered */
+    uint64_t master_offset;      /* highest master offset seen */
+    struct backend **replicas;   /* the replicas of the current topology */
+    size_t nreplicas;
+    uint64_t rr;                 /* round-robin position */
     struct worker_stats stats;
 };
 

@@ -142,6 +142,14 @@ static void probe_apply_prefs(const struct config *cfg, struct topology_replica 
     }
 }
 
+/* max-replica-lag: how far behind the master's offset a replica may be. */
+static bool probe_lag_ok(const struct engine *e, const struct engine_cand *c)
+{
+    uint64_t max = e->cfg->max_replica_lag;
+
+    return max == 0 || c->offset + max >= e->cand_offset;
+}
+
 static void probe_finish(struct engine *e)
 {
     char m[ADDR_TEXT_MAX];
@@ -166,7 +174,7 @@ static void probe_finish(struct engine *e)
             struct topology_replica rp;
             memset(&rp, 0, sizeof(rp));
             rp.addr = e->cr[i].addr;
-            rp.healthy = e->cr[i].ok && e->cr[i].confirmed;
+            rp.healthy = e->cr[i].ok && e->cr[i].confirmed && probe_lag_ok(e, &e->cr[i]);
             rp.offset = e->cr[i].offset;
             probe_apply_prefs(e->cfg, &rp);
             if (!topology_add_replica(t, &rp)) {

@@ -76,9 +76,10 @@ class Load:
         return max(r[1] - r[0] for rs in self.results for r in rs)
 
 
-def check_failover_outcome(load, kill_time, new_master):
-    """Same connections; errors only for requests in flight at the kill, at
-    most one per client; every acknowledged write after the switch readable."""
+def check_failover_outcome(load, kill_time, new_master, window=0.05):
+    """Same connections; errors only for requests in flight when the master
+    died (issued before kill_time + window), at most one per client; every
+    acknowledged write after the switch readable."""
     assert load.socknames == load.final_socknames, "a client connection was replaced"
     errors = load.errors()
     per_client = {}
@@ -86,12 +87,12 @@ def check_failover_outcome(load, kill_time, new_master):
         per_client[i] = per_client.get(i, 0) + 1
         # A request issued after the kill (plus the moment the kernel needs to
         # close the dead process's sockets) must not fail.
-        assert r[0] < kill_time + 0.05, "request issued after the kill failed: %r" % (r,)
+        assert r[0] < kill_time + window, "request issued after the kill failed: %r" % (r,)
         assert "ConnectionError" not in r[5] and "TimeoutError" not in r[5], r
     assert all(n <= 1 for n in per_client.values()), per_client
     nc = new_master.client()
     for i, rs in enumerate(load.results):
-        acked = [r for r in rs if r[2] == "set" and r[4] and r[0] > kill_time + 0.05]
+        acked = [r for r in rs if r[2] == "set" and r[4] and r[0] > kill_time + window]
         for r in acked[-20:]:
             assert nc.get(r[3]) is not None, "acknowledged write %s lost" % r[3]
 
@@ -192,39 +193,45 @@ def test_kill9_master_under_load(cluster, sproxy):
 
 
 def test_sigstop_master_then_rejoin(cluster, sproxy):
+    """A frozen master: requests already sent to it when it froze get an
+    "outcome unknown" error (it may run them when it wakes up, before Sentinel
+    demotes it); nothing issued after the switch reaches it."""
     old = cluster.master
     load = Load(sproxy.port, clients=10).start()
     time.sleep(0.5)
-    # The proxy's own connections to the old master, to watch what reaches it.
-    proxy_addrs = {c["addr"] for c in old.client().client_list()
-                   if c.get("name") == "sentinel-proxy"}
-    kill_time = time.monotonic()
+    mon = old.client(socket_timeout=60).connection_pool.get_connection("MONITOR")
+    mon.send_command("MONITOR")
+    assert mon.read_response() in (b"OK", "OK")
+    seen = []
+
+    def watch():
+        try:
+            while True:
+                seen.append(mon.read_response())
+        except (redis.RedisError, OSError):
+            pass  # Sentinel kills client connections when it reconfigures the old master
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    stop_time = time.monotonic()
     old.proc.send_signal(signal.SIGSTOP)
     try:
         new_port = cluster.wait_master_change(old.port)
         wait_proxy_master(sproxy, new_port)
-        time.sleep(1.5)  # past the grace for requests in flight on the old master
-        mon = old.client(socket_timeout=10)
+        switched = time.monotonic()
+        time.sleep(1.5)
     finally:
         old.proc.send_signal(signal.SIGCONT)
-    # Whatever the proxy had written before the switch was reset, not run.
-    pubsub_conn = mon.connection_pool.get_connection("MONITOR")
-    pubsub_conn.send_command("MONITOR")
     time.sleep(1)
     load.stop()
-    seen = []
-    pubsub_conn._sock.settimeout(0.2)
-    try:
-        while True:
-            seen.append(pubsub_conn.read_response())
-    except (redis.TimeoutError, OSError):
-        pass
-    writes = [ln for ln in seen if isinstance(ln, bytes) and any(a in ln.decode() for a in proxy_addrs)]
-    assert not writes, "old master executed writes from the proxy after the switch: %r" % writes[:5]
-    # It rejoins as a replica, and the proxy uses it for nothing else.
+    executed = " ".join(x.decode() if isinstance(x, bytes) else str(x) for x in seen)
+    late = [r[3] for rs in load.results for r in rs if r[0] > switched and '"%s"' % r[3] in executed]
+    assert not late, "requests issued after the switch reached the old master: %r" % late[:5]
     wait_for(lambda: old.client().info("replication")["role"] == "slave", timeout=30,
              what="old master to rejoin as a replica")
-    check_failover_outcome(load, kill_time, cluster.server_on(new_port))
+    # Errors only for what was in flight when it froze (one per client at
+    # most); the proxy noticed within the Sentinel timeout.
+    check_failover_outcome(load, stop_time, cluster.server_on(new_port), window=1.0)
     assert topology(sproxy.client())["master"] == "127.0.0.1:%d" % new_port
 
 

@@ -1,0 +1,275 @@
+/*
+ * offsets.c - ROLE probes and read-your-writes bookkeeping (see offsets.h).
+ */
+#include "proxy/offsets.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/config.h"
+#include "proxy/backend.h"
+#include "proxy/client.h"
+#include "proxy/commands.h"
+#include "proxy/log.h"
+#include "proxy/proxy.h"
+#include "proxy/req.h"
+#include "proxy/resp.h"
+#include "proxy/worker.h"
+
+#define OFFSETS_REPLICA_PERIOD 0.005 /* seconds between ROLE probes of one replica, at least */
+#define OFFSETS_REPLY_MAX      65536 /* bytes of a ROLE reply looked at */
+
+bool offsets_init(struct worker *w)
+{
+    w->probes = calloc(WORKER_PROBES, sizeof(*w->probes));
+    return w->probes != NULL;
+}
+
+void offsets_free(struct worker *w)
+{
+    free(w->probes);
+    w->probes = NULL;
+}
+
+static struct worker_probe *offsets_slot(struct worker *w, uint64_t seq)
+{
+    return &w->probes[seq & (WORKER_PROBES - 1)];
+}
+
+static bool offsets_is_write(const struct req *r)
+{
+    return r->client != NULL && !(r->flags & REQ_INTERNAL) && !cmd_is_read(r->ci);
+}
+
+static struct req *offsets_role_req(struct worker *w)
+{
+    static const char *const argv[] = {"ROLE"};
+    static const size_t argl[] = {4};
+    struct req *r = req_internal(w, 1, argv, argl);
+
+    if (r != NULL) {
+        r->flags |= REQ_PROBE;
+    }
+    return r;
+}
+
+void offsets_before_flush(struct bconn *bc)
+{
+    struct worker *w = bc->w;
+    bool need = w->probe_wanted;
+    struct req *r, *probe;
+    uint64_t seq;
+
+    if (!w->px->cfg->read_your_writes || bc->dedicated || bc->be == NULL ||
+        bc->be->role != BACKEND_MASTER || w->probes == NULL) {
+        return;
+    }
+    for (r = bc->unsent; r != NULL && !need; r = r->bnext) {
+        need = offsets_is_write(r) && r->probe == 0;
+    }
+    if (!need || (probe = offsets_role_req(w)) == NULL) {
+        return;
+    }
+    seq = ++w->probe_seq;
+    for (r = bc->unsent; r != NULL; r = r->bnext) {
+        if (offsets_is_write(r) && r->probe == 0) {
+            r->probe = seq;
+        }
+    }
+    probe->probe = seq;
+    *offsets_slot(w, seq) = (struct worker_probe){seq, 0, PROBE_PENDING};
+    w->probe_wanted = false;
+    bconn_enqueue(bc, probe);
+}
+
+void offsets_tick(struct worker *w, double now)
+{
+    if (w->probe_wanted && w->master != NULL && backend_usable(w->master)) {
+        struct bconn *mc = backend_shared(w->master, 0);
+        if (mc != NULL && mc->state == BC_READY) {
+            worker_mark_bconn(w, mc); /* its flush adds the probe */
+        }
+    }
+    for (size_t i = 0; i < w->nreplicas; i++) {
+        struct backend *be = w->replicas[i];
+        struct bconn *bc;
+        struct req *r;
+        if (be->probe_pending || now - be->offset_at < OFFSETS_REPLICA_PERIOD ||
+            !backend_usable(be)) {
+            continue;
+        }
+        bc = backend_shared(be, 0);
+        if (bc == NULL || (r = offsets_role_req(w)) == NULL) {
+            continue;
+        }
+        be->probe_pending = true;
+        bconn_enqueue(bc, r);
+    }
+}
+
+/* The replica backend at host:port, if this worker knows it. */
+static struct backend *offsets_replica(struct worker *w, const char *host, size_t hlen, int64_t port)
+{
+    for (size_t i = 0; i < w->nreplicas; i++) {
+        struct backend *be = w->replicas[i];
+        if (be->addr.port == port && strlen(be->addr.host) == hlen &&
+            memcmp(be->addr.host, host, hlen) == 0) {
+            return be;
+        }
+    }
+    return NULL;
+}
+
+/* ["master", offset, [[ip, port, ack-offset], ...]] */
+static void offsets_master_role(struct worker *w, struct resp_reader *rd, struct req *r)
+{
+    struct resp_value v, ip, port, off;
+    int64_t offset, n;
+
+    if (!resp_next(rd, &v) || !resp_int(&v, &offset) || offset < 0) {
+        return;
+    }
+    if (r->probe != 0) {
+        struct worker_probe *slot = offsets_slot(w, r->probe);
+        if (slot->seq == r->probe) {
+            slot->offset = (uint64_t)offset;
+            slot->state = PROBE_DONE;
+        }
+        if (r->probe > w->probe_done_max) {
+            w->probe_done_max = r->probe;
+        }
+    }
+    if ((uint64_t)offset > w->master_offset) {
+        w->master_offset = (uint64_t)offset;
+    }
+    if (!resp_next(rd, &v) || v.type != '*') {
+        return;
+    }
+    for (n = v.n; n > 0; n--) {
+        struct backend *be;
+        int64_t p, o;
+        if (!resp_next(rd, &v) || v.type != '*' || v.n != 3 || !resp_next(rd, &ip) ||
+            !resp_next(rd, &port) || !resp_next(rd, &off)) {
+            return;
+        }
+        be = resp_int(&port, &p) && resp_int(&off, &o) ? offsets_replica(w, ip.s, ip.len, p) : NULL;
+        /* An acknowledged offset is a lower bound of what it processed. */
+        if (be != NULL && o > 0 && (uint64_t)o > be->offset) {
+            be->offset = (uint64_t)o;
+        }
+    }
+}
+
+/* ["slave", master-host, master-port, state, processed-offset] */
+static void offsets_replica_role(struct backend *be, struct resp_reader *rd, double now)
+{
+    struct resp_value v;
+    int64_t offset;
+
+    for (int i = 0; i < 3; i++) {
+        if (!resp_next(rd, &v)) {
+            return;
+        }
+    }
+    if (!resp_next(rd, &v) || !resp_int(&v, &offset) || offset < 0) {
+        return;
+    }
+    be->offset = (uint64_t)offset;
+    be->offset_at = now;
+}
+
+void offsets_probe_reply(struct bconn *bc, struct req *r)
+{
+    struct worker *w = bc->w;
+    struct backend *be = bc->be;
+    struct resp_reader rd;
+    struct resp_value v;
+    size_t len = 0;
+    char *buf;
+
+    if (be != NULL && r->probe == 0) {
+        be->probe_pending = false;
+        be->offset_at = ev_now(w->loop);
+    }
+    buf = (r->flags & REQ_ERROR) ? NULL : req_flatten_out(r, OFFSETS_REPLY_MAX, &len);
+    if (buf == NULL) {
+        offsets_probe_lost(w, be, r);
+        return;
+    }
+    resp_reader_init(&rd, buf, len);
+    if (resp_next(&rd, &v) && v.type == '*' && resp_next(&rd, &v)) {
+        if (resp_is(&v, "master")) {
+            offsets_master_role(w, &rd, r);
+        } else if (resp_is(&v, "slave") && be != NULL) {
+            offsets_replica_role(be, &rd, ev_now(w->loop));
+        }
+    }
+    free(buf);
+    if (r->probe != 0 && offsets_slot(w, r->probe)->seq == r->probe &&
+        offsets_slot(w, r->probe)->state == PROBE_PENDING) {
+        offsets_slot(w, r->probe)->state = PROBE_FAILED;
+    }
+}
+
+void offsets_probe_lost(struct worker *w, struct backend *be, struct req *r)
+{
+    if (r->probe != 0) {
+        struct worker_probe *slot = offsets_slot(w, r->probe);
+        if (slot->seq == r->probe && slot->state == PROBE_PENDING) {
+            slot->state = PROBE_FAILED;
+        }
+    } else if (be != NULL) {
+        be->probe_pending = false;
+    }
+}
+
+void offsets_after_reply(struct client *c, struct req *r, bool dedicated)
+{
+    if (cmd_is_read(r->ci) || (r->flags & (REQ_INTERNAL | REQ_PUSH))) {
+        return;
+    }
+    if (!dedicated && r->probe != 0) {
+        c->ryw_probe = r->probe; /* later probes report higher offsets */
+        c->ryw_after = 0;
+        return;
+    }
+    /* A write with no probe of its own (a dedicated connection): any probe
+     * created from now on was sent after it was executed. */
+    c->ryw_probe = 0;
+    c->ryw_after = c->w->probe_seq;
+    c->w->probe_wanted = true;
+}
+
+uint64_t offsets_required(struct client *c)
+{
+    struct worker *w = c->w;
+
+    if (c->ryw_probe != 0) {
+        struct worker_probe *slot = offsets_slot(w, c->ryw_probe);
+        if (slot->seq == c->ryw_probe && slot->state == PROBE_PENDING) {
+            return UINT64_MAX;
+        }
+        if (slot->seq == c->ryw_probe && slot->state == PROBE_DONE) {
+            if (slot->offset > c->ryw_offset) {
+                c->ryw_offset = slot->offset;
+            }
+            c->ryw_probe = 0;
+        } else {
+            /* Lost (or long forgotten): fall back on a newer probe. */
+            c->ryw_after = w->probe_seq;
+            c->ryw_probe = 0;
+            w->probe_wanted = true;
+        }
+    }
+    if (c->ryw_after != 0) {
+        if (w->probe_done_max <= c->ryw_after) {
+            w->probe_wanted = true;
+            return UINT64_MAX;
+        }
+        if (w->master_offset > c->ryw_offset) {
+            c->ryw_offset = w->master_offset;
+        }
+        c->ryw_after = 0;
+    }
+    return c->ryw_offset;
+}

@@ -1,0 +1,53 @@
+/*
+ * offsets.h - replication offsets in the data plane, for read-your-writes and
+ * replica lag.
+ *
+ * After a batch of writes on a shared master connection, the proxy appends
+ * its own ROLE to the same batch: executed after those writes on the same
+ * connection, its reply gives a master offset at least as high as theirs.
+ * Each replica is asked ROLE every few milliseconds while it serves reads, so
+ * its processed offset is known. A client whose writes reached offset X reads
+ * only from replicas known to have processed X; until X is known its reads
+ * stay on the master. The cost is one small command per write batch per
+ * master connection and a few per second per replica.
+ */
+#ifndef SP_OFFSETS_H
+#define SP_OFFSETS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct worker;
+struct bconn;
+struct backend;
+struct client;
+struct req;
+
+/* Allocate the worker's probe ring; false if out of memory. */
+bool offsets_init(struct worker *w);
+
+/* Free the probe ring. */
+void offsets_free(struct worker *w);
+
+/* Before bc is written: on a shared master connection with unprobed writes
+ * (or a probe wanted), tag them and queue a ROLE probe after them. */
+void offsets_before_flush(struct bconn *bc);
+
+/* Worker tick: ask replicas for their offsets (ROLE) when due. */
+void offsets_tick(struct worker *w, double now);
+
+/* A probe's reply is complete (r is the probe; bc its connection). */
+void offsets_probe_reply(struct bconn *bc, struct req *r);
+
+/* A probe was lost with its connection. */
+void offsets_probe_lost(struct worker *w, struct backend *be, struct req *r);
+
+/* A client's request completed: after a write, remember what its reads must
+ * wait for. */
+void offsets_after_reply(struct client *c, struct req *r, bool dedicated);
+
+/* The offset a replica must have processed to serve this client's reads, or
+ * UINT64_MAX when that is not known yet (its reads must go to the master). */
+uint64_t offsets_required(struct client *c);
+
+#endif
