@@ -209,6 +209,9 @@ void offsets_probe_reply(struct bconn *bc, struct req *r)
         offsets_slot(w, r->probe)->state == PROBE_PENDING) {
         offsets_slot(w, r->probe)->state = PROBE_FAILED;
     }
+    if (w->waiting != NULL) {
+        worker_wake_later(w); /* reads waiting for a replica to catch up may go now */
+    }
 }
 
 void offsets_probe_lost(struct worker *w, struct backend *be, struct req *r)

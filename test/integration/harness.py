@@ -167,8 +167,9 @@ class RedisServer:
 class Proxy:
     """sentinel-proxy started with flags (and optionally a config file)."""
 
-    def __init__(self, workdir, backend=None, args=(), config=None, port=None):
+    def __init__(self, workdir, backend=None, args=(), config=None, port=None, listen_flag=True):
         self.port = port or free_port()
+        self.listen_flag = listen_flag
         self.dir = workdir
         self.backend = backend
         self.args = list(args)
@@ -176,7 +177,9 @@ class Proxy:
         self.proc = None
 
     def argv(self):
-        argv = [PROXY_BIN, "--listen", "127.0.0.1:%d" % self.port]
+        argv = [PROXY_BIN]
+        if self.listen_flag:
+            argv += ["--listen", "127.0.0.1:%d" % self.port]
         if self.config is not None:
             path = os.path.join(self.dir, "proxy-%d.yaml" % self.port)
             with open(path, "w") as f:
@@ -290,10 +293,10 @@ class Cluster:
     """The classic layout: 1 master, N replicas, M Sentinels, on loopback."""
 
     def __init__(self, workdir, replicas=2, sentinels=3, quorum=2, name="mymaster",
-                 down_after=1000):
+                 down_after=1000, master_args=()):
         self.workdir = workdir
         self.name = name
-        self.master = RedisServer(workdir)
+        self.master = RedisServer(workdir, args=master_args)
         self.replicas = [RedisServer(workdir) for _ in range(replicas)]
         self.nsentinels = sentinels
         self.quorum = quorum
@@ -489,3 +492,32 @@ class FakeSentinel:
             except OSError:
                 pass
         self.sock.close()
+
+
+def split_reply(buf, pos=0):
+    """Length of the first complete RESP2/RESP3 reply in buf, or 0."""
+    end = _reply_end(buf, pos)
+    return end - pos if end is not None else 0
+
+
+def _reply_end(buf, pos):
+    nl = buf.find(b"\r\n", pos)
+    if nl < 0:
+        return None
+    t, line, pos = buf[pos:pos + 1], buf[pos + 1:nl], nl + 2
+    if t in (b"+", b"-", b":", b",", b"#", b"(", b"_"):
+        return pos
+    if t in (b"$", b"!", b"="):
+        n = int(line)
+        if n < 0:
+            return pos
+        return pos + n + 2 if len(buf) >= pos + n + 2 else None
+    if t in (b"*", b"~", b">", b"%", b"|"):
+        n = int(line)
+        count = n * 2 if t in (b"%", b"|") else n
+        for _ in range(max(count, 0)):
+            pos = _reply_end(buf, pos)
+            if pos is None:
+                return None
+        return _reply_end(buf, pos) if t == b"|" else pos
+    raise ValueError("bad reply type %r" % t)

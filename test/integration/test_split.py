@@ -1,0 +1,259 @@
+"""Read/write splitting: reads on replicas, writes on the master only,
+read-your-writes under replication lag, replica failures, and session
+features running side by side with ordinary traffic."""
+import threading
+import time
+
+import pytest
+import redis
+
+from harness import Proxy, topology, wait_for
+
+
+def cmdstat(server, cmd):
+    info = server.client().info("commandstats")
+    s = info.get("cmdstat_%s" % cmd, {})
+    return s.get("calls", 0), s.get("rejected_calls", 0) + s.get("failed_calls", 0)
+
+
+def split_proxy(workdir, cluster, *extra):
+    p = Proxy(workdir, args=cluster.proxy_args() + list(extra)).start()
+    c = p.client()
+    wait_for(lambda: topology(c).get("master") == "127.0.0.1:%d" % cluster.master.port and
+             sum("healthy=1" in v for k, v in topology(c).items()
+                 if k.startswith("replica") and k != "replicas") == 2,
+             what="proxy to see the master and two healthy replicas")
+    return p
+
+
+def test_reads_on_replicas_writes_on_master(workdir, cluster):
+    p = split_proxy(workdir, cluster, "--read-from", "replicas")
+    try:
+        c = p.client()
+        before = [cmdstat(r, "get")[0] for r in cluster.replicas]
+        mget_before = cmdstat(cluster.master, "get")[0]
+        for i in range(300):
+            assert c.set("s:%d" % i, i)
+        wait_for(lambda: all(r.client().dbsize() >= 300 for r in cluster.replicas),
+                 what="replication")
+        for i in range(300):
+            assert c.get("s:%d" % i) == str(i).encode()
+        after = [cmdstat(r, "get")[0] for r in cluster.replicas]
+        per_replica = [a - b for a, b in zip(after, before)]
+        assert sum(per_replica) >= 300, per_replica
+        assert all(n > 30 for n in per_replica), "reads not spread: %r" % per_replica
+        assert cmdstat(cluster.master, "get")[0] == mget_before, "a read reached the master"
+        for r in cluster.replicas:
+            assert cmdstat(r, "set")[1] == 0, "a write was sent to a replica"
+        stats = c.execute_command("PROXY", "STATS").decode()
+        assert "reads_replicas:" in stats
+    finally:
+        p.stop()
+
+
+def test_read_from_master(workdir, cluster):
+    p = split_proxy(workdir, cluster, "--read-from", "master")
+    try:
+        c = p.client()
+        before = [cmdstat(r, "get")[0] for r in cluster.replicas]
+        for i in range(50):
+            c.get("k%d" % i)
+        assert [cmdstat(r, "get")[0] for r in cluster.replicas] == before
+    finally:
+        p.stop()
+
+
+def set_then_get(c, n):
+    stale = 0
+    for i in range(n):
+        v = b"%d" % i
+        c.set("ryw", v)
+        if c.get("ryw") != v:
+            stale += 1
+    return stale
+
+
+@pytest.fixture
+def lagging(workdir):
+    """A cluster whose replicas apply writes late: the master batches its
+    replication stream (repl-disable-tcp-nodelay), which on loopback delays
+    it by tens of milliseconds, so direct reads on a replica right after a
+    write are nearly always stale."""
+    from harness import Cluster
+    c = Cluster(workdir, master_args=["--repl-disable-tcp-nodelay", "yes"]).start()
+    yield c
+    c.stop()
+
+
+def test_read_your_writes_with_lagging_replicas(workdir, lagging):
+    p = split_proxy(workdir, lagging)  # prefer-replicas, read-your-writes on (defaults)
+    try:
+        c = p.client()
+        assert set_then_get(c, 10000) == 0
+        # The replicas did serve reads meanwhile (those of other keys, or of
+        # this one once they had caught up).
+        for i in range(200):
+            c.get("other:%d" % i)
+        stats = c.execute_command("PROXY", "STATS").decode()
+        assert int(stats.split("reads_replicas:")[1].split()[0]) > 0
+    finally:
+        p.stop()
+
+
+def test_without_read_your_writes_reads_are_stale(workdir, lagging):
+    """The same workload with read-your-writes off shows stale reads: proof
+    that the test above can fail."""
+    p = split_proxy(workdir, lagging, "--set", "read-your-writes=false", "--set",
+                    "max-replica-lag=0")
+    try:
+        assert set_then_get(p.client(), 2000) > 0
+    finally:
+        p.stop()
+
+
+def test_replica_failure_reads_continue(workdir, cluster):
+    p = split_proxy(workdir, cluster, "--read-from", "prefer-replicas")
+    try:
+        c = p.client()
+        c.set("x", "1")
+        wait_for(lambda: all(r.client().get("x") == b"1" for r in cluster.replicas),
+                 what="replication")
+        cluster.replicas[0].kill9()
+        for _ in range(500):
+            assert c.get("x") == b"1"
+        cluster.replicas[1].kill9()
+        for _ in range(100):
+            assert c.get("x") == b"1"  # prefer-replicas falls back on the master
+    finally:
+        p.stop()
+
+
+def test_sessions_alongside_ordinary_traffic(workdir, cluster):
+    p = split_proxy(workdir, cluster)
+    try:
+        errors = []
+        stop = threading.Event()
+
+        def ordinary(i):
+            c = p.client()
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    c.set("o:%d" % i, n)
+                    if c.get("o:%d" % i) != str(n).encode():
+                        errors.append("stale o:%d" % i)
+                except redis.RedisError as e:
+                    errors.append(repr(e))
+
+        workers = [threading.Thread(target=ordinary, args=(i,)) for i in range(4)]
+        for t in workers:
+            t.start()
+        sub = p.client().pubsub()
+        sub.subscribe("chan")
+        blocked = p.client(socket_timeout=30)
+        res = {}
+        bt = threading.Thread(target=lambda: res.update(v=blocked.blpop("q", timeout=20)))
+        bt.start()
+        tx = p.client()
+        with tx.pipeline(transaction=True) as pipe:
+            pipe.watch("w")
+            pipe.multi()
+            pipe.incr("w").incr("w")
+            assert pipe.execute() == [1, 2]
+        pub = p.client()
+        time.sleep(0.3)
+        assert pub.publish("chan", "m1") >= 1
+        got = None
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            m = sub.get_message(timeout=0.5)
+            if m and m["type"] == "message":
+                got = m["data"]
+                break
+        assert got == b"m1"
+        pub.rpush("q", "job")
+        bt.join(10)
+        assert res["v"] == (b"q", b"job")
+        stop.set()
+        for t in workers:
+            t.join()
+        assert errors == []
+    finally:
+        p.stop()
+
+
+def resp3_exchange(port, commands):
+    """Raw RESP3 replies to HELLO 3 then each command, on one connection."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    out = []
+    rd = b""
+
+    def read_one():
+        nonlocal rd
+        from harness import split_reply
+        while True:
+            n = split_reply(rd)
+            if n:
+                reply, rd = rd[:n], rd[n:]
+                return reply
+            rd += s.recv(65536)
+
+    def send(*args):
+        payload = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a.encode() if isinstance(a, str) else a
+            payload += b"$%d\r\n%s\r\n" % (len(a), a)
+        s.sendall(payload)
+        return read_one()
+
+    hello = send("HELLO", "3")
+    for cmd in commands:
+        out.append(send(*cmd))
+    s.close()
+    return hello, out
+
+
+RESP3_COMMANDS = [
+    ("FLUSHALL",), ("HSET", "h", "a", "1", "b", "2"), ("HGETALL", "h"),
+    ("ZADD", "z", "1.5", "m"), ("ZSCORE", "z", "m"), ("ZRANGE", "z", "0", "-1", "WITHSCORES"),
+    ("SADD", "st", "x"), ("SMEMBERS", "st"), ("GET", "nokey"), ("CONFIG", "GET", "maxmemory"),
+    ("EXISTS", "h"), ("PING",), ("ECHO", "x"), ("DEBUG", "PROTOCOL", "bignum"),
+    ("DEBUG", "PROTOCOL", "verbatim"), ("DEBUG", "PROTOCOL", "true"),
+]
+
+
+def test_hello3_resp3_replies_match_direct(cluster, sproxy):
+    hello_d, direct = resp3_exchange(cluster.master.port, RESP3_COMMANDS)
+    hello_p, proxied = resp3_exchange(sproxy.port, RESP3_COMMANDS)
+    assert hello_p.startswith(b"%") and hello_d.startswith(b"%")
+    for cmd, d, p in zip(RESP3_COMMANDS, direct, proxied):
+        assert p == d, "%r: direct %r, proxy %r" % (cmd, d, p)
+    assert direct[2].startswith(b"%")  # HGETALL is a map in RESP3
+    assert direct[4].startswith(b",")  # ZSCORE is a double
+
+
+def test_per_listener_read_from(workdir, cluster):
+    from harness import free_port
+    reads_port, master_port = free_port(), free_port()
+    cfg = ("read-from: replicas\n"
+           "listen:\n  - 127.0.0.1:%d\n  - { address: \"127.0.0.1:%d\", read-from: master }\n"
+           % (reads_port, master_port))
+    p = Proxy(workdir, args=cluster.proxy_args(), config=cfg, port=reads_port,
+              listen_flag=False).start()
+    try:
+        wait_for(lambda: sum("healthy=1" in v for k, v in topology(p.client()).items()
+                             if k.startswith("replica") and k != "replicas") == 2,
+                 what="healthy replicas")
+        before = cmdstat(cluster.master, "get")[0]
+        on_master = redis.Redis(port=master_port)
+        for _ in range(20):
+            on_master.get("k")
+        assert cmdstat(cluster.master, "get")[0] - before == 20
+        on_replicas = redis.Redis(port=reads_port)
+        for _ in range(20):
+            on_replicas.get("k")
+        assert cmdstat(cluster.master, "get")[0] - before == 20
+    finally:
+        p.stop()
