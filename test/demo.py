@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""`make demo`: run sentinel-proxy in front of a local Redis.
+"""`make demo`: the classic Sentinel layout with sentinel-proxy in front.
 
-Starts, in a temporary directory and on loopback ports only, a redis-server
-from the Debian package and sentinel-proxy in front of it, prints how to
-connect, and stops everything on Ctrl-C.
+Starts, in a temporary directory and on loopback ports only, one master and
+two replicas (redis-server), three Sentinels (redis-sentinel, quorum 2,
+down-after-milliseconds 2000) and sentinel-proxy following them; prints how
+to connect and how to watch a failover; stops everything on Ctrl-C.
 """
 import os
 import shutil
@@ -13,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "integration"))
 
-from harness import Proxy, RedisServer, free_port, make_workdir, port_open  # noqa: E402
+from harness import Cluster, Proxy, free_port, make_workdir, port_open, topology, wait_for  # noqa: E402
 
 
 def pick_port(preferred):
@@ -22,36 +23,64 @@ def pick_port(preferred):
 
 def main():
     workdir = make_workdir("sp-demo-")
-    started = []
+    cluster = None
+    proxy = None
     try:
-        redis_port = free_port()
-        master = RedisServer(workdir, port=redis_port).start()
-        started.append(master)
-        proxy = Proxy(workdir, backend=master.port, port=pick_port(6380)).start()
-        started.append(proxy)
+        print("starting 1 master, 2 replicas and 3 Sentinels in %s ..." % workdir, flush=True)
+        cluster = Cluster(workdir, down_after=2000).start()
+        proxy = Proxy(workdir, port=pick_port(6380), args=cluster.proxy_args()).start()
+        wait_for(lambda: topology(proxy.client()).get("master") ==
+                 "127.0.0.1:%d" % cluster.master.port, what="the proxy to find the master")
+        p = proxy.port
+        s0 = cluster.sentinels[0].port
         print("""
-sentinel-proxy demo is running (files and logs in %(dir)s)
+sentinel-proxy demo is running
 
-  redis-server    127.0.0.1:%(redis)d
-  sentinel-proxy  127.0.0.1:%(proxy)d   -> forwards to the redis-server above
+  master          127.0.0.1:%(m)d   (pid %(mpid)d)
+  replicas        %(replicas)s
+  Sentinels       %(sentinels)s   (quorum 2, down-after 2 s)
+  sentinel-proxy  127.0.0.1:%(p)d   <- applications connect here, and only here
 
 Try it:
-  redis-cli -p %(proxy)d SET greeting hello
-  redis-cli -p %(proxy)d GET greeting
-  redis-cli -p %(proxy)d PROXY TOPOLOGY
-  redis-benchmark -p %(proxy)d -q -t set,get -n 100000
+  redis-cli -p %(p)d SET greeting hello
+  redis-cli -p %(p)d GET greeting            (reads go to a replica)
+  redis-cli -p %(p)d PROXY TOPOLOGY          (master, replicas, Sentinels, epoch)
 
+Watch a failover without the client noticing:
+  1. in another terminal, keep a client busy on one connection:
+       redis-cli -p %(p)d -r -1 -i 0.1 INCR counter
+  2. kill the master:
+       kill -9 %(mpid)d
+     (or ask for a planned failover: redis-cli -p %(s0)d SENTINEL FAILOVER mymaster)
+  3. the INCRs pause for a few seconds while the Sentinels elect a new master,
+     then continue on the same connection; the proxy log below says which
+     replica became the master and how long the switch took:
+       redis-cli -p %(p)d PROXY TOPOLOGY
+
+Logs: %(dir)s/*/*.log and %(dir)s/proxy-%(p)d.log
 Press Ctrl-C to stop everything.
-""" % {"dir": workdir, "redis": master.port, "proxy": proxy.port})
+""" % {"m": cluster.master.port, "mpid": cluster.master.proc.pid,
+       "replicas": ", ".join("127.0.0.1:%d" % r.port for r in cluster.replicas),
+       "sentinels": ", ".join("127.0.0.1:%d" % s.port for s in cluster.sentinels),
+       "p": p, "s0": s0, "dir": workdir}, flush=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        while all(p.proc.alive() for p in started):
+        shown = 0
+        while proxy.proc.alive():
+            log = proxy.log()
+            lines = log.splitlines()
+            for line in lines[shown:]:
+                if "topology v" in line or "first request forwarded" in line or "holding" in line:
+                    print("proxy: " + line, flush=True)
+            shown = len(lines)
             time.sleep(0.5)
-        print("a process exited unexpectedly; see the logs in", workdir)
+        print("the proxy exited unexpectedly; see", proxy.proc.logpath)
     except KeyboardInterrupt:
         print("\nstopping...")
     finally:
-        for p in reversed(started):
-            p.stop()
+        if proxy is not None:
+            proxy.stop(check=False)
+        if cluster is not None:
+            cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
