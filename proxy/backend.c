@@ -20,6 +20,7 @@
 #include "proxy/offsets.h"
 #include "proxy/proxy.h"
 #include "proxy/req.h"
+#include "proxy/session.h"
 #include "proxy/worker.h"
 #include "sentinel/engine.h"
 
@@ -568,7 +569,12 @@ static void bconn_deliver(struct bconn *bc)
             bc->swallow--;
             spans_clear(&out);
         } else if (bc->owner != NULL) {
-            client_push(bc->owner, &out);
+            struct client *owner = bc->owner;
+            bool ended = session_stream_ended(owner, bc, &out);
+            client_push(owner, &out);
+            if (ended) {
+                client_stream_ended(owner);
+            }
         } else {
             spans_clear(&out);
         }

@@ -644,6 +644,16 @@ void client_undispatch(struct client *c, struct req *r)
     worker_wait(c->w, c);
 }
 
+void client_stream_ended(struct client *c)
+{
+    if (c->ded != NULL && c->inflight == 0 && session_is_clean(&c->sess) && c->ded->nqueued == 0) {
+        struct bconn *bc = c->ded;
+        c->ded = NULL;
+        c->last = NULL;
+        backend_return(bc);
+    }
+}
+
 void client_lost_dedicated(struct client *c, struct bconn *bc)
 {
     if (c->ded != bc) {

@@ -48,6 +48,7 @@ struct session {
     bool sticky;     /* state the proxy cannot undo (CLIENT NO-EVICT...): stay pinned */
     bool lost_multi; /* the connection was lost inside MULTI: EXEC must abort */
     bool lost_watch; /* the connection was lost with keys watched: EXEC returns nil */
+    bool authed;     /* authenticated (only tracked when backend-password is set) */
     char *auth;      /* the last successful AUTH request, as sent */
     size_t auth_len;
     char *hello; /* the last successful HELLO request, as sent */
@@ -123,6 +124,10 @@ void client_destroy(struct client *c);
 /* Called by the worker's timer: fail held requests older than the hold
  * timeout, close idle clients. */
 void client_tick(struct client *c, double now);
+
+/* The last subscription is gone: go back to shared connections if nothing
+ * else keeps the session on its dedicated one. */
+void client_stream_ended(struct client *c);
 
 /* The dedicated connection was lost: reset server-side state as a direct
  * connection would lose it, and remember what must fail (open MULTI). */

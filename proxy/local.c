@@ -163,6 +163,20 @@ static void local_topology(struct client *c, struct strbuf *sb)
         strbuf_printf(sb, #field ":%llu\r\n", (unsigned long long)sum);                            \
     } while (0)
 
+/* Dedicated connections of this worker: lent to a client, or spare. */
+static void local_dedicated(struct worker *w, struct strbuf *sb)
+{
+    int lent = 0, spare = 0;
+
+    for (struct backend *be = w->backends; be != NULL; be = be->next) {
+        spare += be->nspare;
+        for (struct bconn *bc = be->conns; bc != NULL; bc = bc->next) {
+            lent += bc->dedicated && bc->owner != NULL;
+        }
+    }
+    strbuf_printf(sb, "dedicated_lent_worker:%d\r\ndedicated_spare_worker:%d\r\n", lent, spare);
+}
+
 static void local_stats(struct client *c, struct strbuf *sb)
 {
     struct proxy *px = c->w->px;
@@ -186,6 +200,7 @@ static void local_stats(struct client *c, struct strbuf *sb)
     LOCAL_STAT(reads_replicas);
     LOCAL_STAT(ryw_to_master);
     strbuf_printf(sb, "held_bytes_worker:%llu\r\n", (unsigned long long)c->w->held_bytes);
+    local_dedicated(c->w, sb);
     strbuf_printf(sb, "chunks_live_worker:%zu\r\n", c->w->pool.live);
     strbuf_printf(sb, "chunks_pooled_worker:%zu\r\n", c->w->pool.nfree);
 }
@@ -279,12 +294,35 @@ static void local_lost_multi(struct client *c, struct req *r)
     }
 }
 
+/* Before a client has authenticated (backend-password set). */
+static void local_unauthenticated(struct client *c, struct req *r)
+{
+    if (r->ci != NULL && r->ci->id == CMD_AUTH) {
+        /* The proxy's own credentials (session_auth_matches said so). */
+        c->sess.authed = true;
+        local_reply(c, r, "+OK\r\n", 5);
+    } else if (r->ci != NULL && r->ci->id == CMD_HELLO) {
+        req_reply_error(c->w, r,
+                        "NOAUTH HELLO must be called with the client already authenticated, "
+                        "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
+                        "authenticate the client and select the RESP protocol version at the "
+                        "same time");
+    } else {
+        req_reply_error(c->w, r, "NOAUTH Authentication required.");
+    }
+}
+
 void local_handle(struct client *c, struct req *r)
 {
     const struct cmd_info *ci = r->ci;
 
     if (c->sess.lost_multi) {
         local_lost_multi(c, r);
+        return;
+    }
+    if (c->w->px->cfg->backend_password != NULL && !c->sess.authed && ci != NULL &&
+        ci->id != CMD_QUIT && ci->id != CMD_RESET) {
+        local_unauthenticated(c, r);
         return;
     }
     switch (ci->proxy) {
@@ -301,6 +339,9 @@ void local_handle(struct client *c, struct req *r)
         break;
     }
     switch (ci->id) {
+    case CMD_AUTH: /* the proxy's own credentials: nothing to change */
+        local_reply(c, r, "+OK\r\n", 5);
+        return;
     case CMD_QUIT:
         local_reply(c, r, "+OK\r\n", 5);
         r->flags |= REQ_CLOSE_AFTER;

@@ -15,11 +15,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conf/config.h"
 #include "proxy/backend.h"
 #include "proxy/client.h"
 #include "proxy/commands.h"
 #include "proxy/log.h"
+#include "proxy/proxy.h"
 #include "proxy/req.h"
+#include "proxy/resp.h"
 #include "proxy/worker.h"
 
 #define SESSION_ARGS_MAX 16 /* arguments looked at in session commands */
@@ -168,6 +171,29 @@ static bool session_arg_is(const struct session_args *a, int i, const char *word
            strncasecmp(a->argv[i], word, a->argl[i]) == 0;
 }
 
+bool session_auth_matches(struct client *c, struct req *r)
+{
+    const struct config *cfg = c->w->px->cfg;
+    const char *user = cfg->backend_username != NULL ? cfg->backend_username : "default";
+    struct session_args a;
+    bool match = false;
+
+    if (cfg->backend_password == NULL || !session_args(r, &a)) {
+        free(a.buf);
+        return false;
+    }
+    if (a.argc == 2) {
+        match = strcmp(user, "default") == 0 && a.argl[1] == strlen(cfg->backend_password) &&
+                memcmp(a.argv[1], cfg->backend_password, a.argl[1]) == 0;
+    } else if (a.argc == 3) {
+        match = a.argl[1] == strlen(user) && memcmp(a.argv[1], user, a.argl[1]) == 0 &&
+                a.argl[2] == strlen(cfg->backend_password) &&
+                memcmp(a.argv[2], cfg->backend_password, a.argl[2]) == 0;
+    }
+    free(a.buf);
+    return match;
+}
+
 /* XREAD and XREADGROUP block only with a BLOCK option. */
 static bool session_xread_blocks(struct req *r)
 {
@@ -186,7 +212,7 @@ static bool session_xread_blocks(struct req *r)
     return blocks;
 }
 
-static int session_route_session_cmd(struct req *r, bool pinned)
+static int session_route_session_cmd(struct client *c, struct req *r, bool pinned)
 {
     const struct cmd_info *ci = r->ci;
 
@@ -197,6 +223,8 @@ static int session_route_session_cmd(struct req *r, bool pinned)
             return SESSION_SHARED;
         }
         return SESSION_DEDICATED;
+    case CMD_AUTH:
+        return !pinned && session_auth_matches(c, r) ? SESSION_LOCAL : SESSION_DEDICATED;
     case CMD_HELLO:
         /* HELLO or HELLO 2 without options only reports server facts. */
         if (!pinned && (r->argc == 1 || (r->argc == 2 && r->intarg == 2))) {
@@ -208,6 +236,28 @@ static int session_route_session_cmd(struct req *r, bool pinned)
     }
 }
 
+/* With backend-password set, the proxy's shared connections are
+ * authenticated, so clients must authenticate to the proxy as they would to
+ * redis-server: AUTH with the proxy's credentials is answered here and keeps
+ * the client on shared connections; other credentials go to a dedicated
+ * connection where the server checks them. Before that, commands get
+ * NOAUTH (answered by local.c). -1: route as usual. */
+static int session_route_unauthenticated(struct client *c, struct req *r)
+{
+    int id = r->ci != NULL ? r->ci->id : CMD_OTHER;
+
+    if (id == CMD_AUTH) {
+        return session_auth_matches(c, r) ? SESSION_LOCAL : SESSION_DEDICATED;
+    }
+    if (id == CMD_HELLO && r->argc > 2) {
+        return SESSION_DEDICATED; /* HELLO ... AUTH user pass: the server checks it */
+    }
+    if (id == CMD_QUIT || id == CMD_RESET) {
+        return -1;
+    }
+    return SESSION_LOCAL;
+}
+
 int session_route(struct client *c, struct req *r)
 {
     const struct cmd_info *ci = r->ci;
@@ -217,6 +267,12 @@ int session_route(struct client *c, struct req *r)
 
     if (c->sess.lost_multi) {
         return SESSION_LOCAL; /* the transaction is answered by local.c until EXEC/DISCARD */
+    }
+    if (c->w->px->cfg->backend_password != NULL && !c->sess.authed) {
+        int need = session_route_unauthenticated(c, r);
+        if (need >= 0) {
+            return need;
+        }
     }
     if (ci == NULL) {
         return pinned ? SESSION_DEDICATED : SESSION_SHARED;
@@ -235,7 +291,7 @@ int session_route(struct client *c, struct req *r)
     case CMDP_STREAM:
         return SESSION_DEDICATED;
     case CMDP_SESSION:
-        return session_route_session_cmd(r, pinned);
+        return session_route_session_cmd(c, r, pinned);
     default:
         break;
     }
@@ -414,6 +470,33 @@ static void session_track_streams(struct client *c, struct req *r)
     free(buf);
     free(argv);
     free(argl);
+}
+
+bool session_stream_ended(struct client *c, struct bconn *bc, struct spans *out)
+{
+    struct resp_reader rd;
+    struct resp_value v;
+    int64_t count = -1;
+    char buf[256];
+    size_t len;
+
+    /* Only worth a look when the proxy's own bookkeeping says nothing is left
+     * and nothing else is queued on the connection. */
+    if (!c->sess.streaming || session_has_streams(&c->sess) || bc->nqueued != 0 ||
+        bc->swallow != 0 || out->bytes > sizeof(buf)) {
+        return false;
+    }
+    len = spans_copy(out, 0, buf, sizeof(buf));
+    resp_reader_init(&rd, buf, len);
+    if (!resp_next(&rd, &v) || (v.type != '*' && v.type != '>') || v.n != 3 || !resp_next(&rd, &v) ||
+        !(resp_is(&v, "unsubscribe") || resp_is(&v, "punsubscribe") ||
+          resp_is(&v, "sunsubscribe")) ||
+        !resp_skip(&rd) || !resp_next(&rd, &v) || !resp_int(&v, &count) || count != 0) {
+        return false;
+    }
+    bc->streaming = false;
+    c->sess.streaming = false;
+    return true;
 }
 
 bool session_has_streams(const struct session *s)
@@ -611,6 +694,7 @@ void session_after_reply(struct client *c, struct req *r)
         return;
     case CMD_AUTH:
         if (ok) {
+            c->sess.authed = true;
             session_keep(r, &c->sess.auth, &c->sess.auth_len);
             if (c->ded != NULL) {
                 c->ded->tainted = true;
@@ -619,6 +703,7 @@ void session_after_reply(struct client *c, struct req *r)
         return;
     case CMD_HELLO:
         if (ok && c->ded != NULL) {
+            c->sess.authed = true;
             session_after_hello(c, r);
         }
         return;

@@ -20,6 +20,7 @@ struct client;
 struct session;
 struct req;
 struct bconn;
+struct spans;
 
 enum session_need {
     SESSION_SHARED = 0,    /* any shared connection */
@@ -66,8 +67,16 @@ void session_lost_connection(struct client *c);
  * on bc, hiding their confirmations from the client. False if out of memory. */
 bool session_resubscribe(struct client *c, struct bconn *bc) __attribute__((warn_unused_result));
 
+/* A streamed reply (out) is about to reach c: when it confirms that the last
+ * subscription is gone, the connection leaves streaming mode and the session
+ * can return to shared connections. True when that happened. */
+bool session_stream_ended(struct client *c, struct bconn *bc, struct spans *out);
+
 /* True when the session has subscriptions or MONITOR to re-establish. */
 bool session_has_streams(const struct session *s);
+
+/* True when an AUTH request carries the proxy's own backend credentials. */
+bool session_auth_matches(struct client *c, struct req *r);
 
 /* Store the client name (validated by the caller); false if out of memory. */
 bool session_set_name(struct session *s, const char *name, size_t len)

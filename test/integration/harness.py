@@ -132,11 +132,12 @@ class Process:
 class RedisServer:
     """A redis-server on a free loopback port in its own directory."""
 
-    def __init__(self, workdir, port=None, args=()):
+    def __init__(self, workdir, port=None, args=(), password=None):
         self.port = port or free_port()
         self.dir = os.path.join(workdir, "redis-%d" % self.port)
         os.makedirs(self.dir, exist_ok=True)
         self.args = list(args)
+        self.password = password
         self.proc = None
 
     def start(self):
@@ -149,6 +150,7 @@ class RedisServer:
 
     def client(self, **kw):
         kw.setdefault("socket_timeout", 10)
+        kw.setdefault("password", self.password)
         return redis.Redis(host="127.0.0.1", port=self.port, **kw)
 
     def stop(self):

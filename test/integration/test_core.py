@@ -350,3 +350,69 @@ def test_redis_benchmark_through_proxy(proxy, pipeline):
     assert "error" not in text.lower(), text
     for t in ("SET", "GET", "INCR", "LPUSH", "LPOP", "MSET"):
         assert t in text, text
+
+
+def lent(proxy, **kw):
+    stats = proxy.client(**kw).execute_command("PROXY", "STATS").decode()
+    return int(stats.split("dedicated_lent_worker:")[1].split()[0])
+
+
+def test_sessions_return_to_shared_connections(proxy):
+    c = proxy.client()
+    assert lent(proxy) == 0
+    # SELECT another db pins; SELECT 0 releases.
+    c.execute_command("SELECT", "5")
+    assert lent(proxy) == 1
+    c.execute_command("SELECT", "0")
+    c.ping()
+    assert lent(proxy) == 0
+    # A transaction pins until EXEC.
+    with c.pipeline(transaction=True) as p:
+        p.watch("k")
+        assert lent(proxy) == 1
+        p.multi()
+        p.set("k", "v")
+        p.execute()
+    c.ping()
+    assert lent(proxy) == 0
+    # A blocking command pins for its duration only.
+    assert c.blpop("nothing", timeout=0.1) is None
+    c.ping()
+    assert lent(proxy) == 0
+    # Subscribers leave after the last unsubscribe.
+    ps = c.pubsub()
+    ps.subscribe("a")
+    ps.psubscribe("p*")
+    wait_for(lambda: lent(proxy) == 1, what="subscriber on a dedicated connection")
+    ps.unsubscribe("a")
+    ps.punsubscribe("p*")
+    wait_for(lambda: ps.get_message(timeout=0.1) is None and lent(proxy) == 0, timeout=5,
+             what="subscriber back on shared connections")
+    ps.close()
+
+
+def test_auth_like_redis_requirepass(workdir):
+    from harness import RedisServer
+    srv = RedisServer(workdir, args=["--requirepass", "secret"], password="secret").start()
+    p = Proxy(workdir, backend=srv.port, args=["--set", "backend-password=secret"]).start()
+    try:
+        admin = srv.client()
+        admin.execute_command("ACL", "SETUSER", "alice", "on", ">pw", "~*", "+@all")
+        for port in (srv.port, p.port):
+            anon = redis.Redis(port=port)
+            with pytest.raises(redis.AuthenticationError):
+                anon.get("k")
+            with pytest.raises(redis.ResponseError, match="WRONGPASS"):
+                redis.Redis(port=port, password="wrong").get("k")
+        # The proxy's own credentials: answered by the proxy, shared connections.
+        c = redis.Redis(port=p.port, password="secret")
+        assert c.set("k", "v") and c.get("k") == b"v"
+        assert lent(p, password="secret") == 0
+        # Another ACL user: checked by the server on a dedicated connection.
+        a = redis.Redis(port=p.port, username="alice", password="pw")
+        assert a.execute_command("ACL", "WHOAMI") == b"alice"
+        assert lent(p, password="secret") == 1
+        assert a.get("k") == b"v"
+    finally:
+        p.stop()
+        srv.stop()
