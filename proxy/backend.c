@@ -87,6 +87,9 @@ void backend_free(struct backend *be)
     if (w->master == be) {
         w->master = NULL;
     }
+    if (w->commands_from == be) {
+        w->commands_from = NULL;
+    }
     free(be->shared);
     free(be);
 }
@@ -405,6 +408,44 @@ static void bconn_pop_noreply(struct bconn *bc)
     }
 }
 
+/* Worker 0 asks each new master for its command table (COMMAND), so that
+ * commands of newer servers and modules are routed by their real flags. */
+static void bconn_ask_commands(struct bconn *bc)
+{
+    static const char *const argv[] = {"COMMAND"};
+    static const size_t argl[] = {7};
+    struct worker *w = bc->w;
+    struct req *r;
+
+    if (w->id != 0 || bc->dedicated || bc->be->role != BACKEND_MASTER ||
+        w->commands_from == bc->be || (r = req_internal(w, 1, argv, argl)) == NULL) {
+        return;
+    }
+    r->flags |= REQ_COMMANDS;
+    w->commands_from = bc->be;
+    bconn_enqueue(bc, r);
+}
+
+static void bconn_commands_reply(struct bconn *bc, struct req *r)
+{
+    struct cmdtable *t = NULL;
+    size_t len = 0;
+    char *buf = (r->flags & REQ_ERROR) ? NULL : req_flatten_out(r, 64u << 20, &len);
+
+    if (buf != NULL) {
+        t = cmdtable_from_reply(buf, len);
+        free(buf);
+    }
+    if (t == NULL) {
+        log_warn("backend %s: could not read its COMMAND table; keeping the built-in one",
+                 bc->be->name);
+        return;
+    }
+    log_info("command table: %zu commands and sub-commands from %s", cmdtable_size(t),
+             bc->be->name);
+    proxy_set_cmds(bc->w->px, t);
+}
+
 void bconn_flush(struct bconn *bc)
 {
     struct iovec iov[BCONN_IOV_MAX];
@@ -416,6 +457,7 @@ void bconn_flush(struct bconn *bc)
         return;
     }
     offsets_before_flush(bc);
+    bconn_ask_commands(bc);
     for (r = bc->unsent; r != NULL && k < BCONN_IOV_MAX; r = r->bnext) {
         k += spans_iov(&r->in, r->sent, iov + k, BCONN_IOV_MAX - k);
     }
@@ -490,6 +532,11 @@ static void bconn_internal_reply(struct bconn *bc, struct req *r)
 {
     if (r->flags & REQ_PROBE) {
         offsets_probe_reply(bc, r);
+        req_free(bc->w, r);
+        return;
+    }
+    if (r->flags & REQ_COMMANDS) {
+        bconn_commands_reply(bc, r);
         req_free(bc->w, r);
         return;
     }
@@ -594,8 +641,8 @@ static void bconn_deliver(struct bconn *bc)
         bconn_not_executed(bc)) {
         bconn_retry_refused(bc, r);
     } else if (r->client != NULL && !bc->dedicated && bc->be->role == BACKEND_REPLICA &&
-               bc->rs.is_error && bc->rs.head_len >= 9 && memcmp(bc->rs.head, "NOSCRIPT ", 9) == 0 &&
-               !(r->flags & REQ_MASTER_ONLY)) {
+               bc->rs.is_error && bc->rs.head_len >= 9 &&
+               memcmp(bc->rs.head, "NOSCRIPT ", 9) == 0 && !(r->flags & REQ_MASTER_ONLY)) {
         /* The replica lacks a script the master may have: ask the master. */
         spans_clear(&r->out);
         r->flags = (uint16_t)((r->flags & ~REQ_ERROR) | REQ_MASTER_ONLY);
@@ -741,6 +788,9 @@ static void bconn_hand_back(struct bconn *bc, struct req *r, const char *addr)
     if (r->flags & REQ_INTERNAL || c == NULL) {
         if (r->flags & REQ_PROBE) {
             offsets_probe_lost(w, bc->be, r);
+        }
+        if (r->flags & REQ_COMMANDS) {
+            w->commands_from = NULL; /* ask again on the next connection */
         }
         req_free(w, r);
         return;

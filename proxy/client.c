@@ -274,7 +274,7 @@ static bool client_inline(struct client *c, struct req *r)
         }
         if (ok) {
             r->argc = (uint32_t)argc;
-            r->ci = cmdtable_find(c->w->px->cmds, argv[0], argl[0], argc > 1 ? argv[1] : NULL,
+            r->ci = cmdtable_find(proxy_cmds(c->w->px), argv[0], argl[0], argc > 1 ? argv[1] : NULL,
                                   argc > 1 ? argl[1] : 0);
         } else {
             client_close(c, "out of memory");
@@ -310,7 +310,7 @@ static void client_request_done(struct client *c, struct req *r)
     r->argc = (uint32_t)s->argc;
     if (!s->name_trunc) {
         bool sub = s->argc > 1 && !s->arg1_trunc;
-        r->ci = cmdtable_find(c->w->px->cmds, s->name, s->name_len, sub ? s->arg1 : NULL,
+        r->ci = cmdtable_find(proxy_cmds(c->w->px), s->name, s->name_len, sub ? s->arg1 : NULL,
                               sub ? s->arg1_len : 0);
     }
     if (r->ci != NULL && s->argc > 1 && !s->arg1_trunc) {

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/resp.h"
+
 #define CMD(n, a, f, fk, lk, ks) {n, a, f, fk, lk, ks, CMDP_FORWARD, CMD_OTHER, false},
 
 static const struct cmd_info commands_data[] = {
@@ -90,9 +92,11 @@ static const struct cmd_info commands_extra[] = {
 
 struct cmdtable {
     struct cmd_info *entries;
-    size_t n;
+    size_t n, cap;
     uint32_t *slots; /* index + 1 into entries; 0 = empty */
     uint32_t mask;
+    char *names; /* storage of the names of a table read from a server */
+    bool from_server;
 };
 
 static uint32_t commands_hash(const char *s, size_t len)
@@ -138,7 +142,7 @@ static void commands_insert(struct cmdtable *t, const struct cmd_info *src)
     struct cmd_info *ci;
     uint32_t i;
 
-    if (dup != NULL) {
+    if (dup != NULL || t->n >= t->cap) {
         return;
     }
     ci = &t->entries[t->n];
@@ -171,14 +175,9 @@ static void commands_mark_containers(struct cmdtable *t)
     }
 }
 
-static struct cmdtable *commands_builtin_table;
-static pthread_once_t commands_once = PTHREAD_ONCE_INIT;
-
-static void commands_build_builtin(void)
+/* An empty table with room for total entries; NULL if out of memory. */
+static struct cmdtable *commands_alloc(size_t total)
 {
-    size_t ndata = sizeof(commands_data) / sizeof(commands_data[0]);
-    size_t nextra = sizeof(commands_extra) / sizeof(commands_extra[0]);
-    size_t total = ndata + nextra;
     struct cmdtable *t = calloc(1, sizeof(*t));
     uint32_t size = 64;
 
@@ -186,14 +185,42 @@ static void commands_build_builtin(void)
         size *= 2;
     }
     if (t == NULL) {
-        abort();
+        return NULL;
     }
     t->entries = calloc(total, sizeof(*t->entries));
     t->slots = calloc(size, sizeof(*t->slots));
     if (t->entries == NULL || t->slots == NULL) {
+        cmdtable_free(t);
+        return NULL;
+    }
+    t->cap = total;
+    t->mask = size - 1;
+    return t;
+}
+
+void cmdtable_free(struct cmdtable *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    free(t->entries);
+    free(t->slots);
+    free(t->names);
+    free(t);
+}
+
+static struct cmdtable *commands_builtin_table;
+static pthread_once_t commands_once = PTHREAD_ONCE_INIT;
+
+static void commands_build_builtin(void)
+{
+    size_t ndata = sizeof(commands_data) / sizeof(commands_data[0]);
+    size_t nextra = sizeof(commands_extra) / sizeof(commands_extra[0]);
+    struct cmdtable *t = commands_alloc(ndata + nextra);
+
+    if (t == NULL) {
         abort();
     }
-    t->mask = size - 1;
     for (size_t i = 0; i < ndata; i++) {
         commands_insert(t, &commands_data[i]);
     }
@@ -202,6 +229,173 @@ static void commands_build_builtin(void)
     }
     commands_mark_containers(t);
     commands_builtin_table = t;
+}
+
+/* ---- a table from a server's COMMAND reply ---------------------------------- */
+
+static const struct {
+    const char *name;
+    uint32_t flag;
+} commands_flag_names[] = {
+    {"write", CMDF_WRITE},
+    {"readonly", CMDF_READONLY},
+    {"denyoom", CMDF_DENYOOM},
+    {"admin", CMDF_ADMIN},
+    {"pubsub", CMDF_PUBSUB},
+    {"noscript", CMDF_NOSCRIPT},
+    {"blocking", CMDF_BLOCKING},
+    {"loading", CMDF_LOADING},
+    {"stale", CMDF_STALE},
+    {"fast", CMDF_FAST},
+    {"movablekeys", CMDF_MOVABLEKEYS},
+    {"may_replicate", CMDF_MAY_REPLICATE},
+    {"no_multi", CMDF_NO_MULTI},
+    {"no_auth", CMDF_NO_AUTH},
+};
+
+struct commands_parse {
+    struct resp_reader rd;
+    struct cmd_info *tmp; /* entries parsed, names pointing into names */
+    size_t n, cap;
+    char *names;
+    size_t names_len, names_cap;
+};
+
+static bool commands_add_name(struct commands_parse *p, const char *s, size_t len, size_t *off)
+{
+    if (p->names_len + len + 1 > p->names_cap) {
+        size_t cap = p->names_cap ? p->names_cap * 2 : 8192;
+        char *n;
+        while (cap < p->names_len + len + 1) {
+            cap *= 2;
+        }
+        n = realloc(p->names, cap);
+        if (n == NULL) {
+            return false;
+        }
+        p->names = n;
+        p->names_cap = cap;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        p->names[p->names_len + i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+    }
+    p->names[p->names_len + len] = '\0';
+    *off = p->names_len;
+    p->names_len += len + 1;
+    return true;
+}
+
+static bool commands_parse_entry(struct commands_parse *p, int depth);
+
+/* One entry: [name, arity, [flags], first, last, step, acl, tips, keyspecs,
+ * [subcommands]] (Redis 7; older servers stop after step or acl). */
+static bool commands_parse_entry(struct commands_parse *p, int depth)
+{
+    struct resp_value v, name;
+    struct cmd_info ci;
+    int64_t n, num;
+    size_t off;
+
+    memset(&ci, 0, sizeof(ci));
+    if (depth > 2 || !resp_next(&p->rd, &v) || v.type != '*' || v.n < 6) {
+        return false;
+    }
+    n = v.n;
+    if (!resp_next(&p->rd, &name) || name.s == NULL || name.len == 0 || name.len >= 64 ||
+        !commands_add_name(p, name.s, name.len, &off)) {
+        return false;
+    }
+    if (!resp_next(&p->rd, &v) || !resp_int(&v, &num)) {
+        return false;
+    }
+    ci.arity = (int)num;
+    if (!resp_next(&p->rd, &v) || (v.type != '*' && v.type != '~')) {
+        return false;
+    }
+    for (int64_t i = v.n; i > 0; i--) {
+        struct resp_value f;
+        if (!resp_next(&p->rd, &f)) {
+            return false;
+        }
+        for (size_t k = 0; k < sizeof(commands_flag_names) / sizeof(commands_flag_names[0]); k++) {
+            ci.flags |= resp_is(&f, commands_flag_names[k].name) ? commands_flag_names[k].flag : 0;
+        }
+    }
+    for (int k = 0; k < 3; k++) {
+        if (!resp_next(&p->rd, &v) || !resp_int(&v, &num)) {
+            return false;
+        }
+        *(k == 0 ? &ci.first_key : k == 1 ? &ci.last_key : &ci.key_step) = (int)num;
+    }
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 512;
+        struct cmd_info *t = realloc(p->tmp, cap * sizeof(*t));
+        if (t == NULL) {
+            return false;
+        }
+        p->tmp = t;
+        p->cap = cap;
+    }
+    ci.name = (const char *)(uintptr_t)off; /* an offset until names stops moving */
+    p->tmp[p->n++] = ci;
+    for (int64_t i = 6; i < n; i++) {
+        if (i == 9) {
+            if (!resp_next(&p->rd, &v) || v.type != '*') {
+                return false;
+            }
+            for (int64_t k = v.n; k > 0; k--) {
+                if (!commands_parse_entry(p, depth + 1)) {
+                    return false;
+                }
+            }
+        } else if (!resp_skip(&p->rd)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+struct cmdtable *cmdtable_from_reply(const char *buf, size_t len)
+{
+    size_t nextra = sizeof(commands_extra) / sizeof(commands_extra[0]);
+    struct commands_parse p;
+    struct cmdtable *t = NULL;
+    struct resp_value v;
+    bool ok = true;
+
+    memset(&p, 0, sizeof(p));
+    resp_reader_init(&p.rd, buf, len);
+    if (!resp_next(&p.rd, &v) || v.type != '*' || v.n <= 0) {
+        return NULL;
+    }
+    for (int64_t i = v.n; i > 0 && ok; i--) {
+        ok = commands_parse_entry(&p, 0);
+    }
+    if (ok) {
+        t = commands_alloc(p.n + nextra);
+    }
+    if (t != NULL) {
+        t->names = p.names;
+        p.names = NULL;
+        t->from_server = true;
+        for (size_t i = 0; i < p.n; i++) {
+            p.tmp[i].name = t->names + (uintptr_t)p.tmp[i].name;
+            commands_insert(t, &p.tmp[i]);
+        }
+        for (size_t i = 0; i < nextra; i++) {
+            commands_insert(t, &commands_extra[i]);
+        }
+        commands_mark_containers(t);
+    }
+    free(p.tmp);
+    free(p.names);
+    return t;
+}
+
+bool cmdtable_from_server(const struct cmdtable *t)
+{
+    return t->from_server;
 }
 
 const struct cmdtable *cmdtable_builtin(void)

@@ -100,6 +100,17 @@ const struct cmd_info *cmdtable_find(const struct cmdtable *t, const char *name,
 /* Number of entries. */
 size_t cmdtable_size(const struct cmdtable *t);
 
+/* Build a table from a server's COMMAND reply (the whole reply, as sent), with
+ * the proxy's treatment of known commands applied; NULL if it cannot be
+ * parsed or memory ran out. */
+struct cmdtable *cmdtable_from_reply(const char *buf, size_t len);
+
+/* True for a table built from a server's reply. */
+bool cmdtable_from_server(const struct cmdtable *t);
+
+/* Free a table from cmdtable_from_reply (never the built-in one). */
+void cmdtable_free(struct cmdtable *t);
+
 /* True for a command whose reply the proxy may safely get again from another
  * node (read-only, no side effects). */
 static inline bool cmd_is_read(const struct cmd_info *ci)

@@ -139,18 +139,17 @@ static void local_topology(struct client *c, struct strbuf *sb)
     pthread_mutex_unlock(&px->status_lock);
     strbuf_printf(sb, "# Backends (worker %d)\r\n", w->id);
     for (struct backend *be = w->backends; be != NULL; be = be->next, i++) {
-        strbuf_printf(sb,
-                      "backend%d:addr=%s,role=%s,state=%s,requests=%llu,inflight=%u,"
-                      "failures=%llu,healthy=%d,offset=%llu\r\n",
-                      i, be->name,
-                      be->role == BACKEND_MASTER    ? "master"
-                      : be->role == BACKEND_REPLICA ? "replica"
-                                                    : "retired",
-                      local_backend_state(be), (unsigned long long)be->nrequests, be->inflight,
-                      (unsigned long long)be->nerrors,
-                      be->role == BACKEND_MASTER ? 1 : (int)be->healthy,
-                      (unsigned long long)(be->role == BACKEND_MASTER ? w->master_offset
-                                                                      : be->offset));
+        strbuf_printf(
+            sb,
+            "backend%d:addr=%s,role=%s,state=%s,requests=%llu,inflight=%u,"
+            "failures=%llu,healthy=%d,offset=%llu\r\n",
+            i, be->name,
+            be->role == BACKEND_MASTER    ? "master"
+            : be->role == BACKEND_REPLICA ? "replica"
+                                          : "retired",
+            local_backend_state(be), (unsigned long long)be->nrequests, be->inflight,
+            (unsigned long long)be->nerrors, be->role == BACKEND_MASTER ? 1 : (int)be->healthy,
+            (unsigned long long)(be->role == BACKEND_MASTER ? w->master_offset : be->offset));
     }
 }
 
@@ -184,6 +183,8 @@ static void local_stats(struct client *c, struct strbuf *sb)
     strbuf_printf(sb, "# Stats\r\n");
     strbuf_printf(sb, "version:%s\r\n", PROXY_VERSION);
     strbuf_printf(sb, "workers:%d\r\n", px->nworkers);
+    strbuf_printf(sb, "commands:%zu\r\ncommands_source:%s\r\n", cmdtable_size(proxy_cmds(px)),
+                  cmdtable_from_server(proxy_cmds(px)) ? "master" : "built-in");
     strbuf_printf(sb, "connected_clients:%d\r\n", __atomic_load_n(&px->nclients, __ATOMIC_RELAXED));
     LOCAL_STAT(connections);
     LOCAL_STAT(requests);

@@ -30,6 +30,23 @@ void proxy_publish(struct proxy *px, struct topology *t)
     }
 }
 
+void proxy_set_cmds(struct proxy *px, struct cmdtable *t)
+{
+    struct cmdtable **old;
+
+    pthread_mutex_lock(&px->status_lock);
+    old = realloc(px->cmds_old, (px->ncmds_old + 1) * sizeof(*old));
+    if (old == NULL) {
+        pthread_mutex_unlock(&px->status_lock);
+        cmdtable_free(t);
+        return;
+    }
+    px->cmds_old = old;
+    px->cmds_old[px->ncmds_old++] = t;
+    __atomic_store_n(&px->cmds, t, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&px->status_lock);
+}
+
 void proxy_set_status(struct proxy *px, char *text)
 {
     char *old;
@@ -201,6 +218,10 @@ done:
     free(fds);
     free(px.workers);
     free(px.control_status);
+    for (size_t i = 0; i < px.ncmds_old; i++) {
+        cmdtable_free(px.cmds_old[i]);
+    }
+    free(px.cmds_old);
     pthread_mutex_destroy(&px.status_lock);
     return rc;
 }

@@ -22,7 +22,9 @@ struct engine;
 
 struct proxy {
     struct config *cfg;
-    const struct cmdtable *cmds;
+    const struct cmdtable *cmds; /* current table (atomic pointer; old ones kept to the end) */
+    struct cmdtable **cmds_old;
+    size_t ncmds_old;
     struct reqscan_limits limits;
     struct worker *workers;
     int nworkers;
@@ -33,6 +35,16 @@ struct proxy {
     pthread_mutex_t status_lock; /* guards control_status */
     char *control_status;        /* Sentinel section of PROXY TOPOLOGY, from the control plane */
 };
+
+/* The current command table (any thread). */
+static inline const struct cmdtable *proxy_cmds(struct proxy *px)
+{
+    return __atomic_load_n(&px->cmds, __ATOMIC_ACQUIRE);
+}
+
+/* Make t the command table (takes ownership; the previous one stays valid
+ * until exit, as workers may still hold it for a moment). */
+void proxy_set_cmds(struct proxy *px, struct cmdtable *t);
 
 /* Next unique client id (any thread). */
 uint64_t proxy_next_client_id(struct proxy *px);

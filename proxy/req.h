@@ -22,19 +22,20 @@ struct cmd_info;
 struct worker;
 
 enum {
-    REQ_DONE = 1u << 0,        /* reply complete: may be written to the client */
-    REQ_DISPATCHED = 1u << 1,  /* queued on a backend connection */
-    REQ_INTERNAL = 1u << 2,    /* the proxy's own command (handshake, state replay) */
-    REQ_CLOSE_AFTER = 1u << 3, /* close the client once this reply is written */
-    REQ_PUSH = 1u << 4,        /* unsolicited output: push, pub/sub message, MONITOR line */
-    REQ_NOREPLY = 1u << 5,     /* sent on a streaming connection: no reply is matched to it */
-    REQ_HELD = 1u << 6,        /* counted in the worker's held bytes */
-    REQ_ERROR = 1u << 7,       /* the reply is an error */
-    REQ_RETRIED = 1u << 8,     /* already sent once to a connection that failed */
-    REQ_EXEC_NIL = 1u << 9,    /* EXEC sent as DISCARD: watched keys were lost; reply nil */
-    REQ_PROBE = 1u << 10,      /* the proxy's ROLE probe: its reply updates offsets */
+    REQ_DONE = 1u << 0,         /* reply complete: may be written to the client */
+    REQ_DISPATCHED = 1u << 1,   /* queued on a backend connection */
+    REQ_INTERNAL = 1u << 2,     /* the proxy's own command (handshake, state replay) */
+    REQ_CLOSE_AFTER = 1u << 3,  /* close the client once this reply is written */
+    REQ_PUSH = 1u << 4,         /* unsolicited output: push, pub/sub message, MONITOR line */
+    REQ_NOREPLY = 1u << 5,      /* sent on a streaming connection: no reply is matched to it */
+    REQ_HELD = 1u << 6,         /* counted in the worker's held bytes */
+    REQ_ERROR = 1u << 7,        /* the reply is an error */
+    REQ_RETRIED = 1u << 8,      /* already sent once to a connection that failed */
+    REQ_EXEC_NIL = 1u << 9,     /* EXEC sent as DISCARD: watched keys were lost; reply nil */
+    REQ_PROBE = 1u << 10,       /* the proxy's ROLE probe: its reply updates offsets */
     REQ_MASTER_ONLY = 1u << 11, /* a replica lacked something (NOSCRIPT): go to the master */
     REQ_DEDICATED = 1u << 12,   /* queued on a dedicated connection */
+    REQ_COMMANDS = 1u << 13,    /* the proxy's COMMAND: its reply becomes the command table */
 };
 
 struct req {

@@ -94,7 +94,8 @@ struct worker {
     uint64_t master_offset;      /* highest master offset seen */
     struct backend **replicas;   /* the replicas of the current topology */
     size_t nreplicas;
-    uint64_t rr;                 /* round-robin position */
+    uint64_t rr;                   /* round-robin position */
+    struct backend *commands_from; /* worker 0: master the command table was asked of */
     struct worker_stats stats;
 };
 

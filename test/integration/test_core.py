@@ -416,3 +416,20 @@ def test_auth_like_redis_requirepass(workdir):
     finally:
         p.stop()
         srv.stop()
+
+
+def test_command_table_from_the_master(proxy):
+    c = proxy.client()
+
+    def source():
+        stats = c.execute_command("PROXY", "STATS").decode()
+        return dict(line.split(":", 1) for line in stats.splitlines() if ":" in line)
+
+    wait_for(lambda: source()["commands_source"] == "master", what="COMMAND table read")
+    n = int(source()["commands"])
+    # Every command and sub-command the server reports (plus the proxy's own).
+    raw = proxy.client()
+    raw.response_callbacks = {}
+    server = len(raw.execute_command("COMMAND", "LIST"))
+    assert n >= server
+    assert c.set("after-refresh", 1) and c.get("after-refresh") == b"1"

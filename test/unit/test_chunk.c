@@ -1,13 +1,11 @@
 /*
- * test_chunk.c - unit tests for the chunk pool, span lists and the command
- * table.
+ * test_chunk.c - unit tests for the chunk pool and span lists.
  */
 #include "unit.h"
 
 #include <string.h>
 
 #include "proxy/chunk.h"
-#include "proxy/commands.h"
 
 static void test_pool_reuse(void **state)
 {
@@ -101,45 +99,12 @@ static void test_spans_many_and_iov(void **state)
     chunk_pool_drain(&p);
 }
 
-static void test_commands_lookup(void **state)
-{
-    const struct cmdtable *t = cmdtable_builtin();
-    const struct cmd_info *ci;
-
-    (void)state;
-    assert_true(cmdtable_size(t) > 200);
-    ci = cmdtable_lookup(t, "GeT", 3);
-    assert_non_null(ci);
-    assert_string_equal(ci->name, "get");
-    assert_true(cmd_is_read(ci));
-    ci = cmdtable_lookup(t, "set", 3);
-    assert_false(cmd_is_read(ci));
-    assert_true(ci->flags & CMDF_WRITE);
-    assert_null(cmdtable_lookup(t, "nosuchcommand", 13));
-    assert_null(cmdtable_lookup(t, "", 0));
-    ci = cmdtable_find(t, "CLIENT", 6, "SetName", 7);
-    assert_string_equal(ci->name, "client|setname");
-    assert_int_equal(ci->proxy, CMDP_LOCAL);
-    ci = cmdtable_find(t, "client", 6, "bogus", 5);
-    assert_string_equal(ci->name, "client"); /* unknown sub-command: the container */
-    assert_int_equal(cmdtable_lookup(t, "blpop", 5)->proxy, CMDP_BLOCKING);
-    assert_int_equal(cmdtable_lookup(t, "subscribe", 9)->proxy, CMDP_STREAM);
-    assert_int_equal(cmdtable_lookup(t, "multi", 5)->proxy, CMDP_SESSION);
-    assert_int_equal(cmdtable_lookup(t, "sync", 4)->proxy, CMDP_REFUSE);
-    assert_int_equal(cmdtable_lookup(t, "post", 4)->proxy, CMDP_CLOSE);
-    assert_int_equal(cmdtable_lookup(t, "proxy", 5)->proxy, CMDP_LOCAL);
-    assert_true(cmd_is_read(cmdtable_lookup(t, "zrange", 6)));
-    assert_true(cmd_is_read(cmdtable_lookup(t, "eval_ro", 7)));
-    assert_false(cmd_is_read(cmdtable_lookup(t, "eval", 4)));
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_reuse),
         cmocka_unit_test(test_spans_merge_and_refs),
         cmocka_unit_test(test_spans_many_and_iov),
-        cmocka_unit_test(test_commands_lookup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
