@@ -102,12 +102,12 @@ struct backend {
     uint64_t offset;    /* replication offset it has processed (0 = unknown) */
     double offset_at;   /* when offset was learnt */
     char zone[32];
-    double backoff;        /* seconds before the next connection attempt */
-    double down_since;     /* when it went down (0 = up) */
-    uint64_t nrequests;    /* requests forwarded */
-    uint64_t nerrors;      /* connection failures */
-    uint32_t inflight;     /* requests awaiting replies (for balancing) */
-    struct backend *next;  /* worker's list */
+    double backoff;       /* seconds before the next connection attempt */
+    double down_since;    /* when it went down (0 = up) */
+    uint64_t nrequests;   /* requests forwarded */
+    uint64_t nerrors;     /* connection failures */
+    uint32_t inflight;    /* requests awaiting replies (for balancing) */
+    struct backend *next; /* worker's list */
 };
 
 /* Create the worker's view of a server (no connection is opened yet). */

@@ -76,13 +76,13 @@ struct client {
     struct req *head, *tail; /* every request in order */
     struct req *undisp;      /* first request not yet dispatched */
     uint32_t nreqs;
-    uint32_t inflight;  /* requests dispatched and awaiting replies */
-    struct bconn *last; /* connection holding the in-flight requests */
-    struct bconn *ded;  /* dedicated connection, when pinned */
-    uint64_t backlog;   /* bytes of queued requests and unwritten replies */
-    uint64_t outbytes;  /* bytes of replies waiting to be written */
-    uint64_t seq;       /* sequence number of the last request queued */
-    uint32_t avg_reply; /* moving average of reply sizes, for admission */
+    uint32_t inflight;   /* requests dispatched and awaiting replies */
+    struct bconn *last;  /* connection holding the in-flight requests */
+    struct bconn *ded;   /* dedicated connection, when pinned */
+    uint64_t backlog;    /* bytes of queued requests and unwritten replies */
+    uint64_t outbytes;   /* bytes of replies waiting to be written */
+    uint64_t seq;        /* sequence number of the last request queued */
+    uint32_t avg_reply;  /* moving average of reply sizes, for admission */
     uint64_t ryw_offset; /* read-your-writes: master offset replicas must have reached */
     uint64_t ryw_probe;  /* ... or the probe after its last write, still unanswered */
     uint64_t ryw_after;  /* ... or any probe created after this one (0 = none) */

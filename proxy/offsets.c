@@ -108,7 +108,8 @@ void offsets_tick(struct worker *w, double now)
 }
 
 /* The replica backend at host:port, if this worker knows it. */
-static struct backend *offsets_replica(struct worker *w, const char *host, size_t hlen, int64_t port)
+static struct backend *offsets_replica(struct worker *w, const char *host, size_t hlen,
+                                       int64_t port)
 {
     for (size_t i = 0; i < w->nreplicas; i++) {
         struct backend *be = w->replicas[i];

@@ -12,10 +12,10 @@
 #include <stdint.h>
 
 struct resp_value {
-    char type;       /* the type byte: '+', '-', ':', '$', '*', '%', '~', '>', '_', ... */
-    int64_t n;       /* integer value (':'), element count (aggregates; maps count pairs
-                      * as 2 elements), or -1 for a null */
-    const char *s;   /* payload of strings, errors, bulk strings and verbatim strings */
+    char type;     /* the type byte: '+', '-', ':', '$', '*', '%', '~', '>', '_', ... */
+    int64_t n;     /* integer value (':'), element count (aggregates; maps count pairs
+                    * as 2 elements), or -1 for a null */
+    const char *s; /* payload of strings, errors, bulk strings and verbatim strings */
     size_t len;
 };
 

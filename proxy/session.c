@@ -10,10 +10,10 @@
 #include "proxy/session.h"
 
 #include <stdio.h>
-#include <sys/types.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/types.h>
 
 #include "conf/config.h"
 #include "proxy/backend.h"
@@ -35,9 +35,8 @@ struct session_set {
     size_t n, cap;
 };
 
-static const char *const session_sub_cmd[SESSION_KINDS] = {"SUBSCRIBE", "PSUBSCRIBE",
-                                                           "SSUBSCRIBE"};
-#define SESSION_REQ_MAX  (1u << 20)
+static const char *const session_sub_cmd[SESSION_KINDS] = {"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE"};
+#define SESSION_REQ_MAX (1u << 20)
 
 void session_init(struct session *s)
 {
@@ -445,8 +444,8 @@ static void session_track_streams(struct client *c, struct req *r)
         return;
     }
     add = id == CMD_SUBSCRIBE || id == CMD_PSUBSCRIBE || id == CMD_SSUBSCRIBE;
-    if (c->sess.subs == NULL && (c->sess.subs = calloc(SESSION_KINDS, sizeof(*c->sess.subs))) ==
-                                    NULL) {
+    if (c->sess.subs == NULL &&
+        (c->sess.subs = calloc(SESSION_KINDS, sizeof(*c->sess.subs))) == NULL) {
         return;
     }
     if (!add && r->argc == 1) {
@@ -488,7 +487,8 @@ bool session_stream_ended(struct client *c, struct bconn *bc, struct spans *out)
     }
     len = spans_copy(out, 0, buf, sizeof(buf));
     resp_reader_init(&rd, buf, len);
-    if (!resp_next(&rd, &v) || (v.type != '*' && v.type != '>') || v.n != 3 || !resp_next(&rd, &v) ||
+    if (!resp_next(&rd, &v) || (v.type != '*' && v.type != '>') || v.n != 3 ||
+        !resp_next(&rd, &v) ||
         !(resp_is(&v, "unsubscribe") || resp_is(&v, "punsubscribe") ||
           resp_is(&v, "sunsubscribe")) ||
         !resp_skip(&rd) || !resp_next(&rd, &v) || !resp_int(&v, &count) || count != 0) {

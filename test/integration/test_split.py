@@ -4,7 +4,6 @@ features running side by side with ordinary traffic."""
 import threading
 import time
 
-import pytest
 import redis
 
 from harness import Proxy, topology, wait_for
