@@ -60,7 +60,8 @@ void offsets_before_flush(struct bconn *bc)
     struct req *r, *probe;
     uint64_t seq;
 
-    if (!w->px->cfg->read_your_writes || bc->dedicated || bc->be == NULL ||
+    /* Without replicas there is nothing to wait for. */
+    if (!w->px->cfg->read_your_writes || w->nreplicas == 0 || bc->dedicated || bc->be == NULL ||
         bc->be->role != BACKEND_MASTER || w->probes == NULL) {
         return;
     }

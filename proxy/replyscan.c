@@ -450,6 +450,65 @@ static size_t replyscan_byte(struct replyscan *s, char ch)
     return s->state == RS_ERROR ? 0 : 1; /* an error points at the LF that found it */
 }
 
+/*
+ * Most replies are one simple line or one bulk string, whole in the buffer:
+ * take those in one step, with the same results as the byte-wise scanner.
+ * Anything else, or anything unusual, returns 0 and goes the long way.
+ */
+static size_t replyscan_fast(struct replyscan *s, const char *p, size_t n)
+{
+    const char *cr, *end = p + n;
+    uint64_t len = 0;
+    const char *q;
+
+    if (p[0] == '+' || p[0] == '-' || p[0] == ':') {
+        cr = memchr(p + 1, '\r', n - 1);
+        if (cr == NULL || cr + 1 >= end || cr[1] != '\n') {
+            return 0;
+        }
+        replyscan_begin(s);
+        replyscan_top(s, p[0]);
+        replyscan_head(s, p + 1, (size_t)(cr - p - 1));
+        s->capture = false;
+        s->pending = 0;
+        s->state = RS_NEW;
+        s->bytes = (uint64_t)(cr + 2 - p);
+        return (size_t)s->bytes;
+    }
+    if (p[0] != '$' || n < 4) {
+        return 0;
+    }
+    q = p + 1;
+    if (q[0] == '0') {
+        q++; /* "$0": an empty string; "$01" is refused by the long way */
+    } else {
+        for (int k = 0; q < end && *q >= '0' && *q <= '9'; q++, k++) {
+            if (k == 0 && *q == '0') {
+                return 0;
+            }
+            if (k >= 18) {
+                return 0; /* leave huge or odd lengths to the careful path */
+            }
+            len = len * 10 + (uint64_t)(*q - '0');
+        }
+        if (q == p + 1) {
+            return 0;
+        }
+    }
+    if (len > s->max_bulk || end - q < 2 || q[0] != '\r' || q[1] != '\n' ||
+        (uint64_t)(end - (q + 2)) < len + 2 || q[2 + len] != '\r' || q[3 + len] != '\n') {
+        return 0;
+    }
+    replyscan_begin(s);
+    replyscan_top(s, '$');
+    s->count = (int64_t)len;
+    s->capture = false;
+    s->pending = 0;
+    s->state = RS_NEW;
+    s->bytes = (uint64_t)(q + 4 + len - p);
+    return (size_t)s->bytes;
+}
+
 enum replyscan_status replyscan_feed(struct replyscan *s, const char *p, size_t n, size_t *used)
 {
     size_t i = 0;
@@ -462,6 +521,11 @@ enum replyscan_status replyscan_feed(struct replyscan *s, const char *p, size_t 
         return REPLYSCAN_MORE;
     }
     if (s->state == RS_NEW) {
+        size_t fast = replyscan_fast(s, p, n);
+        if (fast > 0) {
+            *used = fast;
+            return REPLYSCAN_DONE;
+        }
         replyscan_begin(s);
     }
     while (i < n && s->state != RS_NEW && s->state != RS_ERROR) {
