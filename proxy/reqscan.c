@@ -1,10 +1,17 @@
 /*
- * reqscan.c - the request scanner (see reqscan.h for the contract).
+ * reqscan.c - resumable scanner for client requests (see reqscan.h).
  *
- * States walk one request: a count line ("*N"), then per argument a length
- * line ("$L"), the payload and its two trailing bytes. Lines are found with
- * memchr and payloads are skipped by arithmetic, so the cost per request does
- * not depend on the size of its arguments.
+ * A multibulk request is walked as a small state machine: the count line
+ * ("*N"), then for every argument its length line ("$L"), its payload and the
+ * two bytes after the payload. Lines are searched with memchr and payloads are
+ * skipped by arithmetic, so the work per request does not grow with the size
+ * of its arguments; only the first bytes of arguments 0 and 1 are copied.
+ *
+ * Where redis-server waits for more data, so does the scanner, and it fails
+ * at the byte where redis-server would have enough data to fail. The only
+ * deliberate differences are about NUL bytes: redis-server searches lines with
+ * strchr() and so never sees past a NUL (the connection hangs), while the
+ * scanner searches with memchr() and reports the error the line deserves.
  */
 #include "proxy/reqscan.h"
 
@@ -12,319 +19,388 @@
 #include <string.h>
 
 enum reqscan_state {
-    ST_START = 0,   /* first byte of a request */
-    ST_COUNT,       /* "*" line: digits up to '\r' */
-    ST_COUNT_LF,    /* the byte after the count line's '\r' (skipped) */
-    ST_BULK_TYPE,   /* expecting '$' */
-    ST_BULK_LEN,    /* "$" line: digits up to '\r' */
-    ST_BULK_LEN_LF, /* the byte after the length line's '\r' (skipped) */
-    ST_PAYLOAD,     /* payload bytes plus the two that follow (skipped) */
-    ST_INLINE,      /* inline line up to '\n' */
+    REQSCAN_ST_START = 0,  /* before the first byte of a request */
+    REQSCAN_ST_COUNT,      /* "*N" line, up to its '\r' */
+    REQSCAN_ST_COUNT_SKIP, /* the byte after the count line's '\r' */
+    REQSCAN_ST_HEAD,       /* "$L" line, up to its '\r' */
+    REQSCAN_ST_HEAD_SKIP,  /* the byte after the length line's '\r' */
+    REQSCAN_ST_PAYLOAD,    /* payload and the two bytes after it */
+    REQSCAN_ST_INLINE,     /* inline line, up to its '\n' */
+    REQSCAN_ST_DONE,       /* a request ended; the next call starts another */
+    REQSCAN_ST_ERROR,      /* a protocol error was reported */
 };
 
-#define REQSCAN_NUM_MAX 21 /* redis rejects count strings this long or longer */
+/* redis-server's string2ll() refuses strings of 21 characters or more. */
+#define REQSCAN_NUM_CHARS 21
+
+/* Largest count accepted in a "*N" line (redis-server compares with INT_MAX). */
+#define REQSCAN_ARGC_MAX 2147483647
 
 void reqscan_init(struct reqscan *s, const struct reqscan_limits *limits)
 {
     memset(s, 0, sizeof(*s));
     s->limits = limits;
-    s->state = ST_START;
+    s->state = REQSCAN_ST_START;
 }
 
-static void reqscan_new_request(struct reqscan *s)
+/* Forget the request that just ended. Field by field rather than memset:
+ * this runs once per request and name/arg1/err need no clearing. */
+static void reqscan_reset(struct reqscan *s)
 {
-    s->state = ST_START;
+    s->state = REQSCAN_ST_START;
     s->kind = 0;
-    s->name_len = s->arg1_len = 0;
-    s->name_trunc = s->arg1_trunc = false;
-    s->argc = s->argi = 0;
-    s->bytes = 0;
-    s->line = 0;
+    s->name_len = 0;
+    s->arg1_len = 0;
+    s->name_trunc = false;
+    s->arg1_trunc = false;
+    s->num_neg = false;
+    s->num_digits = 0;
+    s->num_bad = false;
     s->eol_cr = false;
+    s->lead = 0;
+    s->argc = 0;
+    s->argi = 0;
+    s->num = 0;
+    s->left = 0;
+    s->line = 0;
+    s->bytes = 0;
     s->err[0] = '\0';
 }
 
 static enum reqscan_status reqscan_fail(struct reqscan *s, const char *msg)
 {
     snprintf(s->err, sizeof(s->err), "%s", msg);
+    s->state = REQSCAN_ST_ERROR;
     return REQSCAN_ERROR;
 }
 
-static void reqscan_num_reset(struct reqscan *s)
+static enum reqscan_status reqscan_done(struct reqscan *s)
 {
+    s->state = REQSCAN_ST_DONE;
+    return REQSCAN_DONE;
+}
+
+/* Start a count or length line; its first byte (the type byte) is next. */
+static void reqscan_line_begin(struct reqscan *s, uint8_t state)
+{
+    s->state = state;
+    s->line = 0;
     s->num = 0;
     s->num_neg = false;
     s->num_digits = 0;
     s->num_bad = false;
-    s->line = 1; /* the type byte */
 }
 
-/* Feed count-line characters with redis's string2ll rules: optional '-',
- * first digit 1-9 unless the whole number is "0", no overflow. */
+/*
+ * Take more characters of a count or length line, checking them as
+ * string2ll() does: an optional '-', a first digit 1-9 (or the whole string
+ * "0"), digits only, no overflow, fewer than 21 characters. Lines are short,
+ * so a plain loop is fine; once the line is known to be bad its characters
+ * are no longer looked at.
+ */
 static void reqscan_num_chars(struct reqscan *s, const char *p, size_t n)
 {
+    if (s->num_bad) {
+        return;
+    }
+    if (n >= (size_t)(REQSCAN_NUM_CHARS - s->num_digits)) {
+        s->num_bad = true;
+        return;
+    }
     for (size_t i = 0; i < n && !s->num_bad; i++) {
-        char ch = p[i];
-        uint8_t pos = s->num_digits;
-        s->num_digits = pos < 255 ? (uint8_t)(pos + 1) : pos;
-        if (pos == 0 && ch == '-') {
+        unsigned d = (unsigned)(unsigned char)p[i] - '0';
+        unsigned pos = s->num_digits++;
+        bool first = pos == (s->num_neg ? 1u : 0u);
+        if (pos == 0 && p[i] == '-') {
             s->num_neg = true;
-            continue;
+        } else if (d > 9 || (first && d == 0 && s->num_neg)) {
+            s->num_bad = true; /* "-0..." is refused like any sign without 1-9 */
+        } else if (first) {
+            s->num = d;
+        } else if (s->num == 0 || s->num > (UINT64_MAX - d) / 10) {
+            s->num_bad = true; /* a leading zero, or too many digits */
+        } else {
+            s->num = s->num * 10 + d;
         }
-        if (ch < '0' || ch > '9') {
-            s->num_bad = true;
-            break;
-        }
-        /* A leading zero is only valid as the whole string "0". */
-        if (s->num == 0 && (pos > (s->num_neg ? 1 : 0))) {
-            s->num_bad = true;
-            break;
-        }
-        if (s->num > (UINT64_MAX - 9) / 10) {
-            s->num_bad = true;
-            break;
-        }
-        s->num = s->num * 10 + (uint64_t)(ch - '0');
     }
 }
 
-/* Validate a finished count line; false when redis would reject it. The
- * value (signed) is returned through v. */
-static bool reqscan_num_value(struct reqscan *s, int64_t *v)
+/* Value of a finished count or length line; false where string2ll() fails. */
+static bool reqscan_num_value(const struct reqscan *s, int64_t *v)
 {
-    uint8_t digits = s->num_digits - (s->num_neg ? 1 : 0);
-
-    if (s->num_bad || s->num_digits == 0 || s->num_digits >= REQSCAN_NUM_MAX || digits == 0) {
+    if (s->num_bad || s->num_digits == (s->num_neg ? 1 : 0)) {
+        return false; /* bad characters, empty, or a lone '-' */
+    }
+    if (!s->num_neg) {
+        *v = (int64_t)s->num;
+        return s->num <= (uint64_t)INT64_MAX;
+    }
+    if (s->num > (uint64_t)INT64_MAX + 1) {
         return false;
     }
-    if (s->num == 0 && (s->num_neg || digits != 1)) {
-        return false;
-    }
-    if (s->num > (uint64_t)INT64_MAX) {
-        return false;
-    }
-    *v = s->num_neg ? -(int64_t)s->num : (int64_t)s->num;
+    *v = s->num == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)s->num;
     return true;
 }
 
-/* Scan a count or length line for its '\r'. Returns bytes used; sets *done
- * when the '\r' was found (and consumed). */
-static size_t reqscan_line(struct reqscan *s, const char *p, size_t n, bool *done)
-{
-    const char *cr = memchr(p, '\r', n);
-    size_t take = cr != NULL ? (size_t)(cr - p) : n;
-
-    reqscan_num_chars(s, p, take);
-    s->line += take;
-    *done = cr != NULL;
-    return cr != NULL ? take + 1 : take;
-}
-
-/* Lines are looked at up to one byte past the limit, so that an over-long
- * line fails at the same byte however the input is split. */
+/* How many of n bytes a line may look at: one byte past the limit at most, so
+ * that an over-long line fails at the same byte however the input is split. */
 static size_t reqscan_room(const struct reqscan *s, size_t n)
 {
-    uint64_t room = s->limits->max_inline_len + 1 - s->line;
+    uint64_t max = s->limits->max_inline_len;
+    uint64_t room = s->line <= max ? max + 1 - s->line : 0;
 
     return n < room ? n : (size_t)room;
 }
 
-static void reqscan_capture(struct reqscan *s, const char *p, size_t n)
+/*
+ * A count or length line, up to its '\r' (used too; the state then moves to
+ * skip). Its first byte is kept in lead: redis-server checks it only once the
+ * whole line is there, so a wrong one may still be overtaken by "too big",
+ * and it may be the '\r' itself. Redis-server gives up on a line that has
+ * more than max_inline_len bytes (type byte included) and no '\r' yet.
+ */
+static size_t reqscan_num_line(struct reqscan *s, const char *p, size_t n, uint8_t skip,
+                               const char *too_big, enum reqscan_status *st)
 {
-    if (s->argi == 0) {
-        size_t room = REQSCAN_NAME_MAX - s->name_len;
-        size_t take = n < room ? n : room;
-        memcpy(s->name + s->name_len, p, take);
-        s->name_len = (uint8_t)(s->name_len + take);
-        if (take < n) {
-            s->name_trunc = true;
-        }
-    } else if (s->argi == 1) {
-        size_t room = REQSCAN_ARG1_MAX - s->arg1_len;
-        size_t take = n < room ? n : room;
-        memcpy(s->arg1 + s->arg1_len, p, take);
-        s->arg1_len = (uint8_t)(s->arg1_len + take);
-        if (take < n) {
-            s->arg1_trunc = true;
-        }
-    }
-}
+    size_t room = reqscan_room(s, n);
+    const char *cr = memchr(p, '\r', room);
+    size_t take = cr != NULL ? (size_t)(cr - p) : room;
+    size_t type = 0;
 
-/* Payload of the current argument; s->left counts payload + 2 bytes, and
- * s->line the payload bytes still to capture. */
-static size_t reqscan_payload(struct reqscan *s, const char *p, size_t n)
-{
-    size_t take = n < s->left ? n : (size_t)s->left;
-
-    if (s->argi < 2 && s->line > 0) {
-        size_t cap = take < s->line ? take : (size_t)s->line;
-        reqscan_capture(s, p, cap);
-        s->line -= cap;
+    if (s->line == 0) {
+        s->lead = (uint8_t)p[0]; /* room is at least 1 on a new line */
+        type = take > 0 ? 1 : 0;
     }
-    s->left -= take;
+    reqscan_num_chars(s, p + type, take - type);
+    s->line += take;
+    if (cr != NULL) {
+        s->state = skip;
+        return take + 1;
+    }
+    if (s->line > s->limits->max_inline_len) {
+        *st = reqscan_fail(s, too_big);
+    }
     return take;
 }
 
-static enum reqscan_status reqscan_count_done(struct reqscan *s)
+static size_t reqscan_start(struct reqscan *s, const char *p)
 {
-    int64_t v;
+    if (p[0] != '*') {
+        s->kind = REQSCAN_INLINE;
+        s->state = REQSCAN_ST_INLINE;
+        s->line = 0;
+        return 0; /* the byte belongs to the line */
+    }
+    s->kind = REQSCAN_MULTIBULK;
+    reqscan_line_begin(s, REQSCAN_ST_COUNT);
+    return 0; /* the '*' is the count line's type byte */
+}
 
-    if (!reqscan_num_value(s, &v) || v > INT32_MAX) {
+/* The byte after the count line's '\r' has arrived (redis-server skips it
+ * without looking at it): the line can be judged. */
+static enum reqscan_status reqscan_count_end(struct reqscan *s)
+{
+    int64_t v = 0;
+
+    if (!reqscan_num_value(s, &v) || v > REQSCAN_ARGC_MAX) {
         return reqscan_fail(s, "Protocol error: invalid multibulk length");
     }
-    s->argc = v > 0 ? v : 0;
+    if (v <= 0) {
+        return reqscan_done(s); /* ignored by redis-server: argc stays 0 */
+    }
+    s->argc = v;
+    s->argi = 0;
+    reqscan_line_begin(s, REQSCAN_ST_HEAD);
     return REQSCAN_MORE;
 }
 
-static enum reqscan_status reqscan_len_done(struct reqscan *s)
+/* Error text for an argument line that does not start with '$'; a line
+ * break (and NUL, which would end the C string) is shown as a space. */
+static enum reqscan_status reqscan_fail_lead(struct reqscan *s)
 {
-    int64_t v;
+    char msg[REQSCAN_ERR_MAX];
+    char got = (char)s->lead;
 
+    if (got == '\r' || got == '\n' || got == '\0') {
+        got = ' ';
+    }
+    snprintf(msg, sizeof(msg), "Protocol error: expected '$', got '%c'", got);
+    return reqscan_fail(s, msg);
+}
+
+/* The byte after the length line's '\r' has arrived: judge the line. */
+static enum reqscan_status reqscan_head_end(struct reqscan *s)
+{
+    int64_t v = 0;
+
+    if (s->lead != '$') {
+        return reqscan_fail_lead(s);
+    }
     if (!reqscan_num_value(s, &v) || v < 0 || (uint64_t)v > s->limits->max_bulk_len) {
         return reqscan_fail(s, "Protocol error: invalid bulk length");
     }
     s->left = (uint64_t)v + 2;
-    s->line = (uint64_t)v; /* payload bytes that may still be captured */
-    if (s->argi == 1 && (uint64_t)v > REQSCAN_ARG1_MAX) {
-        s->arg1_trunc = true;
-    }
     if (s->argi == 0 && (uint64_t)v > REQSCAN_NAME_MAX) {
         s->name_trunc = true;
     }
+    if (s->argi == 1 && (uint64_t)v > REQSCAN_ARG1_MAX) {
+        s->arg1_trunc = true;
+    }
+    s->state = REQSCAN_ST_PAYLOAD;
     return REQSCAN_MORE;
 }
 
-static size_t reqscan_inline(struct reqscan *s, const char *p, size_t n, bool *done)
+/*
+ * Keep the first bytes of argument 0 or 1. Until the buffer is full, the
+ * bytes kept are exactly the payload bytes seen so far, which is all that is
+ * needed to know where the payload (and not its two trailing bytes) ends.
+ */
+static void reqscan_capture(struct reqscan *s, const char *p, size_t n)
 {
-    const char *lf = memchr(p, '\n', n);
-    size_t take = lf != NULL ? (size_t)(lf - p) + 1 : n;
+    char *dst = s->argi == 0 ? s->name : s->arg1;
+    uint8_t *len = s->argi == 0 ? &s->name_len : &s->arg1_len;
+    size_t room = (s->argi == 0 ? REQSCAN_NAME_MAX : REQSCAN_ARG1_MAX) - *len;
+    uint64_t payload = s->left > 2 ? s->left - 2 : 0;
 
-    if (lf != NULL) {
-        /* "\r\n" only counts when the line has content before the '\r'. */
-        bool cr_here = lf > p && lf[-1] == '\r';
-        bool cr_before = lf == p && s->line > 0 && s->eol_cr;
-        s->eol_cr = cr_here || cr_before;
-    } else if (take > 0) {
-        s->eol_cr = p[take - 1] == '\r';
+    if (room > n) {
+        room = n;
+    }
+    if (room > payload) {
+        room = (size_t)payload;
+    }
+    memcpy(dst + *len, p, room);
+    *len = (uint8_t)(*len + room);
+}
+
+/* Payload plus the two bytes after it, which redis-server skips unchecked. */
+static size_t reqscan_payload(struct reqscan *s, const char *p, size_t n, enum reqscan_status *st)
+{
+    size_t take = n < s->left ? n : (size_t)s->left;
+
+    if (s->argi < 2) {
+        reqscan_capture(s, p, take);
+    }
+    s->left -= take;
+    if (s->left > 0) {
+        return take;
+    }
+    s->argi++;
+    if (s->argi == s->argc) {
+        *st = reqscan_done(s);
+    } else {
+        reqscan_line_begin(s, REQSCAN_ST_HEAD);
+    }
+    return take;
+}
+
+/*
+ * Inline line, up to its '\n'. While scanning, eol_cr tells whether the last
+ * byte seen was '\r', as that byte may have come in an earlier call.
+ */
+static size_t reqscan_inline(struct reqscan *s, const char *p, size_t n, enum reqscan_status *st)
+{
+    size_t room = reqscan_room(s, n);
+    const char *lf = memchr(p, '\n', room);
+    size_t take;
+
+    if (lf == NULL) {
+        s->line += room;
+        if (room > 0) {
+            s->eol_cr = p[room - 1] == '\r';
+        }
+        if (s->line > s->limits->max_inline_len) {
+            *st = reqscan_fail(s, "Protocol error: too big inline request");
+        }
+        return room;
+    }
+    take = (size_t)(lf - p) + 1;
+    if (lf > p) {
+        s->eol_cr = lf[-1] == '\r';
     }
     s->line += take;
-    *done = lf != NULL;
+    *st = reqscan_done(s);
     return take;
+}
+
+/* One step of the state machine on n > 0 bytes; returns the bytes used. */
+static size_t reqscan_step(struct reqscan *s, const char *p, size_t n, enum reqscan_status *st)
+{
+    switch (s->state) {
+    case REQSCAN_ST_START:
+        return reqscan_start(s, p);
+    case REQSCAN_ST_COUNT:
+        return reqscan_num_line(s, p, n, REQSCAN_ST_COUNT_SKIP,
+                                "Protocol error: too big mbulk count string", st);
+    case REQSCAN_ST_COUNT_SKIP:
+        *st = reqscan_count_end(s);
+        return 1;
+    case REQSCAN_ST_HEAD:
+        return reqscan_num_line(s, p, n, REQSCAN_ST_HEAD_SKIP,
+                                "Protocol error: too big bulk count string", st);
+    case REQSCAN_ST_HEAD_SKIP:
+        *st = reqscan_head_end(s);
+        return 1;
+    case REQSCAN_ST_PAYLOAD:
+        return reqscan_payload(s, p, n, st);
+    case REQSCAN_ST_INLINE:
+        return reqscan_inline(s, p, n, st);
+    default:
+        *st = reqscan_fail(s, "Protocol error: scanner misuse");
+        return 0;
+    }
 }
 
 enum reqscan_status reqscan_feed(struct reqscan *s, const char *p, size_t n, size_t *used)
 {
+    enum reqscan_status st = REQSCAN_MORE;
     size_t i = 0;
 
-    while (i < n) {
-        size_t k = 0;
-        bool done = false;
-        enum reqscan_status st = REQSCAN_MORE;
-
-        switch (s->state) {
-        case ST_START:
-            if (s->kind != 0) {
-                reqscan_new_request(s);
-            }
-            if (p[i] == '*') {
-                s->kind = REQSCAN_MULTIBULK;
-                s->state = ST_COUNT;
-                reqscan_num_reset(s);
-                k = 1;
-            } else {
-                s->kind = REQSCAN_INLINE;
-                s->state = ST_INLINE;
-                s->line = 0;
-            }
-            break;
-        case ST_COUNT:
-            k = reqscan_line(s, p + i, reqscan_room(s, n - i), &done);
-            if (!done && s->line > s->limits->max_inline_len) {
-                s->bytes += k;
-                *used = i + k;
-                return reqscan_fail(s, "Protocol error: too big mbulk count string");
-            }
-            if (done) {
-                s->state = ST_COUNT_LF;
-            }
-            break;
-        case ST_COUNT_LF:
-            k = 1;
-            st = reqscan_count_done(s);
-            s->state = ST_BULK_TYPE;
-            break;
-        case ST_BULK_TYPE:
-            if (p[i] != '$') {
-                char msg[REQSCAN_ERR_MAX];
-                char got = p[i];
-                if (got == '\r' || got == '\n' || got == '\0') {
-                    got = ' ';
-                }
-                snprintf(msg, sizeof(msg), "Protocol error: expected '$', got '%c'", got);
-                *used = i;
-                return reqscan_fail(s, msg);
-            }
-            reqscan_num_reset(s);
-            s->state = ST_BULK_LEN;
-            k = 1;
-            break;
-        case ST_BULK_LEN:
-            k = reqscan_line(s, p + i, reqscan_room(s, n - i), &done);
-            if (!done && s->line > s->limits->max_inline_len) {
-                s->bytes += k;
-                *used = i + k;
-                return reqscan_fail(s, "Protocol error: too big bulk count string");
-            }
-            if (done) {
-                s->state = ST_BULK_LEN_LF;
-            }
-            break;
-        case ST_BULK_LEN_LF:
-            k = 1;
-            st = reqscan_len_done(s);
-            s->state = ST_PAYLOAD;
-            break;
-        case ST_PAYLOAD:
-            k = reqscan_payload(s, p + i, n - i);
-            if (s->left == 0) {
-                s->argi++;
-                s->state = ST_BULK_TYPE;
-            }
-            break;
-        case ST_INLINE:
-            k = reqscan_inline(s, p + i, reqscan_room(s, n - i), &done);
-            if (!done && s->line > s->limits->max_inline_len) {
-                s->bytes += k;
-                *used = i + k;
-                return reqscan_fail(s, "Protocol error: too big inline request");
-            }
-            break;
-        default:
-            *used = i;
-            return reqscan_fail(s, "Protocol error: scanner state");
-        }
+    if (s->state == REQSCAN_ST_ERROR) {
+        *used = 0;
+        return REQSCAN_ERROR;
+    }
+    if (s->state == REQSCAN_ST_DONE) {
+        reqscan_reset(s);
+    }
+    while (i < n && st == REQSCAN_MORE) {
+        size_t k = reqscan_step(s, p + i, n - i, &st);
         i += k;
         s->bytes += k;
-        if (st == REQSCAN_ERROR) {
-            *used = i;
-            return st;
-        }
-        /* The request ends when the last argument is done (or right after
-         * an empty count), or at an inline line's end. */
-        if ((s->kind == REQSCAN_MULTIBULK && s->state == ST_BULK_TYPE && s->argi >= s->argc) ||
-            (s->kind == REQSCAN_INLINE && done)) {
-            s->state = ST_START;
-            *used = i;
-            return REQSCAN_DONE;
-        }
     }
     *used = i;
-    return REQSCAN_MORE;
+    return st;
 }
 
 size_t reqscan_inline_eol(const struct reqscan *s)
 {
     return s->eol_cr ? 2 : 1;
+}
+
+/*
+ * Inline splitting. The input is read as redis-server reads it, as a C
+ * string: a NUL byte ends it. Output never outgrows the input consumed, so
+ * out needs at most len bytes; smaller buffers are checked byte by byte.
+ */
+struct reqscan_split {
+    const char *p;   /* next input byte */
+    const char *end; /* end of the input */
+    char *out;
+    size_t o;   /* bytes written to out */
+    size_t cap; /* capacity of out */
+};
+
+/* Blanks between arguments and after a closing quote: isspace() in the C
+ * locale. */
+static bool reqscan_is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* Bytes that end an unquoted argument: a narrower set than isspace(), so
+ * "\v" and "\f" inside a word are kept, as redis-server does. */
+static bool reqscan_is_word_end(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
 static int reqscan_hex(char c)
@@ -341,67 +417,92 @@ static int reqscan_hex(char c)
     return -1;
 }
 
-/* Blanks skipped between arguments (isspace). */
-static bool reqscan_space(char c)
+static bool reqscan_put(struct reqscan_split *sp, char c)
 {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+    if (sp->o >= sp->cap) {
+        return false;
+    }
+    sp->out[sp->o++] = c;
+    return true;
 }
 
-/* Characters that end an unquoted argument (a narrower set than the above,
- * as in redis-server). */
-static bool reqscan_token_end(char c)
+/* Number of input bytes left from the cursor. */
+static size_t reqscan_left(const struct reqscan_split *sp)
 {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+    return (size_t)(sp->end - sp->p);
 }
 
-/* One double-quoted argument starting after the quote; returns the index
- * after the closing quote, or 0 when unbalanced. */
-static size_t reqscan_dquoted(const char *line, size_t len, size_t i, char *out, size_t *o)
+/* The byte a double-quoted escape stands for; *skip is the input it uses
+ * (backslash included). Only called with at least two bytes left. */
+static char reqscan_escape(const char *p, size_t left, size_t *skip)
 {
-    while (i < len) {
-        char c = line[i];
-        if (c == '\\' && i + 3 < len && line[i + 1] == 'x' && reqscan_hex(line[i + 2]) >= 0 &&
-            reqscan_hex(line[i + 3]) >= 0) {
-            out[(*o)++] = (char)(reqscan_hex(line[i + 2]) * 16 + reqscan_hex(line[i + 3]));
-            i += 4;
-        } else if (c == '\\' && i + 1 < len) {
-            char e = line[i + 1];
-            out[(*o)++] = e == 'n'   ? '\n'
-                          : e == 'r' ? '\r'
-                          : e == 't' ? '\t'
-                          : e == 'b' ? '\b'
-                          : e == 'a' ? '\a'
-                                     : e;
-            i += 2;
-        } else if (c == '"') {
-            /* The closing quote must be followed by a space or the end. */
-            if (i + 1 < len && !reqscan_space(line[i + 1])) {
-                return 0;
-            }
-            return i + 1;
-        } else {
-            out[(*o)++] = c;
-            i++;
-        }
+    *skip = 2;
+    if (p[1] == 'x' && left >= 4 && reqscan_hex(p[2]) >= 0 && reqscan_hex(p[3]) >= 0) {
+        *skip = 4;
+        return (char)(reqscan_hex(p[2]) * 16 + reqscan_hex(p[3]));
+    }
+    switch (p[1]) {
+    case 'n':
+        return '\n';
+    case 'r':
+        return '\r';
+    case 't':
+        return '\t';
+    case 'b':
+        return '\b';
+    case 'a':
+        return '\a';
+    default:
+        return p[1]; /* any other escaped byte stands for itself */
+    }
+}
+
+/* The closing quote at sp->p: it must be followed by a blank or the end. */
+static int reqscan_close_quote(struct reqscan_split *sp)
+{
+    sp->p++;
+    if (sp->p < sp->end && !reqscan_is_space(*sp->p)) {
+        return -1;
     }
     return 0;
 }
 
-static size_t reqscan_squoted(const char *line, size_t len, size_t i, char *out, size_t *o)
+/* A quoted section, cursor after its opening quote; 0, -1 (unbalanced) or
+ * -2 (out is full). Single quotes know one escape only: \' . */
+static int reqscan_quoted(struct reqscan_split *sp, char quote)
 {
-    while (i < len) {
-        char c = line[i];
-        if (c == '\\' && i + 1 < len && line[i + 1] == '\'') {
-            out[(*o)++] = '\'';
-            i += 2;
-        } else if (c == '\'') {
-            if (i + 1 < len && !reqscan_space(line[i + 1])) {
-                return 0;
-            }
-            return i + 1;
-        } else {
-            out[(*o)++] = c;
-            i++;
+    while (sp->p < sp->end) {
+        size_t skip = 1;
+        char c = *sp->p;
+        if (c == quote) {
+            return reqscan_close_quote(sp);
+        }
+        if (c == '\\' && quote == '"' && reqscan_left(sp) >= 2) {
+            c = reqscan_escape(sp->p, reqscan_left(sp), &skip);
+        } else if (c == '\\' && reqscan_left(sp) >= 2 && sp->p[1] == '\'') {
+            c = '\'';
+            skip = 2;
+        }
+        if (!reqscan_put(sp, c)) {
+            return -2;
+        }
+        sp->p += skip;
+    }
+    return -1; /* no closing quote */
+}
+
+/* One argument starting at a non-blank byte. A quote may open in the middle
+ * of a word ("ab"cd" is not valid, but ab"cd" is "abcd"), and the argument
+ * then ends with the quoted section. */
+static int reqscan_word(struct reqscan_split *sp)
+{
+    while (sp->p < sp->end && !reqscan_is_word_end(*sp->p)) {
+        char c = *sp->p++;
+        if (c == '"' || c == '\'') {
+            return reqscan_quoted(sp, c);
+        }
+        if (!reqscan_put(sp, c)) {
+            return -2;
         }
     }
     return 0;
@@ -410,46 +511,29 @@ static size_t reqscan_squoted(const char *line, size_t len, size_t i, char *out,
 int reqscan_split_inline(const char *line, size_t len, char *out, size_t outcap, const char **argv,
                          size_t *argl, int maxargs)
 {
-    size_t i = 0, o = 0;
+    const char *nul = memchr(line, '\0', len);
+    struct reqscan_split sp = {
+        .p = line, .end = nul != NULL ? nul : line + len, .out = out, .o = 0, .cap = outcap};
     int argc = 0;
 
-    const char *nul = memchr(line, '\0', len);
-
-    /* redis-server parses the line as a C string: a NUL byte ends it. */
-    if (nul != NULL) {
-        len = (size_t)(nul - line);
-    }
-    if (outcap < len) {
-        return -2;
-    }
     for (;;) {
-        size_t start;
-        while (i < len && reqscan_space(line[i])) {
-            i++;
+        size_t start = sp.o;
+        int rc;
+        while (sp.p < sp.end && reqscan_is_space(*sp.p)) {
+            sp.p++;
         }
-        if (i >= len) {
+        if (sp.p == sp.end) {
             return argc;
         }
         if (argc >= maxargs) {
             return -2;
         }
-        start = o;
-        while (i < len && !reqscan_token_end(line[i])) {
-            if (line[i] == '"') {
-                i = reqscan_dquoted(line, len, i + 1, out, &o);
-            } else if (line[i] == '\'') {
-                i = reqscan_squoted(line, len, i + 1, out, &o);
-            } else {
-                out[o++] = line[i++];
-                continue;
-            }
-            if (i == 0) {
-                return -1;
-            }
-            break; /* a closing quote ends the argument */
+        rc = reqscan_word(&sp);
+        if (rc < 0) {
+            return rc;
         }
         argv[argc] = out + start;
-        argl[argc] = o - start;
+        argl[argc] = sp.o - start;
         argc++;
     }
 }

@@ -55,6 +55,7 @@ struct reqscan {
     uint8_t num_digits; /* count line: characters seen after the type byte */
     bool num_bad;       /* count line: not a valid number */
     bool eol_cr;        /* inline: line ended with "\r\n" */
+    uint8_t lead;       /* argument line: its first byte ('$' expected) */
     int64_t argc;       /* arguments announced (multibulk) */
     int64_t argi;       /* index of the argument being read */
     uint64_t num;       /* count line value being parsed */
@@ -79,7 +80,8 @@ void reqscan_init(struct reqscan *s, const struct reqscan_limits *limits);
  *       For INLINE requests argc is not known: the caller splits the line.
  * MORE: all n bytes were used (*used == n).
  * ERROR: the input is malformed; err holds redis-server's message without the
- *        "-ERR " prefix. The scanner must not be fed again.
+ *        "-ERR " prefix; *used and bytes include the byte where the error was
+ *        found. The scanner must not be fed again.
  */
 enum reqscan_status reqscan_feed(struct reqscan *s, const char *p, size_t n, size_t *used);
 
@@ -88,7 +90,7 @@ enum reqscan_status reqscan_feed(struct reqscan *s, const char *p, size_t n, siz
 size_t reqscan_inline_eol(const struct reqscan *s);
 
 /*
- * Split one inline line (without its line terminator) into arguments, in place
+ * Split one inline line (without its line terminator) into arguments, with the
  * semantics of redis-server: whitespace separates, "double quotes" take
  * \n \r \t \b \a \\ \" and \xHH escapes, 'single quotes' take \'; a closing
  * quote must be followed by whitespace or the end. Arguments are written to
