@@ -350,6 +350,87 @@ static size_t reqscan_step(struct reqscan *s, const char *p, size_t n, enum reqs
     }
 }
 
+/* Keep the first bytes of argument i (0: the name, 1: the sub-command). */
+static void reqscan_fast_capture(struct reqscan *s, uint64_t i, const char *p, uint64_t len)
+{
+    size_t max = i == 0 ? REQSCAN_NAME_MAX : REQSCAN_ARG1_MAX;
+    size_t take = len < max ? (size_t)len : max;
+
+    memcpy(i == 0 ? s->name : s->arg1, p, take);
+    if (i == 0) {
+        s->name_len = (uint8_t)take;
+        s->name_trunc = len > max;
+    } else {
+        s->arg1_len = (uint8_t)take;
+        s->arg1_trunc = len > max;
+    }
+}
+
+/* A decimal at *q: the first digit 1-9 (or the whole number "0"), at most
+ * maxdigits digits. -1 when it is anything else. */
+static int64_t reqscan_fast_number(const char **q, const char *end, int maxdigits)
+{
+    const char *d = *q;
+    int64_t v = 0;
+
+    if (d < end && *d == '0') {
+        *q = d + 1;
+        return 0;
+    }
+    for (int k = 0; d < end && *d >= '0' && *d <= '9'; d++, k++) {
+        if (k >= maxdigits) {
+            return -1;
+        }
+        v = v * 10 + (*d - '0');
+    }
+    if (d == *q) {
+        return -1;
+    }
+    *q = d;
+    return v;
+}
+
+/*
+ * Nearly every request is a well-formed multibulk whose bytes are all here:
+ * take it in one pass, with the same results as the byte-wise scanner. Only
+ * requests in the plainest form qualify (exact CRLFs, ordinary numbers);
+ * anything else returns 0 and goes the careful way, which also handles
+ * redis-server's quirks and errors.
+ */
+static size_t reqscan_fast(struct reqscan *s, const char *p, size_t n)
+{
+    const char *q = p + 1, *end = p + n;
+    int64_t argc, len;
+
+    if (p[0] != '*' || (argc = reqscan_fast_number(&q, end, 9)) <= 0 || end - q < 2 ||
+        q[0] != '\r' || q[1] != '\n') {
+        return 0;
+    }
+    q += 2;
+    for (int64_t i = 0; i < argc; i++) {
+        if (q >= end || *q != '$') {
+            return 0;
+        }
+        q++;
+        len = reqscan_fast_number(&q, end, 18);
+        if (len < 0 || (uint64_t)len > s->limits->max_bulk_len || end - q < 2 || q[0] != '\r' ||
+            q[1] != '\n' || end - (q + 2) < len + 2 || q[2 + len] != '\r' || q[3 + len] != '\n') {
+            return 0;
+        }
+        q += 2;
+        if (i < 2) {
+            reqscan_fast_capture(s, (uint64_t)i, q, (uint64_t)len);
+        }
+        q += len + 2;
+    }
+    s->kind = REQSCAN_MULTIBULK;
+    s->argc = argc;
+    s->argi = argc;
+    s->bytes = (uint64_t)(q - p);
+    s->state = REQSCAN_ST_DONE;
+    return (size_t)(q - p);
+}
+
 enum reqscan_status reqscan_feed(struct reqscan *s, const char *p, size_t n, size_t *used)
 {
     enum reqscan_status st = REQSCAN_MORE;
@@ -361,6 +442,15 @@ enum reqscan_status reqscan_feed(struct reqscan *s, const char *p, size_t n, siz
     }
     if (s->state == REQSCAN_ST_DONE) {
         reqscan_reset(s);
+    }
+    if (s->state == REQSCAN_ST_START && n > 0) {
+        i = reqscan_fast(s, p, n);
+        if (i > 0) {
+            *used = i;
+            return REQSCAN_DONE;
+        }
+        s->name_len = s->arg1_len = 0; /* what a fast attempt that gave up kept */
+        s->name_trunc = s->arg1_trunc = false;
     }
     while (i < n && st == REQSCAN_MORE) {
         size_t k = reqscan_step(s, p + i, n - i, &st);
