@@ -459,7 +459,7 @@ void bconn_flush(struct bconn *bc)
     offsets_before_flush(bc);
     bconn_ask_commands(bc);
     for (r = bc->unsent; r != NULL && k < BCONN_IOV_MAX; r = r->bnext) {
-        k += spans_iov(&r->in, r->sent, iov + k, BCONN_IOV_MAX - k);
+        k = spans_iov(&r->in, r->sent, iov, k, BCONN_IOV_MAX);
     }
     if (k == 0) {
         bconn_set_events(bc, EV_READ);

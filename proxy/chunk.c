@@ -105,22 +105,30 @@ void spans_clear(struct spans *s)
     spans_init(s);
 }
 
-int spans_iov(struct spans *s, uint64_t skip, struct iovec *iov, int max)
+int spans_iov(struct spans *s, uint64_t skip, struct iovec *iov, int n, int max)
 {
-    int k = 0;
-
-    for (uint32_t i = 0; i < s->n && k < max; i++) {
+    for (uint32_t i = 0; i < s->n && n < max; i++) {
         struct span *sp = spans_at(s, i);
+        char *base;
+        size_t len;
         if (skip >= sp->len) {
             skip -= sp->len;
             continue;
         }
-        iov[k].iov_base = sp->c->data + sp->off + skip;
-        iov[k].iov_len = sp->len - skip;
+        base = sp->c->data + sp->off + skip;
+        len = sp->len - skip;
         skip = 0;
-        k++;
+        /* Pipelined requests and replies usually sit back to back in one
+         * chunk: one iovec for all of them. */
+        if (n > 0 && (char *)iov[n - 1].iov_base + iov[n - 1].iov_len == base) {
+            iov[n - 1].iov_len += len;
+            continue;
+        }
+        iov[n].iov_base = base;
+        iov[n].iov_len = len;
+        n++;
     }
-    return k;
+    return n;
 }
 
 size_t spans_copy(struct spans *s, uint64_t skip, char *dst, size_t len)

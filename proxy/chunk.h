@@ -107,12 +107,19 @@ static inline struct span *spans_at(struct spans *s, uint32_t i)
 bool spans_add(struct spans *s, struct chunk *c, uint32_t off, uint32_t len)
     __attribute__((warn_unused_result));
 
+/* The first byte of the bytes (0 when empty). */
+static inline char spans_first_byte(struct spans *s)
+{
+    return s->n > 0 && s->one[0].len > 0 ? s->one[0].c->data[s->one[0].off] : 0;
+}
+
 /* Drop every reference and empty the list. */
 void spans_clear(struct spans *s);
 
-/* Fill up to max iovecs with the bytes from offset skip onwards; returns the
- * number filled. */
-int spans_iov(struct spans *s, uint64_t skip, struct iovec *iov, int max);
+/* Add the bytes from offset skip onwards to iov, which holds n entries and has
+ * room for max; bytes that continue the last entry extend it. Returns the new
+ * number of entries. */
+int spans_iov(struct spans *s, uint64_t skip, struct iovec *iov, int n, int max);
 
 /* Copy up to len bytes starting at offset skip into dst; returns bytes copied. */
 size_t spans_copy(struct spans *s, uint64_t skip, char *dst, size_t len);

@@ -276,6 +276,9 @@ static bool client_inline(struct client *c, struct req *r)
             r->argc = (uint32_t)argc;
             r->ci = cmdtable_find(proxy_cmds(c->w->px), argv[0], argl[0], argc > 1 ? argv[1] : NULL,
                                   argc > 1 ? argl[1] : 0);
+            if (r->ci != NULL && (r->ci->id == CMD_SELECT || r->ci->id == CMD_HELLO) && argc > 1) {
+                r->intarg = session_parse_int(argv[1], argl[1]);
+            }
         } else {
             client_close(c, "out of memory");
         }
@@ -313,7 +316,8 @@ static void client_request_done(struct client *c, struct req *r)
         r->ci = cmdtable_find(proxy_cmds(c->w->px), s->name, s->name_len, sub ? s->arg1 : NULL,
                               sub ? s->arg1_len : 0);
     }
-    if (r->ci != NULL && s->argc > 1 && !s->arg1_trunc) {
+    if (r->ci != NULL && (r->ci->id == CMD_SELECT || r->ci->id == CMD_HELLO) && s->argc > 1 &&
+        !s->arg1_trunc) {
         r->intarg = session_parse_int(s->arg1, s->arg1_len);
     }
     client_append(c, r);
@@ -698,7 +702,7 @@ void client_flush(struct client *c)
         return;
     }
     for (r = c->head; r != NULL && (r->flags & REQ_DONE) && k < CLIENT_IOV_MAX; r = r->cnext) {
-        k += spans_iov(&r->out, r->written, iov + k, CLIENT_IOV_MAX - k);
+        k = spans_iov(&r->out, r->written, iov, k, CLIENT_IOV_MAX);
         if (r->flags & REQ_CLOSE_AFTER) {
             break;
         }

@@ -48,6 +48,7 @@ struct session {
     bool sticky;     /* state the proxy cannot undo (CLIENT NO-EVICT...): stay pinned */
     bool lost_multi; /* the connection was lost inside MULTI: EXEC must abort */
     bool lost_watch; /* the connection was lost with keys watched: EXEC returns nil */
+    int multi_db;    /* SELECT queued inside MULTI: applies if EXEC runs (-1 = none) */
     bool authed;     /* authenticated (only tracked when backend-password is set) */
     char *auth;      /* the last successful AUTH request, as sent */
     size_t auth_len;

@@ -42,6 +42,7 @@ void session_init(struct session *s)
 {
     memset(s, 0, sizeof(*s));
     s->resp = 2;
+    s->multi_db = -1;
 }
 
 static void session_set_clear(struct session_set *set)
@@ -674,7 +675,17 @@ void session_after_reply(struct client *c, struct req *r)
     }
     switch (ci->id) {
     case CMD_EXEC:
+        /* A SELECT queued in the transaction took effect if EXEC ran it. */
+        if (ok && c->sess.multi_db >= 0 && !(r->flags & REQ_EXEC_NIL) &&
+            spans_first_byte(&r->out) == '*' && r->out.bytes > 5) {
+            c->sess.db = c->sess.multi_db;
+            if (c->ded != NULL) {
+                c->ded->db = c->sess.multi_db;
+            }
+        }
+        /* fall through */
     case CMD_DISCARD:
+        c->sess.multi_db = -1;
         if ((r->flags & REQ_EXEC_NIL) && ok &&
             !req_reply_raw(c->w, r, c->sess.resp == 3 ? "_\r\n" : "*-1\r\n",
                            c->sess.resp == 3 ? 3 : 5)) {
@@ -685,7 +696,9 @@ void session_after_reply(struct client *c, struct req *r)
         c->sess.lost_watch = false;
         return;
     case CMD_SELECT:
-        if (ok && r->intarg >= 0) {
+        if (ok && r->intarg >= 0 && c->sess.multi) {
+            c->sess.multi_db = r->intarg; /* queued: only EXEC will run it */
+        } else if (ok && r->intarg >= 0) {
             c->sess.db = r->intarg;
             if (c->ded != NULL) {
                 c->ded->db = r->intarg;

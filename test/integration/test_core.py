@@ -433,3 +433,28 @@ def test_command_table_from_the_master(proxy):
     server = len(raw.execute_command("COMMAND", "LIST"))
     assert n >= server
     assert c.set("after-refresh", 1) and c.get("after-refresh") == b"1"
+
+
+def test_select_inline_and_inside_multi(redis_server, proxy):
+    out, closed = raw_exchange(proxy.port, b"SELECT 3\r\nSET in3 v\r\nSELECT 0\r\nSET in0 v\r\n")
+    assert out == b"+OK\r\n+OK\r\n+OK\r\n+OK\r\n" and not closed
+    direct = redis_server.client
+    assert direct(db=3).get("in3") == b"v" and direct(db=0).get("in3") is None
+    assert direct(db=0).get("in0") == b"v"
+    c = proxy.client()
+    with c.pipeline(transaction=True) as p:
+        p.execute_command("SELECT", "4")
+        p.set("first", "x")
+        p.execute()
+    c.set("after-exec", "y")  # the session is now on db 4
+    assert direct(db=4).get("after-exec") == b"y"
+    pipe = c.pipeline(transaction=False)
+    pipe.execute_command("MULTI")
+    pipe.execute_command("SELECT", "5")
+    pipe.execute_command("DISCARD")
+    pipe.set("after-discard", "z")  # still db 4
+    pipe.execute()
+    assert direct(db=4).get("after-discard") == b"z"
+    assert direct(db=5).get("after-discard") is None
+    # Other clients never see another database.
+    assert proxy.client().get("after-exec") is None

@@ -87,15 +87,45 @@ static void test_spans_many_and_iov(void **state)
         chunk_unref(c[i]);
     }
     assert_int_equal(s.n, 40);
-    n = spans_iov(&s, 0, iov, 8);
+    n = spans_iov(&s, 0, iov, 0, 8);
     assert_int_equal(n, 8);
-    n = spans_iov(&s, 38, iov, 8);
+    n = spans_iov(&s, 38, iov, 0, 8);
     assert_int_equal(n, 2);
     assert_int_equal(((char *)iov[0].iov_base)[0], 'a' + 38 % 26);
-    n = spans_iov(&s, 40, iov, 8);
+    n = spans_iov(&s, 40, iov, 0, 8);
     assert_int_equal(n, 0);
     spans_clear(&s);
     assert_int_equal(p.live, 0);
+    chunk_pool_drain(&p);
+}
+
+static void test_iov_merges_adjacent(void **state)
+{
+    struct chunk_pool p;
+    struct chunk *c;
+    struct spans a, b;
+    struct iovec iov[4];
+    int n;
+
+    (void)state;
+    chunk_pool_init(&p, 4);
+    c = chunk_get(&p);
+    memcpy(c->data, "+OK\r\n+OK\r\n", 10);
+    c->len = 10;
+    spans_init(&a);
+    spans_init(&b);
+    assert_true(spans_add(&a, c, 0, 5));
+    assert_true(spans_add(&b, c, 5, 5));
+    n = spans_iov(&a, 0, iov, 0, 4);
+    n = spans_iov(&b, 0, iov, n, 4); /* the next reply, right after: same iovec */
+    assert_int_equal(n, 1);
+    assert_int_equal(iov[0].iov_len, 10);
+    n = spans_iov(&b, 2, iov, 0, 4);
+    n = spans_iov(&a, 0, iov, n, 4); /* not adjacent: a new iovec */
+    assert_int_equal(n, 2);
+    spans_clear(&a);
+    spans_clear(&b);
+    chunk_unref(c);
     chunk_pool_drain(&p);
 }
 
@@ -105,6 +135,7 @@ int main(void)
         cmocka_unit_test(test_pool_reuse),
         cmocka_unit_test(test_spans_merge_and_refs),
         cmocka_unit_test(test_spans_many_and_iov),
+        cmocka_unit_test(test_iov_merges_adjacent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
