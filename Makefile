@@ -6,7 +6,8 @@
 #   make unit | integration   one tier only (PYTEST_ARGS="-k name" narrows the integration run)
 #   make fuzz                 libFuzzer harnesses for the scanners and the config loader (clang)
 #   make demo                 run the proxy in front of a local Redis/Sentinel setup
-#   make bench                redis-benchmark comparison (see bench/README.md)
+#   make bench                redis-benchmark comparison (bench-quick: a few minutes)
+#   make bench-failover       kill -9 failover under load: proxy, redis-py Sentinel, haproxy
 #   make deps                 install the Debian packages needed to build and test
 
 CC ?= cc
@@ -42,7 +43,8 @@ FUZZ_SRCS := $(wildcard test/fuzz/fuzz_*.c)
 BIN := $(BUILD)/sentinel-proxy
 FLAGS_STAMP := $(BUILD)/.flags-current
 
-.PHONY: all test unit integration lint format fuzz demo bench bench-quick soak deps clean FORCE
+.PHONY: all test unit integration lint format fuzz demo bench bench-quick bench-failover soak deps \
+        bench-deps clean FORCE
 
 all: $(BIN)
 
@@ -101,6 +103,15 @@ bench: $(BIN)
 
 bench-quick: $(BIN)
 	$(PYTHON) bench/bench.py --quick $(BENCH_ARGS)
+
+bench-failover: $(BIN)
+	$(PYTHON) bench/failover.py
+
+# Peers and the chart for the benchmarks (not needed to build or test).
+bench-deps:
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends haproxy nutcracker python3-matplotlib; \
+	else echo "run as root: apt-get install -y haproxy nutcracker python3-matplotlib"; fi
 
 soak: $(BIN)
 	SP_BINARY=$(abspath $(BIN)) SP_SOAK=1 $(PYTHON) -m pytest test/integration -q -m soak $(PYTEST_ARGS)

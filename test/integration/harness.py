@@ -189,6 +189,8 @@ class Proxy:
             argv += ["-c", path]
         if self.backend is not None:
             argv += ["--backend", "127.0.0.1:%d" % self.backend]
+        if os.environ.get("SP_WORKERS"):
+            argv += ["--workers", os.environ["SP_WORKERS"]]
         return argv + self.args
 
     def start(self, wait=True):

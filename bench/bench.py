@@ -1,0 +1,334 @@
+#!/usr/bin/python3
+"""redis-benchmark comparisons: a direct connection, sentinel-proxy, haproxy
+and twemproxy, interleaved in one run.
+
+    make bench                      full run (several minutes)
+    make bench-quick                a quick run (a few minutes)
+    /usr/bin/python3 bench/bench.py --help
+
+Every process runs on loopback ports chosen free at run time, in a temporary
+directory. Runs are interleaved (each round visits the targets in a shuffled
+order) and repeated; the report gives medians, the ratio to the direct
+connection, the proxies' CPU time per request (from /proc/PID/stat) and RSS.
+Results go to bench/results/ as Markdown (and a PNG chart when
+python3-matplotlib is installed).
+"""
+import argparse
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "test", "integration"))
+
+from harness import (Cluster, Process, Proxy, RedisServer, free_port,  # noqa: E402
+                     make_workdir, port_open, topology, wait_for)
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """user + system CPU seconds of a process (and its threads)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Target:
+    def __init__(self, name, port, pid=None, reads=None):
+        self.name = name
+        self.port = port
+        self.pid = pid  # the proxy process whose CPU is measured (None: direct)
+
+
+def start_haproxy(workdir, backend_ports, master_port):
+    """haproxy 2.6 in TCP mode with a role:master check, as users run it."""
+    port = free_port()
+    servers = "\n".join(
+        "    server r%d 127.0.0.1:%d check inter 1s" % (i, p) for i, p in enumerate(backend_ports))
+    cfg = os.path.join(workdir, "haproxy.cfg")
+    with open(cfg, "w") as f:
+        f.write("""global
+    maxconn 9000
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 1h
+    timeout server 1h
+frontend redis
+    bind 127.0.0.1:%d
+    default_backend masters
+backend masters
+    option tcp-check
+    tcp-check send PING\\r\\n
+    tcp-check expect string +PONG
+    tcp-check send info\\ replication\\r\\n
+    tcp-check expect string role:master
+    tcp-check send QUIT\\r\\n
+    tcp-check expect string +OK
+%s
+""" % (port, servers))
+    proc = Process(["haproxy", "-f", cfg, "-db"], os.path.join(workdir, "haproxy.log")).start()
+    wait_for(lambda: port_open(port), what="haproxy")
+    # Wait until the check has found the master.
+    wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
+                                    text=True, timeout=5).stdout.strip() == "PONG",
+             timeout=15, what="haproxy master check")
+    return proc, port
+
+
+def start_twemproxy(workdir, master_port):
+    port = free_port()
+    cfg = os.path.join(workdir, "nutcracker.yml")
+    with open(cfg, "w") as f:
+        f.write("""pool:
+  listen: 127.0.0.1:%d
+  redis: true
+  hash: fnv1a_64
+  distribution: ketama
+  auto_eject_hosts: false
+  server_connections: 1
+  timeout: 10000
+  servers:
+   - 127.0.0.1:%d:1
+""" % (port, master_port))
+    proc = Process(["nutcracker", "-c", cfg, "-s", str(free_port())],
+                   os.path.join(workdir, "nutcracker.log")).start()
+    wait_for(lambda: port_open(port), what="twemproxy")
+    return proc, port
+
+
+def run_benchmark(port, test, clients, pipeline, requests, size, threads=None):
+    argv = ["redis-benchmark", "-p", str(port), "-q", "--csv", "-n", str(requests),
+            "-c", str(clients), "-P", str(pipeline), "-d", str(size), "-t", test,
+            "-r", "100000"]
+    if threads:
+        argv += ["--threads", str(threads)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    for line in out.stdout.splitlines():
+        parts = [p.strip('"') for p in line.split(",")]
+        if len(parts) >= 2 and parts[0] != "test":
+            try:
+                return float(parts[1])
+            except ValueError:
+                continue
+    raise RuntimeError("redis-benchmark gave no result: %s %s" % (out.stdout, out.stderr))
+
+
+def idle_rss_per_conn(pid, port, n):
+    """RSS added per idle client connection, with n connections open."""
+    before = rss_kb(pid)
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port))
+            socks.append(s)
+        # Make sure every connection was accepted (a PING on the last one).
+        socks[-1].sendall(b"PING\r\n")
+        socks[-1].recv(64)
+        time.sleep(1)
+        after = rss_kb(pid)
+    finally:
+        for s in socks:
+            s.close()
+    return (after - before) * 1024.0 / n
+
+
+WORKLOADS_FULL = [
+    # (test, clients, pipeline, value size)
+    ("set", 50, 1, 3), ("get", 50, 1, 3), ("set", 50, 16, 3), ("get", 50, 16, 3),
+    ("incr", 50, 1, 3), ("lpush", 50, 1, 3), ("lrange_100", 50, 1, 3), ("mset", 50, 1, 3),
+    ("set", 500, 1, 3), ("get", 500, 1, 3), ("set", 500, 16, 3), ("get", 500, 16, 3),
+    ("set", 50, 1, 1024), ("get", 50, 1, 1024), ("set", 50, 16, 1024), ("get", 50, 16, 1024),
+]
+WORKLOADS_QUICK = [("set", 50, 1, 3), ("get", 50, 1, 3), ("set", 50, 16, 3), ("get", 50, 16, 3)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="few workloads, fewer rounds")
+    ap.add_argument("--rounds", type=int, default=None, help="repetitions of every run")
+    ap.add_argument("--requests", type=int, default=None, help="requests per run")
+    ap.add_argument("--workers", type=int, default=1, help="sentinel-proxy workers")
+    ap.add_argument("--idle", type=int, default=5000, help="idle connections for the RSS figure")
+    ap.add_argument("--sentinel", action="store_true",
+                    help="run the classic Sentinel layout (1 master, 2 replicas, 3 Sentinels) and "
+                         "add sentinel-proxy reading from replicas")
+    ap.add_argument("--no-peers", action="store_true", help="skip haproxy and twemproxy")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"), help="report directory")
+    args = ap.parse_args()
+    rounds = args.rounds or (3 if args.quick else 5)
+    requests = args.requests or (100000 if args.quick else 200000)
+    workloads = WORKLOADS_QUICK if args.quick else WORKLOADS_FULL
+
+    workdir = make_workdir("sp-bench-")
+    procs = []
+    targets = []
+    try:
+        if args.sentinel:
+            cluster = Cluster(workdir).start()
+            procs.append(cluster)
+            master = cluster.master
+            replica_ports = [r.port for r in cluster.replicas]
+        else:
+            master = RedisServer(workdir).start()
+            procs.append(master)
+            cluster = None
+            replica_ports = []
+        targets.append(Target("direct", master.port))
+        base = ["--workers", str(args.workers), "--set", "max-clients=9000"]
+        if cluster is not None:
+            sp = Proxy(workdir, args=cluster.proxy_args() + base + ["--read-from", "master"]).start()
+            wait_for(lambda: topology(sp.client()).get("master") == "127.0.0.1:%d" % master.port,
+                     what="proxy to find the master")
+            spr = Proxy(workdir, args=cluster.proxy_args() + base +
+                        ["--read-from", "replicas"]).start()
+            procs += [sp, spr]
+            targets.append(Target("sentinel-proxy", sp.port, sp.proc.pid))
+            targets.append(Target("sentinel-proxy (reads on replicas)", spr.port, spr.proc.pid))
+        else:
+            sp = Proxy(workdir, backend=master.port, args=base).start()
+            procs.append(sp)
+            targets.append(Target("sentinel-proxy", sp.port, sp.proc.pid))
+        if not args.no_peers and shutil.which("haproxy"):
+            hp, hport = start_haproxy(workdir, [master.port] + replica_ports, master.port)
+            procs.append(hp)
+            targets.append(Target("haproxy", hport, hp.pid))
+        if not args.no_peers and shutil.which("nutcracker"):
+            tw, tport = start_twemproxy(workdir, master.port)
+            procs.append(tw)
+            targets.append(Target("twemproxy", tport, tw.pid))
+
+        results = {}  # (workload, target) -> [rps]
+        cpu = {}      # (workload, target) -> [cpu seconds per request]
+        for w in workloads:
+            test, clients, pipeline, size = w
+            print("== %s -c %d -P %d -d %d" % (test, clients, pipeline, size), flush=True)
+            for r in range(rounds):
+                order = targets[:]
+                random.shuffle(order)
+                for t in order:
+                    c0 = cpu_seconds(t.pid) if t.pid else 0
+                    rps = run_benchmark(t.port, test, clients, pipeline, requests, size)
+                    c1 = cpu_seconds(t.pid) if t.pid else 0
+                    results.setdefault((w, t.name), []).append(rps)
+                    if t.pid:
+                        cpu.setdefault((w, t.name), []).append((c1 - c0) / requests)
+                    print("   round %d %-36s %12.0f req/s" % (r + 1, t.name, rps), flush=True)
+        rss = {}
+        for t in targets:
+            if t.pid:
+                rss[t.name] = (rss_kb(t.pid), idle_rss_per_conn(t.pid, t.port, args.idle))
+        report(args, workloads, targets, results, cpu, rss, rounds, requests)
+    finally:
+        for p in reversed(procs):
+            if isinstance(p, Proxy):
+                p.stop(check=False)
+            else:
+                p.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def machine():
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                         platform.processor())
+    except OSError:
+        model = platform.processor()
+    return "%s, %d CPUs, %s" % (model, os.cpu_count(), platform.platform())
+
+
+def report(args, workloads, targets, results, cpu, rss, rounds, requests):
+    names = [t.name for t in targets]
+    lines = []
+    lines.append("# sentinel-proxy benchmark, %s" % time.strftime("%Y-%m-%d %H:%M"))
+    lines.append("")
+    lines.append("Machine: %s. redis-benchmark, %d requests per run, %d interleaved rounds, "
+                 "medians; sentinel-proxy with %d worker(s)." % (machine(), requests, rounds,
+                                                               args.workers))
+    lines.append("")
+    head = "| workload | " + " | ".join(names) + " |"
+    lines.append(head)
+    lines.append("|" + "---|" * (len(names) + 1))
+    med = {}
+    for w in workloads:
+        test, clients, pipeline, size = w
+        row = "| %s -c %d -P %d -d %d |" % (test.upper(), clients, pipeline, size)
+        direct = statistics.median(results[(w, "direct")])
+        for n in names:
+            m = statistics.median(results[(w, n)])
+            med[(w, n)] = m
+            row += " %.0f (%.2fx) |" % (m, m / direct)
+        lines.append(row)
+    lines.append("")
+    lines.append("Requests per second (ratio to the direct connection in the same run).")
+    lines.append("")
+    proxies = [t.name for t in targets if t.pid]
+    lines.append("| workload | " + " | ".join("%s CPU us/req" % n for n in proxies) + " |")
+    lines.append("|" + "---|" * (len(proxies) + 1))
+    for w in workloads:
+        test, clients, pipeline, size = w
+        row = "| %s -c %d -P %d -d %d |" % (test.upper(), clients, pipeline, size)
+        for n in proxies:
+            row += " %.2f |" % (statistics.median(cpu[(w, n)]) * 1e6)
+        lines.append(row)
+    lines.append("")
+    lines.append("| process | RSS after the runs | RSS per idle connection (%d open) |" % args.idle)
+    lines.append("|---|---|---|")
+    for n in proxies:
+        lines.append("| %s | %.1f MiB | %.0f bytes |" % (n, rss[n][0] / 1024.0, rss[n][1]))
+    text = "\n".join(lines) + "\n"
+    print()
+    print(text)
+    os.makedirs(args.out, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = os.path.join(args.out, "bench-%s%s.md" % (stamp, "-quick" if args.quick else ""))
+    with open(path, "w") as f:
+        f.write(text)
+    with open(os.path.join(args.out, "latest.md"), "w") as f:
+        f.write(text)
+    chart(args, workloads, names, med, os.path.join(args.out, "latest.png"))
+    print("written:", path)
+
+
+def chart(args, workloads, names, med, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(no python3-matplotlib: no chart)")
+        return
+    fig, ax = plt.subplots(figsize=(max(8, len(workloads) * 1.2), 5))
+    width = 0.8 / len(names)
+    for i, n in enumerate(names):
+        xs = [k + i * width for k in range(len(workloads))]
+        ax.bar(xs, [med[(w, n)] / 1000 for w in workloads], width, label=n)
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(workloads))])
+    ax.set_xticklabels(["%s\n-c%d -P%d -d%d" % (w[0].upper(), w[1], w[2], w[3]) for w in workloads],
+                       fontsize=7)
+    ax.set_ylabel("thousand requests per second")
+    ax.set_title("redis-benchmark, medians (%s)" % time.strftime("%Y-%m-%d"))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print("chart:", path)
+
+
+if __name__ == "__main__":
+    main()
