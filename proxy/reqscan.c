@@ -350,13 +350,22 @@ static size_t reqscan_step(struct reqscan *s, const char *p, size_t n, enum reqs
     }
 }
 
-/* Keep the first bytes of argument i (0: the name, 1: the sub-command). */
-static void reqscan_fast_capture(struct reqscan *s, uint64_t i, const char *p, uint64_t len)
+/* Keep the first bytes of argument i (0: the name, 1: the sub-command); p has
+ * at least avail readable bytes. */
+static void reqscan_fast_capture(struct reqscan *s, uint64_t i, const char *p, uint64_t len,
+                                 size_t avail)
 {
     size_t max = i == 0 ? REQSCAN_NAME_MAX : REQSCAN_ARG1_MAX;
     size_t take = len < max ? (size_t)len : max;
+    char *dst = i == 0 ? s->name : s->arg1;
 
-    memcpy(i == 0 ? s->name : s->arg1, p, take);
+    /* A fixed-size copy is a few instructions; bytes past the argument are
+     * ignored (the length says where it ends). */
+    if (avail >= REQSCAN_NAME_MAX && max == REQSCAN_NAME_MAX) {
+        memcpy(dst, p, REQSCAN_NAME_MAX);
+    } else {
+        memcpy(dst, p, take);
+    }
     if (i == 0) {
         s->name_len = (uint8_t)take;
         s->name_trunc = len > max;
@@ -419,7 +428,7 @@ static size_t reqscan_fast(struct reqscan *s, const char *p, size_t n)
         }
         q += 2;
         if (i < 2) {
-            reqscan_fast_capture(s, (uint64_t)i, q, (uint64_t)len);
+            reqscan_fast_capture(s, (uint64_t)i, q, (uint64_t)len, (size_t)(end - q));
         }
         q += len + 2;
     }

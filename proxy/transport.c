@@ -22,7 +22,8 @@ static ssize_t plain_writev(struct transport *t, const struct iovec *iov, int cn
     ssize_t n;
 
     do {
-        n = writev(t->fd, iov, cnt);
+        /* write(2) costs a little less than writev(2) for one buffer. */
+        n = cnt == 1 ? write(t->fd, iov[0].iov_base, iov[0].iov_len) : writev(t->fd, iov, cnt);
     } while (n < 0 && errno == EINTR);
     return n;
 }
