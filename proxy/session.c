@@ -579,6 +579,17 @@ void session_before_send(struct client *c, struct req *r, struct bconn *bc)
         r->flags |= REQ_NOREPLY | REQ_DONE;
         return;
     }
+    if (ci != NULL && ci->id == CMD_WAIT && bc->dedicated) {
+        /* WAIT counts replicas that acknowledged this connection's last
+         * write; the client's writes went over shared connections. A write
+         * that changes nothing visible (a message on the proxy's own channel)
+         * first makes this connection's offset cover them. */
+        const char *argv[] = {"PUBLISH", "__sentinel-proxy__:wait", ""};
+        size_t argl[] = {7, 23, 0};
+        if (!session_queue(c->w, bc, 3, argv, argl)) {
+            log_warn("client %llu: out of memory before WAIT", (unsigned long long)c->id);
+        }
+    }
     if (ci != NULL && ci->id == CMD_EXEC && c->sess.lost_watch) {
         /* Keys watched on a connection that was lost may have changed
          * unseen: the transaction must not run. DISCARD ends it on the

@@ -276,3 +276,28 @@ def test_per_listener_read_from(workdir, cluster):
         assert cmdstat(cluster.master, "get")[0] - before == 20
     finally:
         p.stop()
+
+
+def test_wait_counts_replicas_that_have_the_clients_writes(workdir, cluster):
+    p = split_proxy(workdir, cluster)
+    try:
+        c = p.client()
+        c.set("w", "1")
+        assert c.execute_command("WAIT", "2", "2000") == 2
+        # Replicas that hold back the replication stream have not acknowledged
+        # the next write: WAIT must time out with fewer than 2, as on a direct
+        # connection (it would return 2 at once if it counted nothing).
+        paused = [r.client() for r in cluster.replicas]
+        for r in paused:
+            r.execute_command("CLIENT", "PAUSE", "1500", "WRITE")
+        try:
+            c.set("w", "2")
+            start = time.monotonic()
+            assert c.execute_command("WAIT", "2", "300") < 2
+            assert time.monotonic() - start >= 0.25
+        finally:
+            for r in paused:
+                r.execute_command("CLIENT", "UNPAUSE")
+        assert c.execute_command("WAIT", "2", "2000") == 2
+    finally:
+        p.stop()
