@@ -1,5 +1,11 @@
 /*
- * yamltree.c - build a ynode tree from libyaml events.
+ * yamltree.c - build a yamltree_node tree from libyaml's events.
+ *
+ * The event API is used rather than libyaml's document loader because the
+ * loader resolves aliases (a few bytes of "billion laughs" expand into a huge
+ * tree) and has no depth limit; here both are refused as the events arrive.
+ * Every node is attached to its parent as soon as it is created, so freeing
+ * the root frees everything on every error path.
  */
 #include "conf/yamltree.h"
 
@@ -8,26 +14,24 @@
 #include <string.h>
 #include <yaml.h>
 
-struct yt_builder {
-    struct ynode *stack[YAMLTREE_DEPTH + 1];
+struct yamltree_builder {
+    struct yamltree_node *stack[YAMLTREE_DEPTH]; /* open collections */
     int depth;
-    struct ynode *root;
+    int documents;
+    struct yamltree_node *root;
+    int *line;
     char *err;
     size_t errlen;
 };
 
-static struct ynode *yt_new(int kind, int line)
+static bool yamltree_fail(struct yamltree_builder *b, int line, const char *msg)
 {
-    struct ynode *n = calloc(1, sizeof(*n));
-
-    if (n != NULL) {
-        n->kind = kind;
-        n->line = line;
-    }
-    return n;
+    *b->line = line;
+    snprintf(b->err, b->errlen, "%s", msg);
+    return false;
 }
 
-void yamltree_free(struct ynode *n)
+void yamltree_free(struct yamltree_node *n)
 {
     if (n == NULL) {
         return;
@@ -40,109 +44,102 @@ void yamltree_free(struct ynode *n)
     free(n);
 }
 
-static bool yt_fail(struct yt_builder *b, int line, const char *msg)
+bool yamltree_is_null(const struct yamltree_node *n)
 {
-    if (line > 0) {
-        snprintf(b->err, b->errlen, "%d: %s", line, msg);
-    } else {
-        snprintf(b->err, b->errlen, "%s", msg);
-    }
-    return false;
+    return n->kind == YAMLTREE_SCALAR && n->plain &&
+           (n->text[0] == '\0' || strcmp(n->text, "~") == 0 || strcmp(n->text, "null") == 0 ||
+            strcmp(n->text, "Null") == 0 || strcmp(n->text, "NULL") == 0);
 }
 
-/* A mapping key must not appear twice. */
-static bool yt_duplicate(const struct ynode *map, const struct ynode *key)
+const char *yamltree_kind_name(const struct yamltree_node *n)
 {
-    for (size_t i = 0; i + 1 < map->n; i += 2) {
-        if (map->items[i]->text != NULL && key->text != NULL &&
-            strcmp(map->items[i]->text, key->text) == 0) {
-            return true;
-        }
+    if (n->kind == YAMLTREE_MAP) {
+        return "a mapping";
     }
-    return false;
+    return n->kind == YAMLTREE_SEQ ? "a list" : "a value";
 }
 
-static bool yt_attach(struct yt_builder *b, struct ynode *n)
+/* Hand n to its parent (or make it the root); on failure n is freed. */
+static bool yamltree_attach(struct yamltree_builder *b, struct yamltree_node *n)
 {
-    struct ynode *parent;
-    struct ynode **items;
+    struct yamltree_node *parent;
+    int line = n->line;
 
     if (b->depth == 0) {
-        if (b->root != NULL) {
-            yamltree_free(n);
-            return yt_fail(b, n->line, "more than one document");
-        }
-        b->root = n;
+        b->root = n; /* only one document is let through, so only one root */
         return true;
     }
     parent = b->stack[b->depth - 1];
-    if (parent->kind == YT_MAP && parent->n % 2 == 0) {
-        if (n->kind != YT_SCALAR) {
-            int line = n->line;
-            yamltree_free(n);
-            return yt_fail(b, line, "mapping keys must be plain scalars");
-        }
-        if (yt_duplicate(parent, n)) {
-            char msg[160];
-            snprintf(msg, sizeof(msg), "%.100s: duplicate key", n->text);
-            int line = n->line;
-            yamltree_free(n);
-            return yt_fail(b, line, msg);
-        }
-    }
-    items = realloc(parent->items, (parent->n + 1) * sizeof(*items));
-    if (items == NULL) {
+    if (parent->kind == YAMLTREE_MAP && parent->n % 2 == 0 && n->kind != YAMLTREE_SCALAR) {
         yamltree_free(n);
-        return yt_fail(b, 0, "out of memory");
+        return yamltree_fail(b, line, "mapping keys must be scalars");
     }
-    parent->items = items;
+    if (parent->n == parent->cap) {
+        /* Doubling keeps a list of a few hundred thousand items linear. */
+        size_t cap = parent->cap == 0 ? 8 : parent->cap * 2;
+        struct yamltree_node **items = realloc(parent->items, cap * sizeof(*items));
+        if (items == NULL) {
+            yamltree_free(n);
+            return yamltree_fail(b, line, "out of memory");
+        }
+        parent->items = items;
+        parent->cap = cap;
+    }
     parent->items[parent->n++] = n;
     return true;
 }
 
-static bool yt_open(struct yt_builder *b, int kind, int line)
+static struct yamltree_node *yamltree_new(enum yamltree_kind kind, int line)
 {
-    struct ynode *n;
+    struct yamltree_node *n = calloc(1, sizeof(*n));
+
+    if (n != NULL) {
+        n->kind = kind;
+        n->line = line;
+    }
+    return n;
+}
+
+static bool yamltree_open(struct yamltree_builder *b, enum yamltree_kind kind, int line)
+{
+    struct yamltree_node *n;
 
     if (b->depth >= YAMLTREE_DEPTH) {
-        return yt_fail(b, line, "nested too deeply");
+        return yamltree_fail(b, line, "nested deeper than 8 levels");
     }
-    n = yt_new(kind, line);
+    n = yamltree_new(kind, line);
     if (n == NULL) {
-        return yt_fail(b, 0, "out of memory");
+        return yamltree_fail(b, line, "out of memory");
     }
-    if (!yt_attach(b, n)) {
+    if (!yamltree_attach(b, n)) {
         return false;
     }
     b->stack[b->depth++] = n;
     return true;
 }
 
-static bool yt_scalar(struct yt_builder *b, const yaml_event_t *ev)
+static bool yamltree_scalar(struct yamltree_builder *b, const yaml_event_t *ev, int line)
 {
-    int line = (int)ev->start_mark.line + 1;
-    struct ynode *n = yt_new(YT_SCALAR, line);
+    size_t len = ev->data.scalar.length;
+    struct yamltree_node *n;
 
-    if (n == NULL) {
-        return yt_fail(b, 0, "out of memory");
+    /* A NUL inside a value would silently cut it short everywhere it is used. */
+    if (memchr(ev->data.scalar.value, '\0', len) != NULL) {
+        return yamltree_fail(b, line, "NUL character in a value");
     }
-    n->text = malloc(ev->data.scalar.length + 1);
-    if (n->text == NULL) {
+    n = yamltree_new(YAMLTREE_SCALAR, line);
+    if (n == NULL || (n->text = malloc(len + 1)) == NULL) {
         free(n);
-        return yt_fail(b, 0, "out of memory");
+        return yamltree_fail(b, line, "out of memory");
     }
-    memcpy(n->text, ev->data.scalar.value, ev->data.scalar.length);
-    n->text[ev->data.scalar.length] = '\0';
+    memcpy(n->text, ev->data.scalar.value, len);
+    n->text[len] = '\0';
     n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-    if (strlen(n->text) != ev->data.scalar.length) {
-        yamltree_free(n);
-        return yt_fail(b, line, "NUL byte in a value");
-    }
-    return yt_attach(b, n);
+    return yamltree_attach(b, n);
 }
 
-/* Handle one event; false on error. *end set at the stream's end. */
-static bool yt_event(struct yt_builder *b, const yaml_event_t *ev, bool *end)
+/* Handle one event; false on error. *end is set at the end of the stream. */
+static bool yamltree_event(struct yamltree_builder *b, const yaml_event_t *ev, bool *end)
 {
     int line = (int)ev->start_mark.line + 1;
 
@@ -150,55 +147,80 @@ static bool yt_event(struct yt_builder *b, const yaml_event_t *ev, bool *end)
     case YAML_STREAM_END_EVENT:
         *end = true;
         return true;
+    case YAML_DOCUMENT_START_EVENT:
+        if (++b->documents > 1) {
+            return yamltree_fail(b, line, "more than one YAML document");
+        }
+        return true;
     case YAML_ALIAS_EVENT:
-        return yt_fail(b, line, "YAML aliases are not supported");
+        return yamltree_fail(b, line, "YAML aliases are not supported");
     case YAML_SCALAR_EVENT:
         if (ev->data.scalar.anchor != NULL) {
-            return yt_fail(b, line, "YAML anchors are not supported");
+            return yamltree_fail(b, line, "YAML anchors are not supported");
         }
-        return yt_scalar(b, ev);
+        return yamltree_scalar(b, ev, line);
     case YAML_SEQUENCE_START_EVENT:
         if (ev->data.sequence_start.anchor != NULL) {
-            return yt_fail(b, line, "YAML anchors are not supported");
+            return yamltree_fail(b, line, "YAML anchors are not supported");
         }
-        return yt_open(b, YT_SEQ, line);
+        return yamltree_open(b, YAMLTREE_SEQ, line);
     case YAML_MAPPING_START_EVENT:
         if (ev->data.mapping_start.anchor != NULL) {
-            return yt_fail(b, line, "YAML anchors are not supported");
+            return yamltree_fail(b, line, "YAML anchors are not supported");
         }
-        return yt_open(b, YT_MAP, line);
+        return yamltree_open(b, YAMLTREE_MAP, line);
     case YAML_SEQUENCE_END_EVENT:
     case YAML_MAPPING_END_EVENT:
         b->depth--;
         return true;
     default:
-        return true; /* stream/document start and end */
+        return true; /* stream start, document end */
     }
 }
 
-struct ynode *yamltree_parse(const char *text, size_t len, char *err, size_t errlen)
+/* libyaml gives no line for encoding errors, only a byte offset. */
+static int yamltree_error_line(const yaml_parser_t *parser, const char *text, size_t len)
 {
-    struct yt_builder b;
+    int line = 1;
+
+    if (parser->error != YAML_READER_ERROR) {
+        return (int)parser->problem_mark.line + 1;
+    }
+    for (size_t i = 0; i < parser->problem_offset && i < len; i++) {
+        line += text[i] == '\n';
+    }
+    return line;
+}
+
+struct yamltree_node *yamltree_parse(const char *text, size_t len, int *line, char *err,
+                                     size_t errlen)
+{
+    struct yamltree_builder b;
     yaml_parser_t parser;
     bool end = false, ok = true;
 
     memset(&b, 0, sizeof(b));
+    b.line = line;
     b.err = err;
     b.errlen = errlen;
+    *line = 0;
     if (!yaml_parser_initialize(&parser)) {
         snprintf(err, errlen, "cannot initialise the YAML parser");
         return NULL;
     }
-    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    /* libyaml insists on a non-NULL input even when it is empty. */
+    yaml_parser_set_input_string(&parser, (const unsigned char *)(text != NULL ? text : ""),
+                                 text != NULL ? len : 0);
     while (ok && !end) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&parser, &ev)) {
-            snprintf(err, errlen, "%d: YAML syntax error: %s", (int)parser.problem_mark.line + 1,
+            *line = yamltree_error_line(&parser, text, len);
+            snprintf(err, errlen, "YAML syntax error: %s",
                      parser.problem != NULL ? parser.problem : "unknown problem");
             ok = false;
             break;
         }
-        ok = yt_event(&b, &ev, &end);
+        ok = yamltree_event(&b, &ev, &end);
         yaml_event_delete(&ev);
     }
     yaml_parser_delete(&parser);
@@ -206,11 +228,10 @@ struct ynode *yamltree_parse(const char *text, size_t len, char *err, size_t err
         yamltree_free(b.root);
         return NULL;
     }
-    if (b.root == NULL || (b.root->kind == YT_SCALAR && b.root->plain &&
-                           (strcmp(b.root->text, "") == 0 || strcmp(b.root->text, "~") == 0 ||
-                            strcmp(b.root->text, "null") == 0))) {
+    if (b.root == NULL || yamltree_is_null(b.root)) {
+        /* An empty file, or one that is just "~", sets nothing. */
         yamltree_free(b.root);
-        b.root = yt_new(YT_MAP, 1);
+        b.root = yamltree_new(YAMLTREE_MAP, 1);
         if (b.root == NULL) {
             snprintf(err, errlen, "out of memory");
         }
