@@ -163,11 +163,12 @@ def main():
     ap.add_argument("--quick", action="store_true", help="few workloads, fewer rounds")
     ap.add_argument("--rounds", type=int, default=None, help="repetitions of every run")
     ap.add_argument("--requests", type=int, default=None, help="requests per run")
-    ap.add_argument("--workers", type=int, default=1, help="sentinel-proxy workers")
+    ap.add_argument("--workers", default="1",
+                    help="sentinel-proxy workers; a list (1,2) runs one proxy per value")
     ap.add_argument("--idle", type=int, default=5000, help="idle connections for the RSS figure")
-    ap.add_argument("--sentinel", action="store_true",
-                    help="run the classic Sentinel layout (1 master, 2 replicas, 3 Sentinels) and "
-                         "add sentinel-proxy reading from replicas")
+    ap.add_argument("--fixed", action="store_true",
+                    help="one redis-server and the proxy with a fixed backend, instead of the "
+                         "classic Sentinel layout (1 master, 2 replicas, 3 Sentinels)")
     ap.add_argument("--no-peers", action="store_true", help="skip haproxy and twemproxy")
     ap.add_argument("--out", default=os.path.join(HERE, "results"), help="report directory")
     args = ap.parse_args()
@@ -179,7 +180,7 @@ def main():
     procs = []
     targets = []
     try:
-        if args.sentinel:
+        if not args.fixed:
             cluster = Cluster(workdir).start()
             procs.append(cluster)
             master = cluster.master
@@ -190,20 +191,27 @@ def main():
             cluster = None
             replica_ports = []
         targets.append(Target("direct", master.port))
-        base = ["--workers", str(args.workers), "--set", "max-clients=9000"]
+        for nw in [int(x) for x in str(args.workers).split(",")]:
+            base = ["--workers", str(nw), "--set", "max-clients=9000"]
+            tag = "" if "," not in str(args.workers) else " w%d" % nw
+            if cluster is None:
+                sp = Proxy(workdir, backend=master.port, args=base).start()
+                procs.append(sp)
+                targets.append(Target("sentinel-proxy" + tag, sp.port, sp.proc.pid))
+                continue
+            variants = [("sentinel-proxy" + tag, ["--read-from", "master"]),
+                        ("sentinel-proxy%s reads on replicas" % tag, ["--read-from", "replicas"]),
+                        ("sentinel-proxy%s reads on replicas, no read-your-writes" % tag,
+                         ["--read-from", "replicas", "--set", "read-your-writes=false"])]
+            for name, extra in variants:
+                sp = Proxy(workdir, args=cluster.proxy_args() + base + extra).start()
+                wait_for(lambda: topology(sp.client()).get("master") ==
+                         "127.0.0.1:%d" % master.port, what="proxy to find the master")
+                procs.append(sp)
+                targets.append(Target(name, sp.port, sp.proc.pid))
         if cluster is not None:
-            sp = Proxy(workdir, args=cluster.proxy_args() + base + ["--read-from", "master"]).start()
-            wait_for(lambda: topology(sp.client()).get("master") == "127.0.0.1:%d" % master.port,
-                     what="proxy to find the master")
-            spr = Proxy(workdir, args=cluster.proxy_args() + base +
-                        ["--read-from", "replicas"]).start()
-            procs += [sp, spr]
-            targets.append(Target("sentinel-proxy", sp.port, sp.proc.pid))
-            targets.append(Target("sentinel-proxy (reads on replicas)", spr.port, spr.proc.pid))
-        else:
-            sp = Proxy(workdir, backend=master.port, args=base).start()
-            procs.append(sp)
-            targets.append(Target("sentinel-proxy", sp.port, sp.proc.pid))
+            wait_for(lambda: all(r.client().info("replication")["master_link_status"] == "up"
+                                 for r in cluster.replicas), what="replicas in sync")
         if not args.no_peers and shutil.which("haproxy"):
             hp, hport = start_haproxy(workdir, [master.port] + replica_ports, master.port)
             procs.append(hp)
@@ -259,8 +267,11 @@ def report(args, workloads, targets, results, cpu, rss, rounds, requests):
     lines.append("# sentinel-proxy benchmark, %s" % time.strftime("%Y-%m-%d %H:%M"))
     lines.append("")
     lines.append("Machine: %s. redis-benchmark, %d requests per run, %d interleaved rounds, "
-                 "medians; sentinel-proxy with %d worker(s)." % (machine(), requests, rounds,
-                                                               args.workers))
+                 "medians; %s; sentinel-proxy with %s worker(s)." % (
+                     machine(), requests, rounds,
+                     "one redis-server" if args.fixed else
+                     "1 master, 2 replicas, 3 Sentinels; 'direct' is the master",
+                     args.workers))
     lines.append("")
     head = "| workload | " + " | ".join(names) + " |"
     lines.append(head)
