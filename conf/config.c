@@ -1,6 +1,7 @@
 /*
- * config.c - the configuration table, value parsing, the YAML loader, the
- * command-line overrides, cross-key validation and the reference.
+ * config.c - the configuration table, value parsing, lists, the command-line
+ * overrides, the life cycle, cross-key validation and the reference. The
+ * YAML loader is in load.c and reaches this file through config_int.h.
  *
  * Every key is one row of config_keys[]: its dotted name, type, field,
  * default (as text, parsed by the same code as the file), bounds, whether it
@@ -14,19 +15,15 @@
  */
 #include "conf/config.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "conf/yamltree.h"
+#include "conf/config_int.h"
 #include "proxy/log.h"
 
-#define CONFIG_FILE_MAX (1u << 20) /* bytes */
-#define CONFIG_LIST_MAX 1024       /* items per list; keeps the pairwise checks cheap */
-#define CONFIG_KEY_MAX  64         /* longer mapping keys cannot be ours */
-#define CONFIG_SHOW_MAX 64         /* bytes of a value quoted in a message */
+#define CONFIG_LIST_MAX 1024 /* items per list; keeps the pairwise checks cheap */
 #define CONFIG_LISTEN   "127.0.0.1:6380"
 
 #define SEC 1000LL
@@ -34,34 +31,6 @@
 #define KB  1024LL
 #define MB  (1024 * KB)
 #define GB  (1024 * MB)
-
-enum config_type {
-    CT_INT,      /* decimal integer (int) */
-    CT_WORKERS,  /* integer or "auto" (0) */
-    CT_SIZE,     /* bytes, with an optional unit (uint64_t) */
-    CT_DURATION, /* milliseconds, with an optional unit (uint64_t) */
-    CT_BOOL,
-    CT_STRING,   /* any non-empty text */
-    CT_NAME,     /* min..max bytes, no whitespace or control characters */
-    CT_ADDR,     /* HOST:PORT, [IPv6]:PORT or unix:/path (struct addr) */
-    CT_HOSTPORT, /* HOST:PORT or [IPv6]:PORT only */
-    CT_LOGLEVEL, /* enum log_level, through log_level_parse() */
-    CT_ENUM,     /* one of choices; the index is the value */
-    CT_LISTEN,   /* list of listeners */
-    CT_ADDRLIST, /* list of addresses */
-    CT_REPLICAS, /* list of replica preferences */
-};
-
-struct config_key {
-    const char *name;           /* dotted path */
-    enum config_type type;      /* how the text is parsed */
-    size_t off;                 /* the field in struct config (or in an item) */
-    const char *def;            /* NULL: unset; lists: filled in by config_validate when empty */
-    int64_t min, max;           /* numbers: bounds; names: length; lists: max items */
-    const char *const *choices; /* CT_ENUM and CT_LOGLEVEL: the names, NULL-terminated */
-    bool reload;                /* could change without a restart */
-    const char *doc;
-};
 
 static const char *const config_read_from_names[] = {"master", "replicas", "prefer-replicas", NULL};
 static const char *const config_balance_names[] = {"round-robin", "least-outstanding", "weighted",
@@ -143,10 +112,8 @@ static const struct config_key config_keys[] = {
 
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
-/* Fields of list items, described like keys so that they are parsed, bounded
- * and reported the same way (offsets are into the item). */
-enum { ITEM_READ_FROM, ITEM_ADDRESS, ITEM_WEIGHT, ITEM_ZONE };
-static const struct config_key config_item_keys[] = {
+/* Fields of list items (declared in config_int.h). */
+const struct config_key config_item_keys[] = {
     {"listen.read-from", CT_ENUM, offsetof(struct config_listener, read_from), NULL, 0, 0,
      config_read_from_names, false, NULL},
     {"replicas.address", CT_HOSTPORT, 0, NULL, 0, 0, NULL, true, NULL},
@@ -171,7 +138,7 @@ const char *config_key_name(size_t i)
     return i < CONFIG_NKEYS ? config_keys[i].name : NULL;
 }
 
-static const struct config_key *config_find(const char *name)
+const struct config_key *config_find(const char *name)
 {
     for (size_t i = 0; i < CONFIG_NKEYS; i++) {
         if (strcmp(config_keys[i].name, name) == 0) {
@@ -182,7 +149,7 @@ static const struct config_key *config_find(const char *name)
 }
 
 /* True when name is a section such as "sentinel" (a prefix of dotted keys). */
-static bool config_is_section(const char *name)
+bool config_is_section(const char *name)
 {
     size_t n = strlen(name);
 
@@ -194,7 +161,7 @@ static bool config_is_section(const char *name)
     return false;
 }
 
-static bool config_is_list(const struct config_key *k)
+bool config_is_list(const struct config_key *k)
 {
     return k->type == CT_LISTEN || k->type == CT_ADDRLIST || k->type == CT_REPLICAS;
 }
@@ -214,7 +181,7 @@ config_fail(char *msg, size_t len, const char *fmt, ...)
 
 /* A value as quoted in a message: cut short, control characters masked, so
  * that a hostile value cannot forge extra lines in the log. */
-static const char *config_show(const char *s, char *buf, size_t len)
+const char *config_show(const char *s, char *buf, size_t len)
 {
     size_t i;
 
@@ -384,7 +351,7 @@ static bool config_parse_bool(const char *s, bool *out)
     return false;
 }
 
-static int config_parse_enum(const char *s, const char *const *names)
+int config_parse_enum(const char *s, const char *const *names)
 {
     for (int i = 0; names[i] != NULL; i++) {
         if (strcmp(s, names[i]) == 0) {
@@ -424,7 +391,7 @@ static bool config_parse_addr(struct addr *a, const char *s, bool tcp_only, char
 }
 
 /* Replace the string at *dst with a copy of s. */
-static bool config_set_string(char **dst, const char *s, char *msg, size_t len)
+bool config_set_string(char **dst, const char *s, char *msg, size_t len)
 {
     char *copy = strdup(s);
 
@@ -499,8 +466,8 @@ static bool config_parse_number(const struct config_key *k, const char *s, void 
 }
 
 /* Parse the text of a scalar-typed key into dst, the field it describes. */
-static bool config_parse_scalar(const struct config_key *k, const char *s, void *dst, char *msg,
-                                size_t len)
+bool config_parse_scalar(const struct config_key *k, const char *s, void *dst, char *msg,
+                         size_t len)
 {
     char show[CONFIG_SHOW_MAX + 1], names[96];
     int e;
@@ -545,8 +512,8 @@ static bool config_parse_scalar(const struct config_key *k, const char *s, void 
 /* ---- lists ----------------------------------------------------------------- */
 
 /* Make room for one more zeroed item at the end of *arr (n items now). */
-static bool config_grow(const struct config_key *k, void **arr, size_t n, size_t size, char *msg,
-                        size_t len)
+bool config_grow(const struct config_key *k, void **arr, size_t n, size_t size, char *msg,
+                 size_t len)
 {
     void *p;
 
@@ -562,8 +529,7 @@ static bool config_grow(const struct config_key *k, void **arr, size_t n, size_t
     return true;
 }
 
-static bool config_add_listener(struct config *cfg, const char *text, int read_from, char *msg,
-                                size_t len)
+bool config_add_listener(struct config *cfg, const char *text, int read_from, char *msg, size_t len)
 {
     const struct config_key *k = &config_keys[0];
     struct config_listener *l;
@@ -580,8 +546,8 @@ static bool config_add_listener(struct config *cfg, const char *text, int read_f
     return true;
 }
 
-static bool config_add_sentinel(struct config *cfg, const struct config_key *k, const char *text,
-                                char *msg, size_t len)
+bool config_add_sentinel(struct config *cfg, const struct config_key *k, const char *text,
+                         char *msg, size_t len)
 {
     if (!config_grow(k, (void **)&cfg->sentinels, cfg->nsentinels, sizeof(struct addr), msg, len)) {
         return false;
@@ -593,7 +559,7 @@ static bool config_add_sentinel(struct config *cfg, const struct config_key *k, 
     return true;
 }
 
-static void config_clear_list(struct config *cfg, const struct config_key *k)
+void config_clear_list(struct config *cfg, const struct config_key *k)
 {
     if (k->type == CT_LISTEN) {
         free(cfg->listeners);
@@ -615,345 +581,10 @@ static void config_clear_list(struct config *cfg, const struct config_key *k)
 }
 
 /* has_backend and has_sentinel follow the values, whichever way they were set. */
-static void config_sync(struct config *cfg)
+void config_sync(struct config *cfg)
 {
     cfg->has_backend = cfg->backend.host[0] != '\0';
     cfg->has_sentinel = cfg->master_name != NULL;
-}
-
-/* ---- the YAML walk ------------------------------------------------------------ */
-
-struct config_walk {
-    struct config *cfg;
-    const char *file;
-    char *err;
-    size_t errlen;
-};
-
-/* "FILE:LINE: KEY: problem" */
-static bool __attribute__((format(printf, 4, 5)))
-config_where(const struct config_walk *w, int line, const char *key, const char *fmt, ...)
-{
-    char msg[CONFIG_ERR_MAX];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    snprintf(w->err, w->errlen, "%s:%d: %s: %s", w->file, line, key, msg);
-    return false;
-}
-
-/* True when key i of a mapping already appeared before it. */
-static bool config_seen_before(const struct yamltree_node *map, size_t i)
-{
-    for (size_t j = 0; j < i; j += 2) {
-        if (strcmp(map->items[j]->text, map->items[i]->text) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* The full dotted name of a mapping key, made safe to print; false when the
- * key is too long to be one of ours. */
-static bool config_full_name(const char *prefix, const char *key, char *buf, size_t len)
-{
-    char show[CONFIG_SHOW_MAX + 1];
-
-    snprintf(buf, len, "%s%s", prefix, config_show(key, show, sizeof(show)));
-    return strlen(key) <= CONFIG_KEY_MAX;
-}
-
-/*
- * Check an item mapping of a list (a listener, a replica) and pick out its
- * scalar fields: vals[i] is the value of names[i], or NULL when absent.
- */
-static bool config_item_fields(const struct config_walk *w, const struct yamltree_node *map,
-                               const char *list, const char *const *names,
-                               const struct yamltree_node **vals)
-{
-    for (size_t i = 0; i + 1 < map->n; i += 2) {
-        const struct yamltree_node *key = map->items[i], *v = map->items[i + 1];
-        char prefix[32], full[CONFIG_KEY_MAX * 2];
-        int f = -1;
-        snprintf(prefix, sizeof(prefix), "%s.", list);
-        if (config_full_name(prefix, key->text, full, sizeof(full))) {
-            f = config_parse_enum(key->text, names);
-        }
-        if (f < 0) {
-            return config_where(w, key->line, full, "unknown key");
-        }
-        if (vals[f] != NULL) {
-            return config_where(w, key->line, full, "duplicate key");
-        }
-        if (v->kind != YAMLTREE_SCALAR || yamltree_is_null(v)) {
-            return config_where(w, v->line, full, "expected a single value, got %s",
-                                yamltree_is_null(v) ? "nothing" : yamltree_kind_name(v));
-        }
-        vals[f] = v;
-    }
-    return true;
-}
-
-static bool config_listen_item(const struct config_walk *w, const struct config_key *k,
-                               const struct yamltree_node *item)
-{
-    static const char *const names[] = {"address", "read-from", NULL};
-    const struct yamltree_node *vals[2] = {NULL, NULL};
-    char msg[CONFIG_ERR_MAX];
-    int read_from = -1;
-
-    if (item->kind == YAMLTREE_SCALAR) {
-        if (!config_add_listener(w->cfg, item->text, -1, msg, sizeof(msg))) {
-            return config_where(w, item->line, k->name, "%s", msg);
-        }
-        return true;
-    }
-    if (item->kind != YAMLTREE_MAP) {
-        return config_where(w, item->line, k->name, "expected a list of addresses");
-    }
-    if (!config_item_fields(w, item, k->name, names, vals)) {
-        return false;
-    }
-    if (vals[0] == NULL) {
-        return config_where(w, item->line, k->name, "a listener mapping needs an address");
-    }
-    if (vals[1] != NULL && !config_parse_scalar(&config_item_keys[ITEM_READ_FROM], vals[1]->text,
-                                                &read_from, msg, sizeof(msg))) {
-        return config_where(w, vals[1]->line, config_item_keys[ITEM_READ_FROM].name, "%s", msg);
-    }
-    if (!config_add_listener(w->cfg, vals[0]->text, read_from, msg, sizeof(msg))) {
-        return config_where(w, vals[0]->line, "listen.address", "%s", msg);
-    }
-    return true;
-}
-
-static bool config_replica_item(const struct config_walk *w, const struct config_key *k,
-                                const struct yamltree_node *item)
-{
-    static const char *const names[] = {"address", "weight", "zone", NULL};
-    const struct config_key *address = &config_item_keys[ITEM_ADDRESS];
-    const struct yamltree_node *vals[3] = {NULL, NULL, NULL};
-    struct config *cfg = w->cfg;
-    struct config_replica_pref *rp;
-    char msg[CONFIG_ERR_MAX], text[ADDR_TEXT_MAX];
-    struct addr a;
-
-    if (item->kind != YAMLTREE_MAP) {
-        return config_where(w, item->line, k->name, "expected a list of mappings");
-    }
-    if (!config_item_fields(w, item, k->name, names, vals)) {
-        return false;
-    }
-    if (vals[0] == NULL) {
-        return config_where(w, item->line, k->name, "a replica needs an address");
-    }
-    if (!config_parse_scalar(address, vals[0]->text, &a, msg, sizeof(msg))) {
-        return config_where(w, vals[0]->line, address->name, "%s", msg);
-    }
-    /* Keyed by the canonical text, as the Sentinel code formats replicas. */
-    addr_format(&a, text, sizeof(text));
-    for (size_t i = 0; i < cfg->nreplica_prefs; i++) {
-        if (strcmp(cfg->replica_prefs[i].address, text) == 0) {
-            return config_where(w, vals[0]->line, address->name, "%s appears twice", text);
-        }
-    }
-    if (!config_grow(k, (void **)&cfg->replica_prefs, cfg->nreplica_prefs, sizeof(*rp), msg,
-                     sizeof(msg))) {
-        return config_where(w, item->line, k->name, "%s", msg);
-    }
-    /* Counted at once, so that config_free releases what follows on any error. */
-    rp = &cfg->replica_prefs[cfg->nreplica_prefs++];
-    rp->weight = 1;
-    if (!config_set_string(&rp->address, text, msg, sizeof(msg))) {
-        return config_where(w, vals[0]->line, address->name, "%s", msg);
-    }
-    for (size_t i = 1; i < 3; i++) {
-        const struct config_key *f = &config_item_keys[ITEM_ADDRESS + i];
-        if (vals[i] != NULL &&
-            !config_parse_scalar(f, vals[i]->text, (char *)rp + f->off, msg, sizeof(msg))) {
-            return config_where(w, vals[i]->line, f->name, "%s", msg);
-        }
-    }
-    return true;
-}
-
-static bool config_list_item(const struct config_walk *w, const struct config_key *k,
-                             const struct yamltree_node *item)
-{
-    char msg[CONFIG_ERR_MAX];
-
-    if (k->type == CT_LISTEN) {
-        return config_listen_item(w, k, item);
-    }
-    if (k->type == CT_REPLICAS) {
-        return config_replica_item(w, k, item);
-    }
-    if (item->kind != YAMLTREE_SCALAR) {
-        return config_where(w, item->line, k->name, "expected a list of addresses");
-    }
-    if (!config_add_sentinel(w->cfg, k, item->text, msg, sizeof(msg))) {
-        return config_where(w, item->line, k->name, "%s", msg);
-    }
-    return true;
-}
-
-/* A list key from the file replaces the list; null is an empty list, and a
- * single address stands for a list of one. */
-static bool config_apply_list(const struct config_walk *w, const struct config_key *k,
-                              const struct yamltree_node *v)
-{
-    config_clear_list(w->cfg, k);
-    if (yamltree_is_null(v)) {
-        return true;
-    }
-    if (v->kind == YAMLTREE_SCALAR && k->type != CT_REPLICAS) {
-        return config_list_item(w, k, v);
-    }
-    if (v->kind != YAMLTREE_SEQ) {
-        return config_where(w, v->line, k->name, "expected a list of %s",
-                            k->type == CT_REPLICAS ? "mappings" : "addresses");
-    }
-    for (size_t i = 0; i < v->n; i++) {
-        if (!config_list_item(w, k, v->items[i])) {
-            return false;
-        }
-    }
-    return true;
-}
-
-static bool config_apply(const struct config_walk *w, const struct config_key *k,
-                         const struct yamltree_node *v)
-{
-    char msg[CONFIG_ERR_MAX];
-
-    if (config_is_list(k)) {
-        return config_apply_list(w, k, v);
-    }
-    if (v->kind != YAMLTREE_SCALAR) {
-        return config_where(w, v->line, k->name, "expected a single value, got %s",
-                            yamltree_kind_name(v));
-    }
-    if (yamltree_is_null(v)) {
-        return config_where(w, v->line, k->name, "missing value");
-    }
-    if (!config_parse_scalar(k, v->text, (char *)w->cfg + k->off, msg, sizeof(msg))) {
-        return config_where(w, v->line, k->name, "%s", msg);
-    }
-    return true;
-}
-
-static bool config_walk_map(const struct config_walk *w, const struct yamltree_node *map,
-                            const char *prefix);
-
-/* A section's value: a mapping of its keys, or null for none. */
-static bool config_walk_section(const struct config_walk *w, const char *name,
-                                const struct yamltree_node *v)
-{
-    char prefix[CONFIG_KEY_MAX * 2 + 1];
-
-    if (yamltree_is_null(v)) {
-        return true;
-    }
-    if (v->kind != YAMLTREE_MAP) {
-        return config_where(w, v->line, name, "expected a mapping, got %s", yamltree_kind_name(v));
-    }
-    snprintf(prefix, sizeof(prefix), "%s.", name);
-    return config_walk_map(w, v, prefix);
-}
-
-/* Walk a mapping of keys (the top level or a section such as "sentinel."). */
-static bool config_walk_map(const struct config_walk *w, const struct yamltree_node *map,
-                            const char *prefix)
-{
-    for (size_t i = 0; i + 1 < map->n; i += 2) {
-        const struct yamltree_node *key = map->items[i], *v = map->items[i + 1];
-        char full[CONFIG_KEY_MAX * 2];
-        const struct config_key *k = NULL;
-        bool section = false;
-        if (config_full_name(prefix, key->text, full, sizeof(full))) {
-            k = config_find(full);
-            section = k == NULL && config_is_section(full);
-        }
-        if (k == NULL && !section) {
-            return config_where(w, key->line, full, "unknown key");
-        }
-        /* Earlier keys are all known and distinct, so this scan stays short. */
-        if (config_seen_before(map, i)) {
-            return config_where(w, key->line, full, "duplicate key");
-        }
-        if (k != NULL ? !config_apply(w, k, v) : !config_walk_section(w, full, v)) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* ---- loading ------------------------------------------------------------------ */
-
-bool config_load_string(struct config *cfg, const char *yaml, size_t len, const char *name,
-                        char *err, size_t errlen)
-{
-    struct config_walk w = {cfg, name != NULL ? name : "(config)", err, errlen};
-    char msg[CONFIG_ERR_MAX];
-    struct yamltree_node *root;
-    int line;
-    bool ok;
-
-    if (len > CONFIG_FILE_MAX) {
-        snprintf(err, errlen, "%s: larger than %u bytes", w.file, CONFIG_FILE_MAX);
-        return false;
-    }
-    root = yamltree_parse(yaml, len, &line, msg, sizeof(msg));
-    if (root == NULL) {
-        snprintf(err, errlen, "%s:%d: %s", w.file, line > 0 ? line : 1, msg);
-        return false;
-    }
-    if (root->kind != YAMLTREE_MAP) {
-        snprintf(err, errlen, "%s:%d: the top level must be a mapping of keys, not %s", w.file,
-                 root->line, root->kind == YAMLTREE_SEQ ? "a list" : "a single value");
-        yamltree_free(root);
-        return false;
-    }
-    ok = config_walk_map(&w, root, "");
-    yamltree_free(root);
-    config_sync(cfg);
-    if (ok && !config_set_string(&cfg->source, w.file, msg, sizeof(msg))) {
-        snprintf(err, errlen, "%s: %s", w.file, msg);
-        return false;
-    }
-    return ok;
-}
-
-bool config_load_file(struct config *cfg, const char *path, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    size_t len;
-    bool ok;
-
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return false;
-    }
-    /* One byte more than allowed, so that a file too large is noticed. */
-    buf = malloc(CONFIG_FILE_MAX + 1);
-    if (buf == NULL) {
-        fclose(f);
-        snprintf(err, errlen, "%s: out of memory", path);
-        return false;
-    }
-    len = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
-    if (ferror(f)) {
-        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-        ok = false;
-    } else {
-        ok = config_load_string(cfg, buf, len, path, err, errlen);
-    }
-    fclose(f);
-    free(buf);
-    return ok;
 }
 
 /* ---- flags ------------------------------------------------------------------ */
