@@ -321,9 +321,13 @@ void local_handle(struct client *c, struct req *r)
         local_lost_multi(c, r);
         return;
     }
-    if (c->w->px->cfg->backend_password != NULL && !c->sess.authed && ci != NULL &&
-        ci->id != CMD_QUIT && ci->id != CMD_RESET) {
+    if (c->w->px->cfg->backend_password != NULL && !c->sess.authed &&
+        (ci == NULL || (ci->id != CMD_QUIT && ci->id != CMD_RESET))) {
         local_unauthenticated(c, r);
+        return;
+    }
+    if (ci == NULL) {
+        req_reply_error(c->w, r, "ERR sentinel-proxy: cannot answer an unknown command");
         return;
     }
     switch (ci->proxy) {

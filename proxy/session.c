@@ -245,6 +245,15 @@ static int session_route_session_cmd(struct client *c, struct req *r, bool pinne
 static int session_route_unauthenticated(struct client *c, struct req *r)
 {
     int id = r->ci != NULL ? r->ci->id : CMD_OTHER;
+    int arity = r->ci != NULL ? r->ci->arity : 0;
+
+    /* redis-server rejects unknown commands and wrong argument counts before
+     * it looks at authentication; the server gives those errors itself (it
+     * executes nothing). */
+    if (r->ci == NULL || (arity > 0 && r->argc != (uint32_t)arity) ||
+        (arity < 0 && r->argc < (uint32_t)-arity)) {
+        return -1;
+    }
 
     if (id == CMD_AUTH) {
         return session_auth_matches(c, r) ? SESSION_LOCAL : SESSION_DEDICATED;

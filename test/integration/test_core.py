@@ -402,6 +402,10 @@ def test_auth_like_redis_requirepass(workdir):
             anon = redis.Redis(port=port)
             with pytest.raises(redis.AuthenticationError):
                 anon.get("k")
+            with pytest.raises(redis.ResponseError, match="unknown command"):
+                anon.execute_command("NOSUCHCOMMAND", "x")
+            with pytest.raises(redis.ResponseError, match="wrong number of arguments"):
+                anon.execute_command("GET")
             with pytest.raises(redis.ResponseError, match="WRONGPASS"):
                 redis.Redis(port=port, password="wrong").get("k")
         # The proxy's own credentials: answered by the proxy, shared connections.
