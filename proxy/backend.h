@@ -58,6 +58,7 @@ struct bconn {
     bool dedicated;     /* lent to one client (owner) */
     bool streaming;     /* replies are not matched to requests (SUBSCRIBE, MONITOR...) */
     uint32_t swallow;   /* stream replies to drop: confirmations of a resubscription */
+    bool last_unsub;    /* the last request sent was an UNSUBSCRIBE-family command */
     bool dirty;         /* on the worker's flush list */
     bool tainted;       /* carries state that makes it unfit to lend again */
     bool reaped;        /* on the worker's reap list */

@@ -648,6 +648,17 @@ void client_undispatch(struct client *c, struct req *r)
     worker_wait(c->w, c);
 }
 
+void client_discard_after(struct client *c, struct req *r)
+{
+    while (r->cnext != NULL) {
+        client_unlink(c, r->cnext);
+    }
+    if (c->cur != NULL) {
+        req_free(c->w, c->cur);
+        c->cur = NULL;
+    }
+}
+
 void client_stream_ended(struct client *c)
 {
     if (c->ded != NULL && c->inflight == 0 && session_is_clean(&c->sess) && c->ded->nqueued == 0) {

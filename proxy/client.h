@@ -49,6 +49,10 @@ struct session {
     bool lost_multi; /* the connection was lost inside MULTI: EXEC must abort */
     bool lost_watch; /* the connection was lost with keys watched: EXEC returns nil */
     int multi_db;    /* SELECT queued inside MULTI: applies if EXEC runs (-1 = none) */
+    char *multi_name; /* CLIENT SETNAME queued inside MULTI (applies if EXEC runs it) */
+    size_t multi_name_len;
+    bool multi_name_set;
+    bool multi_sent; /* MULTI was sent and no EXEC/DISCARD yet (dispatch order) */
     bool authed;     /* authenticated (only tracked when backend-password is set) */
     char *auth;      /* the last successful AUTH request, as sent */
     size_t auth_len;
@@ -125,6 +129,9 @@ void client_destroy(struct client *c);
 /* Called by the worker's timer: fail held requests older than the hold
  * timeout, close idle clients. */
 void client_tick(struct client *c, double now);
+
+/* QUIT: forget every request that came after r (they are never run). */
+void client_discard_after(struct client *c, struct req *r);
 
 /* The last subscription is gone: go back to shared connections if nothing
  * else keeps the session on its dedicated one. */

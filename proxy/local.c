@@ -330,6 +330,11 @@ void local_handle(struct client *c, struct req *r)
         req_reply_error(c->w, r, "ERR sentinel-proxy: cannot answer an unknown command");
         return;
     }
+    if ((ci->arity > 0 && r->argc != (uint32_t)ci->arity) ||
+        (ci->arity < 0 && r->argc < (uint32_t)-ci->arity)) {
+        local_wrong_arity(c, r);
+        return;
+    }
     switch (ci->proxy) {
     case CMDP_CLOSE:
         log_warn("client %llu sent an HTTP request line ('%s'): closing the connection",
@@ -351,6 +356,7 @@ void local_handle(struct client *c, struct req *r)
         local_reply(c, r, "+OK\r\n", 5);
         r->flags |= REQ_CLOSE_AFTER;
         c->flags |= CL_CLOSE_AFTER;
+        client_discard_after(c, r); /* what was pipelined behind QUIT never runs */
         return;
     case CMD_RESET:
         session_reset(&c->sess);

@@ -70,6 +70,9 @@ static void session_subs_free(struct session *s)
 void session_free(struct session *s)
 {
     session_subs_free(s);
+    free(s->multi_name);
+    s->multi_name = NULL;
+    s->multi_name_set = false;
     free(s->auth);
     free(s->hello);
     free(s->name);
@@ -79,15 +82,10 @@ void session_free(struct session *s)
 
 void session_reset(struct session *s)
 {
-    char *name = s->name;
-    size_t name_len = s->name_len;
     bool streaming = s->streaming;
 
-    s->name = NULL;
-    session_free(s); /* RESET also ends subscriptions and MONITOR */
+    session_free(s); /* RESET ends subscriptions and MONITOR and clears the name too */
     session_init(s);
-    s->name = name;
-    s->name_len = name_len;
     /* A streaming connection stays streaming for the proxy: its replies keep
      * flowing through in order, whatever mode the server is in. */
     s->streaming = streaming;
@@ -178,7 +176,10 @@ bool session_auth_matches(struct client *c, struct req *r)
     struct session_args a;
     bool match = false;
 
-    if (cfg->backend_password == NULL || !session_args(r, &a)) {
+    if (cfg->backend_password == NULL) {
+        return false;
+    }
+    if (!session_args(r, &a)) {
         free(a.buf);
         return false;
     }
@@ -492,7 +493,7 @@ bool session_stream_ended(struct client *c, struct bconn *bc, struct spans *out)
     /* Only worth a look when the proxy's own bookkeeping says nothing is left
      * and nothing else is queued on the connection. */
     if (!c->sess.streaming || session_has_streams(&c->sess) || bc->nqueued != 0 ||
-        bc->swallow != 0 || out->bytes > sizeof(buf)) {
+        !bc->last_unsub || bc->swallow != 0 || out->bytes > sizeof(buf)) {
         return false;
     }
     len = spans_copy(out, 0, buf, sizeof(buf));
@@ -580,6 +581,15 @@ void session_before_send(struct client *c, struct req *r, struct bconn *bc)
                        ci->id == CMD_PUNSUBSCRIBE || ci->id == CMD_SUNSUBSCRIBE)) {
         session_track_streams(c, r);
     }
+    /* Leaving streaming mode is safe only when nothing was sent after the
+     * unsubscribe that ends it (its reply would stream, not match). */
+    bc->last_unsub = ci != NULL && (ci->id == CMD_UNSUBSCRIBE || ci->id == CMD_PUNSUBSCRIBE ||
+                                    ci->id == CMD_SUNSUBSCRIBE);
+    if (ci != NULL && ci->id == CMD_MULTI) {
+        c->sess.multi_sent = true;
+    } else if (ci != NULL && (ci->id == CMD_EXEC || ci->id == CMD_DISCARD || ci->id == CMD_RESET)) {
+        c->sess.multi_sent = false;
+    }
 
     if (c->sess.streaming || (ci != NULL && ci->proxy == CMDP_STREAM)) {
         /* From here on the connection's replies are streamed to the client
@@ -588,13 +598,14 @@ void session_before_send(struct client *c, struct req *r, struct bconn *bc)
         r->flags |= REQ_NOREPLY | REQ_DONE;
         return;
     }
-    if (ci != NULL && ci->id == CMD_WAIT && bc->dedicated) {
+    if (ci != NULL && ci->id == CMD_WAIT && bc->dedicated && !c->sess.multi_sent) {
         /* WAIT counts replicas that acknowledged this connection's last
          * write; the client's writes went over shared connections. A write
-         * that changes nothing visible (a message on the proxy's own channel)
-         * first makes this connection's offset cover them. */
-        const char *argv[] = {"PUBLISH", "__sentinel-proxy__:wait", ""};
-        size_t argl[] = {7, 23, 0};
+         * that nobody sees (a message on a shard channel of the proxy's own,
+         * which no pattern can match) first makes this connection's offset
+         * cover them. */
+        const char *argv[] = {"SPUBLISH", "__sentinel-proxy__:wait", ""};
+        size_t argl[] = {8, 23, 0};
         if (!session_queue(c->w, bc, 3, argv, argl)) {
             log_warn("client %llu: out of memory before WAIT", (unsigned long long)c->id);
         }
@@ -656,6 +667,26 @@ static void session_after_hello(struct client *c, struct req *r)
     free(a.buf);
 }
 
+/* A CLIENT SETNAME queued in MULTI: the name changes only if EXEC runs it,
+ * and only if it is a valid name (the server checks that at EXEC). */
+static void session_queue_name(struct session *s, const char *name, size_t len)
+{
+    bool valid = true;
+
+    for (size_t i = 0; i < len; i++) {
+        valid = valid && name[i] >= '!' && name[i] <= '~';
+    }
+    free(s->multi_name);
+    s->multi_name = NULL;
+    s->multi_name_set = false;
+    if (!valid || (len > 0 && (s->multi_name = malloc(len)) == NULL)) {
+        return;
+    }
+    memcpy(s->multi_name, name, len);
+    s->multi_name_len = len;
+    s->multi_name_set = true;
+}
+
 static void session_after_client(struct client *c, struct req *r)
 {
     const char *sub = strchr(r->ci->name, '|');
@@ -669,8 +700,9 @@ static void session_after_client(struct client *c, struct req *r)
         c->ded->tainted = true;
     }
     if (strcmp(sub, "setname") == 0) {
-        if (session_args(r, &a) && a.argc == 3 &&
-            !session_set_name(&c->sess, a.argv[2], a.argl[2])) {
+        if (session_args(r, &a) && a.argc == 3 && c->sess.multi) {
+            session_queue_name(&c->sess, a.argv[2], a.argl[2]);
+        } else if (a.argc == 3 && !session_set_name(&c->sess, a.argv[2], a.argl[2])) {
             log_warn("client %llu: out of memory keeping its name", (unsigned long long)c->id);
         }
         free(a.buf);
@@ -695,17 +727,27 @@ void session_after_reply(struct client *c, struct req *r)
     }
     switch (ci->id) {
     case CMD_EXEC:
-        /* A SELECT queued in the transaction took effect if EXEC ran it. */
-        if (ok && c->sess.multi_db >= 0 && !(r->flags & REQ_EXEC_NIL) &&
-            spans_first_byte(&r->out) == '*' && r->out.bytes > 5) {
-            c->sess.db = c->sess.multi_db;
-            if (c->ded != NULL) {
-                c->ded->db = c->sess.multi_db;
+        /* A SELECT or CLIENT SETNAME queued in the transaction took effect
+         * if EXEC ran it (a reply array, not nil or an error). */
+        if (ok && !(r->flags & REQ_EXEC_NIL) && spans_first_byte(&r->out) == '*' &&
+            r->out.bytes > 5) {
+            if (c->sess.multi_db >= 0) {
+                c->sess.db = c->sess.multi_db;
+                if (c->ded != NULL) {
+                    c->ded->db = c->sess.multi_db;
+                }
+            }
+            if (c->sess.multi_name_set &&
+                !session_set_name(&c->sess, c->sess.multi_name, c->sess.multi_name_len)) {
+                log_warn("client %llu: out of memory keeping its name", (unsigned long long)c->id);
             }
         }
         /* fall through */
     case CMD_DISCARD:
         c->sess.multi_db = -1;
+        free(c->sess.multi_name);
+        c->sess.multi_name = NULL;
+        c->sess.multi_name_set = false;
         if ((r->flags & REQ_EXEC_NIL) && ok &&
             !req_reply_raw(c->w, r, c->sess.resp == 3 ? "_\r\n" : "*-1\r\n",
                            c->sess.resp == 3 ? 3 : 5)) {
@@ -741,6 +783,12 @@ void session_after_reply(struct client *c, struct req *r)
         }
         return;
     case CMD_MULTI:
+        if (ok && !c->sess.multi) {
+            c->sess.multi_db = -1;
+            free(c->sess.multi_name);
+            c->sess.multi_name = NULL;
+            c->sess.multi_name_set = false;
+        }
         c->sess.multi = c->sess.multi || ok;
         return;
     case CMD_WATCH:
@@ -751,7 +799,9 @@ void session_after_reply(struct client *c, struct req *r)
         c->sess.lost_watch = false;
         return;
     case CMD_RESET:
-        session_reset(&c->sess);
+        if (ok) {
+            session_reset(&c->sess);
+        }
         return;
     case CMD_CLIENT:
         if (ok) {
@@ -770,6 +820,10 @@ void session_lost_connection(struct client *c)
     if (s->multi) {
         s->lost_multi = true;
     }
+    s->multi_db = -1;
+    free(s->multi_name);
+    s->multi_name = NULL;
+    s->multi_name_set = false;
     if (s->watching) {
         s->lost_watch = true;
     }
