@@ -117,6 +117,16 @@ struct backend *router_pick(struct client *c, struct req *r)
         return router_master(c);
     }
     w->stats.reads_replicas++;
+    /* With requests in flight, stay on their replica: another one would have
+     * to wait for them (a client's commands run in order), which would turn
+     * a pipeline into one request at a time. */
+    if (c->inflight > 0 && c->last != NULL && !c->last->dedicated) {
+        for (size_t i = 0; i < n; i++) {
+            if (cand[i] == c->last->be) {
+                return cand[i];
+            }
+        }
+    }
     return nz > 0 ? router_balance(w, zoned, nz, cfg->balance)
                   : router_balance(w, cand, n, cfg->balance);
 }
