@@ -39,16 +39,16 @@ enum {
 
 /* Server-side state of the client's session, replayed on a new connection. */
 struct session {
-    int db;          /* SELECT */
-    uint8_t resp;    /* HELLO protocol version: 2 or 3 */
-    bool multi;      /* inside MULTI */
-    bool watching;   /* WATCH active */
-    bool streaming;  /* subscribed, MONITOR or CLIENT REPLY OFF/SKIP: replies stream */
-    bool tracking;   /* CLIENT TRACKING/CACHING/NO-EVICT/NO-TOUCH... state */
-    bool sticky;     /* state the proxy cannot undo (CLIENT NO-EVICT...): stay pinned */
-    bool lost_multi; /* the connection was lost inside MULTI: EXEC must abort */
-    bool lost_watch; /* the connection was lost with keys watched: EXEC returns nil */
-    int multi_db;    /* SELECT queued inside MULTI: applies if EXEC runs (-1 = none) */
+    int db;           /* SELECT */
+    uint8_t resp;     /* HELLO protocol version: 2 or 3 */
+    bool multi;       /* inside MULTI */
+    bool watching;    /* WATCH active */
+    bool streaming;   /* subscribed, MONITOR or CLIENT REPLY OFF/SKIP: replies stream */
+    bool tracking;    /* CLIENT TRACKING/CACHING/NO-EVICT/NO-TOUCH... state */
+    bool sticky;      /* state the proxy cannot undo (CLIENT NO-EVICT...): stay pinned */
+    bool lost_multi;  /* the connection was lost inside MULTI: EXEC must abort */
+    bool lost_watch;  /* the connection was lost with keys watched: EXEC returns nil */
+    int multi_db;     /* SELECT queued inside MULTI: applies if EXEC runs (-1 = none) */
     char *multi_name; /* CLIENT SETNAME queued inside MULTI (applies if EXEC runs it) */
     size_t multi_name_len;
     bool multi_name_set;
