@@ -153,10 +153,22 @@ void addr_format(const struct addr *a, char *buf, size_t len)
 
 bool addr_same(const struct addr *a, const struct addr *b)
 {
-    if ((a->family == AF_UNIX) != (b->family == AF_UNIX)) {
+    if ((a->family == AF_UNIX) != (b->family == AF_UNIX) || a->port != b->port) {
         return false;
     }
-    return a->port == b->port && strcmp(a->host, b->host) == 0;
+    if (strcmp(a->host, b->host) == 0) {
+        return true;
+    }
+    /* "localhost:26379" and "127.0.0.1:26379" are one endpoint. */
+    if (a->family == AF_UNIX || a->salen == 0 || b->salen == 0 || a->family != b->family) {
+        return false;
+    }
+    if (a->family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)&a->sa, *y = (const void *)&b->sa;
+        return x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *x = (const void *)&a->sa, *y = (const void *)&b->sa;
+    return memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
 }
 
 bool addr_is_loopback(const struct addr *a)

@@ -32,7 +32,8 @@ bool addr_resolve(struct addr *a, char *err, size_t errlen);
 /* Write the canonical text form ("h:p", "[v6]:p", "unix:/p") into buf. */
 void addr_format(const struct addr *a, char *buf, size_t len);
 
-/* True when both name the same endpoint (same text form). */
+/* True when both name the same endpoint: the same text, or, once both are
+ * resolved, the same IP address and port. */
 bool addr_same(const struct addr *a, const struct addr *b);
 
 /* True when the address is a unix socket, or a literal or name on loopback. */

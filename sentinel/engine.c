@@ -181,6 +181,9 @@ static void engine_replicas_cb(struct link *l, redisReply *r, void *arg)
     struct engine_node *n = arg;
 
     (void)l;
+    free(n->replicas);
+    n->replicas = NULL;
+    n->nreplicas = 0;
     if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
         n->replicas = calloc(r->elements, sizeof(*n->replicas));
         for (size_t i = 0; n->replicas != NULL && i < r->elements; i++) {
@@ -204,9 +207,21 @@ static void engine_sentinels_cb(struct link *l, redisReply *r, void *arg)
     struct engine_node *n = arg;
 
     (void)l;
+    free(n->peers);
+    n->peers = NULL;
+    n->npeers = 0;
     if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
-        n->peers = calloc(r->elements, sizeof(*n->peers));
-        for (size_t i = 0; n->peers != NULL && i < r->elements; i++) {
+        size_t max = r->elements < ENGINE_MAX_PEERS ? r->elements : ENGINE_MAX_PEERS;
+        n->peers = calloc(max, sizeof(*n->peers));
+        for (size_t i = 0; n->peers != NULL && i < r->elements && n->npeers < max; i++) {
+            /* Sentinels keep listing peers that died (flagged s_down or
+             * disconnected): such a listing must not keep them known. */
+            const char *flags = engine_field(r->element[i], "flags");
+            if (flags != NULL &&
+                (quorum_has_flag(flags, "s_down") || quorum_has_flag(flags, "o_down") ||
+                 quorum_has_flag(flags, "disconnected"))) {
+                continue;
+            }
             if (engine_field_addr(r->element[i], "ip", "port", &n->peers[n->npeers])) {
                 n->npeers++;
             }
@@ -258,12 +273,17 @@ static void engine_discover(struct engine *e)
     double now = ev_now(e->loop);
     double forget = (double)e->cfg->sentinel_forget_ms / 1000.0;
     struct engine_node **pp;
+    size_t known = 0;
 
+    for (struct engine_node *n = e->nodes; n != NULL; n = n->next) {
+        known++;
+    }
     for (struct engine_node *n = e->nodes; n != NULL; n = n->next) {
         for (size_t i = 0; i < n->npeers; i++) {
             struct engine_node *peer = engine_find_node(e, &n->peers[i]);
-            if (peer == NULL) {
+            if (peer == NULL && known < ENGINE_MAX_PEERS) {
                 peer = engine_add_node(e, &n->peers[i], false);
+                known += peer != NULL;
             }
             if (peer != NULL) {
                 peer->last_listed = now;
@@ -363,6 +383,11 @@ void engine_publish(struct engine *e, struct topology *t, bool force)
                  (unsigned long long)t->version, now_m, (unsigned long long)t->epoch, healthy,
                  t->nreplicas);
     }
+    if (t->has_master) {
+        e->pub_known = true;
+        e->pub_master = t->master;
+        e->pub_epoch = t->epoch;
+    }
     topology_unref(e->topo);
     e->topo = t;
     proxy_publish(e->px, t);
@@ -386,6 +411,29 @@ void engine_hold(struct engine *e, const char *why)
 }
 
 /* ---- decision and confirmation ------------------------------------------------------ */
+
+/* Epochs only go forward: a decision for another master with an epoch
+ * below the one in use (Sentinels that knew better stopped answering) is
+ * taken only when a majority of every known Sentinel reports it, as after
+ * the Sentinels were set up afresh. */
+static bool engine_epoch_ok(struct engine *e, const struct quorum_decision *d, size_t known)
+{
+    char m[ADDR_TEXT_MAX], was[ADDR_TEXT_MAX];
+
+    if (!e->pub_known || d->epoch >= e->pub_epoch || addr_same(&d->master, &e->pub_master) ||
+        (size_t)d->votes * 2 > known) {
+        return true;
+    }
+    if (ev_now(e->loop) - e->warned_epoch > 30) {
+        addr_format(&d->master, m, sizeof(m));
+        addr_format(&e->pub_master, was, sizeof(was));
+        log_warn("ignoring %d of %zu Sentinel(s) naming %s at epoch %llu: %s has epoch %llu",
+                 d->votes, known, m, (unsigned long long)d->epoch, was,
+                 (unsigned long long)e->pub_epoch);
+        e->warned_epoch = ev_now(e->loop);
+    }
+    return false;
+}
 
 static void engine_decide(struct engine *e)
 {
@@ -425,6 +473,12 @@ static void engine_decide(struct engine *e)
         }
         return;
     }
+    if (!engine_epoch_ok(e, &d, n)) {
+        if (e->round_again) {
+            engine_round_soon(e);
+        }
+        return;
+    }
     if (d.going_away) {
         addr_format(&d.master, m, sizeof(m));
         char why[ADDR_TEXT_MAX + 128];
@@ -434,6 +488,9 @@ static void engine_decide(struct engine *e)
             engine_round_soon(e);
         }
         return;
+    }
+    if (e->pub_known && !addr_same(&d.master, &e->pub_master) && e->switch_started == 0) {
+        e->switch_started = ev_now(e->loop); /* found by polling: no event came first */
     }
     probe_confirm(e, &d);
 }

@@ -19,6 +19,8 @@ struct config;
 struct proxy;
 struct topology;
 
+#define ENGINE_MAX_PEERS 64 /* Sentinels learnt from one reply, and known in all */
+
 /* A replica as one Sentinel lists it. */
 struct engine_replica {
     struct addr addr;
@@ -78,15 +80,19 @@ struct engine {
     uint64_t confirm_seq;
     int confirm_pending;
     struct quorum_decision cand;
-    bool cand_ok;
+    bool cand_ok;       /* ROLE on the candidate said master */
+    bool cand_answered; /* ROLE on the candidate answered at all */
     uint64_t cand_offset;
     struct engine_cand *cr;
     size_t ncr;
     /* what was published */
     struct topology *topo;
     uint64_t version;
+    bool pub_known; /* a master was published: pub_master at pub_epoch */
+    struct addr pub_master;
+    uint64_t pub_epoch;
     double switch_started; /* first signal of the switch in progress (0 = none) */
-    double warned_none;
+    double warned_none, warned_epoch;
 };
 
 /* The string value of key in a flat key/value array reply (NULL if absent). */

@@ -315,7 +315,10 @@ bool link_command(struct link *l, link_reply_fn *cb, void *arg, int argc, const 
         return false;
     }
     if (l->state == LINK_CONNECTED) {
-        link_flush(l);
+        /* Written from the I/O callback, never from here: a failed write
+         * calls every pending callback, and the caller must not be called
+         * back before this returns. */
+        link_set_events(l, EV_READ | EV_WRITE);
         if (l->ncmds == 1) {
             link_arm_for_commands(l);
         }

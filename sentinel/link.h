@@ -42,8 +42,9 @@ struct link_options {
  * command. NULL if out of memory. */
 struct link *link_new(struct ev_loop *loop, const struct addr *a, const struct link_options *o);
 
-/* Send a command; cb gets its reply (or NULL). False if out of memory (cb is
- * then not called). */
+/* Send a command; cb gets its reply (or NULL), never before this returns.
+ * False if it cannot be sent (out of memory, connection refused at once): cb
+ * is then not called. */
 bool link_command(struct link *l, link_reply_fn *cb, void *arg, int argc, const char **argv,
                   const size_t *argl);
 

@@ -156,7 +156,13 @@ static void probe_finish(struct engine *e)
     struct topology *t;
 
     addr_format(&e->cand.master, m, sizeof(m));
-    if (!e->cand_ok) {
+    if (!e->cand_ok && !e->cand_answered && e->topo != NULL && e->topo->has_master &&
+        addr_same(&e->topo->master, &e->cand.master)) {
+        /* No answer is not a contradiction: a busy master (a long script, a
+         * slow command) stays the master as long as the Sentinels say so;
+         * holding or resetting its requests would only add errors. */
+        log_info("ROLE on the master %s did not answer in time; still using it", m);
+    } else if (!e->cand_ok) {
         char why[ADDR_TEXT_MAX + 128];
         snprintf(why, sizeof(why), "ROLE on %s does not confirm it as master", m);
         if (e->topo != NULL && e->topo->has_master) {
@@ -165,6 +171,10 @@ static void probe_finish(struct engine *e)
             log_info("waiting: %s", why);
         }
     } else {
+        if (e->topo != NULL && e->topo->has_master &&
+            addr_same(&e->topo->master, &e->cand.master)) {
+            e->switch_started = 0; /* no switch after all */
+        }
         t = topology_new();
         t->has_master = true;
         t->master = e->cand.master;
@@ -198,6 +208,7 @@ static void probe_role_cb(struct link *l, redisReply *r, void *arg)
 
     (void)l;
     if (current && a->idx < 0) {
+        e->cand_answered = r != NULL;
         e->cand_ok = r != NULL && r->type == REDIS_REPLY_ARRAY && probe_is(r, 0, "master");
         if (e->cand_ok) {
             e->cand_offset = (uint64_t)(probe_int(r, 1) > 0 ? probe_int(r, 1) : 0);
@@ -272,6 +283,7 @@ void probe_confirm(struct engine *e, const struct quorum_decision *d)
     e->confirm_seq++;
     e->cand = *d;
     e->cand_ok = false;
+    e->cand_answered = false;
     e->cand_offset = 0;
     probe_collect(e, d);
     e->confirm_pending = 1;
