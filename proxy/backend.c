@@ -49,6 +49,7 @@ struct backend *backend_new(struct worker *w, const struct addr *a, int role)
         return NULL;
     }
     be->w = w;
+    be->id = ++w->next_backend_id;
     be->addr = *a;
     addr_format(a, be->name, sizeof(be->name));
     be->role = (uint8_t)role;
@@ -100,6 +101,58 @@ bool backend_usable(const struct backend *be)
            (be->suspect_until == 0 || ev_now(be->w->loop) >= be->suspect_until);
 }
 
+static void bconn_hand_back(struct bconn *bc, struct req *r, const char *addr);
+
+/* Hand the requests not written at all back to their clients, so that they
+ * go wherever they belong now (the proxy's own are dropped). Requests that
+ * expect no matched reply (streaming) stay, with everything queued before
+ * them. */
+static void bconn_take_back_unsent(struct bconn *bc)
+{
+    struct req *prev = NULL, *r = bc->head, *cut_prev = NULL, *cut = NULL;
+
+    while (r != NULL && r != bc->unsent) {
+        prev = r;
+        r = r->bnext;
+    }
+    if (r != NULL && r->sent > 0) {
+        prev = r; /* partly written: it must be answered or reset */
+        r = r->bnext;
+    }
+    cut_prev = prev;
+    cut = r;
+    for (; r != NULL; prev = r, r = r->bnext) {
+        if (r->flags & REQ_NOREPLY) {
+            cut_prev = r;
+            cut = r->bnext;
+        }
+    }
+    if (cut == NULL) {
+        return;
+    }
+    if (cut_prev != NULL) {
+        cut_prev->bnext = NULL;
+    } else {
+        bc->head = NULL;
+    }
+    bc->tail = cut_prev;
+    if (bc->unsent == cut) {
+        bc->unsent = NULL;
+    }
+    for (r = cut; r != NULL;) {
+        struct req *next = r->bnext;
+        bc->nqueued--;
+        if (bc->be != NULL) {
+            bc->be->inflight--;
+        }
+        r->bnext = NULL;
+        r->bc = NULL;
+        r->flags &= ~REQ_DISPATCHED;
+        bconn_hand_back(bc, r, bc->be != NULL ? bc->be->name : "?");
+        r = next;
+    }
+}
+
 void backend_drain(struct backend *be, double grace)
 {
     struct bconn *bc, *next;
@@ -107,10 +160,17 @@ void backend_drain(struct backend *be, double grace)
 
     for (bc = be->conns; bc != NULL; bc = next) {
         next = bc->next;
+        bconn_take_back_unsent(bc);
         if (bc->nqueued == 0) {
             bconn_close(bc, NULL);
-        } else {
-            busy = true;
+            continue;
+        }
+        busy = true;
+        bc->retiring = true;
+        for (int i = 0; i < be->nshared; i++) {
+            if (be->shared[i] == bc) {
+                be->shared[i] = NULL; /* new requests get a new connection */
+            }
         }
     }
     if (busy && !ev_is_active(&be->drain)) {
@@ -361,6 +421,7 @@ void bconn_enqueue(struct bconn *bc, struct req *r)
         bc->unsent = r;
     }
     bc->nqueued++;
+    bc->marker_last = false; /* session_send_marker sets it again for its marker */
     if (!(r->flags & REQ_INTERNAL)) {
         bc->be->nrequests++;
     }
@@ -452,6 +513,7 @@ void bconn_flush(struct bconn *bc)
     struct req *r;
     ssize_t n;
     int k = 0;
+    bool clients = false;
 
     if (bc->state != BC_READY) {
         return;
@@ -460,6 +522,7 @@ void bconn_flush(struct bconn *bc)
     bconn_ask_commands(bc);
     for (r = bc->unsent; r != NULL && k < BCONN_IOV_MAX; r = r->bnext) {
         k = spans_iov(&r->in, r->sent, iov, k, BCONN_IOV_MAX);
+        clients |= !(r->flags & REQ_INTERNAL);
     }
     if (k == 0) {
         bconn_set_events(bc, EV_READ);
@@ -475,7 +538,7 @@ void bconn_flush(struct bconn *bc)
         return;
     }
     bc->w->stats.backend_writes++;
-    if (bc->be->switch_started > 0) {
+    if (bc->be->switch_started > 0 && clients && bc->be->role == BACKEND_MASTER) {
         log_info("first request forwarded to the new master %s, %.0f ms after the first signal "
                  "of the switch",
                  bc->be->name, (ev_time() - bc->be->switch_started) * 1000);
@@ -594,6 +657,9 @@ static void bconn_retry_refused(struct bconn *bc, struct req *r)
                  be->name, code, bc->rs.head);
     }
     be->suspect_until = ev_now(w->loop) + BACKEND_SUSPECT_TIME;
+    if (bc->dedicated) {
+        bc->retiring = true; /* the session continues on a new connection */
+    }
     w->stats.retried++;
     spans_clear(&r->out);
     r->flags &= ~REQ_ERROR;
@@ -617,9 +683,13 @@ static void bconn_deliver(struct bconn *bc)
             spans_clear(&out);
         } else if (bc->owner != NULL) {
             struct client *owner = bc->owner;
-            bool ended = session_stream_ended(owner, bc, &out);
-            client_push(owner, &out);
-            if (ended) {
+            int what = session_stream_reply(owner, bc, &out);
+            if (what == SESSION_STREAM_PASS) {
+                client_push(owner, &out);
+            } else {
+                spans_clear(&out);
+            }
+            if (what == SESSION_STREAM_ENDED) {
                 client_stream_ended(owner);
             }
         } else {
@@ -637,8 +707,8 @@ static void bconn_deliver(struct bconn *bc)
     if (bc->rs.is_error) {
         r->flags |= REQ_ERROR;
     }
-    if (r->client != NULL && !bc->dedicated && !(r->flags & REQ_INTERNAL) &&
-        bconn_not_executed(bc)) {
+    if (r->client != NULL && !(r->flags & REQ_INTERNAL) &&
+        (!bc->dedicated || session_can_resend(r->client)) && bconn_not_executed(bc)) {
         bconn_retry_refused(bc, r);
     } else if (r->client != NULL && !bc->dedicated && bc->be->role == BACKEND_REPLICA &&
                bc->rs.is_error && bc->rs.head_len >= 9 &&
@@ -654,8 +724,11 @@ static void bconn_deliver(struct bconn *bc)
     } else {
         client_reply_done(r->client, r);
     }
-    if (bc->state != BC_CLOSED && bc->be != NULL && bc->be->role == BACKEND_RETIRED &&
-        bc->nqueued == 0 && bc->owner == NULL) {
+    if (bc->state != BC_CLOSED && bc->nqueued == 0 &&
+        (bc->retiring ||
+         (bc->be != NULL && bc->be->role == BACKEND_RETIRED && bc->owner == NULL))) {
+        /* A dedicated session moves on: its state is replayed on a new
+         * connection to the master in use. */
         bconn_close(bc, NULL);
     }
 }
@@ -802,7 +875,8 @@ static void bconn_hand_back(struct bconn *bc, struct req *r, const char *addr)
         client_undispatch(c, r); /* never reached the server: safe to send again */
         return;
     }
-    if (!bc->dedicated && cmd_is_read(r->ci) && !(r->flags & REQ_RETRIED)) {
+    if ((!bc->dedicated || session_can_resend(c)) && cmd_is_read(r->ci) &&
+        !(r->flags & REQ_RETRIED)) {
         r->flags |= REQ_RETRIED;
         w->stats.retried++;
         client_undispatch(c, r);

@@ -58,10 +58,12 @@ struct bconn {
     bool dedicated;     /* lent to one client (owner) */
     bool streaming;     /* replies are not matched to requests (SUBSCRIBE, MONITOR...) */
     uint32_t swallow;   /* stream replies to drop: confirmations of a resubscription */
-    bool last_unsub;    /* the last request sent was an UNSUBSCRIBE-family command */
+    bool marker_sent;   /* streaming: the proxy's end-of-stream marker is on its way */
+    bool marker_last;   /* ... and nothing was queued after it */
     bool dirty;         /* on the worker's flush list */
     bool tainted;       /* carries state that makes it unfit to lend again */
     bool reaped;        /* on the worker's reap list */
+    bool retiring;      /* takes no new requests; closes once everything is answered */
     uint8_t resp;       /* protocol version spoken (2 or 3) */
     int db;             /* selected database */
     unsigned io_events; /* events io is armed with */
@@ -82,6 +84,7 @@ struct bconn {
 
 struct backend {
     struct worker *w;
+    uint64_t id; /* unique in its worker (backends come and go) */
     struct addr addr;
     char name[ADDR_TEXT_MAX];
     uint8_t role;  /* enum backend_role */
@@ -118,9 +121,10 @@ struct backend *backend_new(struct worker *w, const struct addr *a, int role);
 void backend_free(struct backend *be);
 
 /* The backend lost its role (no longer the master, or gone from the
- * topology): idle connections close now; requests in flight get a grace
- * period to be answered, after which their connections are reset, so that a
- * stalled server never executes them later. */
+ * topology): requests not yet written go back to their clients, idle
+ * connections close now, busy ones take nothing new and close once answered;
+ * what is still unanswered after a grace period is reset, so that a stalled
+ * server never executes it later. */
 void backend_drain(struct backend *be, double grace);
 
 /* Cancel a drain in progress (the backend got its role back). */

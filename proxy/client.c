@@ -467,6 +467,11 @@ static enum route_result client_route(struct client *c, struct req *r)
             return ROUTE_LOCAL;
         }
     }
+    if (c->ded != NULL && c->ded->retiring) {
+        /* Its server lost the master role: the session continues on a new
+         * connection once this one has answered what it has. */
+        return client_hold(c, r, "master");
+    }
     if (c->ded != NULL) {
         bc = c->ded;
     } else {
@@ -532,6 +537,16 @@ static bool client_resubscribe(struct client *c)
 void client_dispatch(struct client *c)
 {
     if (c->sess.resub && !client_resubscribe(c)) {
+        /* Waiting for a master to subscribe again on: what the client sent
+         * meanwhile is held, bounded like any held request. */
+        struct req *r = c->undisp;
+        if (r != NULL && !(r->flags & (REQ_DONE | REQ_DISPATCHED)) &&
+            client_hold(c, r, "master") == ROUTE_LOCAL) {
+            c->undisp = r->cnext;
+            c->outbytes += r->out.bytes;
+            c->backlog += r->out.bytes;
+            worker_mark_client(c->w, c);
+        }
         return;
     }
     while (c->undisp != NULL && !(c->flags & CL_CLOSING)) {
@@ -635,6 +650,7 @@ void client_undispatch(struct client *c, struct req *r)
     r->flags &= ~REQ_DISPATCHED;
     r->bc = NULL;
     r->sent = 0;
+    r->probe = 0; /* a write is covered by the probe sent after it next time */
     if (!(r->flags & REQ_NOREPLY) && c->inflight > 0) {
         c->inflight--;
     }

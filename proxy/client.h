@@ -22,6 +22,7 @@
 #include "proxy/chunk.h"
 #include "proxy/reqscan.h"
 #include "proxy/transport.h"
+#include "proxy/txn.h"
 
 struct worker;
 struct bconn;
@@ -39,19 +40,16 @@ enum {
 
 /* Server-side state of the client's session, replayed on a new connection. */
 struct session {
-    int db;           /* SELECT */
-    uint8_t resp;     /* HELLO protocol version: 2 or 3 */
-    bool multi;       /* inside MULTI */
-    bool watching;    /* WATCH active */
-    bool streaming;   /* subscribed, MONITOR or CLIENT REPLY OFF/SKIP: replies stream */
-    bool tracking;    /* CLIENT TRACKING/CACHING/NO-EVICT/NO-TOUCH... state */
-    bool sticky;      /* state the proxy cannot undo (CLIENT NO-EVICT...): stay pinned */
-    bool lost_multi;  /* the connection was lost inside MULTI: EXEC must abort */
-    bool lost_watch;  /* the connection was lost with keys watched: EXEC returns nil */
-    int multi_db;     /* SELECT queued inside MULTI: applies if EXEC runs (-1 = none) */
-    char *multi_name; /* CLIENT SETNAME queued inside MULTI (applies if EXEC runs it) */
-    size_t multi_name_len;
-    bool multi_name_set;
+    int db;          /* SELECT */
+    uint8_t resp;    /* HELLO protocol version: 2 or 3 */
+    bool multi;      /* inside MULTI */
+    bool watching;   /* WATCH active */
+    bool streaming;  /* subscribed, MONITOR or CLIENT REPLY OFF/SKIP: replies stream */
+    bool tracking;   /* CLIENT TRACKING/CACHING/NO-EVICT/NO-TOUCH... state */
+    bool sticky;     /* state the proxy cannot undo (CLIENT NO-EVICT...): stay pinned */
+    bool lost_multi; /* the connection was lost inside MULTI: EXEC must abort */
+    bool lost_watch; /* the connection was lost with keys watched: EXEC returns nil */
+    struct txn txn;  /* session commands queued inside MULTI */
     bool multi_sent; /* MULTI was sent and no EXEC/DISCARD yet (dispatch order) */
     bool authed;     /* authenticated (only tracked when backend-password is set) */
     char *auth;      /* the last successful AUTH request, as sent */
@@ -63,6 +61,7 @@ struct session {
     struct session_set *subs; /* channels, patterns, shard channels subscribed */
     bool monitor;             /* MONITOR is on */
     bool resub;               /* subscriptions must be re-established on a new connection */
+    bool reply_off;           /* CLIENT REPLY OFF is in effect (replayed on a new connection) */
 };
 
 struct client {
@@ -91,6 +90,7 @@ struct client {
     uint64_t ryw_offset; /* read-your-writes: master offset replicas must have reached */
     uint64_t ryw_probe;  /* ... or the probe after its last write, still unanswered */
     uint64_t ryw_after;  /* ... or any probe created after this one (0 = none) */
+    uint64_t scan_be;    /* backend id its SCAN-family cursors come from (0 = none) */
     double last_active;
     struct session sess;
     struct client *prev, *next;   /* worker's clients */

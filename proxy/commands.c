@@ -42,10 +42,11 @@ static const struct cmd_override commands_overrides[] = {
     {"client", CMDP_FORWARD, CMD_CLIENT},
     {"client|caching", CMDP_SESSION, CMD_CLIENT},
     {"client|getname", CMDP_LOCAL, CMD_CLIENT},
+    {"client|id", CMDP_SESSION, CMD_CLIENT},
     {"client|no-evict", CMDP_SESSION, CMD_CLIENT},
     {"client|no-touch", CMDP_SESSION, CMD_CLIENT},
     {"client|reply", CMDP_STREAM, CMD_CLIENT},
-    {"client|setinfo", CMDP_SESSION, CMD_CLIENT},
+    {"client|setinfo", CMDP_FORWARD, CMD_CLIENT},
     {"client|setname", CMDP_LOCAL, CMD_CLIENT},
     {"client|tracking", CMDP_SESSION, CMD_CLIENT},
     {"discard", CMDP_FORWARD, CMD_DISCARD},
@@ -54,6 +55,8 @@ static const struct cmd_override commands_overrides[] = {
     {"host:", CMDP_CLOSE, CMD_OTHER},
     {"monitor", CMDP_STREAM, CMD_MONITOR},
     {"multi", CMDP_SESSION, CMD_MULTI},
+    {"function|kill", CMDP_BLOCKING, CMD_OTHER},
+    {"hscan", CMDP_FORWARD, CMD_XSCAN},
     {"ping", CMDP_FORWARD, CMD_PING},
     {"post", CMDP_CLOSE, CMD_OTHER},
     {"proxy", CMDP_LOCAL, CMD_PROXY},
@@ -63,7 +66,11 @@ static const struct cmd_override commands_overrides[] = {
     {"quit", CMDP_LOCAL, CMD_QUIT},
     {"replconf", CMDP_REFUSE, CMD_OTHER},
     {"reset", CMDP_LOCAL, CMD_RESET},
+    {"scan", CMDP_FORWARD, CMD_SCAN},
+    {"script|kill", CMDP_BLOCKING, CMD_OTHER},
     {"select", CMDP_SESSION, CMD_SELECT},
+    {"shutdown", CMDP_BLOCKING, CMD_OTHER},
+    {"sscan", CMDP_FORWARD, CMD_XSCAN},
     {"ssubscribe", CMDP_STREAM, CMD_SSUBSCRIBE},
     {"subscribe", CMDP_STREAM, CMD_SUBSCRIBE},
     {"sunsubscribe", CMDP_FORWARD, CMD_SUNSUBSCRIBE},
@@ -75,6 +82,7 @@ static const struct cmd_override commands_overrides[] = {
     {"watch", CMDP_SESSION, CMD_WATCH},
     {"xread", CMDP_FORWARD, CMD_XREAD},
     {"xreadgroup", CMDP_FORWARD, CMD_XREADGROUP},
+    {"zscan", CMDP_FORWARD, CMD_XSCAN},
 };
 
 /* Commands not in every Redis version's COMMAND output that the proxy must
@@ -85,7 +93,7 @@ static const struct cmd_info commands_extra[] = {
     {"host:", -1, 0, 0, 0, 0, CMDP_CLOSE, CMD_OTHER, false},
     {"client|no-touch", 3, CMDF_NOSCRIPT | CMDF_LOADING | CMDF_STALE, 0, 0, 0, CMDP_SESSION,
      CMD_CLIENT, false},
-    {"client|setinfo", -4, CMDF_NOSCRIPT | CMDF_LOADING | CMDF_STALE, 0, 0, 0, CMDP_SESSION,
+    {"client|setinfo", -4, CMDF_NOSCRIPT | CMDF_LOADING | CMDF_STALE, 0, 0, 0, CMDP_FORWARD,
      CMD_CLIENT, false},
     {"waitaof", 4, CMDF_NOSCRIPT, 0, 0, 0, CMDP_BLOCKING, CMD_WAIT, false},
 };
@@ -150,6 +158,8 @@ static void commands_insert(struct cmdtable *t, const struct cmd_info *src)
     if (ov != NULL) {
         ci->proxy = ov->proxy;
         ci->id = ov->id;
+    } else if (ci->flags & CMDF_BLOCKING) {
+        ci->proxy = CMDP_BLOCKING; /* a module's blocking command */
     }
     i = commands_hash(src->name, len) & t->mask;
     while (t->slots[i] != 0) {

@@ -71,6 +71,8 @@ enum cmd_id {
     CMD_XREADGROUP,
     CMD_WAIT,
     CMD_PING,
+    CMD_SCAN,  /* SCAN: cursor in argument 1 */
+    CMD_XSCAN, /* HSCAN, SSCAN, ZSCAN: cursor in argument 2 */
 };
 
 struct cmd_info {

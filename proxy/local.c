@@ -103,6 +103,57 @@ static const char *local_backend_state(const struct backend *be)
     }
 }
 
+static const char *local_role(int role)
+{
+    return role == BACKEND_MASTER ? "master" : role == BACKEND_REPLICA ? "replica" : "retired";
+}
+
+/* Requests routed to each backend by every worker (the read/write split):
+ * this worker's live counters plus the others' from their last tick. */
+static void local_backend_totals(struct worker *w, struct strbuf *sb)
+{
+    struct proxy *px = w->px;
+    struct worker_backend_snap *all, *mine;
+    size_t n = 0, cap = (size_t)px->nworkers * WORKER_SNAP_MAX;
+
+    all = calloc(cap, sizeof(*all));
+    mine = calloc(WORKER_SNAP_MAX, sizeof(*mine));
+    if (all == NULL || mine == NULL) {
+        free(all);
+        free(mine);
+        sb->oom = true;
+        return;
+    }
+    for (int k = 0; k < px->nworkers; k++) {
+        size_t got =
+            worker_backend_counters(&px->workers[k], &px->workers[k] == w, mine, WORKER_SNAP_MAX);
+        for (size_t i = 0; i < got; i++) {
+            size_t j = 0;
+            while (j < n && strcmp(all[j].name, mine[i].name) != 0) {
+                j++;
+            }
+            if (j == n) {
+                all[n++] = mine[i];
+                continue;
+            }
+            all[j].requests += mine[i].requests;
+            all[j].failures += mine[i].failures;
+            all[j].inflight += mine[i].inflight;
+            if (mine[i].role < all[j].role) {
+                all[j].role = mine[i].role; /* master before replica before retired */
+            }
+        }
+    }
+    strbuf_printf(sb, "# Backends (all %d workers)\r\n", px->nworkers);
+    for (size_t j = 0; j < n; j++) {
+        strbuf_printf(sb, "routed%zu:addr=%s,role=%s,requests=%llu,inflight=%u,failures=%llu\r\n",
+                      j, all[j].name, local_role(all[j].role), (unsigned long long)all[j].requests,
+                      all[j].inflight, (unsigned long long)all[j].failures);
+    }
+    free(all);
+    free(mine);
+}
+
 static void local_topology(struct client *c, struct strbuf *sb)
 {
     struct worker *w = c->w;
@@ -137,18 +188,16 @@ static void local_topology(struct client *c, struct strbuf *sb)
         strbuf_append(sb, px->control_status, strlen(px->control_status));
     }
     pthread_mutex_unlock(&px->status_lock);
+    local_backend_totals(w, sb);
     strbuf_printf(sb, "# Backends (worker %d)\r\n", w->id);
     for (struct backend *be = w->backends; be != NULL; be = be->next, i++) {
         strbuf_printf(
             sb,
             "backend%d:addr=%s,role=%s,state=%s,requests=%llu,inflight=%u,"
             "failures=%llu,healthy=%d,offset=%llu\r\n",
-            i, be->name,
-            be->role == BACKEND_MASTER    ? "master"
-            : be->role == BACKEND_REPLICA ? "replica"
-                                          : "retired",
-            local_backend_state(be), (unsigned long long)be->nrequests, be->inflight,
-            (unsigned long long)be->nerrors, be->role == BACKEND_MASTER ? 1 : (int)be->healthy,
+            i, be->name, local_role(be->role), local_backend_state(be),
+            (unsigned long long)be->nrequests, be->inflight, (unsigned long long)be->nerrors,
+            be->role == BACKEND_MASTER ? 1 : (int)be->healthy,
             (unsigned long long)(be->role == BACKEND_MASTER ? w->master_offset : be->offset));
     }
 }
@@ -353,7 +402,8 @@ void local_handle(struct client *c, struct req *r)
         local_reply(c, r, "+OK\r\n", 5);
         return;
     case CMD_QUIT:
-        local_reply(c, r, "+OK\r\n", 5);
+        /* Under CLIENT REPLY OFF the server would close without a word. */
+        local_reply(c, r, "+OK\r\n", c->sess.reply_off ? 0 : 5);
         r->flags |= REQ_CLOSE_AFTER;
         c->flags |= CL_CLOSE_AFTER;
         client_discard_after(c, r); /* what was pipelined behind QUIT never runs */

@@ -12,6 +12,7 @@
  */
 #include "proxy/router.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "conf/config.h"
@@ -24,7 +25,9 @@
 #include "proxy/req.h"
 #include "proxy/worker.h"
 
-#define ROUTER_CANDIDATES 64
+#define ROUTER_CANDIDATES  64
+#define ROUTER_SILENT      1.0 /* seconds a replica may leave a ROLE probe unanswered */
+#define ROUTER_CURSOR_ARGS 3   /* HSCAN key cursor: the cursor is argument 2 */
 
 static struct backend *router_master(struct client *c)
 {
@@ -70,14 +73,91 @@ static struct backend *router_balance(struct worker *w, struct backend **cand, s
     }
 }
 
+/* A SCAN-family request continuing an iteration (cursor not "0"): the
+ * cursor only means something to the server that returned it. */
+static bool router_continues_scan(struct req *r)
+{
+    int at = r->ci->id == CMD_SCAN ? 1 : 2; /* SCAN cursor; HSCAN key cursor */
+    const char *argv[ROUTER_CURSOR_ARGS];
+    size_t argl[ROUTER_CURSOR_ARGS], len = 0;
+    char *buf = req_flatten(r, 1u << 20, &len);
+    int argc = buf != NULL ? req_split(buf, len, argv, argl, ROUTER_CURSOR_ARGS) : -1;
+    bool more = argc > at && !(argl[at] == 1 && argv[at][0] == '0');
+
+    free(buf);
+    return more;
+}
+
+/* Whether a replica may serve reads now, as far as this worker can tell:
+ * healthy for the control plane, reachable, answering its ROLE probes, and
+ * within max-replica-lag of the master's offset this worker last saw. */
+static bool router_replica_ok(const struct worker *w, const struct backend *be, uint64_t max_lag)
+{
+    if (!be->healthy || !backend_usable(be)) {
+        return false;
+    }
+    if (be->probe_pending && ev_now(w->loop) - be->offset_at > ROUTER_SILENT) {
+        return false;
+    }
+    return max_lag == 0 || be->offset == 0 || w->master_offset <= be->offset + max_lag;
+}
+
+static struct backend *router_find(struct worker *w, uint64_t id)
+{
+    for (struct backend *be = w->backends; be != NULL; be = be->next) {
+        if (be->id == id) {
+            return be;
+        }
+    }
+    return NULL;
+}
+
+/* A continued SCAN goes back to where its cursor came from, whatever
+ * read-your-writes says (an iteration reports keys present from its start
+ * to its end, and its start saw the client's writes); the master when that
+ * server can no longer be used. */
+static struct backend *router_scan_home(struct client *c)
+{
+    struct worker *w = c->w;
+    struct backend *be = c->scan_be != 0 ? router_find(w, c->scan_be) : NULL;
+
+    if (be != NULL && be->role == BACKEND_REPLICA &&
+        router_replica_ok(w, be, w->px->cfg->max_replica_lag)) {
+        w->stats.reads_replicas++;
+        return be;
+    }
+    w->stats.reads_master++;
+    return router_master(c);
+}
+
+static struct backend *router_pick_read(struct client *c, struct req *r, int mode, uint64_t prefer);
+
 struct backend *router_pick(struct client *c, struct req *r)
+{
+    int mode = c->listener != NULL ? c->listener->read_from : c->w->px->cfg->read_from;
+    bool scan = r->ci != NULL && (r->ci->id == CMD_SCAN || r->ci->id == CMD_XSCAN);
+    struct backend *be;
+
+    if (scan && mode != READ_FROM_MASTER && !(r->flags & REQ_MASTER_ONLY) && c->w->nreplicas > 0 &&
+        router_continues_scan(r)) {
+        return router_scan_home(c);
+    }
+    be = router_pick_read(c, r, mode, scan ? c->scan_be : 0);
+    if (scan && be != NULL) {
+        c->scan_be = be->id;
+    }
+    return be;
+}
+
+/* The backend for a request that does not continue a SCAN; among the
+ * replicas that qualify, the one with id prefer when it is one of them. */
+static struct backend *router_pick_read(struct client *c, struct req *r, int mode, uint64_t prefer)
 {
     const struct config *cfg = c->w->px->cfg;
     struct worker *w = c->w;
     struct backend *cand[ROUTER_CANDIDATES], *zoned[ROUTER_CANDIDATES];
     size_t n = 0, nz = 0;
     uint64_t need = 0;
-    int mode = c->listener != NULL ? c->listener->read_from : cfg->read_from;
     bool ryw_blocked = false;
 
     if (mode == READ_FROM_MASTER || !cmd_is_read(r->ci) || (r->flags & REQ_MASTER_ONLY) ||
@@ -94,7 +174,7 @@ struct backend *router_pick(struct client *c, struct req *r)
     }
     for (size_t i = 0; i < w->nreplicas && n < ROUTER_CANDIDATES; i++) {
         struct backend *be = w->replicas[i];
-        if (!be->healthy || !backend_usable(be)) {
+        if (!router_replica_ok(w, be, cfg->max_replica_lag)) {
             continue;
         }
         if (need > 0 && be->offset < need) {
@@ -117,6 +197,11 @@ struct backend *router_pick(struct client *c, struct req *r)
         return router_master(c);
     }
     w->stats.reads_replicas++;
+    for (size_t i = 0; prefer != 0 && i < n; i++) {
+        if (cand[i]->id == prefer) {
+            return cand[i];
+        }
+    }
     /* With requests in flight, stay on their replica: another one would have
      * to wait for them (a client's commands run in order), which would turn
      * a pipeline into one request at a time. */

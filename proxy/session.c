@@ -42,7 +42,6 @@ void session_init(struct session *s)
 {
     memset(s, 0, sizeof(*s));
     s->resp = 2;
-    s->multi_db = -1;
 }
 
 static void session_set_clear(struct session_set *set)
@@ -70,9 +69,7 @@ static void session_subs_free(struct session *s)
 void session_free(struct session *s)
 {
     session_subs_free(s);
-    free(s->multi_name);
-    s->multi_name = NULL;
-    s->multi_name_set = false;
+    txn_clear(&s->txn);
     free(s->auth);
     free(s->hello);
     free(s->name);
@@ -372,6 +369,17 @@ bool session_replay(struct client *c, struct bconn *bc)
         }
         bc->db = s->db;
     }
+    if (s->reply_off) {
+        const char *argv[] = {"CLIENT", "REPLY", "OFF"};
+        size_t argl[] = {6, 5, 3};
+        struct req *r = req_internal(w, 3, argv, argl);
+        if (r == NULL) {
+            return false;
+        }
+        r->flags |= REQ_NOREPLY; /* from here on the connection streams */
+        bconn_enqueue(bc, r);
+        bc->tainted = true;
+    }
     return true;
 }
 
@@ -482,32 +490,85 @@ static void session_track_streams(struct client *c, struct req *r)
     free(argl);
 }
 
-bool session_stream_ended(struct client *c, struct bconn *bc, struct spans *out)
-{
-    struct resp_reader rd;
-    struct resp_value v;
-    int64_t count = -1;
-    char buf[256];
-    size_t len;
+#define SESSION_MARKER "__sentinel-proxy__:end-of-stream"
 
-    /* Only worth a look when the proxy's own bookkeeping says nothing is left
-     * and nothing else is queued on the connection. */
-    if (!c->sess.streaming || session_has_streams(&c->sess) || bc->nqueued != 0 ||
-        !bc->last_unsub || bc->swallow != 0 || out->bytes > sizeof(buf)) {
-        return false;
+/* out starts with text (and is no longer than max bytes). */
+static bool session_reply_is(struct spans *out, const char *text, size_t max)
+{
+    char got[96];
+    size_t n = strlen(text);
+
+    return out->bytes >= n && out->bytes <= max && spans_copy(out, 0, got, n) == n &&
+           memcmp(got, text, n) == 0;
+}
+
+/* The marker's reply: its echo, or the error a RESP2 connection still in
+ * subscribed mode gives (the proxy's bookkeeping was wrong: harmless). */
+static bool session_is_marker(struct spans *out)
+{
+    char echo[64];
+
+    snprintf(echo, sizeof(echo), "$%zu\r\n%s\r\n", strlen(SESSION_MARKER), SESSION_MARKER);
+    return session_reply_is(out, echo, strlen(echo)) ||
+           session_reply_is(out, "-ERR Can't execute 'echo'", 256);
+}
+
+static void session_send_marker(struct client *c, struct bconn *bc)
+{
+    const char *argv[] = {"ECHO", SESSION_MARKER};
+    size_t argl[] = {4, strlen(SESSION_MARKER)};
+    struct req *r = req_internal(c->w, 2, argv, argl);
+
+    if (r == NULL) {
+        return; /* the session stays on its connection: harmless */
     }
-    len = spans_copy(out, 0, buf, sizeof(buf));
-    resp_reader_init(&rd, buf, len);
-    if (!resp_next(&rd, &v) || (v.type != '*' && v.type != '>') || v.n != 3 ||
-        !resp_next(&rd, &v) ||
-        !(resp_is(&v, "unsubscribe") || resp_is(&v, "punsubscribe") ||
-          resp_is(&v, "sunsubscribe")) ||
-        !resp_skip(&rd) || !resp_next(&rd, &v) || !resp_int(&v, &count) || count != 0) {
-        return false;
+    r->flags |= REQ_NOREPLY;
+    bconn_enqueue(bc, r);
+    bc->marker_sent = true;
+    bc->marker_last = true;
+}
+
+int session_stream_reply(struct client *c, struct bconn *bc, struct spans *out)
+{
+    struct session *s = &c->sess;
+
+    if (!s->streaming) {
+        return SESSION_STREAM_PASS;
     }
-    bc->streaming = false;
-    c->sess.streaming = false;
-    return true;
+    if (bc->marker_sent && session_is_marker(out)) {
+        bc->marker_sent = false;
+        if (session_has_streams(s) || s->reply_off) {
+            return SESSION_STREAM_DROP; /* subscribed again meanwhile */
+        }
+        if (!bc->marker_last || bc->nqueued != 0 || bc->swallow != 0) {
+            session_send_marker(c, bc); /* more was sent: wait for that too */
+            return SESSION_STREAM_DROP;
+        }
+        bc->streaming = false;
+        s->streaming = false;
+        return SESSION_STREAM_ENDED;
+    }
+    if (session_reply_is(out, "+RESET\r\n", 8)) {
+        /* RESET ended subscriptions, MONITOR and CLIENT REPLY OFF on the
+         * server: none of it may come back on a new connection. */
+        session_reset(s);
+        bc->tainted = true;
+        bc->db = 0;
+        bc->resp = 2;
+    }
+    /* Nothing left that streams (the last UNSUBSCRIBE's confirmation, the
+     * +OK of CLIENT REPLY ON, +RESET...): find where the stream ends. */
+    if (!bc->marker_sent && !s->monitor && !s->reply_off && !session_has_streams(s)) {
+        session_send_marker(c, bc);
+    }
+    return SESSION_STREAM_PASS;
+}
+
+bool session_can_resend(const struct client *c)
+{
+    const struct session *s = &c->sess;
+
+    return !s->multi && !s->multi_sent && !s->lost_multi && !s->streaming;
 }
 
 bool session_has_streams(const struct session *s)
@@ -573,6 +634,22 @@ bool session_resubscribe(struct client *c, struct bconn *bc)
     return true;
 }
 
+/* CLIENT REPLY ON|OFF|SKIP: OFF lasts until ON or RESET, and is replayed on
+ * a new connection (a direct connection would stay silent too). */
+static void session_track_reply_mode(struct client *c, struct req *r)
+{
+    struct session_args a;
+
+    if (session_args(r, &a) && a.argc == 3) {
+        if (session_arg_is(&a, 2, "off")) {
+            c->sess.reply_off = true;
+        } else if (session_arg_is(&a, 2, "on")) {
+            c->sess.reply_off = false;
+        }
+    }
+    free(a.buf);
+}
+
 void session_before_send(struct client *c, struct req *r, struct bconn *bc)
 {
     const struct cmd_info *ci = r->ci;
@@ -581,17 +658,21 @@ void session_before_send(struct client *c, struct req *r, struct bconn *bc)
                        ci->id == CMD_PUNSUBSCRIBE || ci->id == CMD_SUNSUBSCRIBE)) {
         session_track_streams(c, r);
     }
-    /* Leaving streaming mode is safe only when nothing was sent after the
-     * unsubscribe that ends it (its reply would stream, not match). */
-    bc->last_unsub = ci != NULL && (ci->id == CMD_UNSUBSCRIBE || ci->id == CMD_PUNSUBSCRIBE ||
-                                    ci->id == CMD_SUNSUBSCRIBE);
     if (ci != NULL && ci->id == CMD_MULTI) {
         c->sess.multi_sent = true;
     } else if (ci != NULL && (ci->id == CMD_EXEC || ci->id == CMD_DISCARD || ci->id == CMD_RESET)) {
         c->sess.multi_sent = false;
     }
 
-    if (c->sess.streaming || (ci != NULL && ci->proxy == CMDP_STREAM)) {
+    if (ci != NULL && ci->id == CMD_CLIENT && ci->proxy == CMDP_STREAM) {
+        session_track_reply_mode(c, r);
+    }
+    /* RESP3 confirms (un)subscriptions with push messages, also outside
+     * subscribed mode: an UNSUBSCRIBE then gets no reply of its own. */
+    bool push_only = bc->resp == 3 && ci != NULL &&
+                     (ci->id == CMD_UNSUBSCRIBE || ci->id == CMD_PUNSUBSCRIBE ||
+                      ci->id == CMD_SUNSUBSCRIBE);
+    if (c->sess.streaming || (ci != NULL && ci->proxy == CMDP_STREAM) || push_only) {
         /* From here on the connection's replies are streamed to the client
          * as they come; the request itself expects no matched reply. */
         c->sess.streaming = true;
@@ -667,26 +748,6 @@ static void session_after_hello(struct client *c, struct req *r)
     free(a.buf);
 }
 
-/* A CLIENT SETNAME queued in MULTI: the name changes only if EXEC runs it,
- * and only if it is a valid name (the server checks that at EXEC). */
-static void session_queue_name(struct session *s, const char *name, size_t len)
-{
-    bool valid = true;
-
-    for (size_t i = 0; i < len; i++) {
-        valid = valid && name[i] >= '!' && name[i] <= '~';
-    }
-    free(s->multi_name);
-    s->multi_name = NULL;
-    s->multi_name_set = false;
-    if (!valid || (len > 0 && (s->multi_name = malloc(len)) == NULL)) {
-        return;
-    }
-    memcpy(s->multi_name, name, len);
-    s->multi_name_len = len;
-    s->multi_name_set = true;
-}
-
 static void session_after_client(struct client *c, struct req *r)
 {
     const char *sub = strchr(r->ci->name, '|');
@@ -700,9 +761,8 @@ static void session_after_client(struct client *c, struct req *r)
         c->ded->tainted = true;
     }
     if (strcmp(sub, "setname") == 0) {
-        if (session_args(r, &a) && a.argc == 3 && c->sess.multi) {
-            session_queue_name(&c->sess, a.argv[2], a.argl[2]);
-        } else if (a.argc == 3 && !session_set_name(&c->sess, a.argv[2], a.argl[2])) {
+        if (session_args(r, &a) && a.argc == 3 &&
+            !session_set_name(&c->sess, a.argv[2], a.argl[2])) {
             log_warn("client %llu: out of memory keeping its name", (unsigned long long)c->id);
         }
         free(a.buf);
@@ -712,9 +772,54 @@ static void session_after_client(struct client *c, struct req *r)
         }
         free(a.buf);
     } else if (strcmp(sub, "caching") == 0 || strcmp(sub, "no-evict") == 0 ||
-               strcmp(sub, "no-touch") == 0 || strcmp(sub, "setinfo") == 0) {
+               strcmp(sub, "no-touch") == 0 || strcmp(sub, "id") == 0) {
+        /* CLIENT ID: the id stays valid (for CLIENT UNBLOCK, CLIENT KILL ID,
+         * TRACKING REDIRECT) while the session keeps this connection. */
         c->sess.sticky = true;
     }
+}
+
+/* A session command EXEC ran without error: apply it as if it had just
+ * been answered outside the transaction. */
+static void session_apply_queued(void *arg, const struct txn_entry *e)
+{
+    struct client *c = arg;
+    struct req *r = req_new(c->w);
+
+    if (r == NULL || !req_spans_copy_in(c->w, &r->in, e->buf, e->len)) {
+        log_warn("client %llu: out of memory applying its transaction's session changes",
+                 (unsigned long long)c->id);
+        if (r != NULL) {
+            req_free(c->w, r);
+        }
+        return;
+    }
+    r->ci = e->ci;
+    r->intarg = e->intarg;
+    r->argc = e->argc;
+    session_after_reply(c, r);
+    req_free(c->w, r);
+}
+
+/* Inside MULTI, commands are only queued: session commands take effect if
+ * EXEC runs them. True when r was such a queued command. */
+static bool session_in_multi(struct client *c, struct req *r)
+{
+    int id = r->ci->id;
+
+    if (!c->sess.multi || id == CMD_EXEC || id == CMD_DISCARD || id == CMD_MULTI ||
+        id == CMD_WATCH || id == CMD_RESET || id == CMD_QUIT) {
+        return false;
+    }
+    if ((r->flags & REQ_ERROR) || !txn_is_queued_reply(r)) {
+        return true; /* refused at queueing time: EXEC will abort */
+    }
+    if (id == CMD_SELECT || id == CMD_AUTH || id == CMD_HELLO || id == CMD_CLIENT) {
+        txn_defer(&c->sess.txn, r);
+    } else {
+        txn_count(&c->sess.txn);
+    }
+    return true;
 }
 
 void session_after_reply(struct client *c, struct req *r)
@@ -722,45 +827,34 @@ void session_after_reply(struct client *c, struct req *r)
     const struct cmd_info *ci = r->ci;
     bool ok = !(r->flags & REQ_ERROR);
 
-    if (ci == NULL || (r->flags & REQ_PUSH)) {
+    if (ci == NULL || (r->flags & REQ_PUSH) || session_in_multi(c, r)) {
         return;
     }
     switch (ci->id) {
     case CMD_EXEC:
-        /* A SELECT or CLIENT SETNAME queued in the transaction took effect
-         * if EXEC ran it (a reply array, not nil or an error). */
-        if (ok && !(r->flags & REQ_EXEC_NIL) && spans_first_byte(&r->out) == '*' &&
-            r->out.bytes > 5) {
-            if (c->sess.multi_db >= 0) {
-                c->sess.db = c->sess.multi_db;
-                if (c->ded != NULL) {
-                    c->ded->db = c->sess.multi_db;
-                }
-            }
-            if (c->sess.multi_name_set &&
-                !session_set_name(&c->sess, c->sess.multi_name, c->sess.multi_name_len)) {
-                log_warn("client %llu: out of memory keeping its name", (unsigned long long)c->id);
-            }
-        }
-        /* fall through */
     case CMD_DISCARD:
-        c->sess.multi_db = -1;
-        free(c->sess.multi_name);
-        c->sess.multi_name = NULL;
-        c->sess.multi_name_set = false;
+        c->sess.multi = false;
+        c->sess.watching = false;
+        c->sess.lost_watch = false;
+        /* What the transaction queued took effect if EXEC ran it (a reply
+         * array, not nil or an error), each command unless it failed. */
+        if (ci->id == CMD_EXEC && ok && !(r->flags & REQ_EXEC_NIL) &&
+            spans_first_byte(&r->out) == '*' && r->out.bytes > 5) {
+            if (c->sess.txn.lossy) {
+                log_warn("client %llu: session changes of its transaction were not kept",
+                         (unsigned long long)c->id);
+            }
+            txn_applied(&c->sess.txn, r, session_apply_queued, c);
+        }
+        txn_clear(&c->sess.txn);
         if ((r->flags & REQ_EXEC_NIL) && ok &&
             !req_reply_raw(c->w, r, c->sess.resp == 3 ? "_\r\n" : "*-1\r\n",
                            c->sess.resp == 3 ? 3 : 5)) {
             r->flags |= REQ_DONE;
         }
-        c->sess.multi = false;
-        c->sess.watching = false;
-        c->sess.lost_watch = false;
         return;
     case CMD_SELECT:
-        if (ok && r->intarg >= 0 && c->sess.multi) {
-            c->sess.multi_db = r->intarg; /* queued: only EXEC will run it */
-        } else if (ok && r->intarg >= 0) {
+        if (ok && r->intarg >= 0) {
             c->sess.db = r->intarg;
             if (c->ded != NULL) {
                 c->ded->db = r->intarg;
@@ -784,10 +878,7 @@ void session_after_reply(struct client *c, struct req *r)
         return;
     case CMD_MULTI:
         if (ok && !c->sess.multi) {
-            c->sess.multi_db = -1;
-            free(c->sess.multi_name);
-            c->sess.multi_name = NULL;
-            c->sess.multi_name_set = false;
+            txn_clear(&c->sess.txn);
         }
         c->sess.multi = c->sess.multi || ok;
         return;
@@ -801,6 +892,13 @@ void session_after_reply(struct client *c, struct req *r)
     case CMD_RESET:
         if (ok) {
             session_reset(&c->sess);
+            if (c->ded != NULL) {
+                /* The server logged the connection out (and back to db 0,
+                 * RESP2): it must not be lent to anyone else. */
+                c->ded->tainted = true;
+                c->ded->db = 0;
+                c->ded->resp = 2;
+            }
         }
         return;
     case CMD_CLIENT:
@@ -820,15 +918,17 @@ void session_lost_connection(struct client *c)
     if (s->multi) {
         s->lost_multi = true;
     }
-    s->multi_db = -1;
-    free(s->multi_name);
-    s->multi_name = NULL;
-    s->multi_name_set = false;
+    txn_clear(&s->txn);
     if (s->watching) {
         s->lost_watch = true;
     }
     s->multi = false;
     s->watching = false;
+    if (s->reply_off) {
+        /* Still silent: the next connection gets CLIENT REPLY OFF again. */
+        s->resub = session_has_streams(s);
+        return;
+    }
     if (s->streaming && session_has_streams(s)) {
         /* Subscribers are subscribed again on a new connection as soon as a
          * master is usable; the client keeps its connection and sees only

@@ -67,10 +67,24 @@ void session_lost_connection(struct client *c);
  * on bc, hiding their confirmations from the client. False if out of memory. */
 bool session_resubscribe(struct client *c, struct bconn *bc) __attribute__((warn_unused_result));
 
-/* A streamed reply (out) is about to reach c: when it confirms that the last
- * subscription is gone, the connection leaves streaming mode and the session
- * can return to shared connections. True when that happened. */
-bool session_stream_ended(struct client *c, struct bconn *bc, struct spans *out);
+enum session_stream {
+    SESSION_STREAM_PASS = 0,  /* give it to the client */
+    SESSION_STREAM_DROP = 1,  /* the proxy's own: the client never sees it */
+    SESSION_STREAM_ENDED = 2, /* the proxy's own, and the stream is over */
+};
+
+/* A streamed reply (out) arrived on c's connection bc. It follows the
+ * session: a confirmation that the last subscription is gone, or +RESET.
+ * Once the server is out of subscribed mode, the proxy queues an ECHO marker;
+ * when the marker comes back with nothing queued after it, every reply has
+ * been seen and the connection leaves streaming mode (ENDED: the session may
+ * return to shared connections). Returns enum session_stream. */
+int session_stream_reply(struct client *c, struct bconn *bc, struct spans *out);
+
+/* True when a request of c that was not executed, or a read whose reply was
+ * lost, may be sent again on another connection: no transaction is open or
+ * being opened, and replies are not streaming. */
+bool session_can_resend(const struct client *c);
 
 /* True when the session has subscriptions or MONITOR to re-establish. */
 bool session_has_streams(const struct session *s);

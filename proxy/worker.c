@@ -31,6 +31,7 @@ static void worker_probe_cb(struct ev_loop *loop, ev_timer *t, int revents);
 bool worker_init(struct worker *w, struct proxy *px, int id, char *err, size_t errlen)
 {
     memset(w, 0, sizeof(*w));
+    pthread_mutex_init(&w->snap_lock, NULL);
     w->id = id;
     w->px = px;
     w->loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
@@ -376,6 +377,36 @@ static void worker_async_cb(struct ev_loop *loop, ev_async *a, int revents)
     }
 }
 
+/* Fill out from the live backends (the worker's own thread only). */
+static size_t worker_collect(struct worker *w, struct worker_backend_snap *out, size_t max)
+{
+    size_t n = 0;
+
+    for (struct backend *be = w->backends; be != NULL && n < max; be = be->next, n++) {
+        snprintf(out[n].name, sizeof(out[n].name), "%s", be->name);
+        out[n].role = be->role;
+        out[n].requests = be->nrequests;
+        out[n].failures = be->nerrors;
+        out[n].inflight = be->inflight;
+    }
+    return n;
+}
+
+size_t worker_backend_counters(struct worker *w, bool own, struct worker_backend_snap *out,
+                               size_t max)
+{
+    size_t n;
+
+    if (own) {
+        return worker_collect(w, out, max);
+    }
+    pthread_mutex_lock(&w->snap_lock);
+    n = w->nsnap < max ? w->nsnap : max;
+    memcpy(out, w->snap, n * sizeof(*out));
+    pthread_mutex_unlock(&w->snap_lock);
+    return n;
+}
+
 static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct worker *w = t->data;
@@ -404,6 +435,9 @@ static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
             worker_wake_later(w); /* requests held for it may go again */
         }
     }
+    pthread_mutex_lock(&w->snap_lock);
+    w->nsnap = worker_collect(w, w->snap, WORKER_SNAP_MAX);
+    pthread_mutex_unlock(&w->snap_lock);
 }
 
 void worker_stop(struct worker *w)
@@ -443,4 +477,5 @@ void worker_stop(struct worker *w)
     w->nreplicas = 0;
     ev_loop_destroy(w->loop);
     w->loop = NULL;
+    pthread_mutex_destroy(&w->snap_lock);
 }

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "proxy/addr.h"
 #include "proxy/chunk.h"
 
 struct proxy;
@@ -25,7 +26,6 @@ struct backend;
 struct req;
 struct topology;
 struct listener;
-struct addr;
 
 #define WORKER_PROBES 4096 /* ring of recent master ROLE probes (power of two) */
 
@@ -36,6 +36,18 @@ struct worker_probe {
     uint64_t seq;
     uint64_t offset; /* master replication offset it reported */
     uint8_t state;
+};
+
+#define WORKER_SNAP_MAX 64 /* backends in a worker's published counters */
+
+/* A backend's counters as its worker last published them (every tick), so
+ * that PROXY TOPOLOGY can show the whole process. */
+struct worker_backend_snap {
+    char name[ADDR_TEXT_MAX];
+    uint8_t role;
+    uint64_t requests;
+    uint64_t failures;
+    uint32_t inflight;
 };
 
 struct worker_stats {
@@ -83,6 +95,7 @@ struct worker {
     struct topology *mailbox; /* next snapshot, swapped atomically */
     uint64_t held_bytes;
     uint64_t next_bconn_id;
+    uint64_t next_backend_id;
     bool stopping;
     bool running; /* the thread was started */
     bool wake_pending;
@@ -97,6 +110,9 @@ struct worker {
     uint64_t rr;                   /* round-robin position */
     struct backend *commands_from; /* worker 0: master the command table was asked of */
     struct worker_stats stats;
+    pthread_mutex_t snap_lock; /* guards snap/nsnap (read by other workers) */
+    struct worker_backend_snap snap[WORKER_SNAP_MAX];
+    size_t nsnap;
 };
 
 /* Create a worker (loop, pool, listeners); false with err set. */
@@ -126,6 +142,11 @@ void worker_wake_waiting(struct worker *w);
 
 /* Wake waiting clients at the end of this loop turn (safe inside callbacks). */
 void worker_wake_later(struct worker *w);
+
+/* Copy w's backend counters into out (at most max, any thread); returns the
+ * count. The worker's own thread gets live values. */
+size_t worker_backend_counters(struct worker *w, bool own, struct worker_backend_snap *out,
+                               size_t max);
 
 /* The backend for an address in the current topology (NULL if none). */
 struct backend *worker_backend(struct worker *w, const struct addr *a);

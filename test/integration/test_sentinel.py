@@ -42,11 +42,16 @@ class Load:
         while not self.stop_flag.is_set():
             seq += 1
             key = "load:%d:%d" % (i, seq)
+            set_ok = False
             for op in ("set", "get"):
                 t0 = time.monotonic()
                 try:
                     r = c.set(key, seq) if op == "set" else c.get(key)
-                    ok = r is True if op == "set" else r in (str(seq).encode(), None)
+                    # An acknowledged SET must be read back (read-your-writes);
+                    # after a failed one the key may or may not exist.
+                    ok = (r is True if op == "set"
+                          else r == str(seq).encode() or (r is None and not set_ok))
+                    set_ok = op == "set" and ok
                     err = None if ok else "unexpected reply %r" % (r,)
                 except redis.RedisError as e:
                     ok, err = False, "%s: %s" % (type(e).__name__, e)
@@ -76,7 +81,17 @@ class Load:
         return max(r[1] - r[0] for rs in self.results for r in rs)
 
 
-def check_failover_outcome(load, kill_time, new_master, window=0.05):
+def where_is(cluster, key):
+    found = []
+    for srv in cluster.servers():
+        try:
+            found.append((srv.port, srv.client(socket_timeout=2).get(key)))
+        except (redis.RedisError, OSError) as e:
+            found.append((srv.port, type(e).__name__))
+    return found
+
+
+def check_failover_outcome(load, kill_time, new_master, window=0.05, cluster=None):
     """Same connections; errors only for requests in flight when the master
     died (issued before kill_time + window), at most one per client; every
     acknowledged write after the switch readable."""
@@ -94,7 +109,8 @@ def check_failover_outcome(load, kill_time, new_master, window=0.05):
     for i, rs in enumerate(load.results):
         acked = [r for r in rs if r[2] == "set" and r[4] and r[0] > kill_time + window]
         for r in acked[-20:]:
-            assert nc.get(r[3]) is not None, "acknowledged write %s lost" % r[3]
+            assert nc.get(r[3]) is not None, "acknowledged write %r lost (servers: %r)" % (
+                r, where_is(cluster, r[3]) if cluster else "?")
 
 
 def test_discovery(cluster, sproxy):
@@ -188,7 +204,7 @@ def test_kill9_master_under_load(cluster, sproxy):
     wait_proxy_master(sproxy, new_port)
     time.sleep(2)
     load.stop()
-    check_failover_outcome(load, kill_time, cluster.server_on(new_port))
+    check_failover_outcome(load, kill_time, cluster.server_on(new_port), cluster=cluster)
     assert "ms after the first signal" in sproxy.log()
 
 
@@ -231,7 +247,8 @@ def test_sigstop_master_then_rejoin(cluster, sproxy):
              what="old master to rejoin as a replica")
     # Errors only for what was in flight when it froze (one per client at
     # most); the proxy noticed within the Sentinel timeout.
-    check_failover_outcome(load, stop_time, cluster.server_on(new_port), window=1.0)
+    check_failover_outcome(load, stop_time, cluster.server_on(new_port), window=1.0,
+                           cluster=cluster)
     assert topology(sproxy.client())["master"] == "127.0.0.1:%d" % new_port
 
 
