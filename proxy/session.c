@@ -669,9 +669,9 @@ void session_before_send(struct client *c, struct req *r, struct bconn *bc)
     }
     /* RESP3 confirms (un)subscriptions with push messages, also outside
      * subscribed mode: an UNSUBSCRIBE then gets no reply of its own. */
-    bool push_only = bc->resp == 3 && ci != NULL &&
-                     (ci->id == CMD_UNSUBSCRIBE || ci->id == CMD_PUNSUBSCRIBE ||
-                      ci->id == CMD_SUNSUBSCRIBE);
+    bool push_only =
+        bc->resp == 3 && ci != NULL &&
+        (ci->id == CMD_UNSUBSCRIBE || ci->id == CMD_PUNSUBSCRIBE || ci->id == CMD_SUNSUBSCRIBE);
     if (c->sess.streaming || (ci != NULL && ci->proxy == CMDP_STREAM) || push_only) {
         /* From here on the connection's replies are streamed to the client
          * as they come; the request itself expects no matched reply. */
