@@ -199,12 +199,29 @@ static void backend_drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
 }
 
-/* A connection attempt failed: retry later, with exponential backoff. */
+static bool backend_has_ready(const struct backend *be)
+{
+    for (const struct bconn *bc = be->conns; bc != NULL; bc = bc->next) {
+        if (bc->state == BC_READY) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A connection attempt failed: retry later, with exponential backoff. A
+ * failed extra connection (a dedicated one, say) while another is up says
+ * nothing about the server: only that attempt fails. */
 static void backend_mark_down(struct backend *be, const char *why)
 {
     const struct config *cfg = backend_cfg(be);
     double max = (double)cfg->reconnect_max_ms / 1000.0;
 
+    if (backend_has_ready(be)) {
+        log_warn("backend %s: a connection attempt failed (%s); the server is still reachable",
+                 be->name, why);
+        return;
+    }
     if (be->state != BE_DOWN) {
         log_warn("backend %s is down: %s", be->name, why);
         be->down_since = ev_now(be->w->loop);
@@ -237,13 +254,25 @@ static void backend_retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
     (void)loop;
     (void)revents;
-    /* One probe connection; the others follow once it succeeds. */
+    if (backend_has_ready(be)) {
+        backend_mark_up(be);
+        return;
+    }
+    /* One probe connection; the others follow once it succeeds (one still
+     * connecting reports its own outcome). */
     if (be->shared[0] == NULL) {
         be->shared[0] = bconn_connect(be, false);
     }
 }
 
 /* ---- connections ------------------------------------------------------- */
+
+/* The events a connection waits for: readable unless paused, writable while
+ * something is left to write. */
+static unsigned bconn_wanted(const struct bconn *bc)
+{
+    return (bc->paused ? 0u : (unsigned)EV_READ) | (bc->unsent != NULL ? (unsigned)EV_WRITE : 0u);
+}
 
 static void bconn_set_events(struct bconn *bc, unsigned ev)
 {
@@ -525,13 +554,13 @@ void bconn_flush(struct bconn *bc)
         clients |= !(r->flags & REQ_INTERNAL);
     }
     if (k == 0) {
-        bconn_set_events(bc, EV_READ);
+        bconn_set_events(bc, bconn_wanted(bc));
         return;
     }
     n = transport_writev(&bc->t, iov, k);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            bconn_set_events(bc, EV_READ | EV_WRITE);
+            bconn_set_events(bc, bconn_wanted(bc));
             return;
         }
         bconn_close(bc, strerror(errno));
@@ -555,7 +584,29 @@ void bconn_flush(struct bconn *bc)
         }
     }
     bconn_pop_noreply(bc);
-    bconn_set_events(bc, bc->unsent != NULL ? EV_READ | EV_WRITE : EV_READ);
+    bconn_set_events(bc, bconn_wanted(bc));
+}
+
+void bconn_resume(struct bconn *bc)
+{
+    if (bc->paused && bc->state == BC_READY) {
+        bc->paused = false;
+        bconn_set_events(bc, bconn_wanted(bc));
+    }
+}
+
+/* A dedicated connection whose owner does not read its replies is not read
+ * either: the server holds the output (and applies its own limits to it, as
+ * it would to a client connected directly). */
+static bool bconn_owner_full(struct bconn *bc)
+{
+    if (bc->owner == NULL || bc->owner->outbytes <= backend_cfg(bc->be)->client_backlog_limit) {
+        return false;
+    }
+    bc->paused = true;
+    bc->lagging = true;
+    bconn_set_events(bc, bconn_wanted(bc));
+    return true;
 }
 
 /* ---- replies ------------------------------------------------------------- */
@@ -676,7 +727,7 @@ static void bconn_deliver(struct bconn *bc)
     spans_init(&bc->cur);
     bconn_pop_noreply(bc);
     if (bc->streaming || (bc->rs.is_push && bc->resp == 3)) {
-        if (bc->swallow > 0 && bc->streaming) {
+        if (bc->swallow > 0 && bc->streaming && session_is_confirmation(&out)) {
             /* A resubscription's confirmations: the client saw its own
              * before the connection was lost. */
             bc->swallow--;
@@ -737,27 +788,31 @@ static void bconn_scan(struct bconn *bc)
 {
     struct chunk *ch = bc->rchunk;
 
-    while (bc->rpos < ch->len && bc->state != BC_CLOSED) {
+    /* Delivering a reply can close this connection (its client went over a
+     * limit), which drops the connection's reference on the chunk. */
+    chunk_ref(ch);
+    while (bc->state != BC_CLOSED && bc->rpos < ch->len) {
         size_t used = 0;
         enum replyscan_status st =
             replyscan_feed(&bc->rs, ch->data + bc->rpos, ch->len - bc->rpos, &used);
         bc->rpos += (uint32_t)used;
         if (st == REPLYSCAN_MORE) {
-            return;
+            break;
         }
         if (st == REPLYSCAN_ERROR) {
             char why[96];
             snprintf(why, sizeof(why), "protocol error from server: %s", bc->rs.err);
             bconn_close(bc, why);
-            return;
+            break;
         }
         if (!spans_add(&bc->cur, ch, bc->rstart, bc->rpos - bc->rstart)) {
             bconn_close(bc, "out of memory");
-            return;
+            break;
         }
         bc->rstart = bc->rpos;
         bconn_deliver(bc);
     }
+    chunk_unref(ch);
 }
 
 static void bconn_read(struct bconn *bc)
@@ -766,6 +821,9 @@ static void bconn_read(struct bconn *bc)
         struct chunk *ch;
         uint32_t room;
         ssize_t n;
+        if (bc->dedicated && bconn_owner_full(bc)) {
+            break;
+        }
         if (!bconn_prepare_chunk(bc)) {
             bconn_close(bc, "out of memory");
             return;
@@ -779,6 +837,7 @@ static void bconn_read(struct bconn *bc)
         }
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                bc->lagging = false; /* caught up with the server */
                 break;
             }
             bconn_close(bc, strerror(errno));
@@ -816,7 +875,7 @@ static void bconn_connected(struct bconn *bc)
     net_tune(bc->t.fd, (int)(backend_cfg(bc->be)->tcp_keepalive_ms / 1000));
     bc->state = BC_READY;
     backend_mark_up(bc->be);
-    bconn_set_events(bc, EV_READ);
+    bconn_set_events(bc, bconn_wanted(bc));
     worker_mark_bconn(bc->w, bc);
 }
 
@@ -954,7 +1013,15 @@ static void bconn_close_how(struct bconn *bc, const char *why, bool abort)
     } else {
         transport_close(&bc->t);
     }
-    if (bc->owner != NULL) {
+    if (bc->owner != NULL && bc->lagging) {
+        /* Lost while its owner was not reading (the server may have dropped
+         * it for that): the client loses its connection, as it would have
+         * connected directly. */
+        struct client *owner = bc->owner;
+        bc->owner = NULL;
+        owner->ded = NULL;
+        client_close(owner, "its dedicated connection was lost while it did not read");
+    } else if (bc->owner != NULL) {
         client_lost_dedicated(bc->owner, bc);
         bc->owner = NULL;
     }

@@ -64,6 +64,8 @@ struct bconn {
     bool tainted;       /* carries state that makes it unfit to lend again */
     bool reaped;        /* on the worker's reap list */
     bool retiring;      /* takes no new requests; closes once everything is answered */
+    bool paused;        /* dedicated: not read while its owner is over its backlog limit */
+    bool lagging;       /* ... and not read to the end since: the server may have given up */
     uint8_t resp;       /* protocol version spoken (2 or 3) */
     int db;             /* selected database */
     unsigned io_events; /* events io is armed with */
@@ -158,6 +160,9 @@ void bconn_enqueue(struct bconn *bc, struct req *r);
 
 /* Write queued requests; called by the worker's flush pass. */
 void bconn_flush(struct bconn *bc);
+
+/* The owner of a paused dedicated connection made room: read it again. */
+void bconn_resume(struct bconn *bc);
 
 /* Close a connection: queued requests are handed back (retried or failed),
  * the descriptor is closed, and the struct is reaped later. */

@@ -31,8 +31,8 @@
 #define CLIENT_READS_PER_EVENT 16   /* fairness: reads per readiness event */
 #define CLIENT_TAIL_COPY_MAX   4096 /* partial requests up to this move to the next chunk */
 #define CLIENT_IOV_MAX         512  /* iovecs per writev */
-#define CLIENT_INLINE_ARGS     4096 /* most arguments an inline request may have */
 #define CLIENT_INFLIGHT_MAX    128  /* requests of one client in flight at once */
+#define CLIENT_COMPACT_MAX     1024 /* replies up to this are copied for a slow reader */
 #define REQ_OVERHEAD           ((uint64_t)sizeof(struct req))
 
 enum route_result {
@@ -86,7 +86,6 @@ struct client *client_new(struct worker *w, struct listener *l, int fd)
     reqscan_init(&c->scan, &w->px->limits);
     session_init(&c->sess);
     c->last_active = ev_now(w->loop);
-    c->avg_reply = 64;
     ev_io_init(&c->io, client_io_cb, fd, EV_READ);
     c->io.data = c;
     ev_io_start(w->loop, &c->io);
@@ -102,6 +101,11 @@ struct client *client_new(struct worker *w, struct listener *l, int fd)
 }
 
 /* ---- queue bookkeeping ------------------------------------------------ */
+
+static bool client_is_auth(const struct req *r)
+{
+    return r->ci != NULL && (r->ci->id == CMD_AUTH || r->ci->id == CMD_HELLO);
+}
 
 static void client_append(struct client *c, struct req *r)
 {
@@ -121,6 +125,9 @@ static void client_append(struct client *c, struct req *r)
     if (r->flags & REQ_DONE) {
         c->backlog += r->out.bytes;
         c->outbytes += r->out.bytes;
+    }
+    if (client_is_auth(r)) {
+        c->auth_queued++;
     }
     if (c->undisp == NULL) {
         c->undisp = r;
@@ -148,6 +155,9 @@ static void client_unlink(struct client *c, struct req *r)
         c->undisp = r->cnext;
     }
     c->nreqs--;
+    if (client_is_auth(r)) {
+        c->auth_queued--;
+    }
     c->backlog -= r->in.bytes + REQ_OVERHEAD;
     if (r->flags & REQ_DONE) {
         c->backlog -= r->out.bytes;
@@ -200,10 +210,12 @@ static bool client_prepare_chunk(struct client *c)
     return true;
 }
 
-/* An idle connection holds no buffer. */
+/* An idle connection holds no buffer. One with requests in progress keeps
+ * reading into the same chunk, so that requests arriving one read at a time
+ * share it instead of pinning a chunk each. */
 static void client_release_chunk(struct client *c)
 {
-    if (c->rchunk != NULL && c->cur == NULL && c->rpos == c->rchunk->len) {
+    if (c->rchunk != NULL && c->cur == NULL && c->head == NULL && c->rpos == c->rchunk->len) {
         chunk_unref(c->rchunk);
         c->rchunk = NULL;
         c->rpos = c->rstart = 0;
@@ -236,17 +248,18 @@ static bool client_inline(struct client *c, struct req *r)
     const char **argv = NULL;
     size_t *argl = NULL;
     char *out = NULL, *enc = NULL;
-    int argc = -2;
+    int argc = -2, maxargs = 0;
     bool ok = false;
 
     if (line != NULL && len >= eol) {
         len -= eol;
+        maxargs = (int)(len / 2 + 1); /* one byte and a separator each, at least */
         out = malloc(len + 1);
-        argv = malloc(CLIENT_INLINE_ARGS * sizeof(*argv));
-        argl = malloc(CLIENT_INLINE_ARGS * sizeof(*argl));
+        argv = malloc((size_t)maxargs * sizeof(*argv));
+        argl = malloc((size_t)maxargs * sizeof(*argl));
     }
     if (out != NULL && argv != NULL && argl != NULL) {
-        argc = reqscan_split_inline(line, len, out, len + 1, argv, argl, CLIENT_INLINE_ARGS);
+        argc = reqscan_split_inline(line, len, out, len + 1, argv, argl, maxargs);
     }
     if (argc == -1) {
         snprintf(c->scan.err, sizeof(c->scan.err), "Protocol error: unbalanced quotes in request");
@@ -339,6 +352,10 @@ static void client_scan(struct client *c)
             }
             c->rstart = c->rpos;
         }
+        /* redis-server's limits for clients that must authenticate first,
+         * unless an AUTH is on its way (it may succeed). */
+        c->scan.preauth =
+            client_cfg(c)->backend_password != NULL && !c->sess.authed && c->auth_queued == 0;
         st = reqscan_feed(&c->scan, ch->data + c->rpos, ch->len - c->rpos, &used);
         c->rpos += (uint32_t)used;
         if (st == REQSCAN_MORE) {
@@ -497,19 +514,21 @@ static enum route_result client_route(struct client *c, struct req *r)
     return ROUTE_SENT;
 }
 
-/* Admission: replies of requests in flight are expected to be about the
- * average size seen so far; requests wait in the client's queue while those
- * and the unsent replies would pass the backlog limit, so a client that asks
- * for large replies and does not read them cannot make the proxy buffer
- * without bound. With nothing in flight one request may go as long as the
- * unsent replies are under the limit: the client makes room by reading. */
+/* Admission: replies of requests in flight are expected to be as large as
+ * the recent large ones (the estimate follows a larger reply at once and
+ * decays slowly); requests wait in the client's queue while those and the
+ * unsent replies would pass the backlog limit, so a client that asks for
+ * large replies and does not read them cannot make the proxy buffer without
+ * bound. Until a first reply gives an estimate, one request is in flight at
+ * a time. With nothing in flight one request may go as long as the unsent
+ * replies are under the limit: the client makes room by reading. */
 static bool client_over_budget(const struct client *c)
 {
     uint64_t limit = client_cfg(c)->client_backlog_limit;
-    uint64_t expected = (uint64_t)c->inflight * c->avg_reply + c->outbytes;
+    uint64_t expected = (uint64_t)c->inflight * c->reply_size + c->outbytes;
 
     return c->inflight >= CLIENT_INFLIGHT_MAX || c->outbytes >= limit ||
-           (c->inflight > 0 && expected > limit);
+           (c->inflight > 0 && (c->reply_size == 0 || expected > limit));
 }
 
 /* Subscriptions lost with their connection are re-established on a new
@@ -561,6 +580,9 @@ void client_dispatch(struct client *c)
         if (client_route(c, r) == ROUTE_WAIT) {
             break;
         }
+        if (c->flags & CL_CLOSING) {
+            return; /* r went with the client (an HTTP probe, out of memory) */
+        }
         if (c->undisp == r) {
             c->undisp = r->cnext;
         }
@@ -575,6 +597,21 @@ void client_dispatch(struct client *c)
     }
 }
 
+static void client_compact_reply(struct client *c, struct req *r)
+{
+    char buf[CLIENT_COMPACT_MAX];
+    size_t n = spans_copy(&r->out, 0, buf, sizeof(buf));
+    struct spans copy;
+
+    spans_init(&copy);
+    if (n == r->out.bytes && req_spans_copy_in(c->w, &copy, buf, n)) {
+        spans_clear(&r->out);
+        r->out = copy;
+    } else {
+        spans_clear(&copy);
+    }
+}
+
 void client_reply_done(struct client *c, struct req *r)
 {
     if (!(r->flags & REQ_NOREPLY) && c->inflight > 0) {
@@ -583,11 +620,21 @@ void client_reply_done(struct client *c, struct req *r)
     r->flags |= REQ_DONE;
     session_after_reply(c, r);
     offsets_after_reply(c, r, (r->flags & REQ_DEDICATED) != 0);
+    /* The request's bytes are no longer needed, and a small reply waiting
+     * for a slow reader would keep a whole chunk of other clients' replies
+     * alive: it is copied into the worker's own small-reply chunk. */
+    c->backlog -= r->in.bytes;
+    spans_clear(&r->in);
+    if ((c->flags & CL_WBLOCKED) && r->out.bytes <= CLIENT_COMPACT_MAX && r->out.bytes > 0) {
+        client_compact_reply(c, r);
+    }
     c->outbytes += r->out.bytes;
     c->backlog += r->out.bytes;
-    c->avg_reply =
-        (uint32_t)((c->avg_reply * 7ULL + (r->out.bytes > UINT32_MAX ? UINT32_MAX : r->out.bytes)) /
-                   8);
+    {
+        uint32_t size = r->out.bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)r->out.bytes;
+        uint32_t decayed = c->reply_size - c->reply_size / 8;
+        c->reply_size = size > decayed ? size : decayed > 0 ? decayed : 1;
+    }
     if (c->outbytes > client_cfg(c)->client_output_limit) {
         client_close(c, "replies larger than client-output-limit");
         return;
@@ -618,8 +665,13 @@ void client_push(struct client *c, struct spans *out)
     r->out = *out;
     spans_init(out);
     r->flags = REQ_DONE | REQ_PUSH;
-    /* Stream order: after everything answered, before what is still waiting. */
-    for (at = c->head; at != NULL && (at->flags & REQ_DONE); at = at->cnext) {
+    /* Stream order: after everything answered, before what is still waiting
+     * (on a streaming session everything is answered: the tail). */
+    if (c->tail == NULL || (c->tail->flags & REQ_DONE)) {
+        at = NULL;
+    } else {
+        for (at = c->head; at != NULL && (at->flags & REQ_DONE); at = at->cnext) {
+        }
     }
     r->client = c;
     r->seq = at != NULL ? at->seq : c->seq + 1;
@@ -691,6 +743,13 @@ void client_lost_dedicated(struct client *c, struct bconn *bc)
         return;
     }
     c->ded = NULL;
+    if (c->sess.tracking) {
+        /* Invalidations for what the client cached would never come from
+         * a new connection: it must drop its cache, as it does when its own
+         * connection breaks. */
+        client_close(c, "CLIENT TRACKING cannot move to a new connection");
+        return;
+    }
     session_lost_connection(c);
     if (c->sess.resub) {
         worker_wait(c->w, c);
@@ -712,6 +771,16 @@ static void client_trim(struct client *c)
             return;
         }
     }
+}
+
+static uint64_t client_iov_bytes(const struct iovec *iov, int k)
+{
+    uint64_t total = 0;
+
+    for (int i = 0; i < k; i++) {
+        total += iov[i].iov_len;
+    }
+    return total;
 }
 
 void client_flush(struct client *c)
@@ -741,6 +810,7 @@ void client_flush(struct client *c)
     n = transport_writev(&c->t, iov, k);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->flags |= CL_WBLOCKED;
             client_set_events(c, true);
             return;
         }
@@ -749,6 +819,15 @@ void client_flush(struct client *c)
     }
     c->w->stats.client_writes++;
     c->outbytes -= (uint64_t)n;
+    if (client_iov_bytes(iov, k) > (uint64_t)n) {
+        c->flags |= CL_WBLOCKED; /* it took less than offered */
+    } else {
+        c->flags &= ~CL_WBLOCKED;
+    }
+    if (c->ded != NULL && c->ded->paused &&
+        c->outbytes <= client_cfg(c)->client_backlog_limit / 2) {
+        bconn_resume(c->ded);
+    }
     for (r = c->head; r != NULL && n > 0; r = r->cnext) {
         uint64_t left = r->out.bytes - r->written;
         uint64_t take = (uint64_t)n < left ? (uint64_t)n : left;
@@ -769,7 +848,9 @@ void client_flush(struct client *c)
     client_set_events(c, r != NULL && (r->flags & REQ_DONE) && r->written < r->out.bytes);
     if ((c->flags & CL_CLOSE_AFTER) && c->head == NULL) {
         client_close(c, NULL);
+        return;
     }
+    client_release_chunk(c);
 }
 
 static void client_io_cb(struct ev_loop *loop, ev_io *io, int revents)

@@ -28,7 +28,7 @@ struct worker;
 struct bconn;
 struct req;
 struct listener;
-struct session_set;
+struct nameset;
 
 enum {
     CL_CLOSING = 1u << 0,     /* closed; reaped after the current callback */
@@ -36,6 +36,7 @@ enum {
     CL_PAUSED = 1u << 2,      /* reading paused: backlog over the limit */
     CL_DIRTY = 1u << 3,       /* on the worker's flush list */
     CL_WAITING = 1u << 4,     /* on the worker's waiting list: requests held */
+    CL_WBLOCKED = 1u << 5,    /* its socket took less than offered: it reads slowly */
 };
 
 /* Server-side state of the client's session, replayed on a new connection. */
@@ -58,10 +59,10 @@ struct session {
     size_t hello_len;
     char *name; /* CLIENT SETNAME value ("" = none) */
     size_t name_len;
-    struct session_set *subs; /* channels, patterns, shard channels subscribed */
-    bool monitor;             /* MONITOR is on */
-    bool resub;               /* subscriptions must be re-established on a new connection */
-    bool reply_off;           /* CLIENT REPLY OFF is in effect (replayed on a new connection) */
+    struct nameset *subs; /* channels, patterns, shard channels subscribed (3 sets) */
+    bool monitor;         /* MONITOR is on */
+    bool resub;           /* subscriptions must be re-established on a new connection */
+    bool reply_off;       /* CLIENT REPLY OFF is in effect (replayed on a new connection) */
 };
 
 struct client {
@@ -80,17 +81,18 @@ struct client {
     struct req *head, *tail; /* every request in order */
     struct req *undisp;      /* first request not yet dispatched */
     uint32_t nreqs;
-    uint32_t inflight;   /* requests dispatched and awaiting replies */
-    struct bconn *last;  /* connection holding the in-flight requests */
-    struct bconn *ded;   /* dedicated connection, when pinned */
-    uint64_t backlog;    /* bytes of queued requests and unwritten replies */
-    uint64_t outbytes;   /* bytes of replies waiting to be written */
-    uint64_t seq;        /* sequence number of the last request queued */
-    uint32_t avg_reply;  /* moving average of reply sizes, for admission */
-    uint64_t ryw_offset; /* read-your-writes: master offset replicas must have reached */
-    uint64_t ryw_probe;  /* ... or the probe after its last write, still unanswered */
-    uint64_t ryw_after;  /* ... or any probe created after this one (0 = none) */
-    uint64_t scan_be;    /* backend id its SCAN-family cursors come from (0 = none) */
+    uint32_t inflight;    /* requests dispatched and awaiting replies */
+    struct bconn *last;   /* connection holding the in-flight requests */
+    struct bconn *ded;    /* dedicated connection, when pinned */
+    uint64_t backlog;     /* bytes of queued requests and unwritten replies */
+    uint64_t outbytes;    /* bytes of replies waiting to be written */
+    uint64_t seq;         /* sequence number of the last request queued */
+    uint32_t reply_size;  /* estimate of its reply sizes, for admission (0 = none yet) */
+    uint32_t auth_queued; /* AUTH/HELLO requests in its queue (pre-auth limits wait) */
+    uint64_t ryw_offset;  /* read-your-writes: master offset replicas must have reached */
+    uint64_t ryw_probe;   /* ... or the probe after its last write, still unanswered */
+    uint64_t ryw_after;   /* ... or any probe created after this one (0 = none) */
+    uint64_t scan_be;     /* backend id its SCAN-family cursors come from (0 = none) */
     double last_active;
     struct session sess;
     struct client *prev, *next;   /* worker's clients */

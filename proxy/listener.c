@@ -16,6 +16,8 @@
 #include "proxy/worker.h"
 
 #define LISTENER_ACCEPTS_PER_EVENT 64
+#define LISTENER_PAUSE             0.1  /* seconds without accepting when out of descriptors */
+#define LISTENER_WARN_EVERY        10.0 /* seconds between warnings about it */
 
 bool listener_open_shared(struct proxy *px, int *fds, char *err, size_t errlen)
 {
@@ -67,8 +69,17 @@ static void listener_cb(struct ev_loop *loop, ev_io *io, int revents)
         int fd = net_accept(l->fd);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
-                log_warn("accept: %s (raise the open file limit or lower max-clients)",
-                         strerror(errno));
+                /* The pending connection stays in the backlog and the socket
+                 * stays readable: stop watching it for a moment rather than
+                 * spin on it. */
+                if (ev_now(loop) - l->warned_fds >= LISTENER_WARN_EVERY) {
+                    log_warn("accept: %s (raise the open file limit or lower max-clients)",
+                             strerror(errno));
+                    l->warned_fds = ev_now(loop);
+                }
+                ev_io_stop(loop, &l->io);
+                ev_timer_set(&l->pause, LISTENER_PAUSE, 0);
+                ev_timer_start(loop, &l->pause);
             }
             break;
         }
@@ -83,6 +94,14 @@ static void listener_cb(struct ev_loop *loop, ev_io *io, int revents)
             close(fd);
         }
     }
+}
+
+static void listener_resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct listener *l = t->data;
+
+    (void)revents;
+    ev_io_start(loop, &l->io);
 }
 
 bool listener_start(struct worker *w, const int *shared_fds, char *err, size_t errlen)
@@ -113,6 +132,8 @@ bool listener_start(struct worker *w, const int *shared_fds, char *err, size_t e
         ev_io_init(&l->io, listener_cb, l->fd, EV_READ);
         l->io.data = l;
         ev_io_start(w->loop, &l->io);
+        ev_timer_init(&l->pause, listener_resume_cb, LISTENER_PAUSE, 0);
+        l->pause.data = l;
         w->nlisteners++;
     }
     return true;
@@ -123,6 +144,7 @@ void listener_stop(struct worker *w)
     for (size_t i = 0; i < w->nlisteners; i++) {
         struct listener *l = &w->listeners[i];
         ev_io_stop(w->loop, &l->io);
+        ev_timer_stop(w->loop, &l->pause);
         if (l->owns_fd) {
             close(l->fd);
         }

@@ -25,6 +25,8 @@ struct listener {
     bool owns_fd;  /* false when the fd is shared with other workers */
     int read_from; /* enum config_read_from for clients of this listener */
     ev_io io;
+    ev_timer pause;    /* out of descriptors: accepting resumes after a moment */
+    double warned_fds; /* when running out of descriptors was last logged */
 };
 
 /* Open the sockets that are shared by all workers (unix listeners), once,

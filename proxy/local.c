@@ -27,7 +27,7 @@
 #include "proxy/worker.h"
 #include "sentinel/topology.h"
 
-#define LOCAL_ARGS_MAX 8
+#define LOCAL_ARGS_MAX 16
 
 struct local_args {
     char *buf;
@@ -344,10 +344,36 @@ static void local_lost_multi(struct client *c, struct req *r)
     }
 }
 
+/* redis-server's error for a command it does not know (it gives it before
+ * looking at authentication): the name and the first arguments, quoted,
+ * at most about 128 bytes of each. */
+static void local_unknown_command(struct client *c, struct req *r)
+{
+    struct local_args a;
+    struct strbuf sb;
+
+    strbuf_init(&sb);
+    if (!local_args(r, &a) || a.argc < 1) {
+        req_reply_error(c->w, r, "ERR unknown command");
+    } else {
+        for (int i = 1; i < a.argc && sb.len < 128; i++) {
+            strbuf_printf(&sb, "'%.*s' ",
+                          (int)(a.argl[i] < 128 - sb.len ? a.argl[i] : 128 - sb.len), a.argv[i]);
+        }
+        req_reply_errorf(c->w, r, "ERR unknown command '%.*s', with args beginning with: %s",
+                         (int)(a.argl[0] > 128 ? 128 : a.argl[0]), a.argv[0],
+                         sb.buf != NULL ? sb.buf : "");
+    }
+    strbuf_free(&sb);
+    free(a.buf);
+}
+
 /* Before a client has authenticated (backend-password set). */
 static void local_unauthenticated(struct client *c, struct req *r)
 {
-    if (r->ci != NULL && r->ci->id == CMD_AUTH) {
+    if (r->ci == NULL && cmdtable_from_server(proxy_cmds(c->w->px))) {
+        local_unknown_command(c, r); /* unknown to the server too */
+    } else if (r->ci != NULL && r->ci->id == CMD_AUTH) {
         /* The proxy's own credentials (session_auth_matches said so). */
         c->sess.authed = true;
         local_reply(c, r, "+OK\r\n", 5);

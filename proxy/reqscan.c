@@ -205,6 +205,9 @@ static enum reqscan_status reqscan_count_end(struct reqscan *s)
     if (!reqscan_num_value(s, &v) || v > REQSCAN_ARGC_MAX) {
         return reqscan_fail(s, "Protocol error: invalid multibulk length");
     }
+    if (s->preauth && v > REQSCAN_PREAUTH_ARGC) {
+        return reqscan_fail(s, "Protocol error: unauthenticated multibulk length");
+    }
     if (v <= 0) {
         return reqscan_done(s); /* ignored by redis-server: argc stays 0 */
     }
@@ -238,6 +241,9 @@ static enum reqscan_status reqscan_head_end(struct reqscan *s)
     }
     if (!reqscan_num_value(s, &v) || v < 0 || (uint64_t)v > s->limits->max_bulk_len) {
         return reqscan_fail(s, "Protocol error: invalid bulk length");
+    }
+    if (s->preauth && v > REQSCAN_PREAUTH_BULK) {
+        return reqscan_fail(s, "Protocol error: unauthenticated bulk length");
     }
     s->left = (uint64_t)v + 2;
     if (s->argi == 0 && (uint64_t)v > REQSCAN_NAME_MAX) {
@@ -412,7 +418,7 @@ static size_t reqscan_fast(struct reqscan *s, const char *p, size_t n)
     int64_t argc, len;
 
     if (p[0] != '*' || (argc = reqscan_fast_number(&q, end, 9)) <= 0 || end - q < 2 ||
-        q[0] != '\r' || q[1] != '\n') {
+        q[0] != '\r' || q[1] != '\n' || (s->preauth && argc > REQSCAN_PREAUTH_ARGC)) {
         return 0;
     }
     q += 2;
@@ -422,7 +428,8 @@ static size_t reqscan_fast(struct reqscan *s, const char *p, size_t n)
         }
         q++;
         len = reqscan_fast_number(&q, end, 18);
-        if (len < 0 || (uint64_t)len > s->limits->max_bulk_len || end - q < 2 || q[0] != '\r' ||
+        if (len < 0 || (uint64_t)len > s->limits->max_bulk_len ||
+            (s->preauth && len > REQSCAN_PREAUTH_BULK) || end - q < 2 || q[0] != '\r' ||
             q[1] != '\n' || end - (q + 2) < len + 2 || q[2 + len] != '\r' || q[3 + len] != '\n') {
             return 0;
         }

@@ -21,9 +21,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define REQSCAN_NAME_MAX 24 /* bytes kept of argument 0 (command name) */
-#define REQSCAN_ARG1_MAX 24 /* bytes kept of argument 1 (sub-command) */
-#define REQSCAN_ERR_MAX  64
+#define REQSCAN_NAME_MAX     24 /* bytes kept of argument 0 (command name) */
+#define REQSCAN_ARG1_MAX     24 /* bytes kept of argument 1 (sub-command) */
+#define REQSCAN_ERR_MAX      64
+#define REQSCAN_PREAUTH_ARGC 10    /* arguments allowed before authentication, as redis-server */
+#define REQSCAN_PREAUTH_BULK 16384 /* bulk bytes allowed before authentication */
 
 enum reqscan_kind {
     REQSCAN_MULTIBULK = 1,
@@ -55,6 +57,8 @@ struct reqscan {
     uint8_t num_digits; /* count line: characters seen after the type byte */
     bool num_bad;       /* count line: not a valid number */
     bool eol_cr;        /* inline: line ended with "\r\n" */
+    bool preauth;       /* set by the caller: redis-server's limits for clients that must
+                         * still authenticate apply */
     uint8_t lead;       /* argument line: its first byte ('$' expected) */
     int64_t argc;       /* arguments announced (multibulk) */
     int64_t argi;       /* index of the argument being read */

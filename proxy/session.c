@@ -20,6 +20,7 @@
 #include "proxy/client.h"
 #include "proxy/commands.h"
 #include "proxy/log.h"
+#include "proxy/nameset.h"
 #include "proxy/proxy.h"
 #include "proxy/req.h"
 #include "proxy/resp.h"
@@ -27,13 +28,6 @@
 
 #define SESSION_ARGS_MAX 16 /* arguments looked at in session commands */
 #define SESSION_KINDS    3  /* channels, patterns, shard channels */
-
-/* Names a session is subscribed to, of one kind. */
-struct session_set {
-    char **names;
-    size_t *lens;
-    size_t n, cap;
-};
 
 static const char *const session_sub_cmd[SESSION_KINDS] = {"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE"};
 #define SESSION_REQ_MAX (1u << 20)
@@ -44,21 +38,11 @@ void session_init(struct session *s)
     s->resp = 2;
 }
 
-static void session_set_clear(struct session_set *set)
-{
-    for (size_t i = 0; i < set->n; i++) {
-        free(set->names[i]);
-    }
-    free(set->names);
-    free(set->lens);
-    memset(set, 0, sizeof(*set));
-}
-
 static void session_subs_free(struct session *s)
 {
     if (s->subs != NULL) {
         for (int k = 0; k < SESSION_KINDS; k++) {
-            session_set_clear(&s->subs[k]);
+            nameset_clear(&s->subs[k]);
         }
         free(s->subs);
         s->subs = NULL;
@@ -248,8 +232,10 @@ static int session_route_unauthenticated(struct client *c, struct req *r)
     /* redis-server rejects unknown commands and wrong argument counts before
      * it looks at authentication; the server gives those errors itself (it
      * executes nothing). */
-    if (r->ci == NULL || (arity > 0 && r->argc != (uint32_t)arity) ||
-        (arity < 0 && r->argc < (uint32_t)-arity)) {
+    if (r->ci == NULL) {
+        return SESSION_LOCAL; /* never to an authenticated connection (local.c answers) */
+    }
+    if ((arity > 0 && r->argc != (uint32_t)arity) || (arity < 0 && r->argc < (uint32_t)-arity)) {
         return -1;
     }
 
@@ -272,7 +258,11 @@ int session_route(struct client *c, struct req *r)
      * connection was lost (the next one gets the state replayed). */
     bool pinned = c->ded != NULL || !session_is_clean(&c->sess);
 
-    if (c->sess.lost_multi) {
+    if (c->sess.lost_multi && ci != NULL && (ci->id == CMD_QUIT || ci->id == CMD_RESET)) {
+        /* Run at once inside MULTI by redis-server too: the lost
+         * transaction is over. */
+        c->sess.lost_multi = c->sess.lost_watch = false;
+    } else if (c->sess.lost_multi) {
         return SESSION_LOCAL; /* the transaction is answered by local.c until EXEC/DISCARD */
     }
     if (c->w->px->cfg->backend_password != NULL && !c->sess.authed) {
@@ -383,63 +373,6 @@ bool session_replay(struct client *c, struct bconn *bc)
     return true;
 }
 
-static ssize_t session_set_find(const struct session_set *set, const char *name, size_t len)
-{
-    for (size_t i = 0; i < set->n; i++) {
-        if (set->lens[i] == len && memcmp(set->names[i], name, len) == 0) {
-            return (ssize_t)i;
-        }
-    }
-    return -1;
-}
-
-static bool session_set_add(struct session_set *set, const char *name, size_t len)
-{
-    char *copy;
-
-    if (session_set_find(set, name, len) >= 0) {
-        return true;
-    }
-    if (set->n == set->cap) {
-        size_t cap = set->cap ? set->cap * 2 : 4;
-        char **names = realloc(set->names, cap * sizeof(*names));
-        size_t *lens;
-        if (names == NULL) {
-            return false;
-        }
-        set->names = names;
-        lens = realloc(set->lens, cap * sizeof(*lens));
-        if (lens == NULL) {
-            return false;
-        }
-        set->lens = lens;
-        set->cap = cap;
-    }
-    copy = malloc(len + 1);
-    if (copy == NULL) {
-        return false;
-    }
-    memcpy(copy, name, len);
-    copy[len] = '\0';
-    set->names[set->n] = copy;
-    set->lens[set->n] = len;
-    set->n++;
-    return true;
-}
-
-static void session_set_remove(struct session_set *set, const char *name, size_t len)
-{
-    ssize_t i = session_set_find(set, name, len);
-
-    if (i < 0) {
-        return;
-    }
-    free(set->names[i]);
-    set->names[i] = set->names[set->n - 1];
-    set->lens[i] = set->lens[set->n - 1];
-    set->n--;
-}
-
 /* Remember what a SUBSCRIBE-family command or MONITOR asks for, so that it
  * can be re-established if the connection is lost. */
 static void session_track_streams(struct client *c, struct req *r)
@@ -468,7 +401,7 @@ static void session_track_streams(struct client *c, struct req *r)
         return;
     }
     if (!add && r->argc == 1) {
-        session_set_clear(&c->sess.subs[kind]);
+        nameset_clear(&c->sess.subs[kind]);
         return;
     }
     buf = req_flatten(r, SESSION_REQ_MAX * 64, &len);
@@ -478,11 +411,11 @@ static void session_track_streams(struct client *c, struct req *r)
                ? req_split(buf, len, argv, argl, (int)r->argc)
                : -1;
     for (int i = 1; i < argc; i++) {
-        if (add && !session_set_add(&c->sess.subs[kind], argv[i], argl[i])) {
+        if (add && !nameset_add(&c->sess.subs[kind], argv[i], argl[i])) {
             log_warn("client %llu: out of memory tracking subscriptions",
                      (unsigned long long)c->id);
         } else if (!add) {
-            session_set_remove(&c->sess.subs[kind], argv[i], argl[i]);
+            nameset_remove(&c->sess.subs[kind], argv[i], argl[i]);
         }
     }
     free(buf);
@@ -526,6 +459,28 @@ static void session_send_marker(struct client *c, struct bconn *bc)
     bconn_enqueue(bc, r);
     bc->marker_sent = true;
     bc->marker_last = true;
+}
+
+bool session_is_confirmation(struct spans *out)
+{
+    static const char *const heads[] = {"3\r\n$9\r\nsubscribe\r\n", "3\r\n$10\r\npsubscribe\r\n",
+                                        "3\r\n$10\r\nssubscribe\r\n"};
+    char first = spans_first_byte(out);
+
+    if (first == '+') {
+        return session_reply_is(out, "+OK\r\n", 5); /* MONITOR */
+    }
+    if (first != '*' && first != '>') {
+        return false;
+    }
+    for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+        char buf[32];
+        size_t n = strlen(heads[i]);
+        if (spans_copy(out, 1, buf, n) == n && strncasecmp(buf, heads[i], n) == 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 int session_stream_reply(struct client *c, struct bconn *bc, struct spans *out)
@@ -589,7 +544,7 @@ bool session_resubscribe(struct client *c, struct bconn *bc)
     struct session *s = &c->sess;
 
     for (int k = 0; s->subs != NULL && k < SESSION_KINDS; k++) {
-        struct session_set *set = &s->subs[k];
+        struct nameset *set = &s->subs[k];
         const char **argv;
         size_t *argl;
         struct req *r;

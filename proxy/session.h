@@ -86,6 +86,10 @@ int session_stream_reply(struct client *c, struct bconn *bc, struct spans *out);
  * being opened, and replies are not streaming. */
 bool session_can_resend(const struct client *c);
 
+/* True when out confirms a SUBSCRIBE-family command or MONITOR (what a
+ * resubscription's replies look like, as opposed to messages). */
+bool session_is_confirmation(struct spans *out);
+
 /* True when the session has subscriptions or MONITOR to re-establish. */
 bool session_has_streams(const struct session *s);
 

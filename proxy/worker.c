@@ -192,6 +192,28 @@ void worker_wake_waiting(struct worker *w)
 
 static void worker_reap(struct worker *w)
 {
+    /* The flush pass may have stopped with closed connections still on its
+     * lists: they must be off them before they are freed. */
+    if (w->reap_clients != NULL) {
+        for (struct client **pp = &w->dirty_clients; *pp != NULL;) {
+            if ((*pp)->flags & CL_CLOSING) {
+                (*pp)->flags &= ~CL_DIRTY;
+                *pp = (*pp)->dnext;
+            } else {
+                pp = &(*pp)->dnext;
+            }
+        }
+    }
+    if (w->reap_bconns != NULL) {
+        for (struct bconn **pp = &w->dirty_bconns; *pp != NULL;) {
+            if ((*pp)->state == BC_CLOSED) {
+                (*pp)->dirty = false;
+                *pp = (*pp)->dnext;
+            } else {
+                pp = &(*pp)->dnext;
+            }
+        }
+    }
     while (w->reap_clients != NULL) {
         struct client *c = w->reap_clients;
         w->reap_clients = c->rnext;

@@ -29,74 +29,10 @@ import time
 
 import pytest
 
-from harness import Cluster, Proxy, make_workdir, split_reply, topology, wait_for
+from harness import Cluster, Conn, Proxy, enc, make_workdir, topology, wait_for
 
 # --------------------------------------------------------------------------
-# Raw RESP plumbing
-
-
-def enc(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
-class Conn:
-    """A client connection that returns each reply as the exact bytes sent."""
-
-    def __init__(self, port, timeout=10):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
-
-    def send(self, *cmds):
-        self.sock.sendall(b"".join(enc(*c) for c in cmds))
-
-    def read(self):
-        while True:
-            n = split_reply(self.buf)
-            if n:
-                out, self.buf = self.buf[:n], self.buf[n:]
-                return out
-            data = self.sock.recv(65536)
-            if not data:
-                raise ConnectionError("connection closed; unparsed bytes %r" % self.buf[:200])
-            self.buf += data
-
-    def call(self, *args):
-        self.send(args)
-        return self.read()
-
-    def silent(self, wait=0.15):
-        """True if nothing more arrives (and the connection stays open)."""
-        if self.buf:
-            return False
-        self.sock.settimeout(wait)
-        try:
-            data = self.sock.recv(65536)
-        except socket.timeout:
-            return True
-        finally:
-            self.sock.settimeout(10)
-        self.buf += data
-        return False
-
-    def closed(self, wait=2.0):
-        """True if the peer closes the connection within wait seconds, with
-        nothing more sent."""
-        self.sock.settimeout(wait)
-        try:
-            data = self.sock.recv(65536)
-        except socket.timeout:
-            return False
-        except ConnectionResetError:
-            return True
-        self.buf += data
-        return data == b""
-
-    def close(self):
-        self.sock.close()
+# Raw RESP plumbing (enc and Conn live in harness.py)
 
 
 def parse(buf, pos=0):

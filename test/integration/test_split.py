@@ -301,3 +301,80 @@ def test_wait_counts_replicas_that_have_the_clients_writes(workdir, cluster):
         assert c.execute_command("WAIT", "2", "2000") == 2
     finally:
         p.stop()
+
+
+def test_scan_iterations_stay_on_one_server(workdir, cluster):
+    """A cursor only means something to the server that returned it: a whole
+    iteration through the proxy sees every key, also when the client writes
+    (and so moves its reads around) between the steps."""
+    p = split_proxy(workdir, cluster)
+    try:
+        c = p.client()
+        pipe = c.pipeline(transaction=False)
+        for i in range(5000):
+            pipe.set("scan:%d" % i, i)
+        pipe.hset("bigh", mapping={"f%d" % i: i for i in range(2000)})
+        pipe.execute()
+        wait_for(lambda: all(r.client().dbsize() >= 5001 for r in cluster.replicas),
+                 what="replication")
+        before = sum(cmdstat(r, "scan")[0] for r in cluster.replicas)
+        assert len(set(c.scan_iter(match="scan:*", count=100))) == 5000
+        assert len({f for f, _ in c.hscan_iter("bigh", count=50)}) == 2000
+        assert sum(cmdstat(r, "scan")[0] for r in cluster.replicas) > before, "no SCAN on replicas"
+        deleted = 0
+        for k in c.scan_iter(match="scan:*", count=100):
+            deleted += c.unlink(k)
+        assert deleted == 5000
+        assert cluster.master.client().keys("scan:*") == []
+    finally:
+        p.stop()
+
+
+def test_lagging_replica_takes_no_reads(workdir, cluster):
+    p = split_proxy(workdir, cluster, "--set", "max-replica-lag=10kb")
+    try:
+        c, reader = p.client(), p.client()
+        lagging = cluster.replicas[0]
+        lagging.client().execute_command("CLIENT", "PAUSE", 4000, "WRITE")
+        try:
+            for i in range(100):
+                c.set("lag:%d" % i, "v" * 2000)  # 200 KB it has not applied
+            time.sleep(0.3)
+            before = cmdstat(lagging, "get")[0]
+            for i in range(500):
+                reader.get("lag:%d" % (i % 100))
+            assert cmdstat(lagging, "get")[0] == before, "reads went to a lagging replica"
+        finally:
+            lagging.client().execute_command("CLIENT", "UNPAUSE")
+        # Caught up, it serves reads again.
+        wait_for(lambda: lagging.client().get("lag:99") is not None, what="catch up")
+        time.sleep(0.3)
+        before = cmdstat(lagging, "get")[0]
+        for i in range(300):
+            reader.get("lag:%d" % (i % 100))
+        assert cmdstat(lagging, "get")[0] > before
+    finally:
+        p.stop()
+
+
+def test_requests_routed_per_backend_for_all_workers(workdir, cluster):
+    p = split_proxy(workdir, cluster, "--workers", "2")
+    try:
+        clients = [p.client() for _ in range(8)]
+        for i, c in enumerate(clients):
+            c.set("w:%d" % i, i)
+        time.sleep(0.3)
+        for _ in range(50):
+            for i, c in enumerate(clients):
+                c.get("w:%d" % i)
+        time.sleep(0.3)  # the other worker publishes its counters every 100 ms
+        t = topology(p.client())
+        routed = [v for k, v in t.items() if k.startswith("routed")]
+        replicas = sum(int(v.split("requests=")[1].split(",")[0]) for v in routed
+                       if "role=replica" in v)
+        master = sum(int(v.split("requests=")[1].split(",")[0]) for v in routed
+                     if "role=master" in v)
+        assert replicas >= 350, routed  # most of the 400 reads (read-your-writes keeps some)
+        assert master >= 8, routed
+    finally:
+        p.stop()

@@ -110,6 +110,8 @@ static bool feed_piece(struct reqscan *s, const char *buf, size_t from, size_t t
     return true;
 }
 
+static bool preauth_mode; /* scanners start with preauth set */
+
 /* Scan buf cut at the given increasing positions (0 < cut < len). */
 static void scan_cuts(const struct reqscan_limits *lim, const char *buf, size_t len,
                       const size_t *cuts, size_t ncuts, bool zero, struct run *run)
@@ -119,6 +121,7 @@ static void scan_cuts(const struct reqscan_limits *lim, const char *buf, size_t 
 
     memset(run, 0, sizeof(*run));
     reqscan_init(&s, lim);
+    s.preauth = preauth_mode;
     for (size_t i = 0; i <= ncuts; i++) {
         size_t to = i < ncuts ? cuts[i] : len;
         if (!feed_piece(&s, buf, from, to, zero, run)) {
@@ -742,6 +745,41 @@ static void test_large_payload(void **state)
 }
 
 /* After an error the scanner refuses further input. */
+/* Before authentication redis-server takes at most 10 arguments and bulks of
+ * 16 KB, with their own error texts; the fast path must agree. */
+static void test_preauth_limits(void **state)
+{
+    size_t len;
+    char *big;
+    struct run *run;
+
+    (void)state;
+    preauth_mode = true;
+    check_error(S("*11\r\n"), "Protocol error: unauthenticated multibulk length", 5);
+    check_error(S("*2\r\n$4\r\nAUTH\r\n$16385\r\n"), "Protocol error: unauthenticated bulk length",
+                22);
+    /* Ten arguments, and a bulk of exactly 16384 bytes, are fine. */
+    run = scan(S("*10\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n"
+                 "$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n"));
+    assert_int_equal(run->n, 1);
+    assert_int_equal(run->r[0].status, REQSCAN_DONE);
+    assert_int_equal(run->r[0].argc, 10);
+    free(run);
+    big = make_line("*2\r\n$3\r\nGET\r\n$16384\r\n", 'x', 16384, "\r\n", &len);
+    run = scan(big, len);
+    assert_int_equal(run->n, 1);
+    assert_int_equal(run->r[0].status, REQSCAN_DONE);
+    free(run);
+    free(big);
+    /* An eleven-argument request that the fast path would take whole. */
+    run = scan(S("*11\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n"
+                 "$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n"));
+    assert_int_equal(run->n, 1);
+    assert_int_equal(run->r[0].status, REQSCAN_ERROR);
+    free(run);
+    preauth_mode = false;
+}
+
 static void test_error_is_final(void **state)
 {
     struct reqscan s;
@@ -914,6 +952,7 @@ int main(void)
         cmocka_unit_test(test_small_inline_limit),
         cmocka_unit_test(test_zero_inline_limit),
         cmocka_unit_test(test_name_capture),
+        cmocka_unit_test(test_preauth_limits),
         cmocka_unit_test(test_large_payload),
         cmocka_unit_test(test_error_is_final),
         cmocka_unit_test(test_split_plain),

@@ -1,0 +1,204 @@
+"""The Sentinel engine's decisions where real Sentinels cannot be made to
+misbehave on demand: scripted Sentinels (harness.FakeSentinel, "stale" mode
+answers SENTINEL MASTER with the master and epoch it is given) in front of
+real redis-servers; and real Sentinels for discovery by host name, learnt
+Sentinels that die, and a Sentinel dying while the proxy is frozen."""
+import signal
+import threading
+import time
+
+import redis
+
+from harness import FakeSentinel, Proxy, RedisServer, topology, wait_for
+
+
+def fakes_proxy(workdir, fakes, *extra):
+    args = ["--master-name", "mymaster"]
+    for f in fakes:
+        args += ["--sentinel", "127.0.0.1:%d" % f.port]
+    return Proxy(workdir, args=args + list(extra)).start()
+
+
+def uses(p, srv):
+    return topology(p.client()).get("master") == "127.0.0.1:%d" % srv.port
+
+
+def test_epoch_never_goes_backwards(workdir):
+    """Two Sentinels name X at epoch 5, one names Y at epoch 4; when the two
+    stop answering, the one stale Sentinel left must not move writes to Y."""
+    x, y = RedisServer(workdir).start(), RedisServer(workdir).start()
+    a = FakeSentinel("stale", master=("127.0.0.1", x.port), epoch=5)
+    b = FakeSentinel("stale", master=("127.0.0.1", x.port), epoch=5)
+    c = FakeSentinel("stale", master=("127.0.0.1", y.port), epoch=4)
+    p = fakes_proxy(workdir, [a, b, c])
+    try:
+        wait_for(lambda: uses(p, x), what="proxy to use X")
+        a.mode = b.mode = "hang"
+        time.sleep(3)
+        assert uses(p, x)
+        assert p.client().set("after", "1")
+        assert x.client().get("after") == b"1" and y.client().get("after") is None
+        assert "ignoring 1 of 3 Sentinel(s)" in p.log()
+        # A majority of every known Sentinel can still move it (Sentinels set
+        # up afresh start again from epoch 0).
+        a.mode = b.mode = "stale"
+        a.master = b.master = ("127.0.0.1", y.port)
+        a.epoch = b.epoch = 0
+        wait_for(lambda: uses(p, y), what="proxy to follow a majority to Y")
+    finally:
+        p.stop()
+        for f in (a, b, c):
+            f.stop()
+        x.stop()
+        y.stop()
+
+
+def test_dedicated_sessions_leave_the_old_master(workdir):
+    """A session with state (SELECT 1, a BLPOP in flight) continues on the
+    new master after a switch: nothing it sends later reaches the old one."""
+    x, y = RedisServer(workdir).start(), RedisServer(workdir).start()
+    fakes = [FakeSentinel("stale", master=("127.0.0.1", x.port), epoch=1) for _ in range(3)]
+    p = fakes_proxy(workdir, fakes)
+    try:
+        wait_for(lambda: uses(p, x), what="proxy to use X")
+        c = p.client(socket_timeout=20)
+        c.execute_command("SELECT", "1")
+        res = {}
+        t = threading.Thread(target=lambda: res.update(v=c.blpop("q", timeout=0)))
+        t.start()
+        time.sleep(0.3)
+        for f in fakes:
+            f.master, f.epoch = ("127.0.0.1", y.port), 2
+        wait_for(lambda: uses(p, y), what="proxy to use Y")
+        x.client(db=1).rpush("q", "item")  # answered within the grace
+        t.join(10)
+        assert res["v"] == (b"q", b"item")
+        c.set("after-switch", "1")
+        assert y.client(db=1).get("after-switch") == b"1"
+        assert x.client(db=1).get("after-switch") is None
+        # Demoted, the old master refuses writes: nothing of that reaches the
+        # client either.
+        x.client().replicaof("127.0.0.1", y.port)
+        time.sleep(0.5)
+        assert c.set("after-demotion", "1")
+        assert y.client(db=1).get("after-demotion") == b"1"
+    finally:
+        p.stop()
+        for f in fakes:
+            f.stop()
+        x.stop()
+        y.stop()
+
+
+def test_busy_master_is_not_treated_as_failed(workdir):
+    """ROLE on a master busy with a long script times out: that is not a
+    contradiction, so nothing is held, reset or aborted."""
+    x = RedisServer(workdir).start()
+    fakes = [FakeSentinel("stale", master=("127.0.0.1", x.port), epoch=1) for _ in range(3)]
+    p = fakes_proxy(workdir, fakes)
+    try:
+        wait_for(lambda: uses(p, x), what="proxy to use X")
+        c = p.client(socket_timeout=20)
+        tx = p.client(socket_timeout=20)
+        tx.execute_command("MULTI")
+        tx.execute_command("SET", "in-tx", "1")
+        busy = threading.Thread(target=lambda: x.client(socket_timeout=20).eval(
+            "local t = redis.call('TIME') local s = t[1] + 2.5 "
+            "while tonumber(redis.call('TIME')[1]) < s do end", 0))
+        busy.start()
+        time.sleep(0.2)
+        assert all(c.set("during:%d" % i, i) for i in range(5))  # wait, then succeed
+        busy.join(20)
+        assert tx.execute_command("EXEC") == [b"OK"]
+        assert "holding requests" not in p.log()
+        assert "still using it" in p.log()
+    finally:
+        p.stop()
+        for f in fakes:
+            f.stop()
+        x.stop()
+
+
+def test_sentinels_named_by_host_are_counted_once(workdir, cluster):
+    args = ["--master-name", cluster.name]
+    for s in cluster.sentinels:
+        args += ["--sentinel", "localhost:%d" % s.port]
+    p = Proxy(workdir, args=args).start()
+    try:
+        wait_for(lambda: uses(p, cluster.master), what="proxy to find the master")
+        time.sleep(2.5)  # rounds in which SENTINEL SENTINELS names them by IP
+        t = topology(p.client())
+        assert int(t["sentinels_answering"]) == 3, t
+        assert not [k for k, v in t.items() if k.startswith("sentinel") and "learnt" in v]
+    finally:
+        p.stop()
+
+
+def test_dead_learnt_sentinel_is_forgotten(workdir, cluster):
+    """Real Sentinels keep listing a dead peer (flagged s_down): that must
+    not keep it known to the proxy."""
+    p = Proxy(workdir, args=cluster.proxy_args(sentinels=cluster.sentinels[:1]) +
+              ["--set", "sentinel.forget-after=2s"]).start()
+    try:
+        wait_for(lambda: int(topology(p.client())["sentinels_answering"]) == 3, timeout=10,
+                 what="two Sentinels learnt")
+        dead = cluster.sentinels[2]
+        dead.stop()
+        wait_for(lambda: not [v for k, v in topology(p.client()).items()
+                              if k.startswith("sentinel") and ":%d," % dead.port in v],
+                 timeout=15, what="the dead Sentinel to be forgotten")
+        assert "forgetting Sentinel 127.0.0.1:%d" % dead.port in p.log()
+    finally:
+        p.stop()
+
+
+def test_sentinel_dying_while_the_proxy_is_frozen(workdir, cluster, sproxy):
+    """Every pending callback of the dead Sentinel's links runs at once when
+    the proxy wakes: rounds must not be counted twice (this crashed)."""
+    sproxy.proc.send_signal(signal.SIGSTOP)
+    try:
+        cluster.sentinels[1].proc.kill9()
+        time.sleep(1.6)
+    finally:
+        sproxy.proc.send_signal(signal.SIGCONT)
+    for _ in range(5):
+        time.sleep(0.5)
+        assert sproxy.proc.alive(), sproxy.log()[-3000:]
+        c = sproxy.client()
+        assert c.set("alive", "1") and c.get("alive") == b"1"
+    wait_for(lambda: int(topology(sproxy.client())["sentinels_answering"]) == 2,
+             what="two Sentinels answering")
+
+
+def test_requests_held_during_a_switch_are_bounded_by_hold_timeout(workdir):
+    """With no master confirmed (Sentinels name a server that does not say
+    ROLE master), requests wait at most hold-timeout and then fail clearly;
+    the connection stays open."""
+    x, y = RedisServer(workdir).start(), RedisServer(workdir).start()
+    y.client().replicaof("127.0.0.1", x.port)
+    fakes = [FakeSentinel("stale", master=("127.0.0.1", x.port), epoch=1) for _ in range(3)]
+    p = fakes_proxy(workdir, fakes, "--set", "hold-timeout=1500ms")
+    try:
+        wait_for(lambda: uses(p, x), what="proxy to use X")
+        c = p.client(socket_timeout=20)
+        for f in fakes:  # a "master" whose ROLE says replica
+            f.master, f.epoch = ("127.0.0.1", y.port), 2
+        wait_for(lambda: "ROLE on 127.0.0.1:%d does not confirm it" % y.port in p.log(),
+                 what="the candidate to be refused")
+        t0 = time.monotonic()
+        try:
+            c.set("held", "1")
+            raise AssertionError("a write went to a node that is not the master")
+        except redis.ResponseError as e:
+            assert "hold-timeout" in str(e)
+        assert 1.0 < time.monotonic() - t0 < 5
+        assert y.client().get("held") is None and x.client().get("held") is None
+        y.client().replicaof("no", "one")  # now it is a master: writes go on
+        wait_for(lambda: uses(p, y), what="proxy to use Y")
+        assert c.set("later", "1") and y.client().get("later") == b"1"
+    finally:
+        p.stop()
+        for f in fakes:
+            f.stop()
+        x.stop()
+        y.stop()

@@ -1,0 +1,279 @@
+"""Session state through the proxy: how a dedicated connection is taken and
+given back, what is replayed when it is lost, what a transaction's queued
+session commands change, and the limits that keep one client's memory
+bounded. Against a real redis-server with a fixed backend."""
+import threading
+import time
+
+import pytest
+import redis
+
+from harness import Conn, Proxy, RedisServer, raw_exchange, wait_for
+
+
+def stats(port, password=None):
+    c = Conn(port)
+    try:
+        if password is not None:
+            c.call("AUTH", password)
+        text = c.call("PROXY", "STATS").decode()
+    finally:
+        c.close()
+    out = {}
+    for line in text.split("\r\n"):
+        if ":" in line and not line.startswith("$"):
+            k, v = line.split(":", 1)
+            out[k] = v
+    return out
+
+
+def lent(port):
+    return int(stats(port)["dedicated_lent_worker"])
+
+
+def kill_proxy_connections(server):
+    """What Sentinel does to an instance it reconfigures: every client
+    connection (the proxy's) is killed."""
+    server.client().client_kill_filter(_type="normal", skipme=True)
+    server.client().client_kill_filter(_type="pubsub", skipme=True)
+
+
+@pytest.fixture
+def authed(workdir):
+    srv = RedisServer(workdir, args=["--requirepass", "pw"], password="pw").start()
+    p = Proxy(workdir, backend=srv.port, args=["--set", "backend-password=pw"]).start()
+    yield srv, p
+    p.stop()
+    srv.stop()
+
+
+def test_reset_does_not_lend_a_logged_out_connection(authed):
+    srv, p = authed
+    a = Conn(p.port)
+    assert a.call("AUTH", "pw") == b"+OK\r\n"
+    assert a.call("MULTI") == b"+OK\r\n"  # a dedicated connection
+    assert a.call("RESET") == b"+RESET\r\n"  # redis-server logs that connection out
+    assert a.call("GET", "k").startswith(b"-NOAUTH")
+    a.close()
+    for _ in range(3):
+        b = Conn(p.port)
+        assert b.call("AUTH", "pw") == b"+OK\r\n"
+        assert b.call("SELECT", "2") == b"+OK\r\n"
+        assert b.call("WATCH", "x") == b"+OK\r\n"
+        assert b.call("MULTI") == b"+OK\r\n"
+        assert b.call("EXEC") == b"*0\r\n"
+        b.close()
+
+
+def test_unauthenticated_limits_and_unknown_commands(authed):
+    srv, p = authed
+    wait_for(lambda: stats(p.port, "pw")["commands_source"] == "master", what="command table")
+    cases = [b"*11\r\n", b"*2\r\n$4\r\nAUTH\r\n$16385\r\n",
+             b"*2\r\n$9\r\nNOSUCHCMD\r\n$1\r\nx\r\n", b"*1\r\n$3\r\nGET\r\n"]
+    for data in cases:
+        want = raw_exchange(srv.port, data)
+        got = raw_exchange(p.port, data)
+        assert got == want, (data, want, got)
+    # Ten arguments and 16 KB bulks are fine before AUTH; so is a pipelined
+    # AUTH followed by a larger request.
+    big = b"x" * 20000
+    c = Conn(p.port)
+    c.send(("AUTH", "pw"), ("SET", "big", big))
+    assert c.read() == b"+OK\r\n" and c.read() == b"+OK\r\n"
+    assert c.call("STRLEN", "big") == b":20000\r\n"
+    c.close()
+
+
+def test_reset_while_subscribed_ends_the_subscriptions(proxy, redis_server):
+    a = Conn(proxy.port)
+    a.send(("SUBSCRIBE", "ch"))
+    assert b"subscribe" in a.read()
+    assert a.call("RESET") == b"+RESET\r\n"
+    # The session is plain again: ordinary replies, back on shared connections.
+    assert a.call("GET", "k") == b"$-1\r\n"
+    wait_for(lambda: lent(proxy.port) == 0, what="dedicated connection given back")
+    # A lost connection must not bring the subscription back.
+    kill_proxy_connections(redis_server)
+    time.sleep(0.3)
+    assert a.call("PING") == b"+PONG\r\n"
+    assert proxy.client().publish("ch", "m") == 0
+    assert a.silent()
+
+
+@pytest.mark.parametrize("how", ["pipelined", "long-name"])
+def test_leaving_subscribed_mode(proxy, how):
+    a = Conn(proxy.port)
+    name = "n" * 300 if how == "long-name" else "ch"
+    a.send(("SUBSCRIBE", name))
+    assert b"subscribe" in a.read()
+    assert lent(proxy.port) == 1
+    if how == "pipelined":
+        a.send(("UNSUBSCRIBE",), ("PING",))
+        assert a.read().startswith(b"*3\r\n$11\r\nunsubscribe")
+        assert a.read() == b"+PONG\r\n"
+    else:
+        assert a.call("UNSUBSCRIBE", name).startswith(b"*3\r\n$11\r\nunsubscribe")
+    wait_for(lambda: lent(proxy.port) == 0, what="dedicated connection given back")
+    assert a.call("SET", "k", "v") == b"+OK\r\n"
+    assert a.call("GET", "k") == b"$1\r\nv\r\n"
+    assert a.silent()
+
+
+def test_client_reply_off_survives_a_lost_connection(proxy, redis_server):
+    a = Conn(proxy.port)
+    a.send(("CLIENT", "REPLY", "OFF"), ("SET", "a", "1"))
+    wait_for(lambda: redis_server.client().get("a") == b"1", what="SET a")
+    kill_proxy_connections(redis_server)
+    time.sleep(0.3)
+    a.send(("SET", "b", "2"))
+    wait_for(lambda: redis_server.client().get("b") == b"2", what="SET b")
+    assert a.silent(), "replies came back under CLIENT REPLY OFF"
+    assert a.call("CLIENT", "REPLY", "ON") == b"+OK\r\n"
+    assert a.call("GET", "b") == b"$1\r\n2\r\n"
+
+
+def test_quit_under_client_reply_off_says_nothing(proxy, redis_server):
+    data = b"CLIENT REPLY OFF\r\nQUIT\r\n"
+    # redis-server 7.0 sends nothing either (and then, a quirk, does not
+    # close until the client does); the proxy closes.
+    assert raw_exchange(redis_server.port, data)[0] == b""
+    assert raw_exchange(proxy.port, data) == (b"", True)
+
+
+def test_session_commands_in_multi_apply_only_if_exec_runs_them(proxy, redis_server):
+    a = Conn(proxy.port)
+    assert a.call("HSET", "h", "f", "v") == b":1\r\n"
+    # DISCARD: HELLO 3 never ran, so a new connection must speak RESP2.
+    for cmd in (("MULTI",), ("HELLO", "3"), ("DISCARD",)):
+        a.call(*cmd)
+    kill_proxy_connections(redis_server)
+    time.sleep(0.3)
+    assert a.call("HGETALL", "h") == b"*2\r\n$1\r\nf\r\n$1\r\nv\r\n"
+    # A SELECT that fails inside EXEC changes nothing; one that runs does.
+    assert a.call("MULTI") == b"+OK\r\n"
+    assert a.call("SELECT", "100") == b"+QUEUED\r\n"
+    assert a.call("EXEC").startswith(b"*1\r\n-ERR")
+    kill_proxy_connections(redis_server)
+    time.sleep(0.3)
+    assert a.call("HGET", "h", "f") == b"$1\r\nv\r\n"
+    for cmd in (("MULTI",), ("SELECT", "3"), ("EXEC",)):
+        a.call(*cmd)
+    kill_proxy_connections(redis_server)
+    time.sleep(0.3)
+    assert a.call("SET", "in3", "x") == b"+OK\r\n"
+    assert redis_server.client(db=3).get("in3") == b"x"
+    # HELLO 3 that EXEC ran: RESP3 from then on, also on a new connection.
+    for cmd in (("MULTI",), ("HELLO", "3"), ("EXEC",)):
+        a.call(*cmd)
+    kill_proxy_connections(redis_server)
+    time.sleep(0.3)
+    assert a.call("SELECT", "0") == b"+OK\r\n"
+    assert a.call("HGETALL", "h") == b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n"
+
+
+def test_client_id_stays_valid_for_client_unblock(proxy):
+    a = proxy.client()
+    ident = a.client_id()
+    res = {}
+    t = threading.Thread(target=lambda: res.update(v=a.blpop("nothing", timeout=10)))
+    t0 = time.monotonic()
+    t.start()
+    time.sleep(0.3)
+    assert proxy.client().client_unblock(ident) == 1
+    t.join(10)
+    assert res["v"] is None and time.monotonic() - t0 < 5
+    assert a.client_id() == ident
+
+
+def test_client_setinfo_keeps_the_client_on_shared_connections(proxy, redis_server):
+    cmd = ("CLIENT", "SETINFO", "lib-name", "x")
+    assert Conn(proxy.port).call(*cmd) == Conn(redis_server.port).call(*cmd)
+    a = Conn(proxy.port)
+    a.call(*cmd)
+    assert a.call("GET", "k") == b"$-1\r\n"
+    assert lent(proxy.port) == 0
+
+
+def test_script_kill_does_not_queue_behind_the_script(workdir, redis_server):
+    """SCRIPT KILL from a client sharing the busy script's connection."""
+    redis_server.client().config_set("busy-reply-threshold", 100)
+    p = Proxy(workdir, backend=redis_server.port, args=["--set", "backend-connections=1"]).start()
+    try:
+        res = {}
+
+        def busy():
+            try:
+                p.client().eval("while true do end", 0)
+            except redis.ResponseError as e:
+                res["err"] = str(e)
+
+        t = threading.Thread(target=busy)
+        t.start()
+        time.sleep(0.5)
+        killer = p.client(socket_timeout=5)
+        t0 = time.monotonic()
+        assert killer.script_kill()
+        t.join(10)
+        assert time.monotonic() - t0 < 3
+        assert "killed" in res.get("err", "").lower(), res
+        assert killer.ping()
+    finally:
+        p.stop()
+
+
+def test_inline_request_with_many_arguments(proxy, redis_server):
+    data = b"DEL " + b" ".join(b"k%d" % i for i in range(5000)) + b"\r\n"
+    assert raw_exchange(proxy.port, data) == raw_exchange(redis_server.port, data) == (b":0\r\n",
+                                                                                        False)
+
+
+def test_burst_of_large_replies_from_a_client_that_does_not_read(workdir, redis_server):
+    redis_server.client().set("big", b"x" * (4 << 20))
+    p = Proxy(workdir, backend=redis_server.port).start()
+    try:
+        base = p.rss_kb()
+        c = Conn(p.port)
+        c.send(*[("GET", "big")] * 120)
+        # Buffering them all would take the proxy to about 480 MB within a
+        # few seconds; the server's own output buffer is unlimited.
+        grown = 0
+        for _ in range(10):
+            time.sleep(0.5)
+            grown = max(grown, p.rss_kb() - base)
+        assert grown < 64 * 1024, "proxy grew by %d KiB for 120 unread 4 MB replies" % grown
+        other = p.client()
+        assert other.ping()
+        c.close()
+    finally:
+        p.stop()
+
+
+def test_subscriber_that_does_not_read_is_dropped_by_the_server(workdir, redis_server):
+    """Its dedicated connection is not read while it is over its backlog, so
+    the server's own pub/sub output limit applies, as on a direct connection;
+    the proxy's memory stays small."""
+    redis_server.client().config_set("client-output-buffer-limit", "pubsub 4mb 1mb 1")
+    p = Proxy(workdir, backend=redis_server.port).start()
+    try:
+        base = p.rss_kb()
+        sub = Conn(p.port)
+        sub.send(("SUBSCRIBE", "flood"))
+        time.sleep(0.3)
+        pub = p.client()
+        payload = b"m" * 100000
+        for _ in range(600):  # 60 MB of messages
+            pub.publish("flood", payload)
+        grown = p.rss_kb() - base
+        assert grown < 32 * 1024, "proxy grew by %d KiB" % grown
+        wait_for(lambda: redis_server.client().client_list(_type="pubsub") == [],
+                 what="the server to drop the subscriber's connection")
+        # Drain what reached the client before that: then it is closed.
+        deadline = time.monotonic() + 15
+        closed = False
+        while not closed and time.monotonic() < deadline:
+            sub.buf = b""
+            closed = sub.closed(wait=2)
+        assert closed, "the subscriber was not disconnected"
+        assert pub.ping()
+    finally:
+        p.stop()
