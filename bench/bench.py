@@ -171,6 +171,8 @@ def main():
                          "classic Sentinel layout (1 master, 2 replicas, 3 Sentinels)")
     ap.add_argument("--no-peers", action="store_true", help="skip haproxy and twemproxy")
     ap.add_argument("--out", default=os.path.join(HERE, "results"), help="report directory")
+    ap.add_argument("--readme", action="store_true",
+                    help="also put the table into README.md (between its bench markers)")
     args = ap.parse_args()
     rounds = args.rounds or (3 if args.quick else 5)
     requests = args.requests or (100000 if args.quick else 200000)
@@ -315,6 +317,24 @@ def report(args, workloads, targets, results, cpu, rss, rounds, requests):
         f.write(text)
     chart(args, workloads, names, med, os.path.join(args.out, "latest.png"))
     print("written:", path)
+    if args.readme:
+        update_readme(text, os.path.relpath(path, os.path.dirname(HERE)))
+
+
+def update_readme(text, path):
+    """Replace what README.md holds between <!-- bench --> and <!-- /bench -->."""
+    readme = os.path.join(os.path.dirname(HERE), "README.md")
+    with open(readme) as f:
+        doc = f.read()
+    start, end = doc.find("<!-- bench -->"), doc.find("<!-- /bench -->")
+    if start < 0 or end < start:
+        print("README.md has no bench markers: not updated")
+        return
+    body = text.split("\n", 2)[2]  # without the title line
+    block = "<!-- bench -->\n\nFrom `%s` (`make bench`):\n\n%s\n" % (path, body.strip())
+    with open(readme, "w") as f:
+        f.write(doc[:start] + block + doc[end:])
+    print("README.md updated")
 
 
 def chart(args, workloads, names, med, path):

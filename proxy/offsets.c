@@ -60,9 +60,9 @@ void offsets_before_flush(struct bconn *bc)
     struct req *r, *probe;
     uint64_t seq;
 
-    /* Without replicas there is nothing to wait for. */
-    if (!w->px->cfg->read_your_writes || w->nreplicas == 0 || bc->dedicated || bc->be == NULL ||
-        bc->be->role != BACKEND_MASTER || w->probes == NULL) {
+    /* Without reads on replicas there is nothing to wait for. */
+    if (!w->px->cfg->read_your_writes || !w->px->replica_reads || w->nreplicas == 0 ||
+        bc->dedicated || bc->be == NULL || bc->be->role != BACKEND_MASTER || w->probes == NULL) {
         return;
     }
     for (r = bc->unsent; r != NULL && !need; r = r->bnext) {

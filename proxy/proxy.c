@@ -152,6 +152,11 @@ int proxy_run(struct config *cfg)
     px.limits.max_bulk_len = cfg->proto_max_bulk_len;
     px.limits.max_inline_len = 64 * 1024;
     px.started = ev_time();
+    px.replica_reads = cfg->read_from != READ_FROM_MASTER;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        px.replica_reads = px.replica_reads || (cfg->listeners[i].read_from >= 0 &&
+                                                cfg->listeners[i].read_from != READ_FROM_MASTER);
+    }
     px.nworkers = proxy_workers_wanted(cfg);
     signal(SIGPIPE, SIG_IGN);
     proxy_raise_nofile(cfg);

@@ -30,6 +30,7 @@ struct proxy {
     int nworkers;
     int nclients;            /* connected clients, all workers (atomic) */
     uint64_t next_client_id; /* atomic */
+    bool replica_reads; /* some listener may send reads to replicas (read-your-writes matters) */
     double started;
     struct engine *engine;       /* the Sentinel engine, NULL with a fixed backend */
     pthread_mutex_t status_lock; /* guards control_status */

@@ -336,8 +336,9 @@ static void worker_set_replicas(struct worker *w, const struct topology *t)
     free(w->replicas);
     w->replicas = list;
     w->nreplicas = n;
-    /* Replica offsets are refreshed only while there are replicas. */
-    if (n > 0 && !ev_is_active(&w->probe)) {
+    /* Replica offsets are refreshed only while there are replicas that reads
+     * may go to. */
+    if (n > 0 && w->px->replica_reads && !ev_is_active(&w->probe)) {
         ev_timer_start(w->loop, &w->probe);
     } else if (n == 0) {
         ev_timer_stop(w->loop, &w->probe);
