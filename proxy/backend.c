@@ -121,7 +121,7 @@ static void bconn_take_back_unsent(struct bconn *bc)
     }
     cut_prev = prev;
     cut = r;
-    for (; r != NULL; prev = r, r = r->bnext) {
+    for (; r != NULL; r = r->bnext) {
         if (r->flags & REQ_NOREPLY) {
             cut_prev = r;
             cut = r->bnext;

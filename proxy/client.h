@@ -92,6 +92,7 @@ struct client {
     uint64_t ryw_offset;  /* read-your-writes: master offset replicas must have reached */
     uint64_t ryw_probe;   /* ... or the probe after its last write, still unanswered */
     uint64_t ryw_after;   /* ... or any probe created after this one (0 = none) */
+    uint64_t ryw_gen;     /* worker's master_gen when these were recorded */
     uint64_t scan_be;     /* backend id its SCAN-family cursors come from (0 = none) */
     double last_active;
     struct session sess;

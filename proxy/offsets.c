@@ -233,6 +233,7 @@ void offsets_after_reply(struct client *c, struct req *r, bool dedicated)
     if (cmd_is_read(r->ci) || (r->flags & (REQ_INTERNAL | REQ_PUSH))) {
         return;
     }
+    (void)offsets_required(c); /* void what another master measured */
     if (!dedicated && r->probe != 0) {
         c->ryw_probe = r->probe; /* later probes report higher offsets */
         c->ryw_after = 0;
@@ -249,6 +250,17 @@ uint64_t offsets_required(struct client *c)
 {
     struct worker *w = c->w;
 
+    if (c->ryw_gen != w->master_gen) {
+        /* Its last write was measured on another master: wait for a probe
+         * of the new one sent from now on. */
+        if (c->ryw_offset != 0 || c->ryw_probe != 0 || c->ryw_after != 0) {
+            c->ryw_offset = 0;
+            c->ryw_probe = 0;
+            c->ryw_after = w->probe_seq;
+            w->probe_wanted = true;
+        }
+        c->ryw_gen = w->master_gen;
+    }
     if (c->ryw_probe != 0) {
         struct worker_probe *slot = offsets_slot(w, c->ryw_probe);
         if (slot->seq == c->ryw_probe && slot->state == PROBE_PENDING) {

@@ -372,8 +372,14 @@ static void worker_apply(struct worker *w, struct topology *t)
             worker_ensure(w, &be->addr, BACKEND_REPLICA);
         }
     }
-    if (w->master != master && master != NULL && t->switch_started > 0) {
-        master->switch_started = t->switch_started;
+    if (w->master != master && master != NULL) {
+        /* Replication offsets are the new master's from now on (a promoted
+         * replica may be behind what the old master had reached). */
+        w->master_gen++;
+        w->master_offset = t->master_offset;
+        if (t->switch_started > 0) {
+            master->switch_started = t->switch_started;
+        }
     }
     w->master = master;
     if (master != NULL) {

@@ -104,7 +104,8 @@ struct worker {
     struct worker_probe *probes; /* ring of WORKER_PROBES */
     uint64_t probe_seq;          /* last probe created */
     uint64_t probe_done_max;     /* highest probe seq answered */
-    uint64_t master_offset;      /* highest master offset seen */
+    uint64_t master_offset;      /* highest offset seen of the current master */
+    uint64_t master_gen;         /* changes with the master: offsets of another one are void */
     struct backend **replicas;   /* the replicas of the current topology */
     size_t nreplicas;
     uint64_t rr;                   /* round-robin position */

@@ -19,6 +19,14 @@ def fakes_proxy(workdir, fakes, *extra):
     return Proxy(workdir, args=args + list(extra)).start()
 
 
+def stop_all(proxy, fakes, *servers):
+    proxy.stop()
+    for f in fakes:
+        f.stop()
+    for srv in servers:
+        srv.stop()
+
+
 def uses(p, srv):
     return topology(p.client()).get("master") == "127.0.0.1:%d" % srv.port
 
@@ -46,11 +54,7 @@ def test_epoch_never_goes_backwards(workdir):
         a.epoch = b.epoch = 0
         wait_for(lambda: uses(p, y), what="proxy to follow a majority to Y")
     finally:
-        p.stop()
-        for f in (a, b, c):
-            f.stop()
-        x.stop()
-        y.stop()
+        stop_all(p, (a, b, c), x, y)
 
 
 def test_dedicated_sessions_leave_the_old_master(workdir):
@@ -83,11 +87,7 @@ def test_dedicated_sessions_leave_the_old_master(workdir):
         assert c.set("after-demotion", "1")
         assert y.client(db=1).get("after-demotion") == b"1"
     finally:
-        p.stop()
-        for f in fakes:
-            f.stop()
-        x.stop()
-        y.stop()
+        stop_all(p, fakes, x, y)
 
 
 def test_busy_master_is_not_treated_as_failed(workdir):
@@ -113,10 +113,7 @@ def test_busy_master_is_not_treated_as_failed(workdir):
         assert "holding requests" not in p.log()
         assert "still using it" in p.log()
     finally:
-        p.stop()
-        for f in fakes:
-            f.stop()
-        x.stop()
+        stop_all(p, fakes, x)
 
 
 def test_sentinels_named_by_host_are_counted_once(workdir, cluster):
@@ -197,8 +194,4 @@ def test_requests_held_during_a_switch_are_bounded_by_hold_timeout(workdir):
         wait_for(lambda: uses(p, y), what="proxy to use Y")
         assert c.set("later", "1") and y.client().get("later") == b"1"
     finally:
-        p.stop()
-        for f in fakes:
-            f.stop()
-        x.stop()
-        y.stop()
+        stop_all(p, fakes, x, y)
