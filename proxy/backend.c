@@ -662,6 +662,14 @@ static void bconn_internal_reply(struct bconn *bc, struct req *r)
         }
         text[n] = '\0';
         log_warn("backend %s: the proxy's own command failed: %s", bc->be->name, text);
+        if (bc->dedicated && (r->flags & REQ_CREDENTIALS) && bc->owner != NULL) {
+            /* The client's own credentials were refused on a new
+             * connection: it must not go on with the proxy's. */
+            struct client *owner = bc->owner;
+            req_free(bc->w, r);
+            client_close(owner, "its credentials were refused on a new connection");
+            return;
+        }
         if (!bc->dedicated) {
             struct backend *be = bc->be;
             req_free(bc->w, r);

@@ -310,14 +310,16 @@ static bool session_queue(struct worker *w, struct bconn *bc, int argc, const ch
     return true;
 }
 
-static bool session_queue_raw(struct worker *w, struct bconn *bc, const char *raw, size_t len)
+/* Queue a session's own AUTH or HELLO again, as it sent it. */
+static bool session_queue_credentials(struct worker *w, struct bconn *bc, const char *raw,
+                                      size_t len)
 {
     struct req *r = req_new(w);
 
     if (r == NULL) {
         return false;
     }
-    r->flags = REQ_INTERNAL;
+    r->flags = REQ_INTERNAL | REQ_CREDENTIALS;
     if (!req_spans_copy_in(w, &r->in, raw, len)) {
         req_free(w, r);
         return false;
@@ -332,10 +334,10 @@ bool session_replay(struct client *c, struct bconn *bc)
     struct worker *w = c->w;
     char db[16];
 
-    if (s->auth != NULL && !session_queue_raw(w, bc, s->auth, s->auth_len)) {
+    if (s->auth != NULL && !session_queue_credentials(w, bc, s->auth, s->auth_len)) {
         return false;
     }
-    if (s->hello != NULL && !session_queue_raw(w, bc, s->hello, s->hello_len)) {
+    if (s->hello != NULL && !session_queue_credentials(w, bc, s->hello, s->hello_len)) {
         return false;
     }
     if (s->auth != NULL || s->hello != NULL) {

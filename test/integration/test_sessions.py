@@ -277,3 +277,21 @@ def test_subscriber_that_does_not_read_is_dropped_by_the_server(workdir, redis_s
         assert pub.ping()
     finally:
         p.stop()
+
+
+def test_refused_credentials_on_a_new_connection_close_the_client(authed):
+    """A client authenticated as another ACL user never goes on with the
+    proxy's own credentials when its user is refused on a new connection."""
+    srv, p = authed
+    srv.client().acl_setuser("bob", enabled=True, passwords=["+bobpw"], commands=["+@all"],
+                             keys=["*"])
+    a = Conn(p.port)
+    assert a.call("AUTH", "bob", "bobpw") == b"+OK\r\n"
+    assert a.call("ACL", "WHOAMI") == b"$3\r\nbob\r\n"
+    srv.client().acl_deluser("bob")  # also disconnects bob's connection
+    time.sleep(0.3)
+    try:
+        reply = a.call("ACL", "WHOAMI")
+    except (ConnectionError, OSError):
+        reply = None
+    assert reply is None, "went on as %r" % reply
