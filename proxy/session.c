@@ -437,15 +437,18 @@ static bool session_reply_is(struct spans *out, const char *text, size_t max)
            memcmp(got, text, n) == 0;
 }
 
-/* The marker's reply: its echo, or the error a RESP2 connection still in
- * subscribed mode gives (the proxy's bookkeeping was wrong: harmless). */
-static bool session_is_marker(struct spans *out)
+/* The marker's reply: 1 for its echo, 2 for the error a RESP2 connection
+ * still in subscribed mode gives (the proxy's bookkeeping was wrong: the
+ * connection keeps streaming), 0 for anything else. */
+static int session_is_marker(struct spans *out)
 {
     char echo[64];
 
     snprintf(echo, sizeof(echo), "$%zu\r\n%s\r\n", strlen(SESSION_MARKER), SESSION_MARKER);
-    return session_reply_is(out, echo, strlen(echo)) ||
-           session_reply_is(out, "-ERR Can't execute 'echo'", 256);
+    if (session_reply_is(out, echo, strlen(echo))) {
+        return 1;
+    }
+    return session_reply_is(out, "-ERR Can't execute 'echo'", 256) ? 2 : 0;
 }
 
 static void session_send_marker(struct client *c, struct bconn *bc)
@@ -492,7 +495,12 @@ int session_stream_reply(struct client *c, struct bconn *bc, struct spans *out)
     if (!s->streaming) {
         return SESSION_STREAM_PASS;
     }
-    if (bc->marker_sent && session_is_marker(out)) {
+    int marker = bc->marker_sent ? session_is_marker(out) : 0;
+
+    if (marker == 2) {
+        return SESSION_STREAM_DROP; /* and no more markers here (marker_sent stays) */
+    }
+    if (marker != 0) {
         bc->marker_sent = false;
         if (session_has_streams(s) || s->reply_off) {
             return SESSION_STREAM_DROP; /* subscribed again meanwhile */
