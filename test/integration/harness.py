@@ -367,9 +367,10 @@ class Cluster:
             r.stop()
 
 
-def topology(proxy_client):
-    """PROXY TOPOLOGY as a dict of key -> value strings."""
-    text = proxy_client.execute_command("PROXY", "TOPOLOGY")
+def topology(proxy_client, section="TOPOLOGY"):
+    """PROXY TOPOLOGY (or another PROXY section: STATS) as a dict of key ->
+    value strings."""
+    text = proxy_client.execute_command("PROXY", section)
     if isinstance(text, bytes):
         text = text.decode()
     out = {}

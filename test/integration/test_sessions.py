@@ -8,23 +8,15 @@ import time
 import pytest
 import redis
 
-from harness import Conn, Proxy, RedisServer, raw_exchange, wait_for
+from harness import Conn, Proxy, RedisServer, raw_exchange, topology, wait_for
 
 
 def stats(port, password=None):
-    c = Conn(port)
+    c = redis.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=10)
     try:
-        if password is not None:
-            c.call("AUTH", password)
-        text = c.call("PROXY", "STATS").decode()
+        return topology(c, "STATS")
     finally:
         c.close()
-    out = {}
-    for line in text.split("\r\n"):
-        if ":" in line and not line.startswith("$"):
-            k, v = line.split(":", 1)
-            out[k] = v
-    return out
 
 
 def lent(port):
