@@ -27,6 +27,7 @@
 #define BCONN_READS_PER_EVENT 32
 #define BCONN_IOV_MAX         IOV_MAX
 #define BCONN_TAIL_COPY_MAX   4096
+#define BCONN_FILL_EXTRA      3 /* chunks a bulk read may fill beyond the current one */
 #define BCONN_MAX_BULK        ((uint64_t)1 << 40) /* replies are bounded by client-output-limit */
 #define BACKEND_SUSPECT_TIME  0.2 /* seconds a backend that refused a command is avoided */
 
@@ -823,11 +824,29 @@ static void bconn_scan(struct bconn *bc)
     chunk_unref(ch);
 }
 
+/* A read went on past the current chunk into nc: the reply in progress
+ * keeps a span over the old chunk's tail, and scanning goes on in nc. */
+static bool bconn_next_chunk(struct bconn *bc, struct chunk *nc)
+{
+    struct chunk *old = bc->rchunk;
+
+    if (old->len > bc->rstart && !spans_add(&bc->cur, old, bc->rstart, old->len - bc->rstart)) {
+        return false;
+    }
+    chunk_unref(old);
+    bc->rchunk = nc;
+    bc->rpos = bc->rstart = 0;
+    return true;
+}
+
 static void bconn_read(struct bconn *bc)
 {
+    size_t got = 0;
+    bool filled = false;
+
     for (int i = 0; i < BCONN_READS_PER_EVENT && bc->state == BC_READY; i++) {
-        struct chunk *ch;
-        uint32_t room;
+        struct chunk_fill more;
+        size_t room;
         ssize_t n;
         if (bc->dedicated && bconn_owner_full(bc)) {
             break;
@@ -836,9 +855,8 @@ static void bconn_read(struct bconn *bc)
             bconn_close(bc, "out of memory");
             return;
         }
-        ch = bc->rchunk;
-        room = chunk_room(ch);
-        n = transport_read(&bc->t, ch->data + ch->len, room);
+        n = chunk_fill(&bc->w->pool, &bc->t, bc->rchunk, bc->bulk ? BCONN_FILL_EXTRA : 0, &more,
+                       &room);
         if (n == 0) {
             bconn_close(bc, "connection closed by the server");
             return;
@@ -852,11 +870,31 @@ static void bconn_read(struct bconn *bc)
             return;
         }
         bc->w->stats.backend_reads++;
-        ch->len += (uint32_t)n;
-        bconn_scan(bc);
-        if ((uint32_t)n < room && transport_pending(&bc->t) == 0) {
+        got += (size_t)n;
+        filled |= (size_t)n == room || more.n > 0;
+        /* The current chunk, then each one the read went on into. */
+        for (int j = -1; j < more.n; j++) {
+            if (j >= 0 && (bc->state == BC_CLOSED || !bconn_next_chunk(bc, more.more[j]))) {
+                while (j < more.n) {
+                    chunk_unref(more.more[j++]);
+                }
+                if (bc->state != BC_CLOSED) {
+                    bconn_close(bc, "out of memory");
+                }
+                break;
+            }
+            bconn_scan(bc);
+        }
+        if ((size_t)n < room && transport_pending(&bc->t) == 0) {
             break;
         }
+    }
+    /* Connections whose replies come in more than a chunk at a time read
+     * into several at once. */
+    if (filled) {
+        bc->bulk = true;
+    } else if (got < CHUNK_SIZE / 4) {
+        bc->bulk = false;
     }
     /* An idle connection holds no buffer. */
     if (bc->state == BC_READY && bc->rchunk != NULL && bc->cur.n == 0 &&

@@ -66,6 +66,7 @@ struct bconn {
     bool retiring;      /* takes no new requests; closes once everything is answered */
     bool paused;        /* dedicated: not read while its owner is over its backlog limit */
     bool lagging;       /* ... and not read to the end since: the server may have given up */
+    bool bulk;          /* replies come more than a chunk at a time: reads span chunks */
     uint8_t resp;       /* protocol version spoken (2 or 3) */
     int db;             /* selected database */
     unsigned io_events; /* events io is armed with */

@@ -3,6 +3,7 @@
  */
 #include "proxy/chunk.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -151,4 +152,52 @@ size_t spans_copy(struct spans *s, uint64_t skip, char *dst, size_t len)
         skip = 0;
     }
     return done;
+}
+
+ssize_t chunk_fill_many(struct chunk_pool *p, struct transport *t, struct chunk *cur, int extra,
+                        struct chunk_fill *out, size_t *room)
+{
+    struct iovec iov[1 + CHUNK_FILL_MAX];
+    struct chunk *spare[CHUNK_FILL_MAX];
+    int k = 0, nspare = 0;
+    ssize_t n;
+    size_t left;
+
+    out->n = 0;
+    *room = 0;
+    if (chunk_room(cur) > 0) {
+        iov[k].iov_base = cur->data + cur->len;
+        iov[k].iov_len = chunk_room(cur);
+        *room += iov[k++].iov_len;
+    }
+    if (extra > CHUNK_FILL_MAX) {
+        extra = CHUNK_FILL_MAX;
+    }
+    while (nspare < extra && (spare[nspare] = chunk_get(p)) != NULL) {
+        iov[k].iov_base = spare[nspare]->data;
+        iov[k].iov_len = spare[nspare]->cap;
+        *room += iov[k++].iov_len;
+        nspare++;
+    }
+    if (k == 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    n = transport_readv(t, iov, k);
+    left = n > 0 ? (size_t)n : 0;
+    if (chunk_room(cur) > 0) {
+        uint32_t take = left < chunk_room(cur) ? (uint32_t)left : chunk_room(cur);
+        cur->len += take;
+        left -= take;
+    }
+    for (int i = 0; i < nspare; i++) {
+        if (left == 0) {
+            chunk_unref(spare[i]);
+            continue;
+        }
+        spare[i]->len = left < spare[i]->cap ? (uint32_t)left : spare[i]->cap;
+        left -= spare[i]->len;
+        out->more[out->n++] = spare[i];
+    }
+    return n;
 }

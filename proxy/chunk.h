@@ -16,8 +16,12 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "proxy/transport.h"
+
 #define CHUNK_SIZE  16384u /* bytes per allocation, header included */
 #define CHUNK_SPANS 2      /* spans kept inline before a span list allocates */
+
+#define CHUNK_FILL_MAX 4 /* chunks one read may fill beyond the current one */
 
 struct chunk_pool;
 
@@ -63,6 +67,17 @@ void chunk_pool_drain(struct chunk_pool *p);
 
 /* Take an empty chunk with one reference; NULL only if malloc fails. */
 struct chunk *chunk_get(struct chunk_pool *p);
+
+/* The chunks one chunk_fill call filled beyond the one it started in, in
+ * order; the caller owns their references. */
+struct chunk_fill {
+    struct chunk *more[CHUNK_FILL_MAX];
+    int n;
+};
+
+/* chunk_fill with extra > 0 (the part that is not inline). */
+ssize_t chunk_fill_many(struct chunk_pool *p, struct transport *t, struct chunk *cur, int extra,
+                        struct chunk_fill *out, size_t *room);
 
 /* Add a reference. */
 static inline void chunk_ref(struct chunk *c)
@@ -123,5 +138,26 @@ int spans_iov(struct spans *s, uint64_t skip, struct iovec *iov, int n, int max)
 
 /* Copy up to len bytes starting at offset skip into dst; returns bytes copied. */
 size_t spans_copy(struct spans *s, uint64_t skip, char *dst, size_t len);
+
+/* One read from t into the room left in cur and, when extra > 0, on into up
+ * to extra (at most CHUNK_FILL_MAX) fresh chunks from p: lengths are updated
+ * and chunks that received nothing go back. Returns what the read returned;
+ * *room is set to the bytes the read could have taken. */
+static inline ssize_t chunk_fill(struct chunk_pool *p, struct transport *t, struct chunk *cur,
+                                 int extra, struct chunk_fill *out, size_t *room)
+{
+    ssize_t n;
+
+    if (extra > 0 || chunk_room(cur) == 0) {
+        return chunk_fill_many(p, t, cur, extra, out, room);
+    }
+    out->n = 0;
+    *room = chunk_room(cur);
+    n = transport_read(t, cur->data + cur->len, *room);
+    if (n > 0) {
+        cur->len += (uint32_t)n;
+    }
+    return n;
+}
 
 #endif

@@ -30,6 +30,7 @@
 
 #define CLIENT_READS_PER_EVENT 16   /* fairness: reads per readiness event */
 #define CLIENT_TAIL_COPY_MAX   4096 /* partial requests up to this move to the next chunk */
+#define CLIENT_FILL_EXTRA      1    /* chunks a bulk client's read may fill beyond the current */
 #define CLIENT_IOV_MAX         512  /* iovecs per writev */
 #define CLIENT_INFLIGHT_MAX    128  /* requests of one client in flight at once */
 #define CLIENT_COMPACT_MAX     1024 /* replies up to this are copied for a slow reader */
@@ -378,12 +379,31 @@ static void client_scan(struct client *c)
     }
 }
 
+/* A read went on past the current chunk into nc: the request in progress
+ * keeps a span over the old chunk's tail, and scanning goes on in nc. */
+static bool client_next_chunk(struct client *c, struct chunk *nc)
+{
+    struct chunk *old = c->rchunk;
+
+    if (c->cur != NULL && old->len > c->rstart &&
+        !spans_add(&c->cur->in, old, c->rstart, old->len - c->rstart)) {
+        return false;
+    }
+    chunk_unref(old);
+    c->rchunk = nc;
+    c->rpos = c->rstart = 0;
+    return true;
+}
+
 static void client_read(struct client *c)
 {
+    size_t got = 0;
+    bool filled = false;
+
     for (int i = 0; i < CLIENT_READS_PER_EVENT; i++) {
-        struct chunk *ch;
+        struct chunk_fill more;
+        size_t room;
         ssize_t n;
-        uint32_t room;
         if (c->flags & (CL_PAUSED | CL_CLOSE_AFTER | CL_CLOSING)) {
             break;
         }
@@ -391,9 +411,8 @@ static void client_read(struct client *c)
             client_close(c, "out of memory");
             return;
         }
-        ch = c->rchunk;
-        room = chunk_room(ch);
-        n = transport_read(&c->t, ch->data + ch->len, room);
+        n = chunk_fill(&c->w->pool, &c->t, c->rchunk, (c->flags & CL_BULK) ? CLIENT_FILL_EXTRA : 0,
+                       &more, &room);
         if (n == 0) {
             client_close(c, NULL);
             return;
@@ -406,15 +425,35 @@ static void client_read(struct client *c)
             return;
         }
         c->w->stats.client_reads++;
-        ch->len += (uint32_t)n;
+        got += (size_t)n;
+        filled |= (size_t)n == room || more.n > 0;
         c->last_active = ev_now(c->w->loop);
-        client_scan(c);
+        /* The current chunk, then each one the read went on into. */
+        for (int j = -1; j < more.n; j++) {
+            if (j >= 0 && ((c->flags & (CL_CLOSE_AFTER | CL_CLOSING)) ||
+                           !client_next_chunk(c, more.more[j]))) {
+                while (j < more.n) {
+                    chunk_unref(more.more[j++]);
+                }
+                if (!(c->flags & (CL_CLOSE_AFTER | CL_CLOSING))) {
+                    client_close(c, "out of memory");
+                }
+                break;
+            }
+            client_scan(c);
+        }
         if (c->flags & CL_CLOSING) {
             return;
         }
-        if ((uint32_t)n < room && transport_pending(&c->t) == 0) {
+        if ((size_t)n < room && transport_pending(&c->t) == 0) {
             break; /* the socket is drained */
         }
+    }
+    /* Clients that send more than a chunk at a time read into two at once. */
+    if (filled) {
+        c->flags |= CL_BULK;
+    } else if (got < CHUNK_SIZE / 4) {
+        c->flags &= ~CL_BULK;
     }
     client_dispatch(c);
     if (!(c->flags & CL_CLOSING)) {

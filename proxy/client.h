@@ -37,6 +37,7 @@ enum {
     CL_DIRTY = 1u << 3,       /* on the worker's flush list */
     CL_WAITING = 1u << 4,     /* on the worker's waiting list: requests held */
     CL_WBLOCKED = 1u << 5,    /* its socket took less than offered: it reads slowly */
+    CL_BULK = 1u << 6,        /* sends more than a chunk at a time: reads span chunks */
 };
 
 /* Server-side state of the client's session, replayed on a new connection. */

@@ -7,12 +7,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static ssize_t plain_read(struct transport *t, void *buf, size_t len)
+static ssize_t plain_readv(struct transport *t, const struct iovec *iov, int cnt)
 {
     ssize_t n;
 
     do {
-        n = read(t->fd, buf, len);
+        n = cnt == 1 ? read(t->fd, iov[0].iov_base, iov[0].iov_len) : readv(t->fd, iov, cnt);
     } while (n < 0 && errno == EINTR);
     return n;
 }
@@ -41,7 +41,7 @@ static void plain_close(struct transport *t)
 
 static const struct transport_ops plain_ops = {
     .name = "plain",
-    .read = plain_read,
+    .readv = plain_readv,
     .writev = plain_writev,
     .pending = plain_pending,
     .close = plain_close,

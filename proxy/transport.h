@@ -20,7 +20,7 @@ struct transport;
 
 struct transport_ops {
     const char *name;
-    ssize_t (*read)(struct transport *t, void *buf, size_t len);
+    ssize_t (*readv)(struct transport *t, const struct iovec *iov, int n);
     ssize_t (*writev)(struct transport *t, const struct iovec *iov, int n);
     size_t (*pending)(struct transport *t);
     void (*close)(struct transport *t);
@@ -38,7 +38,14 @@ void transport_plain(struct transport *t, int fd);
 /* Read up to len bytes. */
 static inline ssize_t transport_read(struct transport *t, void *buf, size_t len)
 {
-    return t->ops->read(t, buf, len);
+    struct iovec iov = {buf, len};
+    return t->ops->readv(t, &iov, 1);
+}
+
+/* Read into a scatter list (a transport may fill only the first buffer). */
+static inline ssize_t transport_readv(struct transport *t, const struct iovec *iov, int n)
+{
+    return t->ops->readv(t, iov, n);
 }
 
 /* Write a gather list. */

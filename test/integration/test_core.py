@@ -101,6 +101,30 @@ def test_pipeline_10000(proxy):
     assert pipe.execute() == [b"v%d" % i for i in range(10000)]
 
 
+def test_pipelined_bulk_across_chunks(proxy):
+    """Pipelines of mixed-size values written and read back in one go: reads
+    that fill a buffer go on into the next ones, and requests and replies
+    straddle buffer boundaries at every offset the sizes produce."""
+    import random
+    rnd = random.Random(7)
+    sizes = [rnd.choice([1, 100, 1000, 4095, 4096, 9000, 16383, 16384, 40000]) + rnd.randrange(7)
+             for _ in range(400)]
+    values = [bytes([65 + i % 26]) * n for i, n in enumerate(sizes)]
+    s = socket.create_connection(("127.0.0.1", proxy.port), timeout=30)
+    try:
+        s.sendall(b"".join(_resp("SET", "bk:%d" % i, v) for i, v in enumerate(values)))
+        s.sendall(b"".join(_resp("GET", "bk:%d" % i) for i in range(len(values))))
+        want = b"+OK\r\n" * len(values) + b"".join(b"$%d\r\n%s\r\n" % (len(v), v) for v in values)
+        got = b""
+        while len(got) < len(want):
+            data = s.recv(1 << 20)
+            assert data, "connection closed after %d of %d bytes" % (len(got), len(want))
+            got += data
+        assert got == want
+    finally:
+        s.close()
+
+
 def _resp(*args):
     out = b"*%d\r\n" % len(args)
     for a in args:

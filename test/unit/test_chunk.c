@@ -4,8 +4,11 @@
 #include "unit.h"
 
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "proxy/chunk.h"
+#include "proxy/transport.h"
 
 static void test_pool_reuse(void **state)
 {
@@ -129,13 +132,92 @@ static void test_iov_merges_adjacent(void **state)
     chunk_pool_drain(&p);
 }
 
+/* One read fills the room left in the current chunk, then fresh chunks in
+ * order; spares that get nothing go back to the pool. */
+static void test_fill_spans_chunks(void **state)
+{
+    struct chunk_pool p;
+    struct chunk *cur;
+    struct chunk_fill more;
+    struct transport t;
+    static char out[40000];
+    size_t room;
+    uint32_t cap;
+    ssize_t n;
+    int sv[2];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(out); i++) {
+        out[i] = (char)('a' + i % 26);
+    }
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    chunk_pool_init(&p, 8);
+    transport_plain(&t, sv[0]);
+    cur = chunk_get(&p);
+    cap = cur->cap;
+    cur->len = cap - 100; /* 100 bytes of room left */
+
+    /* No extra chunks: the read stops at the current one. */
+    assert_int_equal(write(sv[1], out, 300), 300);
+    n = chunk_fill(&p, &t, cur, 0, &more, &room);
+    assert_int_equal(n, 100);
+    assert_int_equal(room, 100);
+    assert_int_equal(more.n, 0);
+    assert_int_equal(cur->len, cap);
+
+    /* Two extra chunks offered, one used: 200 bytes left in the socket. */
+    cur->len = cap - 100;
+    n = chunk_fill(&p, &t, cur, 2, &more, &room);
+    assert_int_equal(n, 200);
+    assert_int_equal(room, 100 + 2 * (size_t)cap);
+    assert_int_equal(more.n, 1);
+    assert_int_equal(cur->len, cap);
+    assert_int_equal(more.more[0]->len, 100);
+    assert_memory_equal(more.more[0]->data, out + 200, 100);
+    assert_int_equal(p.live, 2); /* the unused spare went back */
+    chunk_unref(more.more[0]);
+
+    /* More than fits: every chunk is filled in order. */
+    assert_int_equal(write(sv[1], out, sizeof(out)), (ssize_t)sizeof(out));
+    cur->len = cap - 100;
+    n = chunk_fill(&p, &t, cur, 2, &more, &room);
+    assert_int_equal(n, 100 + 2 * (ssize_t)cap);
+    assert_int_equal(more.n, 2);
+    assert_memory_equal(cur->data + cap - 100, out, 100);
+    assert_memory_equal(more.more[0]->data, out + 100, cap);
+    assert_memory_equal(more.more[1]->data, out + 100 + cap, cap);
+    assert_int_equal(more.more[1]->len, cap);
+    chunk_unref(more.more[0]);
+    chunk_unref(more.more[1]);
+
+    /* A full chunk and no extra allowed is an error, never end of stream. */
+    cur->len = cap;
+    n = chunk_fill(&p, &t, cur, 0, &more, &room);
+    assert_int_equal(n, -1);
+
+    /* End of stream reads 0 and hands back every spare. */
+    cur->len = 0;
+    close(sv[1]);
+    while ((n = chunk_fill(&p, &t, cur, 1, &more, &room)) > 0) {
+        for (int i = 0; i < more.n; i++) {
+            chunk_unref(more.more[i]);
+        }
+        cur->len = 0;
+    }
+    assert_int_equal(n, 0);
+    assert_int_equal(more.n, 0);
+    assert_int_equal(p.live, 1);
+    chunk_unref(cur);
+    transport_close(&t);
+    chunk_pool_drain(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pool_reuse),
-        cmocka_unit_test(test_spans_merge_and_refs),
-        cmocka_unit_test(test_spans_many_and_iov),
-        cmocka_unit_test(test_iov_merges_adjacent),
+        cmocka_unit_test(test_pool_reuse),         cmocka_unit_test(test_spans_merge_and_refs),
+        cmocka_unit_test(test_spans_many_and_iov), cmocka_unit_test(test_iov_merges_adjacent),
+        cmocka_unit_test(test_fill_spans_chunks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
