@@ -1191,11 +1191,21 @@ SENTINEL_FUNCTIONS = [
     ("FUNCTION", "DELETE", "onelib"), ("FCALL", "only1", "0"), ("FCALL_RO", "ro_get", "1", "fk"),
 ]
 
-# Redis does not replicate the delivery counter a re-read of a consumer's
-# history (XREADGROUP ... 0) increments: XPENDING on a replica shows the old
-# count however far it has replicated. Not the proxy's doing: left out.
-SENTINEL_STREAMS = [st for st in STREAMS if st != ("XREADGROUP", "GROUP", "g", "alice", "STREAMS", "s", "0")]
-assert len(SENTINEL_STREAMS) == len(STREAMS) - 1
+# Two replies a replica gives differently however far it has replicated, so
+# they are left out (not the proxy's doing):
+# - Redis does not replicate the delivery counter a re-read of a consumer's
+#   history (XREADGROUP ... 0) increments: XPENDING on a replica shows the old
+#   count.
+# - After XREADGROUP, a redis-server 7.0 replica reports the group's
+#   entries-read and lag as nil where the master reports numbers (seen with a
+#   plain master and replica after WAIT). Only the first XINFO GROUPS, before
+#   XGROUP SETID ... ENTRIESREAD sets them again, is affected; the test passed
+#   whenever read-your-writes happened to send it to the master.
+_FIRST_GROUPS = STREAMS.index(("XINFO", "GROUPS", "s"))
+SENTINEL_STREAMS = [st for i, st in enumerate(STREAMS)
+                    if st != ("XREADGROUP", "GROUP", "g", "alice", "STREAMS", "s", "0")
+                    and i != _FIRST_GROUPS]
+assert len(SENTINEL_STREAMS) == len(STREAMS) - 2
 
 SENTINEL_FAMILIES = {
     "strings": STRINGS, "bitmaps": BITMAPS, "lists": LISTS, "hashes": HASHES, "sets": SETS,
