@@ -233,7 +233,9 @@ void offsets_after_reply(struct client *c, struct req *r, bool dedicated)
     if (cmd_is_read(r->ci) || (r->flags & (REQ_INTERNAL | REQ_PUSH))) {
         return;
     }
-    (void)offsets_required(c); /* void what another master measured */
+    /* Settle what is recorded before it is replaced: a finished probe's
+     * offset is kept, and offsets measured on another master are voided. */
+    (void)offsets_required(c);
     if (!dedicated && r->probe != 0) {
         c->ryw_probe = r->probe; /* later probes report higher offsets */
         c->ryw_after = 0;

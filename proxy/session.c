@@ -437,18 +437,22 @@ static bool session_reply_is(struct spans *out, const char *text, size_t max)
            memcmp(got, text, n) == 0;
 }
 
-/* The marker's reply: 1 for its echo, 2 for the error a RESP2 connection
- * still in subscribed mode gives (the proxy's bookkeeping was wrong: the
- * connection keeps streaming), 0 for anything else. */
-static int session_is_marker(struct spans *out)
+enum session_marker {
+    MARKER_NONE = 0,    /* not the marker's reply */
+    MARKER_ECHOED = 1,  /* its echo: the stream ended before it */
+    MARKER_REFUSED = 2, /* a RESP2 connection still subscribed refused it: still streaming */
+};
+
+/* What a streamed reply says about the end-of-stream marker. */
+static enum session_marker session_is_marker(struct spans *out)
 {
     char echo[64];
 
     snprintf(echo, sizeof(echo), "$%zu\r\n%s\r\n", strlen(SESSION_MARKER), SESSION_MARKER);
     if (session_reply_is(out, echo, strlen(echo))) {
-        return 1;
+        return MARKER_ECHOED;
     }
-    return session_reply_is(out, "-ERR Can't execute 'echo'", 256) ? 2 : 0;
+    return session_reply_is(out, "-ERR Can't execute 'echo'", 256) ? MARKER_REFUSED : MARKER_NONE;
 }
 
 static void session_send_marker(struct client *c, struct bconn *bc)
@@ -495,12 +499,12 @@ int session_stream_reply(struct client *c, struct bconn *bc, struct spans *out)
     if (!s->streaming) {
         return SESSION_STREAM_PASS;
     }
-    int marker = bc->marker_sent ? session_is_marker(out) : 0;
+    enum session_marker marker = bc->marker_sent ? session_is_marker(out) : MARKER_NONE;
 
-    if (marker == 2) {
+    if (marker == MARKER_REFUSED) {
         return SESSION_STREAM_DROP; /* and no more markers here (marker_sent stays) */
     }
-    if (marker != 0) {
+    if (marker == MARKER_ECHOED) {
         bc->marker_sent = false;
         if (session_has_streams(s) || s->reply_off) {
             return SESSION_STREAM_DROP; /* subscribed again meanwhile */
