@@ -450,6 +450,46 @@ static size_t replyscan_byte(struct replyscan *s, char ch)
     return s->state == RS_ERROR ? 0 : 1; /* an error points at the LF that found it */
 }
 
+/* A whole "+...", "-..." or ":..." line at p: its length with the CRLF, or 0
+ * when it is not all here or does not end in CRLF. */
+static size_t replyscan_fast_line(const char *p, size_t n)
+{
+    const char *cr = memchr(p + 1, '\r', n - 1);
+
+    if (cr == NULL || (size_t)(cr - p) + 1 >= n || cr[1] != '\n' ||
+        (size_t)(cr - p) - 1 > REPLYSCAN_LINE_MAX) {
+        return 0;
+    }
+    return (size_t)(cr - p) + 2;
+}
+
+/* A whole "$<len>\r\n<payload>\r\n" at p (n >= 1) that the careful path
+ * would accept: its length, with *len set; 0 for anything else, including
+ * lengths of 19 digits or more, which are left to the careful path. */
+static inline size_t replyscan_fast_bulk(uint64_t max_bulk, const char *p, size_t n, uint64_t *len)
+{
+    uint64_t v;
+    size_t i = 2;
+    unsigned d;
+
+    if (n < 4 || (v = (uint64_t)(unsigned char)p[1] - '0') > 9) {
+        return 0;
+    }
+    if (v != 0) { /* "$0" is an empty string; "$01" is refused below */
+        while (i < n && i < 19 && (d = (unsigned)(unsigned char)p[i] - '0') <= 9) {
+            v = v * 10 + d;
+            i++;
+        }
+    }
+    /* two-byte compares: the compiler makes each one load */
+    if (v > max_bulk || n - i < v + 4 || memcmp(p + i, "\r\n", 2) != 0 ||
+        memcmp(p + i + 2 + v, "\r\n", 2) != 0) {
+        return 0;
+    }
+    *len = v;
+    return i + 4 + (size_t)v;
+}
+
 /*
  * Most replies are one simple line or one bulk string, whole in the buffer:
  * take those in one step, with the same results as the byte-wise scanner.
@@ -457,56 +497,70 @@ static size_t replyscan_byte(struct replyscan *s, char ch)
  */
 static size_t replyscan_fast(struct replyscan *s, const char *p, size_t n)
 {
-    const char *cr, *end = p + n;
     uint64_t len = 0;
-    const char *q;
+    size_t k;
 
     if (p[0] == '+' || p[0] == '-' || p[0] == ':') {
-        cr = memchr(p + 1, '\r', n - 1);
-        if (cr == NULL || cr + 1 >= end || cr[1] != '\n') {
+        k = replyscan_fast_line(p, n);
+        if (k == 0) {
             return 0;
         }
         replyscan_begin(s);
         replyscan_top(s, p[0]);
-        replyscan_head(s, p + 1, (size_t)(cr - p - 1));
-        s->capture = false;
-        s->pending = 0;
-        s->state = RS_NEW;
-        s->bytes = (uint64_t)(cr + 2 - p);
-        return (size_t)s->bytes;
-    }
-    if (p[0] != '$' || n < 4) {
-        return 0;
-    }
-    q = p + 1;
-    if (q[0] == '0') {
-        q++; /* "$0": an empty string; "$01" is refused by the long way */
-    } else {
-        for (int k = 0; q < end && *q >= '0' && *q <= '9'; q++, k++) {
-            if (k == 0 && *q == '0') {
-                return 0;
-            }
-            if (k >= 18) {
-                return 0; /* leave huge or odd lengths to the careful path */
-            }
-            len = len * 10 + (uint64_t)(*q - '0');
-        }
-        if (q == p + 1) {
+        replyscan_head(s, p + 1, k - 3);
+    } else if (p[0] == '$') {
+        k = replyscan_fast_bulk(s->max_bulk, p, n, &len);
+        if (k == 0) {
             return 0;
         }
-    }
-    if (len > s->max_bulk || end - q < 2 || q[0] != '\r' || q[1] != '\n' ||
-        (uint64_t)(end - (q + 2)) < len + 2 || q[2 + len] != '\r' || q[3 + len] != '\n') {
+        replyscan_begin(s);
+        replyscan_top(s, '$');
+        s->count = (int64_t)len;
+    } else {
         return 0;
     }
-    replyscan_begin(s);
-    replyscan_top(s, '$');
-    s->count = (int64_t)len;
     s->capture = false;
     s->pending = 0;
     s->state = RS_NEW;
-    s->bytes = (uint64_t)(q + 4 + len - p);
-    return (size_t)s->bytes;
+    s->bytes = k;
+    return k;
+}
+
+/*
+ * The elements of an aggregate (the rows of LRANGE, HGETALL, MGET...) are
+ * mostly bulk strings and simple lines, whole in the buffer: take as many as
+ * are there in one pass. Only below the top level, where nothing is captured,
+ * and only where the next element is counted (not a streamed string's chunk
+ * or a streamed aggregate's end marker). Returns the bytes taken, maybe 0.
+ */
+static size_t replyscan_fast_elements(struct replyscan *s, const char *p, size_t n)
+{
+    uint64_t pending = s->pending, len;
+    size_t i = 0, k;
+
+    if (s->top_pending || s->in_sstring) {
+        return 0;
+    }
+    while (pending > 0 && i < n) {
+        char c = p[i];
+        if (c == '$') {
+            k = replyscan_fast_bulk(s->max_bulk, p + i, n - i, &len);
+        } else if (c == '+' || c == '-' || c == ':') {
+            k = replyscan_fast_line(p + i, n - i);
+        } else {
+            break;
+        }
+        if (k == 0) {
+            break;
+        }
+        i += k;
+        pending--;
+    }
+    if (i > 0) {
+        s->pending = pending;
+        replyscan_settle(s);
+    }
+    return i;
 }
 
 enum replyscan_status replyscan_feed(struct replyscan *s, const char *p, size_t n, size_t *used)
@@ -530,9 +584,11 @@ enum replyscan_status replyscan_feed(struct replyscan *s, const char *p, size_t 
     }
     while (i < n && s->state != RS_NEW && s->state != RS_ERROR) {
         switch (s->state) {
-        case RS_TYPE:
-            i += replyscan_type(s, p[i]);
+        case RS_TYPE: {
+            size_t k = replyscan_fast_elements(s, p + i, n - i);
+            i += k > 0 ? k : replyscan_type(s, p[i]);
             break;
+        }
         case RS_LINE:
             i += replyscan_line(s, p + i, n - i);
             break;

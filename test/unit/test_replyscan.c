@@ -767,6 +767,56 @@ static void test_errors_structure(void **state)
     expect_error(buf, "too deep");
 }
 
+/* buf is malformed at offset at, with the bytes after it all there. */
+static void expect_error_at(const char *buf, size_t at, uint64_t max_bulk, const char *why)
+{
+    static struct outcome out[MAX_OUT];
+    size_t len = strlen(buf);
+    size_t n = scan_every_way(buf, len, max_bulk, out);
+
+    if (n == 0 || out[n - 1].status != REPLYSCAN_ERROR || out[n - 1].end != at ||
+        strstr(out[n - 1].err, why) == NULL) {
+        report(why, buf, len, out, n);
+    }
+}
+
+/* The rows of an aggregate that are whole in the buffer are taken in one
+ * pass: the results, the end of each reply and every error must be the same
+ * as when they arrive a byte at a time. */
+static void test_aggregate_rows(void **state)
+{
+    static const char two[] = "*2\r\n$1\r\na\r\n+b\r\n*1\r\n:7\r\n";
+    static struct outcome out[4];
+    char buf[2048];
+    size_t len;
+
+    (void)state;
+    len = (size_t)snprintf(buf, sizeof(buf), "*100\r\n");
+    for (int i = 0; i < 100; i++) {
+        len += (size_t)snprintf(buf + len, sizeof(buf) - len, "$%d\r\n%.*s\r\n", i % 12, i % 12,
+                                "0123456789ab");
+    }
+    expect_reply_n(buf, len, '*', 100, "");
+    expect_reply("*5\r\n$0\r\n\r\n$-1\r\n:12\r\n-ERR x\r\n+\r\n", '*', 5, "");
+    expect_reply("%2\r\n$1\r\nk\r\n$1\r\nv\r\n+k2\r\n*2\r\n:1\r\n$2\r\nab\r\n", '%', 2, "");
+    expect_reply("*?\r\n$1\r\na\r\n%?\r\n$1\r\nk\r\n$1\r\nv\r\n.\r\n.\r\n", '*', -2, "");
+    expect_reply(">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$10\r\n0123456789\r\n", '>', 3, "");
+    /* rows stop where their reply ends */
+    assert_int_equal(scan_every_way(two, sizeof(two) - 1, 0, out), 2);
+    assert_int_equal(out[0].end, 15);
+    assert_int_equal(out[1].end, sizeof(two) - 1);
+    assert_int_equal(out[1].count, 1);
+    /* malformed rows fail where the byte-wise scan fails */
+    expect_error_at("*3\r\n$3\r\nabc\r\n$01\r\nx\r\n:1\r\n", 15, 0, "invalid length");
+    expect_error_at("*2\r\n$3\r\nabcX\r\n:1\r\n", 11, 0, "CR after bulk");
+    expect_error_at("*2\r\n$3\r\nabc\rX:1\r\n", 12, 0, "LF");
+    expect_error_at("*2\r\n$11\r\n0123456789a\r\n:1\r\n", 6, 10, "max_bulk");
+    expect_error_at("*2\r\n+ok\rX\r\n:1\r\n", 8, 0, "LF");
+    expect_error_at("*2\r\n:1\r\n$1x\r\n", 10, 0, "invalid length");
+    /* lengths of 19 digits are left to the careful path, which takes them */
+    expect_more("*1\r\n$1000000000000000000\r\n", UINT64_MAX);
+}
+
 static void test_empty_and_sticky(void **state)
 {
     struct replyscan s;
@@ -872,6 +922,7 @@ int main(void)
         cmocka_unit_test(test_errors_framing),
         cmocka_unit_test(test_errors_numbers),
         cmocka_unit_test(test_errors_structure),
+        cmocka_unit_test(test_aggregate_rows),
         cmocka_unit_test(test_empty_and_sticky),
         cmocka_unit_test(test_real_redis),
         cmocka_unit_test(test_real_redis_pipeline),
