@@ -891,11 +891,7 @@ static void bconn_read(struct bconn *bc)
     }
     /* Connections whose replies come in more than a chunk at a time read
      * into several at once. */
-    if (filled) {
-        bc->bulk = true;
-    } else if (got < CHUNK_SIZE / 4) {
-        bc->bulk = false;
-    }
+    bc->bulk = chunk_fill_bulk(bc->bulk, filled, got);
     /* An idle connection holds no buffer. */
     if (bc->state == BC_READY && bc->rchunk != NULL && bc->cur.n == 0 &&
         bc->rstart == bc->rchunk->len) {

@@ -139,6 +139,14 @@ int spans_iov(struct spans *s, uint64_t skip, struct iovec *iov, int n, int max)
 /* Copy up to len bytes starting at offset skip into dst; returns bytes copied. */
 size_t spans_copy(struct spans *s, uint64_t skip, char *dst, size_t len);
 
+/* Whether a connection's next reads should go on into fresh chunks: yes
+ * after an event whose reads filled their room, no after one that read less
+ * than a quarter chunk, unchanged in between. */
+static inline bool chunk_fill_bulk(bool bulk, bool filled, size_t got)
+{
+    return filled || (bulk && got >= CHUNK_SIZE / 4);
+}
+
 /* One read from t into the room left in cur and, when extra > 0, on into up
  * to extra (at most CHUNK_FILL_MAX) fresh chunks from p: lengths are updated
  * and chunks that received nothing go back. Returns what the read returned;

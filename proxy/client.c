@@ -450,9 +450,9 @@ static void client_read(struct client *c)
         }
     }
     /* Clients that send more than a chunk at a time read into two at once. */
-    if (filled) {
+    if (chunk_fill_bulk(c->flags & CL_BULK, filled, got)) {
         c->flags |= CL_BULK;
-    } else if (got < CHUNK_SIZE / 4) {
+    } else {
         c->flags &= ~CL_BULK;
     }
     client_dispatch(c);
