@@ -417,8 +417,11 @@ static size_t reqscan_fast(struct reqscan *s, const char *p, size_t n)
     const char *q = p + 1, *end = p + n;
     int64_t argc, len;
 
-    if (p[0] != '*' || (argc = reqscan_fast_number(&q, end, 9)) <= 0 || end - q < 2 ||
-        q[0] != '\r' || q[1] != '\n' || (s->preauth && argc > REQSCAN_PREAUTH_ARGC)) {
+    /* Its lines ("*" and 9 digits, "$" and 18) stay within a line limit of
+     * 19 bytes or more; a smaller limit is the careful path's to enforce. */
+    if (p[0] != '*' || s->limits->max_inline_len < 19 ||
+        (argc = reqscan_fast_number(&q, end, 9)) <= 0 || end - q < 2 || q[0] != '\r' ||
+        q[1] != '\n' || (s->preauth && argc > REQSCAN_PREAUTH_ARGC)) {
         return 0;
     }
     q += 2;

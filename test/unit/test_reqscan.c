@@ -646,6 +646,8 @@ static void test_too_big_inline(void **state)
 static void test_small_inline_limit(void **state)
 {
     static const struct reqscan_limits lim = {.max_bulk_len = 100, .max_inline_len = 4};
+    static const struct reqscan_limits one = {.max_bulk_len = 100, .max_inline_len = 1};
+    static const struct reqscan_limits two = {.max_bulk_len = 100, .max_inline_len = 2};
     struct run *run;
 
     (void)state;
@@ -656,6 +658,10 @@ static void test_small_inline_limit(void **state)
     check_error_lim(&lim, S("*1\r\n$1000\r\n"), "Protocol error: too big bulk count string", 9);
     check_error_lim(&lim, S("*1\r\nXYZW\r\n"), "Protocol error: expected '$', got 'X'", 10);
     check_error_lim(&lim, S("*1\r\nXYZWV\r\n"), "Protocol error: too big bulk count string", 9);
+    /* Whole requests too: a limit under the fast path's longest lines. */
+    check_error_lim(&one, S("*1\r\n$1\r\na\r\n"), "Protocol error: too big mbulk count string", 2);
+    check_error_lim(&two, S("*1\r\n$10\r\n0123456789\r\n"),
+                    "Protocol error: too big bulk count string", 7);
 
     run = scan_lim(&lim, S("ABCD\nABC\r\n\r\n"));
     assert_int_equal(run->n, 3);
