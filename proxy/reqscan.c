@@ -405,6 +405,34 @@ static int64_t reqscan_fast_number(const char **q, const char *end, int maxdigit
     return v;
 }
 
+/* reqscan_fast_number() for a bulk length; lengths of one or two digits
+ * followed by '\r', nearly all of them, are read without the digit loop. */
+static inline int64_t reqscan_fast_len(const char **q, const char *end)
+{
+    const char *d = *q;
+
+    if (end - d >= 3) {
+        unsigned c0 = (unsigned)(unsigned char)d[0] - '1';
+        unsigned c1 = (unsigned)(unsigned char)d[1] - '0';
+
+        if (c0 < 9 && d[1] == '\r') {
+            *q = d + 1;
+            return c0 + 1;
+        }
+        if (c0 < 9 && c1 < 10 && d[2] == '\r') {
+            *q = d + 2;
+            return (c0 + 1) * 10 + c1;
+        }
+    }
+    return reqscan_fast_number(q, end, 18);
+}
+
+/* The two bytes at p are CR LF (the caller knows both are readable). */
+static inline bool reqscan_is_crlf(const char *p)
+{
+    return memcmp(p, "\r\n", 2) == 0;
+}
+
 /*
  * Nearly every request is a well-formed multibulk whose bytes are all here:
  * take it in one pass, with the same results as the byte-wise scanner. Only
@@ -415,14 +443,18 @@ static int64_t reqscan_fast_number(const char **q, const char *end, int maxdigit
 static size_t reqscan_fast(struct reqscan *s, const char *p, size_t n)
 {
     const char *q = p + 1, *end = p + n;
+    uint64_t max_len = s->limits->max_bulk_len;
     int64_t argc, len;
 
     /* Its lines ("*" and 9 digits, "$" and 18) stay within a line limit of
      * 19 bytes or more; a smaller limit is the careful path's to enforce. */
     if (p[0] != '*' || s->limits->max_inline_len < 19 ||
-        (argc = reqscan_fast_number(&q, end, 9)) <= 0 || end - q < 2 || q[0] != '\r' ||
-        q[1] != '\n' || (s->preauth && argc > REQSCAN_PREAUTH_ARGC)) {
+        (argc = reqscan_fast_number(&q, end, 9)) <= 0 || end - q < 2 || !reqscan_is_crlf(q) ||
+        (s->preauth && argc > REQSCAN_PREAUTH_ARGC)) {
         return 0;
+    }
+    if (s->preauth && max_len > REQSCAN_PREAUTH_BULK) {
+        max_len = REQSCAN_PREAUTH_BULK;
     }
     q += 2;
     for (int64_t i = 0; i < argc; i++) {
@@ -430,10 +462,10 @@ static size_t reqscan_fast(struct reqscan *s, const char *p, size_t n)
             return 0;
         }
         q++;
-        len = reqscan_fast_number(&q, end, 18);
-        if (len < 0 || (uint64_t)len > s->limits->max_bulk_len ||
-            (s->preauth && len > REQSCAN_PREAUTH_BULK) || end - q < 2 || q[0] != '\r' ||
-            q[1] != '\n' || end - (q + 2) < len + 2 || q[2 + len] != '\r' || q[3 + len] != '\n') {
+        /* len < 10^18, so len + 4 cannot overflow. */
+        len = reqscan_fast_len(&q, end);
+        if (len < 0 || (uint64_t)len > max_len || end - q < len + 4 || !reqscan_is_crlf(q) ||
+            !reqscan_is_crlf(q + 2 + len)) {
             return 0;
         }
         q += 2;

@@ -540,6 +540,39 @@ static void test_bulk_len_values(void **state)
     check_more(S("*1\r\n$536870912\r\n"));
 }
 
+/* Lengths at the edges of one, two and three digits (the fast path reads one
+ * and two digits without its digit loop), each request alone and followed by
+ * another, so that a length line also ends the input. */
+static void test_bulk_len_digits(void **state)
+{
+    static const size_t lens[] = {0, 1, 2, 9, 10, 11, 42, 99, 100, 101, 999};
+    char buf[1200];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        int head = snprintf(buf, sizeof(buf), "*2\r\n$3\r\nGET\r\n$%zu\r\n", lens[i]);
+        size_t one = (size_t)head + lens[i] + 2;
+        struct run *run;
+
+        memset(buf + head, 'k', lens[i]);
+        memcpy(buf + head + lens[i], "\r\n", 2);
+        run = scan(buf, one);
+        assert_int_equal(run->n, 1);
+        check_done(&run->r[0], REQSCAN_MULTIBULK, 2, one, "GET");
+        free(run);
+        memcpy(buf + one, "*1\r\n$1\r\nX\r\n", 11);
+        run = scan(buf, one + 11);
+        assert_int_equal(run->n, 2);
+        check_done(&run->r[0], REQSCAN_MULTIBULK, 2, one, "GET");
+        check_done(&run->r[1], REQSCAN_MULTIBULK, 1, 11, "X");
+        free(run);
+        /* The same request cut before its last byte waits for it. */
+        check_more(buf, one - 1);
+    }
+    check_error(S("*1\r\n$9a\r\n"), "Protocol error: invalid bulk length", 9);
+    check_error(S("*1\r\n$99a\r\n"), "Protocol error: invalid bulk length", 10);
+}
+
 static void test_max_bulk_len(void **state)
 {
     static const struct reqscan_limits small = {.max_bulk_len = 10, .max_inline_len = 65536};
@@ -951,6 +984,7 @@ int main(void)
         cmocka_unit_test(test_skipped_bytes),
         cmocka_unit_test(test_count_values),
         cmocka_unit_test(test_bulk_len_values),
+        cmocka_unit_test(test_bulk_len_digits),
         cmocka_unit_test(test_max_bulk_len),
         cmocka_unit_test(test_expected_dollar),
         cmocka_unit_test(test_too_big_lines),
