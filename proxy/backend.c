@@ -102,7 +102,7 @@ bool backend_usable(const struct backend *be)
            (be->suspect_until == 0 || ev_now(be->w->loop) >= be->suspect_until);
 }
 
-static void bconn_hand_back(struct bconn *bc, struct req *r, const char *addr);
+static void bconn_hand_back(struct bconn *bc, struct backend *be, struct req *r, const char *addr);
 
 /* Hand the requests not written at all back to their clients, so that they
  * go wherever they belong now (the proxy's own are dropped). Requests that
@@ -149,7 +149,7 @@ static void bconn_take_back_unsent(struct bconn *bc)
         r->bnext = NULL;
         r->bc = NULL;
         r->flags &= ~REQ_DISPATCHED;
-        bconn_hand_back(bc, r, bc->be != NULL ? bc->be->name : "?");
+        bconn_hand_back(bc, bc->be, r, bc->be != NULL ? bc->be->name : "?");
         r = next;
     }
 }
@@ -953,15 +953,16 @@ static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* ---- failure --------------------------------------------------------------- */
 
-/* What becomes of a request whose connection failed before its reply. */
-static void bconn_hand_back(struct bconn *bc, struct req *r, const char *addr)
+/* What becomes of a request whose connection failed before its reply; be is
+ * the server it was sent to (the connection may already be unlinked from it). */
+static void bconn_hand_back(struct bconn *bc, struct backend *be, struct req *r, const char *addr)
 {
     struct client *c = r->client;
     struct worker *w = bc->w;
 
     if (r->flags & REQ_INTERNAL || c == NULL) {
         if (r->flags & REQ_PROBE) {
-            offsets_probe_lost(w, bc->be, r);
+            offsets_probe_lost(w, be, r); /* the server may be probed again */
         }
         if (r->flags & REQ_COMMANDS) {
             w->commands_from = NULL; /* ask again on the next connection */
@@ -1036,6 +1037,7 @@ static void bconn_close_how(struct bconn *bc, const char *why, bool abort)
 {
     struct worker *w = bc->w;
     char addr[ADDR_TEXT_MAX];
+    struct backend *be = bc->be;
     struct req *r;
 
     if (bc->state == BC_CLOSED) {
@@ -1077,7 +1079,7 @@ static void bconn_close_how(struct bconn *bc, const char *why, bool abort)
     bconn_unlink(bc);
     while (bc->head != NULL) {
         r = bconn_pop(bc);
-        bconn_hand_back(bc, r, addr);
+        bconn_hand_back(bc, be, r, addr);
     }
     spans_clear(&bc->cur);
     if (bc->rchunk != NULL) {

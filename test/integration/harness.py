@@ -297,11 +297,12 @@ class Cluster:
     """The classic layout: 1 master, N replicas, M Sentinels, on loopback."""
 
     def __init__(self, workdir, replicas=2, sentinels=3, quorum=2, name="mymaster",
-                 down_after=1000, master_args=()):
+                 down_after=1000, master_args=(), replica_args=()):
         self.workdir = workdir
         self.name = name
         self.master = RedisServer(workdir, args=master_args)
         self.replicas = [RedisServer(workdir) for _ in range(replicas)]
+        self.replica_args = list(replica_args)
         self.nsentinels = sentinels
         self.quorum = quorum
         self.down_after = down_after
@@ -310,7 +311,7 @@ class Cluster:
     def start(self):
         self.master.start()
         for r in self.replicas:
-            r.args = ["--replicaof", "127.0.0.1", str(self.master.port)]
+            r.args = ["--replicaof", "127.0.0.1", str(self.master.port)] + self.replica_args
             r.start()
         for r in self.replicas:
             wait_for(lambda: r.client().info("replication")["master_link_status"] == "up",

@@ -1,6 +1,7 @@
 """Read/write splitting: reads on replicas, writes on the master only,
 read-your-writes under replication lag, replica failures, and session
 features running side by side with ordinary traffic."""
+import socket
 import threading
 import time
 
@@ -383,3 +384,44 @@ def test_requests_routed_per_backend_for_all_workers(workdir, cluster):
         assert master >= 8, routed
     finally:
         p.stop()
+
+
+def test_replica_lost_with_a_probe_in_flight_is_probed_again(workdir):
+    """The proxy asks every replica for its ROLE (replication offset); a
+    replica whose connections die while that question is unanswered must be
+    asked again and keep taking reads."""
+    from harness import Cluster, enc
+    cl = Cluster(workdir, replicas=1, replica_args=["--enable-debug-command", "yes"]).start()
+    p = None
+    try:
+        p = Proxy(workdir, args=cl.proxy_args() + ["--read-from", "replicas"]).start()
+        c = p.client()
+        wait_for(lambda: "healthy=1" in topology(c).get("replica0", ""),
+                 what="proxy to see a healthy replica")
+        c.set("k", "v")
+        replica = cl.replicas[0]
+        wait_for(lambda: replica.client().get("k") == b"v", what="replication")
+
+        def replica_reads():
+            before = cmdstat(replica, "get")[0]
+            for _ in range(50):
+                assert c.get("k") == b"v"
+            return cmdstat(replica, "get")[0] - before
+
+        assert replica_reads() == 50
+        # While the replica sleeps the proxy's next ROLE goes unanswered; the
+        # same connection's CLIENT KILL then runs before anything else is read.
+        s = socket.create_connection(("127.0.0.1", replica.port), timeout=10)
+        s.sendall(enc("DEBUG", "SLEEP", "1") +
+                  enc("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"))
+        buf = b""
+        while buf.count(b"\r\n") < 2:
+            buf += s.recv(4096)
+        s.close()
+        assert buf.startswith(b"+OK\r\n:") and not buf.startswith(b"+OK\r\n:0\r\n"), buf
+        wait_for(lambda: replica_reads() == 50, timeout=10,
+                 what="reads on the replica again after its connections were killed")
+    finally:
+        if p is not None:
+            p.stop()
+        cl.stop()
