@@ -176,6 +176,29 @@ bool session_auth_matches(struct client *c, struct req *r)
     return match;
 }
 
+/* HELLO carries an AUTH option, found as redis-server walks the options
+ * (AUTH takes two arguments, SETNAME one). */
+static bool session_hello_has_auth(struct req *r)
+{
+    struct session_args a;
+    bool found = false;
+
+    if (session_args(r, &a)) {
+        for (int j = 2; j < a.argc && !found; j++) {
+            int more = a.argc - 1 - j;
+            if (session_arg_is(&a, j, "auth") && more >= 2) {
+                found = true;
+            } else if (session_arg_is(&a, j, "setname") && more >= 1) {
+                j++;
+            } else {
+                break; /* a syntax error: nothing runs */
+            }
+        }
+    }
+    free(a.buf);
+    return found;
+}
+
 /* XREAD and XREADGROUP block only with a BLOCK option. */
 static bool session_xread_blocks(struct req *r)
 {
@@ -242,8 +265,11 @@ static int session_route_unauthenticated(struct client *c, struct req *r)
     if (id == CMD_AUTH) {
         return session_auth_matches(c, r) ? SESSION_LOCAL : SESSION_DEDICATED;
     }
-    if (id == CMD_HELLO && r->argc > 2) {
-        return SESSION_DEDICATED; /* HELLO ... AUTH user pass: the server checks it */
+    if (id == CMD_HELLO && session_hello_has_auth(r)) {
+        /* HELLO ... AUTH user pass: the server checks it. Any other HELLO
+         * would succeed there (the proxy's connections are logged in), so
+         * local.c refuses it as redis-server refuses a HELLO without AUTH. */
+        return SESSION_DEDICATED;
     }
     if (id == CMD_QUIT || id == CMD_RESET) {
         return -1;

@@ -287,3 +287,15 @@ def test_refused_credentials_on_a_new_connection_close_the_client(authed):
     except (ConnectionError, OSError):
         reply = None
     assert reply is None, "went on as %r" % reply
+
+
+def test_hello_without_auth_does_not_log_in(authed):
+    srv, p = authed
+    a = Conn(p.port)
+    for args in [("HELLO", "3", "SETNAME", "x"), ("HELLO", "2", "SETNAME", "auth")]:
+        assert a.call(*args).startswith(b"-NOAUTH"), args
+        assert a.call("GET", "k").startswith(b"-NOAUTH")
+    assert a.call("HELLO", "2", "SETNAME", "x", "AUTH", "default", "nope").startswith(b"-WRONGPASS")
+    assert a.call("GET", "k").startswith(b"-NOAUTH")
+    assert a.call("HELLO", "2", "SETNAME", "x", "AUTH", "default", "pw").startswith(b"*")
+    assert a.call("GET", "k") == b"$-1\r\n"
