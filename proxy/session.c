@@ -292,6 +292,9 @@ int session_route(struct client *c, struct req *r)
         return SESSION_LOCAL; /* the transaction is answered by local.c until EXEC/DISCARD */
     }
     if (c->w->px->cfg->backend_password != NULL && !c->sess.authed) {
+        if (c->inflight > 0) {
+            return SESSION_WAIT; /* an AUTH or HELLO in flight may log the client in */
+        }
         int need = session_route_unauthenticated(c, r);
         if (need >= 0) {
             return need;

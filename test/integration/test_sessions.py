@@ -299,3 +299,13 @@ def test_hello_without_auth_does_not_log_in(authed):
     assert a.call("GET", "k").startswith(b"-NOAUTH")
     assert a.call("HELLO", "2", "SETNAME", "x", "AUTH", "default", "pw").startswith(b"*")
     assert a.call("GET", "k") == b"$-1\r\n"
+
+
+def test_commands_pipelined_behind_auth_run_as_the_new_user(authed):
+    srv, p = authed
+    srv.client().acl_setuser("bob", enabled=True, passwords=["+bobpw"], commands=["+@all"],
+                             keys=["*"])
+    a = Conn(p.port)
+    assert a.call("AUTH", "bob", "typo").startswith(b"-WRONGPASS")
+    a.send(("AUTH", "bob", "bobpw"), ("PING",), ("ACL", "WHOAMI"))
+    assert [a.read() for _ in range(3)] == [b"+OK\r\n", b"+PONG\r\n", b"$3\r\nbob\r\n"]
