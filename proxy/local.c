@@ -323,6 +323,49 @@ static void local_client(struct client *c, struct req *r)
     free(a.buf);
 }
 
+/* ---- UNSUBSCRIBE and friends from a client with no subscriptions --------- */
+
+#define LOCAL_UNSUBSCRIBE_MAX (64u << 20) /* largest request answered */
+
+/* redis-server confirms every name given (or, given none, a null name) with
+ * the count of subscriptions left, here 0; as push messages in RESP3. */
+static void local_unsubscribe(struct client *c, struct req *r)
+{
+    const char *kind = r->ci->id == CMD_UNSUBSCRIBE    ? "unsubscribe"
+                       : r->ci->id == CMD_PUNSUBSCRIBE ? "punsubscribe"
+                                                       : "sunsubscribe";
+    bool resp3 = c->sess.resp == 3;
+    size_t len = 0;
+    char *buf = req_flatten(r, LOCAL_UNSUBSCRIBE_MAX, &len);
+    const char **argv = malloc(r->argc * sizeof(*argv));
+    size_t *argl = malloc(r->argc * sizeof(*argl));
+    int argc = buf != NULL && argv != NULL && argl != NULL
+                   ? req_split(buf, len, argv, argl, (int)r->argc)
+                   : -1;
+    struct strbuf sb;
+
+    strbuf_init(&sb);
+    for (int i = 1; i < argc || (i == 1 && argc == 1); i++) {
+        strbuf_append(&sb, resp3 ? ">3\r\n" : "*3\r\n", 4);
+        strbuf_bulk(&sb, kind, strlen(kind));
+        if (argc == 1) {
+            strbuf_append(&sb, resp3 ? "_\r\n" : "$-1\r\n", resp3 ? 3 : 5);
+        } else {
+            strbuf_bulk(&sb, argv[i], argl[i]);
+        }
+        strbuf_append(&sb, ":0\r\n", 4);
+    }
+    if (argc < 1) {
+        strbuf_free(&sb);
+        req_reply_errorf(c->w, r, "ERR sentinel-proxy: cannot answer this %s (too large)", kind);
+    } else {
+        local_reply_sb(c, r, &sb);
+    }
+    free(buf);
+    free(argv);
+    free(argl);
+}
+
 /* ---- a transaction whose connection was lost ----------------------------- */
 
 static void local_lost_multi(struct client *c, struct req *r)
@@ -443,6 +486,11 @@ void local_handle(struct client *c, struct req *r)
         return;
     case CMD_CLIENT:
         local_client(c, r);
+        return;
+    case CMD_UNSUBSCRIBE:
+    case CMD_PUNSUBSCRIBE:
+    case CMD_SUNSUBSCRIBE:
+        local_unsubscribe(c, r);
         return;
     default:
         req_reply_errorf(c->w, r, "ERR sentinel-proxy: cannot answer '%s'", ci->name);

@@ -277,6 +277,13 @@ static int session_route_unauthenticated(struct client *c, struct req *r)
     return SESSION_LOCAL;
 }
 
+/* UNSUBSCRIBE, PUNSUBSCRIBE or SUNSUBSCRIBE. */
+static bool session_is_unsubscribe(const struct cmd_info *ci)
+{
+    return ci != NULL &&
+           (ci->id == CMD_UNSUBSCRIBE || ci->id == CMD_PUNSUBSCRIBE || ci->id == CMD_SUNSUBSCRIBE);
+}
+
 int session_route(struct client *c, struct req *r)
 {
     const struct cmd_info *ci = r->ci;
@@ -302,6 +309,11 @@ int session_route(struct client *c, struct req *r)
     }
     if (ci == NULL) {
         return pinned ? SESSION_DEDICATED : SESSION_SHARED;
+    }
+    if (session_is_unsubscribe(ci) && !c->sess.streaming && !c->sess.multi_sent) {
+        /* Not subscribed: redis-server confirms every name given with a reply
+         * of its own, more replies than requests; local.c answers the same. */
+        return SESSION_LOCAL;
     }
     switch (ci->proxy) {
     case CMDP_CLOSE:
@@ -652,8 +664,7 @@ void session_before_send(struct client *c, struct req *r, struct bconn *bc)
 {
     const struct cmd_info *ci = r->ci;
 
-    if (ci != NULL && (ci->proxy == CMDP_STREAM || ci->id == CMD_UNSUBSCRIBE ||
-                       ci->id == CMD_PUNSUBSCRIBE || ci->id == CMD_SUNSUBSCRIBE)) {
+    if (ci != NULL && (ci->proxy == CMDP_STREAM || session_is_unsubscribe(ci))) {
         session_track_streams(c, r);
     }
     if (ci != NULL && ci->id == CMD_MULTI) {
@@ -667,15 +678,25 @@ void session_before_send(struct client *c, struct req *r, struct bconn *bc)
     }
     /* RESP3 confirms (un)subscriptions with push messages, also outside
      * subscribed mode: an UNSUBSCRIBE then gets no reply of its own. */
-    bool push_only =
-        bc->resp == 3 && ci != NULL &&
-        (ci->id == CMD_UNSUBSCRIBE || ci->id == CMD_PUNSUBSCRIBE || ci->id == CMD_SUNSUBSCRIBE);
+    bool push_only = bc->resp == 3 && session_is_unsubscribe(ci);
     if (c->sess.streaming || (ci != NULL && ci->proxy == CMDP_STREAM) || push_only) {
         /* From here on the connection's replies are streamed to the client
          * as they come; the request itself expects no matched reply. */
         c->sess.streaming = true;
         r->flags |= REQ_NOREPLY | REQ_DONE;
+        if (ci != NULL && (ci->proxy == CMDP_SESSION || ci->proxy == CMDP_LOCAL)) {
+            /* A session command's reply is not seen here, so its effect (a
+             * database, a user, a transaction...) is unknown: the session
+             * keeps this connection, which no other client may have. */
+            c->sess.sticky = true;
+            bc->tainted = true;
+        }
         return;
+    }
+    if (session_is_unsubscribe(ci)) {
+        /* Queued inside MULTI (otherwise local.c answers): EXEC then brings
+         * one confirmation per name, more than its count of replies. */
+        bc->tainted = true;
     }
     if (ci != NULL && ci->id == CMD_WAIT && bc->dedicated && !c->sess.multi_sent) {
         /* WAIT counts replicas that acknowledged this connection's last

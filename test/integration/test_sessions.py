@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from harness import Conn, Proxy, RedisServer, raw_exchange, topology, wait_for
+from harness import Conn, Proxy, RedisServer, enc, raw_exchange, topology, wait_for
 
 
 def stats(port, password=None):
@@ -309,3 +309,63 @@ def test_commands_pipelined_behind_auth_run_as_the_new_user(authed):
     assert a.call("AUTH", "bob", "typo").startswith(b"-WRONGPASS")
     a.send(("AUTH", "bob", "bobpw"), ("PING",), ("ACL", "WHOAMI"))
     assert [a.read() for _ in range(3)] == [b"+OK\r\n", b"+PONG\r\n", b"$3\r\nbob\r\n"]
+
+
+def test_unsubscribe_without_subscriptions_answers_every_name(proxy, redis_server):
+    """redis-server confirms each name of an UNSUBSCRIBE with a reply of its
+    own, even when the client is not subscribed: one request, several
+    replies. The proxy must give the same replies and keep every other
+    client's replies in place."""
+    for data in [b"UNSUBSCRIBE x y z\r\nPING\r\n", b"PUNSUBSCRIBE\r\nPING\r\n",
+                 enc("SUNSUBSCRIBE", "a", "b") + enc("UNSUBSCRIBE") + enc("PING")]:
+        assert raw_exchange(proxy.port, data) == raw_exchange(redis_server.port, data), data
+    # RESP3: the confirmations are push messages.
+    for port in (proxy.port, redis_server.port):
+        c = Conn(port)
+        assert c.call("HELLO", "3").startswith(b"%")
+        c.send(("UNSUBSCRIBE", "x", "y"), ("PUNSUBSCRIBE",), ("PING",))
+        got = [c.read() for _ in range(4)]
+        assert got == [b">3\r\n$11\r\nunsubscribe\r\n$1\r\nx\r\n:0\r\n",
+                       b">3\r\n$11\r\nunsubscribe\r\n$1\r\ny\r\n:0\r\n",
+                       b">3\r\n$12\r\npunsubscribe\r\n_\r\n:0\r\n", b"+PONG\r\n"], (port, got)
+        c.close()
+
+    # Alongside other clients pipelining on the same shared connections.
+    bad, stop = [], time.time() + 1.5
+
+    def reader(n):
+        r = redis.Redis(port=proxy.port, socket_timeout=10)
+        r.set("own:%d" % n, n)
+        while time.time() < stop:
+            p = r.pipeline(transaction=False)
+            for _ in range(20):
+                p.get("own:%d" % n)
+            bad.extend(v for v in p.execute() if v != str(n).encode())
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    a = Conn(proxy.port)
+    while time.time() < stop:
+        a.send(("UNSUBSCRIBE", "x", "y", "z"))
+        assert [a.read() for _ in range(3)][2] == b"*3\r\n$11\r\nunsubscribe\r\n$1\r\nz\r\n:0\r\n"
+    for t in threads:
+        t.join()
+    assert bad == []
+    assert a.call("PING") == b"+PONG\r\n" and a.silent()
+
+
+def test_session_command_while_streaming_keeps_its_connection(proxy, redis_server):
+    """Under CLIENT REPLY OFF the proxy sees no reply to SELECT: the session
+    must stay on its own connection, which no other client may get."""
+    proxy.client(db=0).set("where", "db0")
+    proxy.client(db=2).set("where", "db2")
+    a = Conn(proxy.port)
+    a.send(("CLIENT", "REPLY", "OFF"), ("SELECT", "2"), ("CLIENT", "REPLY", "ON"))
+    assert a.read() == b"+OK\r\n"
+    assert a.call("GET", "where") == b"$3\r\ndb2\r\n"
+    for _ in range(3):
+        b = Conn(proxy.port)
+        b.send(("MULTI",), ("GET", "where"), ("EXEC",))
+        assert [b.read() for _ in range(3)] == [b"+OK\r\n", b"+QUEUED\r\n", b"*1\r\n$3\r\ndb0\r\n"]
+        b.close()
+    assert a.call("GET", "where") == b"$3\r\ndb2\r\n"
