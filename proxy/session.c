@@ -721,6 +721,8 @@ void session_before_send(struct client *c, struct req *r, struct bconn *bc)
             struct spans tmp = r->in;
             r->in = d->in;
             d->in = tmp;
+            c->backlog += r->in.bytes; /* the client's backlog now holds DISCARD */
+            c->backlog -= d->in.bytes;
             r->flags |= REQ_EXEC_NIL;
             req_free(c->w, d);
         }
