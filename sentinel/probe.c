@@ -161,7 +161,9 @@ static void probe_finish(struct engine *e)
         /* No answer is not a contradiction: a busy master (a long script, a
          * slow command) stays the master as long as the Sentinels say so;
          * holding or resetting its requests would only add errors. */
-        log_info("ROLE on the master %s did not answer in time; still using it", m);
+        log_info("ROLE on the master %s gave no role (no answer in time, or an error such as "
+                 "BUSY); still using it",
+                 m);
     } else if (!e->cand_ok) {
         char why[ADDR_TEXT_MAX + 128];
         snprintf(why, sizeof(why), "ROLE on %s does not confirm it as master", m);
@@ -208,7 +210,9 @@ static void probe_role_cb(struct link *l, redisReply *r, void *arg)
 
     (void)l;
     if (current && a->idx < 0) {
-        e->cand_answered = r != NULL;
+        /* An error (BUSY with a script running, LOADING...) says nothing
+         * about the role: it counts as no answer, not as a contradiction. */
+        e->cand_answered = r != NULL && r->type != REDIS_REPLY_ERROR;
         e->cand_ok = r != NULL && r->type == REDIS_REPLY_ARRAY && probe_is(r, 0, "master");
         if (e->cand_ok) {
             e->cand_offset = (uint64_t)(probe_int(r, 1) > 0 ? probe_int(r, 1) : 0);

@@ -195,3 +195,20 @@ def test_requests_held_during_a_switch_are_bounded_by_hold_timeout(workdir):
         assert c.set("later", "1") and y.client().get("later") == b"1"
     finally:
         stop_all(p, fakes, x, y)
+
+
+def test_a_busy_master_is_not_a_contradiction(workdir):
+    """While a long script runs, ROLE gets -BUSY: that says nothing about the
+    role, so writes are not held and the script's client gets its result."""
+    x = RedisServer(workdir, args=["--busy-reply-threshold", "100"]).start()
+    s = FakeSentinel("stale", master=("127.0.0.1", x.port), epoch=1)
+    p = fakes_proxy(workdir, [s], "--set", "sentinel.poll-interval=200ms")
+    try:
+        wait_for(lambda: uses(p, x), what="proxy to use X")
+        script = ("local t = redis.call('TIME')[1] + 0 "
+                  "while redis.call('TIME')[1] + 0 < t + 2 do end return 'done'")
+        assert p.client().eval(script, 0) == b"done"
+        assert "does not confirm it as master" not in p.log()
+        assert p.client().set("after", "1")
+    finally:
+        stop_all(p, (s,), x)
