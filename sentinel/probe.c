@@ -111,6 +111,24 @@ static long long probe_int(const redisReply *r, size_t i)
     return -1;
 }
 
+/* A replica's ROLE names m as its master: the same host text, or a name
+ * that resolves to the same address ("localhost" for "127.0.0.1"). */
+static bool probe_names_master(const redisReply *r, const struct addr *m)
+{
+    struct addr a;
+    char err[128];
+
+    if (r->elements < 3 || r->element[1]->type != REDIS_REPLY_STRING ||
+        probe_int(r, 2) != m->port) {
+        return false;
+    }
+    if (strcmp(r->element[1]->str, m->host) == 0) {
+        return true;
+    }
+    return addr_from_host_port(&a, r->element[1]->str, m->port, err, sizeof(err)) &&
+           addr_resolve(&a, err, sizeof(err)) && addr_same(&a, m);
+}
+
 /* ROLE of a replica: ["slave", master-host, master-port, state, offset]. */
 static bool probe_replica_ok(const struct engine *e, const redisReply *r, uint64_t *offset)
 {
@@ -119,7 +137,7 @@ static bool probe_replica_ok(const struct engine *e, const redisReply *r, uint64
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || !probe_is(r, 0, "slave")) {
         return false;
     }
-    if (!probe_is(r, 1, m->host) || probe_int(r, 2) != m->port || !probe_is(r, 3, "connected")) {
+    if (!probe_names_master(r, m) || !probe_is(r, 3, "connected")) {
         return false;
     }
     *offset = (uint64_t)(probe_int(r, 4) > 0 ? probe_int(r, 4) : 0);

@@ -425,3 +425,29 @@ def test_replica_lost_with_a_probe_in_flight_is_probed_again(workdir):
         if p is not None:
             p.stop()
         cl.stop()
+
+
+def test_replica_that_names_its_master_by_host_name(workdir):
+    """A replica set up with 'replicaof localhost PORT' reports 'localhost'
+    as its master in ROLE while Sentinel names the master 127.0.0.1: the
+    same server, so the replica is healthy and takes reads."""
+    from harness import Cluster
+    cl = Cluster(workdir, replicas=1)
+    cl.replica_args = ["--replicaof", "localhost", str(cl.master.port)]
+    cl.start()
+    p = None
+    try:
+        assert cl.replicas[0].client().execute_command("ROLE")[1] == b"localhost"
+        p = Proxy(workdir, args=cl.proxy_args() + ["--read-from", "replicas"]).start()
+        c = p.client()
+        wait_for(lambda: "healthy=1" in topology(c).get("replica0", ""),
+                 what="the replica to be healthy")
+        c.set("k", "v")
+        wait_for(lambda: cl.replicas[0].client().get("k") == b"v", what="replication")
+        before = cmdstat(cl.replicas[0], "get")[0]
+        assert c.get("k") == b"v"
+        assert cmdstat(cl.replicas[0], "get")[0] == before + 1
+    finally:
+        if p is not None:
+            p.stop()
+        cl.stop()
