@@ -37,8 +37,8 @@ struct link {
     struct addr addr;
     struct link_options opt;
     char name[96];
-    char username[128];
-    char password[256];
+    char *username; /* copies of the credentials (any length) */
+    char *password;
     char last_error[256];
     struct transport t;
     ev_io io;
@@ -73,15 +73,15 @@ struct link *link_new(struct ev_loop *loop, const struct addr *a, const struct l
     l->addr = *a;
     l->opt = *o;
     snprintf(l->name, sizeof(l->name), "%s", o->name != NULL ? o->name : "link");
-    if (o->username != NULL) {
-        snprintf(l->username, sizeof(l->username), "%s", o->username);
-    }
-    if (o->password != NULL) {
-        snprintf(l->password, sizeof(l->password), "%s", o->password);
+    if ((o->username != NULL && (l->username = strdup(o->username)) == NULL) ||
+        (o->password != NULL && (l->password = strdup(o->password)) == NULL)) {
+        free(l->username);
+        free(l);
+        return NULL;
     }
     l->opt.name = l->name;
-    l->opt.username = o->username != NULL ? l->username : NULL;
-    l->opt.password = o->password != NULL ? l->password : NULL;
+    l->opt.username = l->username;
+    l->opt.password = l->password;
     l->subscriber = o->on_push != NULL;
     l->t.fd = -1;
     ev_init(&l->timer, link_timer_cb);
@@ -521,6 +521,8 @@ static void link_destroy(struct link *l)
     ev_idle_stop(l->loop, &l->reaper);
     free(l->cmds);
     free(l->out);
+    free(l->username);
+    free(l->password);
     free(l);
 }
 

@@ -212,3 +212,16 @@ def test_a_busy_master_is_not_a_contradiction(workdir):
         assert p.client().set("after", "1")
     finally:
         stop_all(p, (s,), x)
+
+
+def test_long_backend_password(workdir):
+    pw = "p" * 300
+    x = RedisServer(workdir, args=["--requirepass", pw], password=pw).start()
+    s = FakeSentinel("stale", master=("127.0.0.1", x.port), epoch=1)
+    p = fakes_proxy(workdir, [s], "--set", "backend-password=" + pw, "--set", "hold-timeout=2s")
+    try:
+        c = redis.Redis(port=p.port, password=pw, socket_timeout=10)
+        wait_for(lambda: c.set("k", "v"), what="a write through the proxy")
+        assert x.client().get("k") == b"v"
+    finally:
+        stop_all(p, (s,), x)
