@@ -47,6 +47,25 @@ const char *engine_field(const redisReply *r, const char *key)
     return NULL;
 }
 
+/* A decimal without sign or other characters that fits in 64 bits. */
+static bool engine_parse_u64(const char *s, uint64_t *v)
+{
+    uint64_t n = 0;
+
+    if (s == NULL || *s == '\0') {
+        return false;
+    }
+    for (; *s != '\0'; s++) {
+        unsigned d = (unsigned)(unsigned char)*s - '0';
+        if (d > 9 || n > (UINT64_MAX - d) / 10) {
+            return false;
+        }
+        n = n * 10 + d;
+    }
+    *v = n;
+    return true;
+}
+
 /* Parse "ip"/"port" fields into a resolved address. */
 bool engine_field_addr(const redisReply *r, const char *ipkey, const char *portkey, struct addr *a)
 {
@@ -164,7 +183,13 @@ static void engine_master_cb(struct link *l, redisReply *r, void *arg)
         flags = engine_field(r, "flags");
         epoch = engine_field(r, "config-epoch");
         n->report.ok = true;
-        n->report.epoch = epoch != NULL ? strtoull(epoch, NULL, 10) : 0;
+        n->report.epoch = 0;
+        if (epoch != NULL && !engine_parse_u64(epoch, &n->report.epoch)) {
+            /* A wrong epoch would outvote every honest Sentinel. */
+            log_warn("%s: SENTINEL MASTER %s: ignored, config-epoch '%.32s' is not a number",
+                     link_name(l), n->e->cfg->master_name, epoch);
+            n->report.ok = false;
+        }
         if (flags != NULL) {
             n->report.odown = quorum_has_flag(flags, "o_down");
             n->report.sdown = quorum_has_flag(flags, "s_down");
@@ -195,7 +220,9 @@ static void engine_replicas_cb(struct link *l, redisReply *r, void *arg)
                 continue;
             }
             rp->ok = quorum_replica_ok(flags, link);
-            rp->offset = off != NULL ? strtoull(off, NULL, 10) : 0;
+            if (off == NULL || !engine_parse_u64(off, &rp->offset)) {
+                rp->offset = 0;
+            }
             n->nreplicas++;
         }
     }

@@ -225,3 +225,22 @@ def test_long_backend_password(workdir):
         assert x.client().get("k") == b"v"
     finally:
         stop_all(p, (s,), x)
+
+
+def test_an_unreadable_epoch_is_ignored(workdir):
+    """A Sentinel whose config-epoch is not a number ("-1") must not outvote
+    the others (read as unsigned, it would be the highest epoch there is)."""
+    x = RedisServer(workdir).start()
+    a = FakeSentinel("stale", master=("127.0.0.1", x.port), epoch=1)
+    b = FakeSentinel("stale", master=("127.0.0.1", x.port), epoch=1)
+    c = FakeSentinel("stale", master=("127.0.0.1", 1), epoch="-1")
+    p = fakes_proxy(workdir, [a, b, c], "--set", "hold-timeout=2s")
+    try:
+        wait_for(lambda: uses(p, x) and "is not a number" in p.log(),
+                 what="proxy to use X and ignore the bad epoch")
+        for i in range(3):
+            assert p.client().set("k", i)
+            time.sleep(0.5)
+        assert topology(p.client())["decision"] == "agreed"
+    finally:
+        stop_all(p, (a, b, c), x)
