@@ -210,8 +210,13 @@ static void engine_replicas_cb(struct link *l, redisReply *r, void *arg)
     n->replicas = NULL;
     n->nreplicas = 0;
     if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
-        n->replicas = calloc(r->elements, sizeof(*n->replicas));
-        for (size_t i = 0; n->replicas != NULL && i < r->elements; i++) {
+        size_t max = r->elements < ENGINE_MAX_REPLICAS ? r->elements : ENGINE_MAX_REPLICAS;
+        if (r->elements > max) {
+            log_warn("%s: SENTINEL REPLICAS %s: %zu replicas, only the first %zu are used",
+                     link_name(l), n->e->cfg->master_name, r->elements, max);
+        }
+        n->replicas = calloc(max, sizeof(*n->replicas));
+        for (size_t i = 0; n->replicas != NULL && i < max; i++) {
             struct engine_replica *rp = &n->replicas[n->nreplicas];
             const char *flags = engine_field(r->element[i], "flags");
             const char *link = engine_field(r->element[i], "master-link-status");

@@ -19,7 +19,8 @@ struct config;
 struct proxy;
 struct topology;
 
-#define ENGINE_MAX_PEERS 64 /* Sentinels learnt from one reply, and known in all */
+#define ENGINE_MAX_PEERS    64  /* Sentinels learnt from one reply, and known in all */
+#define ENGINE_MAX_REPLICAS 256 /* replicas taken from one Sentinel's reply */
 
 /* A replica as one Sentinel lists it. */
 struct engine_replica {

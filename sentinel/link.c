@@ -176,6 +176,9 @@ static bool link_push_cmd(struct link *l, link_reply_fn *cb, void *arg)
     slot = &l->cmds[(l->cmd_head + l->ncmds) % l->cmd_cap];
     slot->cb = cb;
     slot->arg = arg;
+    /* The loop's cached time may be stale after a long callback (a large
+     * reply, a slow resolver): deadlines count from now. */
+    ev_now_update(l->loop);
     slot->deadline = ev_now(l->loop) + l->opt.timeout;
     l->ncmds++;
     return true;
@@ -250,6 +253,7 @@ static void link_connect(struct link *l)
     l->io.data = l;
     ev_io_start(l->loop, &l->io);
     l->io_events = EV_WRITE;
+    ev_now_update(l->loop);
     link_arm_timer(l, ev_now(l->loop) + l->opt.timeout);
 }
 
