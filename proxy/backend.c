@@ -768,7 +768,10 @@ static void bconn_deliver(struct bconn *bc)
         r->flags |= REQ_ERROR;
     }
     if (r->client != NULL && !(r->flags & REQ_INTERNAL) &&
-        (!bc->dedicated || session_can_resend(r->client)) && bconn_not_executed(bc)) {
+        (!bc->dedicated || session_can_resend(r->client)) && bconn_not_executed(bc) &&
+        ev_now(bc->w->loop) - r->since < (double)backend_cfg(bc->be)->hold_timeout_ms / 1000.0) {
+        /* Sent again until hold-timeout from its arrival; a server that
+         * still refuses then (a master loading its data) answers it. */
         bconn_retry_refused(bc, r);
     } else if (r->client != NULL && !bc->dedicated && bc->be->role == BACKEND_REPLICA &&
                bc->rs.is_error && bc->rs.head_len >= 9 &&

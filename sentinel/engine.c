@@ -543,13 +543,26 @@ static void engine_soon_cb(struct ev_loop *loop, ev_timer *t, int revents)
     engine_round(t->data);
 }
 
+/* A worker saw a backend refuse a command (READONLY, LOADING...): check the
+ * topology now and publish it even if unchanged, so that the workers retry
+ * at once. A server that keeps refusing (a master loading its data set)
+ * would keep kicking: such rounds are spaced by ENGINE_KICK_GAP. */
 static void engine_kick_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     struct engine *e = a->data;
+    double wait = e->kicked_at + ENGINE_KICK_GAP - ev_now(loop);
 
-    (void)loop;
     (void)revents;
     e->force_publish = true;
+    if (wait > 0) {
+        if (!ev_is_active(&e->soon)) {
+            ev_timer_set(&e->soon, wait, 0);
+            ev_timer_start(loop, &e->soon);
+            e->kicked_at = ev_now(loop) + wait; /* when that round starts */
+        }
+        return;
+    }
+    e->kicked_at = ev_now(loop);
     engine_round(e);
 }
 

@@ -21,6 +21,7 @@ struct topology;
 
 #define ENGINE_MAX_PEERS    64  /* Sentinels learnt from one reply, and known in all */
 #define ENGINE_MAX_REPLICAS 256 /* replicas taken from one Sentinel's reply */
+#define ENGINE_KICK_GAP     0.1 /* seconds between rounds started by workers' kicks, at least */
 
 /* A replica as one Sentinel lists it. */
 struct engine_replica {
@@ -77,6 +78,7 @@ struct engine {
     int round_pending;
     bool round_again;
     bool force_publish;
+    double kicked_at; /* when a worker's kick last started a round */
     /* confirmation of a decision by ROLE */
     uint64_t confirm_seq;
     int confirm_pending;

@@ -386,7 +386,8 @@ class FakeSentinel:
     """A TCP server on loopback that plays a broken Sentinel:
     "hang" accepts and never answers, "garbage" answers nonsense, "stale"
     speaks RESP but reports the master it is given (an old one) with an
-    old epoch."""
+    old epoch. "loading" plays a master loading its data set instead: ROLE
+    says master, most commands get -LOADING."""
 
     def __init__(self, mode, master=("127.0.0.1", 1), epoch=0, name="mymaster"):
         import threading
@@ -418,6 +419,12 @@ class FakeSentinel:
 
     def _answer(self, args):
         cmd = [a.lower() for a in args[:2]]
+        if self.mode == "loading":
+            if cmd[:1] == [b"role"]:
+                return b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n"
+            if cmd[:1] in ([b"ping"], [b"command"], [b"client"]):
+                return {b"ping": b"+PONG\r\n", b"command": b"*0\r\n"}.get(cmd[0], b"+OK\r\n")
+            return b"-LOADING Redis is loading the dataset in memory\r\n"
         if cmd[:2] == [b"sentinel", b"master"]:
             return self._kv([("name", self.name), ("ip", self.master[0]),
                              ("port", self.master[1]), ("flags", "master"),

@@ -244,3 +244,27 @@ def test_an_unreadable_epoch_is_ignored(workdir):
         assert topology(p.client())["decision"] == "agreed"
     finally:
         stop_all(p, (a, b, c), x)
+
+
+def test_a_loading_master_is_retried_until_hold_timeout(workdir):
+    """A master loading its data set says master to ROLE and -LOADING to the
+    rest: a write is sent again until hold-timeout, then gets the server's
+    own error; the Sentinels are not asked in a tight loop meanwhile."""
+    m = FakeSentinel("loading")
+    s = FakeSentinel("stale", master=("127.0.0.1", m.port), epoch=1)
+    p = fakes_proxy(workdir, [s], "--set", "hold-timeout=1500ms")
+    try:
+        wait_for(lambda: topology(p.client()).get("master") == "127.0.0.1:%d" % m.port,
+                 what="proxy to use the loading master")
+        before, t0 = s.requests, time.time()
+        try:
+            p.client().set("k", "v")
+            raise AssertionError("SET succeeded on a loading master")
+        except redis.exceptions.BusyLoadingError:
+            pass
+        took = time.time() - t0
+        assert 1.4 <= took < 5, took
+        # A poll a second plus at most ten rounds a second from refusals.
+        assert s.requests - before <= 12 * 3 * (took + 1), s.requests - before
+    finally:
+        stop_all(p, (m, s))
