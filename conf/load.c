@@ -271,7 +271,13 @@ static bool config_walk_map(const struct config_walk *w, const struct yamltree_n
         char full[CONFIG_KEY_MAX * 2];
         const struct config_key *k = NULL;
         bool section = false;
-        if (config_full_name(prefix, key->text, full, sizeof(full))) {
+        bool named = config_full_name(prefix, key->text, full, sizeof(full));
+        if (key->text != NULL && strchr(key->text, '.') != NULL) {
+            /* Dotted names are the command line's; in a file they would get
+             * past the duplicate check ("sentinel.x" next to "sentinel: {x}"). */
+            return config_where(w, key->line, full, "dotted key: write it nested in the file");
+        }
+        if (named) {
             k = config_find(full);
             section = k == NULL && config_is_section(full);
         }

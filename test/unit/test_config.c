@@ -440,6 +440,10 @@ static void test_bad_structure(void **state)
     expect_bad("sentinel: 3\n", "t.yaml:1: sentinel: expected a mapping, got a value");
     expect_bad("sentinel: [a]\n", "t.yaml:1: sentinel: expected a mapping, got a list");
     expect_bad("backend: a:1\nbackend: b:2\n", "t.yaml:2: backend: duplicate key");
+    expect_bad("sentinel.master-name: a\nsentinel: {master-name: b}\n",
+               "t.yaml:1: sentinel.master-name: dotted key: write it nested in the file");
+    expect_bad("sentinel:\n  tls.x: 1\n",
+               "t.yaml:2: sentinel.tls.x: dotted key: write it nested in the file");
     expect_bad("sentinel:\n  timeout: 1s\n  timeout: 2s\n",
                "t.yaml:3: sentinel.timeout: duplicate key");
     expect_bad("listen:\n  - {address: a:1, address: a:2}\n",
