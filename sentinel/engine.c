@@ -292,10 +292,12 @@ void engine_round(struct engine *e)
 
 void engine_round_soon(struct engine *e)
 {
-    if (!ev_is_active(&e->soon)) {
-        ev_timer_set(&e->soon, 0.0, 0);
-        ev_timer_start(e->loop, &e->soon);
+    /* Also ahead of a round that a kick put off (engine_kick_cb). */
+    if (ev_is_active(&e->soon)) {
+        ev_timer_stop(e->loop, &e->soon);
     }
+    ev_timer_set(&e->soon, 0.0, 0);
+    ev_timer_start(e->loop, &e->soon);
 }
 
 /* ---- discovery ----------------------------------------------------------------- */
