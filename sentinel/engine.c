@@ -149,6 +149,9 @@ static void engine_node_clear_round(struct engine_node *n)
 
 static void engine_free_node(struct engine_node *n)
 {
+    if (n->e->alarm == n) {
+        n->e->alarm = NULL;
+    }
     engine_node_clear_round(n);
     link_free(n->cmd);
     link_free(n->sub);
@@ -425,6 +428,32 @@ void engine_publish(struct engine *e, struct topology *t, bool force)
     topology_unref(e->topo);
     e->topo = t;
     proxy_publish(e->px, t);
+}
+
+void engine_alarm_settled(struct engine *e, const struct addr *master)
+{
+    struct engine_node *n = e->alarm;
+    double now = ev_now(e->loop);
+
+    e->alarm = NULL;
+    if (n == NULL) {
+        return;
+    }
+    if (!e->pub_known || !addr_same(master, &e->pub_master)) {
+        n->mute_for = 0; /* the master did change: the alarm was real */
+        return;
+    }
+    /* A Sentinel that keeps announcing the master's end while the others
+     * and ROLE say it is fine would otherwise hold writes at every message. */
+    if (n->mute_for == 0 || now - n->mute_until > 10 * ENGINE_MUTE_MIN) {
+        n->mute_for = ENGINE_MUTE_MIN;
+    } else if ((n->mute_for *= 2) > ENGINE_MUTE_MAX) {
+        n->mute_for = ENGINE_MUTE_MAX;
+    }
+    n->mute_until = now + n->mute_for;
+    log_warn("Sentinel %s: false alarm, the master did not change; its events hold no writes for "
+             "%.0f s",
+             n->name, n->mute_for);
 }
 
 /* Stop writes now: the master is going away, or ROLE contradicts Sentinel. */

@@ -22,6 +22,10 @@ struct topology;
 #define ENGINE_MAX_PEERS    64  /* Sentinels learnt from one reply, and known in all */
 #define ENGINE_MAX_REPLICAS 256 /* replicas taken from one Sentinel's reply */
 #define ENGINE_KICK_GAP     0.1 /* seconds between rounds started by workers' kicks, at least */
+#define ENGINE_MUTE_MIN                                                                            \
+    5.0 /* seconds a Sentinel's events do not hold writes after a false alarm                      \
+         */
+#define ENGINE_MUTE_MAX 300.0 /* ... doubling with each false alarm in a row, up to this */
 
 /* A replica as one Sentinel lists it. */
 struct engine_replica {
@@ -40,7 +44,8 @@ struct engine_node {
     struct link *cmd;
     struct link *sub;
     double added, last_ok, last_listed;
-    int pending; /* replies outstanding in this round */
+    double mute_until, mute_for; /* its going-away events hold nothing until mute_until */
+    int pending;                 /* replies outstanding in this round */
     struct quorum_report report;
     struct engine_replica *replicas;
     size_t nreplicas;
@@ -94,7 +99,8 @@ struct engine {
     bool pub_known; /* a master was published: pub_master at pub_epoch */
     struct addr pub_master;
     uint64_t pub_epoch;
-    double switch_started; /* first signal of the switch in progress (0 = none) */
+    double switch_started;     /* first signal of the switch in progress (0 = none) */
+    struct engine_node *alarm; /* whose event put writes on hold (NULL = none) */
     double warned_none, warned_epoch;
 };
 
@@ -115,6 +121,11 @@ void engine_publish(struct engine *e, struct topology *t, bool force);
 
 /* Publish "no master" at once, keeping replicas: writes wait. */
 void engine_hold(struct engine *e, const char *why);
+
+/* A round confirmed master after an event had put writes on hold: if the
+ * master did not change, that Sentinel's going-away events hold nothing for
+ * a while (ENGINE_MUTE_MIN, doubling with each false alarm in a row). */
+void engine_alarm_settled(struct engine *e, const struct addr *master);
 
 /* events.c: subscribe a Sentinel's event channels if not subscribed. */
 void events_subscribe(struct engine_node *n);

@@ -154,6 +154,7 @@ static void events_handle(struct engine_node *node, const char *channel, const c
     struct engine *e = node->e;
     char *copy = strdup(payload), *w[EVENTS_WORDS];
     const char *master, *ip = NULL, *port = NULL;
+    bool going;
     int n;
 
     if (copy == NULL) {
@@ -165,15 +166,26 @@ static void events_handle(struct engine_node *node, const char *channel, const c
         free(copy);
         return; /* another master's business */
     }
-    log_info("Sentinel %s: %s %s", node->name, channel, payload);
     /* Only news about the master in use stops writes (a Sentinel that
      * announces a switch already applied changes nothing). */
-    if (events_in(events_going_away, EVENTS_COUNT(events_going_away), channel) && master != NULL &&
-        events_is_current(e, ip, port)) {
+    going = events_in(events_going_away, EVENTS_COUNT(events_going_away), channel) &&
+            master != NULL && events_is_current(e, ip, port);
+    if (going && ev_now(e->loop) < node->mute_until) {
+        /* Its last alarm was false: polling finds a real one anyway. */
+        log_debug("Sentinel %s: %s %s (ignored: a false alarm less than %.0f s ago)", node->name,
+                  channel, payload, node->mute_for);
+        free(copy);
+        return;
+    }
+    log_info("Sentinel %s: %s %s", node->name, channel, payload);
+    if (going) {
         char why[ADDR_TEXT_MAX + 128];
         snprintf(why, sizeof(why), "Sentinel %s announced %s", node->name, channel);
         if (e->switch_started == 0) {
             e->switch_started = ev_now(e->loop);
+        }
+        if (e->alarm == NULL) {
+            e->alarm = node;
         }
         engine_hold(e, why);
     }

@@ -195,6 +195,7 @@ static void probe_finish(struct engine *e)
             addr_same(&e->topo->master, &e->cand.master)) {
             e->switch_started = 0; /* no switch after all */
         }
+        engine_alarm_settled(e, &e->cand.master);
         t = topology_new();
         t->has_master = true;
         t->master = e->cand.master;

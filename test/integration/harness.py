@@ -401,6 +401,8 @@ class FakeSentinel:
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.conns = []
+        self.subscribers = []
+        self.lock = threading.Lock()
         self.requests = 0
         self.stopped = False
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -494,7 +496,20 @@ class FakeSentinel:
                     continue
                 reqs, bufs[s] = self._parse(bufs[s] + data)
                 for args in reqs:
-                    s.sendall(self._answer(args))
+                    with self.lock:
+                        s.sendall(self._answer(args))
+                        if args and args[0].lower() == b"subscribe":
+                            self.subscribers.append(s)
+
+    def publish(self, channel, payload):
+        """Send an event to every connection that subscribed."""
+        msg = b"*3\r\n$7\r\nmessage\r\n" + self._bulk(channel) + self._bulk(payload)
+        with self.lock:
+            for s in self.subscribers:
+                try:
+                    s.sendall(msg)
+                except OSError:
+                    pass
 
     def stop(self):
         self.stopped = True

@@ -268,3 +268,32 @@ def test_a_loading_master_is_retried_until_hold_timeout(workdir):
         assert s.requests - before <= 12 * 3 * (took + 1), s.requests - before
     finally:
         stop_all(p, (m, s))
+
+
+def test_false_alarms_from_one_sentinel_stop_holding_writes(workdir):
+    """One Sentinel of three keeps announcing +odown for a master that the
+    others, and ROLE, say is fine: the first announcement holds writes until
+    a round confirms the master; after that false alarm its announcements
+    hold nothing for a while."""
+    x = RedisServer(workdir).start()
+    fakes = [FakeSentinel("stale", master=("127.0.0.1", x.port), epoch=1) for _ in range(3)]
+    p = fakes_proxy(workdir, fakes)
+    try:
+        wait_for(lambda: uses(p, x), what="proxy to use X")
+        wait_for(lambda: topology(p.client()).get("sentinel0", "").count("subscribed=1") and
+                 all("subscribed=1" in v for k, v in topology(p.client()).items()
+                     if k.startswith("sentinel") and k[8:].isdigit()),
+                 what="subscriptions to every Sentinel")
+        c = p.client()
+        for _ in range(20):
+            fakes[0].publish("+odown", "master mymaster 127.0.0.1 %d #quorum 2/2" % x.port)
+            assert c.set("k", "v")
+            time.sleep(0.05)
+        log = p.log()
+        assert log.count("announced +odown") == 1, log.count("announced +odown")
+        assert "false alarm" in log
+        # The others' announcements still hold writes at once.
+        fakes[1].publish("+odown", "master mymaster 127.0.0.1 %d #quorum 2/2" % x.port)
+        wait_for(lambda: p.log().count("announced +odown") == 2, what="a second Sentinel's hold")
+    finally:
+        stop_all(p, fakes, x)
