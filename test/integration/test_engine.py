@@ -263,7 +263,7 @@ def test_a_loading_master_is_retried_until_hold_timeout(workdir):
         except redis.exceptions.BusyLoadingError:
             pass
         took = time.time() - t0
-        assert 1.4 <= took < 5, took
+        assert 1.4 <= took < 8, took  # hold-timeout, not a request that never ends
         # A poll a second plus at most ten rounds a second from refusals.
         assert s.requests - before <= 12 * 3 * (took + 1), s.requests - before
     finally:
@@ -280,18 +280,18 @@ def test_false_alarms_from_one_sentinel_stop_holding_writes(workdir):
     p = fakes_proxy(workdir, fakes)
     try:
         wait_for(lambda: uses(p, x), what="proxy to use X")
-        wait_for(lambda: topology(p.client()).get("sentinel0", "").count("subscribed=1") and
-                 all("subscribed=1" in v for k, v in topology(p.client()).items()
-                     if k.startswith("sentinel") and k[8:].isdigit()),
+        wait_for(lambda: sum("subscribed=1" in v for k, v in topology(p.client()).items()
+                             if k.startswith("sentinel") and k[8:].isdigit()) == 3,
                  what="subscriptions to every Sentinel")
         c = p.client()
-        for _ in range(20):
-            fakes[0].publish("+odown", "master mymaster 127.0.0.1 %d #quorum 2/2" % x.port)
+        odown = "master mymaster 127.0.0.1 %d #quorum 2/2" % x.port
+        fakes[0].publish("+odown", odown)
+        wait_for(lambda: "false alarm" in p.log(), what="the first alarm to prove false")
+        for _ in range(19):
+            fakes[0].publish("+odown", odown)
             assert c.set("k", "v")
             time.sleep(0.05)
-        log = p.log()
-        assert log.count("announced +odown") == 1, log.count("announced +odown")
-        assert "false alarm" in log
+        assert p.log().count("announced +odown") == 1, p.log().count("announced +odown")
         # The others' announcements still hold writes at once.
         fakes[1].publish("+odown", "master mymaster 127.0.0.1 %d #quorum 2/2" % x.port)
         wait_for(lambda: p.log().count("announced +odown") == 2, what="a second Sentinel's hold")
