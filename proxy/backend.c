@@ -703,6 +703,16 @@ static bool bconn_not_executed(const struct bconn *bc)
     return false;
 }
 
+/* The reply is an error from a replica that the master may not give:
+ * NOSCRIPT, or a refusal that says nothing ran (READONLY, LOADING...). */
+static bool bconn_master_answers(const struct bconn *bc)
+{
+    const struct replyscan *rs = &bc->rs;
+
+    return bconn_not_executed(bc) || (rs->is_error && rs->type == '-' && rs->head_len >= 9 &&
+                                      memcmp(rs->head, "NOSCRIPT ", 9) == 0);
+}
+
 /* r was refused as "not executed": send it again once the backend is usable
  * (the control plane is asked to check the topology now). */
 static void bconn_retry_refused(struct bconn *bc, struct req *r)
@@ -767,19 +777,22 @@ static void bconn_deliver(struct bconn *bc)
     if (bc->rs.is_error) {
         r->flags |= REQ_ERROR;
     }
-    if (r->client != NULL && !(r->flags & REQ_INTERNAL) &&
-        (!bc->dedicated || session_can_resend(r->client)) && bconn_not_executed(bc) &&
-        ev_now(bc->w->loop) - r->since < (double)backend_cfg(bc->be)->hold_timeout_ms / 1000.0) {
-        /* Sent again until hold-timeout from its arrival; a server that
-         * still refuses then (a master loading its data) answers it. */
-        bconn_retry_refused(bc, r);
-    } else if (r->client != NULL && !bc->dedicated && bc->be->role == BACKEND_REPLICA &&
-               bc->rs.is_error && bc->rs.head_len >= 9 &&
-               memcmp(bc->rs.head, "NOSCRIPT ", 9) == 0 && !(r->flags & REQ_MASTER_ONLY)) {
-        /* The replica lacks a script the master may have: ask the master. */
+    if (r->client != NULL && !(r->flags & REQ_INTERNAL) && !bc->dedicated &&
+        bc->be->role == BACKEND_REPLICA && !(r->flags & REQ_MASTER_ONLY) &&
+        bconn_master_answers(bc)) {
+        /* A read the replica cannot answer, though the topology is fine: a
+         * script it lacks, a function that may write (READONLY), a replica
+         * loading or cut off from its master. The master answers it. */
         spans_clear(&r->out);
         r->flags = (uint16_t)((r->flags & ~REQ_ERROR) | REQ_MASTER_ONLY);
         client_undispatch(r->client, r);
+    } else if (r->client != NULL && !(r->flags & REQ_INTERNAL) &&
+               (!bc->dedicated || session_can_resend(r->client)) && bconn_not_executed(bc) &&
+               ev_now(bc->w->loop) - r->since <
+                   (double)backend_cfg(bc->be)->hold_timeout_ms / 1000.0) {
+        /* Sent again until hold-timeout from its arrival; a server that
+         * still refuses then (a master loading its data) answers it. */
+        bconn_retry_refused(bc, r);
     } else if (r->flags & REQ_INTERNAL) {
         bconn_internal_reply(bc, r);
     } else if (r->client == NULL) {

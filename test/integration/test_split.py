@@ -451,3 +451,37 @@ def test_replica_that_names_its_master_by_host_name(workdir):
         if p is not None:
             p.stop()
         cl.stop()
+
+
+def test_read_a_replica_refuses_goes_to_the_master(workdir, cluster):
+    """FCALL_RO of a function that may write is refused by a replica with
+    READONLY (the topology is fine): the master answers it, as on a direct
+    connection to the master, instead of the read being sent to replicas
+    again and again."""
+    p = split_proxy(workdir, cluster, "--read-from", "replicas")
+    try:
+        lib = "#!lua name=wlib\nredis.register_function('w1', function(k, a) return 1 end)\n"
+        assert cluster.master.client().function_load(lib) == b"wlib"
+        assert cluster.master.client().execute_command("WAIT", 2, 5000) == 2
+        want = None
+        try:
+            cluster.master.client().execute_command("FCALL_RO", "w1", 0)
+        except redis.ResponseError as e:
+            want = str(e)
+        assert want and "write flag" in want
+        replica = cluster.replicas[0]
+        try:
+            replica.client().execute_command("FCALL_RO", "w1", 0)
+            raise AssertionError("the replica ran it")
+        except redis.exceptions.ReadOnlyError:
+            pass  # READONLY
+        c = redis.Redis(port=p.port, socket_timeout=5)
+        for _ in range(10):
+            try:
+                c.execute_command("FCALL_RO", "w1", 0)
+                raise AssertionError("FCALL_RO succeeded")
+            except redis.ResponseError as e:
+                assert str(e) == want
+        assert "answered READONLY" not in p.log()
+    finally:
+        p.stop()
