@@ -497,7 +497,10 @@ class FakeSentinel:
                 reqs, bufs[s] = self._parse(bufs[s] + data)
                 for args in reqs:
                     with self.lock:
-                        s.sendall(self._answer(args))
+                        try:
+                            s.sendall(self._answer(args))
+                        except OSError:
+                            break  # the proxy closed it; the next recv sees that
                         if args and args[0].lower() == b"subscribe":
                             self.subscribers.append(s)
 
