@@ -335,35 +335,28 @@ static void local_unsubscribe(struct client *c, struct req *r)
                        : r->ci->id == CMD_PUNSUBSCRIBE ? "punsubscribe"
                                                        : "sunsubscribe";
     bool resp3 = c->sess.resp == 3;
-    size_t len = 0;
-    char *buf = req_flatten(r, LOCAL_UNSUBSCRIBE_MAX, &len);
-    const char **argv = malloc(r->argc * sizeof(*argv));
-    size_t *argl = malloc(r->argc * sizeof(*argl));
-    int argc = buf != NULL && argv != NULL && argl != NULL
-                   ? req_split(buf, len, argv, argl, (int)r->argc)
-                   : -1;
+    struct req_args a;
     struct strbuf sb;
 
+    req_args_all(r, LOCAL_UNSUBSCRIBE_MAX, &a);
+    if (a.argc < 1) {
+        req_reply_errorf(c->w, r, "ERR sentinel-proxy: cannot answer this %s (too large)", kind);
+        req_args_free(&a);
+        return;
+    }
     strbuf_init(&sb);
-    for (int i = 1; i < argc || (i == 1 && argc == 1); i++) {
+    for (int i = 1; i < (a.argc > 1 ? a.argc : 2); i++) {
         strbuf_append(&sb, resp3 ? ">3\r\n" : "*3\r\n", 4);
         strbuf_bulk(&sb, kind, strlen(kind));
-        if (argc == 1) {
+        if (a.argc == 1) {
             strbuf_append(&sb, resp3 ? "_\r\n" : "$-1\r\n", resp3 ? 3 : 5);
         } else {
-            strbuf_bulk(&sb, argv[i], argl[i]);
+            strbuf_bulk(&sb, a.argv[i], a.argl[i]);
         }
         strbuf_append(&sb, ":0\r\n", 4);
     }
-    if (argc < 1) {
-        strbuf_free(&sb);
-        req_reply_errorf(c->w, r, "ERR sentinel-proxy: cannot answer this %s (too large)", kind);
-    } else {
-        local_reply_sb(c, r, &sb);
-    }
-    free(buf);
-    free(argv);
-    free(argl);
+    local_reply_sb(c, r, &sb);
+    req_args_free(&a);
 }
 
 /* ---- a transaction whose connection was lost ----------------------------- */

@@ -221,3 +221,22 @@ int req_split(const char *buf, size_t len, const char **argv, size_t *argl, int 
     }
     return argc > maxargs ? maxargs : (int)argc;
 }
+
+void req_args_all(struct req *r, size_t max, struct req_args *a)
+{
+    size_t len = 0;
+
+    a->buf = req_flatten(r, max, &len);
+    a->argv = malloc(r->argc * sizeof(*a->argv));
+    a->argl = malloc(r->argc * sizeof(*a->argl));
+    a->argc = a->buf != NULL && a->argv != NULL && a->argl != NULL
+                  ? req_split(a->buf, len, a->argv, a->argl, (int)r->argc)
+                  : -1;
+}
+
+void req_args_free(struct req_args *a)
+{
+    free(a->buf);
+    free(a->argv);
+    free(a->argl);
+}

@@ -99,4 +99,19 @@ char *req_flatten_out(struct req *r, size_t max, size_t *len);
  * pointers/lengths (pointing into buf). Returns the count, -1 if malformed. */
 int req_split(const char *buf, size_t len, const char **argv, size_t *argl, int maxargs);
 
+/* Every argument of a request, flattened and split (cold paths). */
+struct req_args {
+    char *buf;
+    const char **argv;
+    size_t *argl;
+    int argc; /* -1: larger than asked for, malformed or out of memory */
+};
+
+/* Flatten r (at most max bytes) and split all its arguments into a; release
+ * with req_args_free whatever a->argc says. */
+void req_args_all(struct req *r, size_t max, struct req_args *a);
+
+/* Free what req_args_all allocated. */
+void req_args_free(struct req_args *a);
+
 #endif

@@ -420,12 +420,9 @@ bool session_replay(struct client *c, struct bconn *bc)
  * can be re-established if the connection is lost. */
 static void session_track_streams(struct client *c, struct req *r)
 {
-    int id = r->ci->id, kind, argc;
+    int id = r->ci->id, kind;
     bool add;
-    size_t len = 0;
-    char *buf;
-    const char **argv;
-    size_t *argl;
+    struct req_args a;
 
     if (id == CMD_MONITOR) {
         c->sess.monitor = true;
@@ -447,23 +444,16 @@ static void session_track_streams(struct client *c, struct req *r)
         nameset_clear(&c->sess.subs[kind]);
         return;
     }
-    buf = req_flatten(r, SESSION_REQ_MAX * 64, &len);
-    argv = malloc(r->argc * sizeof(*argv));
-    argl = malloc(r->argc * sizeof(*argl));
-    argc = buf != NULL && argv != NULL && argl != NULL
-               ? req_split(buf, len, argv, argl, (int)r->argc)
-               : -1;
-    for (int i = 1; i < argc; i++) {
-        if (add && !nameset_add(&c->sess.subs[kind], argv[i], argl[i])) {
+    req_args_all(r, SESSION_REQ_MAX * 64, &a);
+    for (int i = 1; i < a.argc; i++) {
+        if (add && !nameset_add(&c->sess.subs[kind], a.argv[i], a.argl[i])) {
             log_warn("client %llu: out of memory tracking subscriptions",
                      (unsigned long long)c->id);
         } else if (!add) {
-            nameset_remove(&c->sess.subs[kind], argv[i], argl[i]);
+            nameset_remove(&c->sess.subs[kind], a.argv[i], a.argl[i]);
         }
     }
-    free(buf);
-    free(argv);
-    free(argl);
+    req_args_free(&a);
 }
 
 #define SESSION_MARKER "__sentinel-proxy__:end-of-stream"
