@@ -14,6 +14,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
+COPY lib lib
 COPY proxy proxy
 COPY sentinel sentinel
 COPY conf conf

@@ -1,39 +1,53 @@
 # sentinel-proxy build.
 #
 #   make                      build build/sentinel-proxy (debug info, -O2, warnings are errors)
-#   make SANITIZER=address    the same, instrumented (also: undefined); objects kept apart per mode
+#   make SANITIZER=address    the same, instrumented (also: undefined, thread, address,undefined);
+#                             objects are kept apart per mode
 #   make test                 lint, C unit tests, integration tests against real redis processes
 #   make unit | integration   one tier only (PYTEST_ARGS="-k name" narrows the integration run)
 #   make fuzz                 libFuzzer harnesses for the scanners and the config loader (clang)
 #   make demo                 run the proxy in front of a local Redis/Sentinel setup
 #   make bench                redis-benchmark comparison (bench-quick: a few minutes)
+#   make bench-callgrind      instructions per request, counted by callgrind
 #   make bench-failover       kill -9 failover under load: proxy, redis-py Sentinel, haproxy
 #   make deps                 install the Debian packages needed to build and test
+#
+# `make test` and `make demo` run `make deps` first. Flags given on the command
+# line (CFLAGS=-O0, LDFLAGS=...) are added to the project's own, never in
+# their place, and every object is rebuilt when the flags change.
 
+SHELL := /bin/bash
 CC ?= cc
 SANITIZER ?=
 BUILD := build
-MODE := $(if $(SANITIZER),$(SANITIZER),plain)
+comma := ,
+MODE := $(if $(SANITIZER),$(subst $(comma),-,$(SANITIZER)),plain)
 OBJDIR := $(BUILD)/obj-$(MODE)
 PYTHON := /usr/bin/python3
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
         -Wformat=2 -Wno-format-nonliteral -Wvla -Wundef
 CFLAGS ?= -O2 -g
-CFLAGS += -std=gnu11 $(WARN) -D_GNU_SOURCE -I. -pthread -fno-strict-aliasing
-LDLIBS := -lev -lhiredis -lyaml -lssl -lcrypto -lpthread -lm
+LDFLAGS ?=
+# OpenSSL (libssl, libcrypto) joins these with the TLS transport; no code
+# uses it yet, so it is not linked.
+LDLIBS := -lev -lhiredis -lyaml -lpthread -lm
 
-ifeq ($(SANITIZER),address)
-  CFLAGS += -fsanitize=address -fno-omit-frame-pointer
-  LDFLAGS += -fsanitize=address
-else ifeq ($(SANITIZER),undefined)
-  CFLAGS += -fsanitize=undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-  LDFLAGS += -fsanitize=undefined
-else ifneq ($(SANITIZER),)
-  $(error SANITIZER must be address or undefined)
+SAN_FLAGS :=
+ifneq ($(SANITIZER),)
+  ifneq ($(filter-out address undefined thread,$(subst $(comma), ,$(SANITIZER))),)
+    $(error SANITIZER must be address, undefined, thread or address,undefined)
+  endif
+  SAN_FLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
+  ifneq ($(findstring undefined,$(SANITIZER)),)
+    SAN_FLAGS += -fno-sanitize-recover=undefined
+  endif
 endif
 
-SRCS := $(wildcard proxy/*.c sentinel/*.c conf/*.c)
+SP_CFLAGS := -std=gnu11 $(WARN) -D_GNU_SOURCE -I. -pthread -fno-strict-aliasing $(SAN_FLAGS) $(CFLAGS)
+SP_LDFLAGS := -pthread $(SAN_FLAGS) $(LDFLAGS)
+
+SRCS := $(wildcard lib/*.c conf/*.c sentinel/*.c proxy/*.c)
 LIB_SRCS := $(filter-out proxy/main.c,$(SRCS))
 OBJS := $(SRCS:%.c=$(OBJDIR)/%.o)
 LIB_OBJS := $(LIB_SRCS:%.c=$(OBJDIR)/%.o)
@@ -41,29 +55,31 @@ UNIT_SRCS := $(wildcard test/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test-$(MODE)/%)
 FUZZ_SRCS := $(wildcard test/fuzz/fuzz_*.c)
 BIN := $(BUILD)/sentinel-proxy
-FLAGS_STAMP := $(BUILD)/.flags-current
+FLAGS_STAMP := $(OBJDIR)/.flags
 
-.PHONY: all test unit integration lint format fuzz demo bench bench-quick bench-failover soak deps \
-        bench-deps clean FORCE
+.PHONY: all test unit integration lint format fuzz demo bench bench-quick bench-callgrind \
+        bench-failover soak deps bench-deps clean FORCE
 
 all: $(BIN)
 
-# The binary is relinked whenever the build mode or flags change, so that
-# build/sentinel-proxy is always what the last `make` asked for.
+# Rewritten only when the compiler, the mode or the flags change: every
+# object and the binary depend on it, so they are rebuilt then.
 $(FLAGS_STAMP): FORCE
-	@mkdir -p $(BUILD)
-	@echo '$(MODE) $(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(MODE) $(CC) $(CFLAGS) $(LDFLAGS)' > $@
+	@mkdir -p $(dir $@)
+	@echo '$(CC) $(SP_CFLAGS) $(SP_LDFLAGS) $(LDLIBS)' | cmp -s - $@ || \
+	  echo '$(CC) $(SP_CFLAGS) $(SP_LDFLAGS) $(LDLIBS)' > $@
 
+# build/sentinel-proxy is always what the last `make` asked for.
 $(BIN): $(OBJS) $(FLAGS_STAMP)
-	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+	$(CC) $(SP_LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
-$(OBJDIR)/%.o: %.c
+$(OBJDIR)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(SP_CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/test-$(MODE)/%: test/unit/%.c test/unit/unit.h $(LIB_OBJS)
+$(BUILD)/test-$(MODE)/%: test/unit/%.c test/unit/unit.h $(LIB_OBJS) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LDLIBS) -lcmocka
+	$(CC) $(SP_CFLAGS) -Itest/unit -o $@ $< $(LIB_OBJS) $(SP_LDFLAGS) $(LDLIBS) -lcmocka
 
 -include $(OBJS:.o=.d)
 
@@ -73,12 +89,18 @@ unit: $(UNIT_BINS)
 integration: $(BIN)
 	SP_BINARY=$(abspath $(BIN)) $(PYTHON) -m pytest test/integration -q -rs $(PYTEST_ARGS)
 
-test: lint unit integration
+test:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
 
-LINT_FILES = $(wildcard proxy/*.[ch] sentinel/*.[ch] conf/*.[ch] test/unit/*.[ch] test/fuzz/*.[ch])
+LINT_FILES = $(wildcard lib/*.[ch] proxy/*.[ch] sentinel/*.[ch] conf/*.[ch] test/unit/*.[ch] \
+                        test/fuzz/*.[ch])
 lint:
 	clang-format --dry-run -Werror $(LINT_FILES)
-	$(PYTHON) -m pyflakes test/integration bench/*.py 2>/dev/null || $(PYTHON) -m pyflakes test/integration
+	$(PYTHON) test/layering.py
+	$(PYTHON) -m pyflakes test/integration test/*.py bench/*.py
 
 format:
 	clang-format -i $(LINT_FILES)
@@ -93,9 +115,12 @@ fuzz:
 	  mkdir -p $(BUILD)/fuzz/$$n.corpus; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
 	  $(BUILD)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)/fuzz/$$n.corpus test/fuzz/corpus/$$n 2>&1 | tail -n 12; \
+	  test "$${PIPESTATUS[0]}" = 0; \
 	done
 
-demo: $(BIN)
+demo:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory $(BIN)
 	$(PYTHON) test/demo.py
 
 bench: $(BIN)
@@ -104,22 +129,26 @@ bench: $(BIN)
 bench-quick: $(BIN)
 	$(PYTHON) bench/bench.py --quick $(BENCH_ARGS)
 
+bench-callgrind: $(BIN)
+	SP_BINARY=$(abspath $(BIN)) $(PYTHON) bench/callgrind.py $(BENCH_ARGS)
+
 bench-failover: $(BIN)
 	$(PYTHON) bench/failover.py
 
 # Peers and the chart for the benchmarks (not needed to build or test).
 bench-deps:
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	  apt-get install -y -qq --no-install-recommends haproxy nutcracker python3-matplotlib; \
-	else echo "run as root: apt-get install -y haproxy nutcracker python3-matplotlib"; fi
+	  apt-get install -y -qq --no-install-recommends haproxy nutcracker python3-matplotlib valgrind; \
+	else echo "run as root: apt-get install -y haproxy nutcracker python3-matplotlib valgrind"; fi
 
 soak: $(BIN)
 	SP_BINARY=$(abspath $(BIN)) SP_SOAK=1 $(PYTHON) -m pytest test/integration -q -m soak $(PYTEST_ARGS)
 
-DEB_BUILD := build-essential pkg-config libev-dev libhiredis-dev libyaml-dev libssl-dev libcmocka-dev clang-format
+DEB_BUILD := build-essential pkg-config libev-dev libhiredis-dev libyaml-dev libcmocka-dev clang-format
 DEB_TEST := redis-server redis-sentinel redis-tools python3-pytest python3-redis python3-pyflakes procps
+DEB_FUZZ := clang libclang-rt-14-dev
 deps:
-	@missing=$$(for p in $(DEB_BUILD) $(DEB_TEST); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	@missing=$$(for p in $(DEB_BUILD) $(DEB_TEST) $(DEB_FUZZ); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -z "$$missing" ]; then echo "all build and test packages are installed"; \
 	elif [ "$$(id -u)" = 0 ]; then \
 	  echo "installing:" $$missing; \

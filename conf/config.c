@@ -21,7 +21,7 @@
 #include <strings.h>
 
 #include "conf/config_int.h"
-#include "proxy/log.h"
+#include "lib/log.h"
 
 #define CONFIG_LIST_MAX 1024 /* items per list; keeps the pairwise checks cheap */
 #define CONFIG_LISTEN   "127.0.0.1:6380"

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "proxy/addr.h"
+#include "lib/addr.h"
 
 #define CONFIG_ERR_MAX 512
 

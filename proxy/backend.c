@@ -13,16 +13,15 @@
 #include <unistd.h>
 
 #include "conf/config.h"
+#include "lib/log.h"
+#include "lib/net.h"
 #include "proxy/client.h"
 #include "proxy/commands.h"
-#include "proxy/log.h"
-#include "proxy/net.h"
 #include "proxy/offsets.h"
 #include "proxy/proxy.h"
 #include "proxy/req.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
-#include "sentinel/engine.h"
 
 #define BCONN_READS_PER_EVENT 32
 #define BCONN_IOV_MAX         IOV_MAX
@@ -689,7 +688,7 @@ static bool bconn_not_executed(const struct bconn *bc)
 {
     static const char *const codes[] = {"LOADING ", "READONLY ", "MASTERDOWN "};
     const struct replyscan *rs = &bc->rs;
-    size_t ncodes = bc->w->px->engine != NULL ? 3 : 1;
+    size_t ncodes = backend_cfg(bc->be)->has_backend ? 1 : 3;
 
     if (!rs->is_error || rs->type != '-') {
         return false;
@@ -734,7 +733,7 @@ static void bconn_retry_refused(struct bconn *bc, struct req *r)
     spans_clear(&r->out);
     r->flags &= ~REQ_ERROR;
     client_undispatch(r->client, r);
-    engine_kick(w->px->engine);
+    proxy_check_topology(w->px);
 }
 
 /* A complete reply is in bc->cur: give it to whoever it belongs to. */

@@ -20,10 +20,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "proxy/addr.h"
+#include "lib/addr.h"
+#include "lib/transport.h"
 #include "proxy/chunk.h"
 #include "proxy/replyscan.h"
-#include "proxy/transport.h"
 
 struct worker;
 struct client;

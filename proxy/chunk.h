@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "proxy/transport.h"
+#include "lib/transport.h"
 
 #define CHUNK_SIZE  16384u /* bytes per allocation, header included */
 #define CHUNK_SPANS 2      /* spans kept inline before a span list allocates */

@@ -17,10 +17,10 @@
 #include <string.h>
 
 #include "conf/config.h"
+#include "lib/log.h"
 #include "proxy/backend.h"
 #include "proxy/commands.h"
 #include "proxy/local.h"
-#include "proxy/log.h"
 #include "proxy/offsets.h"
 #include "proxy/proxy.h"
 #include "proxy/req.h"

@@ -19,9 +19,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lib/transport.h"
 #include "proxy/chunk.h"
 #include "proxy/reqscan.h"
-#include "proxy/transport.h"
 #include "proxy/txn.h"
 
 struct worker;

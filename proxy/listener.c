@@ -9,9 +9,9 @@
 #include <unistd.h>
 
 #include "conf/config.h"
+#include "lib/log.h"
+#include "lib/net.h"
 #include "proxy/client.h"
-#include "proxy/log.h"
-#include "proxy/net.h"
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
 

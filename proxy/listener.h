@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "proxy/addr.h"
+#include "lib/addr.h"
 
 struct worker;
 struct proxy;

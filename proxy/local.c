@@ -16,16 +16,16 @@
 #include <strings.h>
 
 #include "conf/config.h"
+#include "lib/log.h"
+#include "lib/strbuf.h"
+#include "lib/topology.h"
 #include "proxy/backend.h"
 #include "proxy/client.h"
 #include "proxy/commands.h"
-#include "proxy/log.h"
 #include "proxy/proxy.h"
 #include "proxy/req.h"
 #include "proxy/session.h"
-#include "proxy/strbuf.h"
 #include "proxy/worker.h"
-#include "sentinel/topology.h"
 
 #define LOCAL_ARGS_MAX 16
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "conf/config.h"
-#include "proxy/log.h"
+#include "lib/log.h"
 #include "proxy/proxy.h"
 
 struct main_flag {

@@ -7,10 +7,10 @@
 #include <string.h>
 
 #include "conf/config.h"
+#include "lib/log.h"
 #include "proxy/backend.h"
 #include "proxy/client.h"
 #include "proxy/commands.h"
-#include "proxy/log.h"
 #include "proxy/proxy.h"
 #include "proxy/req.h"
 #include "proxy/resp.h"

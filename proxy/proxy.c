@@ -11,12 +11,12 @@
 #include <unistd.h>
 
 #include "conf/config.h"
+#include "lib/log.h"
+#include "lib/topology.h"
 #include "proxy/commands.h"
 #include "proxy/listener.h"
-#include "proxy/log.h"
 #include "proxy/worker.h"
 #include "sentinel/engine.h"
-#include "sentinel/topology.h"
 
 uint64_t proxy_next_client_id(struct proxy *px)
 {
@@ -28,6 +28,22 @@ void proxy_publish(struct proxy *px, struct topology *t)
     for (int i = 0; i < px->nworkers; i++) {
         worker_publish(&px->workers[i], t);
     }
+}
+
+void proxy_check_topology(struct proxy *px)
+{
+    engine_kick(px->engine);
+}
+
+/* The engine's receiver: the control plane reaches the workers only here. */
+static void proxy_engine_publish(void *ctx, struct topology *t)
+{
+    proxy_publish(ctx, t);
+}
+
+static void proxy_engine_status(void *ctx, char *text)
+{
+    proxy_set_status(ctx, text);
 }
 
 void proxy_set_cmds(struct proxy *px, struct cmdtable *t)
@@ -141,7 +157,6 @@ int proxy_run(struct config *cfg)
     struct proxy px;
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     ev_signal sigint, sigterm;
-    struct engine *engine = NULL;
     char err[CONFIG_ERR_MAX];
     int *fds = NULL, started = 0, rc = 1;
 
@@ -194,8 +209,11 @@ int proxy_run(struct config *cfg)
         proxy_publish(&px, t);
         topology_unref(t);
     } else {
-        engine = engine_start(loop, &px, err, sizeof(err));
-        if (engine == NULL) {
+        struct engine_receiver rx = {&px, proxy_engine_publish, proxy_engine_status};
+        /* Set before any worker runs, cleared after the last one stopped:
+         * workers read it without a lock. */
+        px.engine = engine_start(loop, cfg, &rx, err, sizeof(err));
+        if (px.engine == NULL) {
             log_error("%s", err);
             goto stop;
         }
@@ -214,10 +232,13 @@ int proxy_run(struct config *cfg)
     ev_run(loop, 0);
     rc = 0;
 stop:
-    engine_stop(engine);
+    /* Workers first: until they have stopped, any of them may kick the
+     * engine, and the engine's snapshots go to them. */
     for (int i = 0; i < started; i++) {
         worker_stop(&px.workers[i]);
     }
+    engine_stop(px.engine);
+    px.engine = NULL;
     proxy_close_shared(cfg, fds);
 done:
     free(fds);

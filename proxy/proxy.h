@@ -32,7 +32,8 @@ struct proxy {
     uint64_t next_client_id; /* atomic */
     bool replica_reads; /* some listener may send reads to replicas (read-your-writes matters) */
     double started;
-    struct engine *engine;       /* the Sentinel engine, NULL with a fixed backend */
+    struct engine *engine;       /* the Sentinel engine, NULL with a fixed backend; written by
+                                    proxy_run only while no worker runs */
     pthread_mutex_t status_lock; /* guards control_status */
     char *control_status;        /* Sentinel section of PROXY TOPOLOGY, from the control plane */
 };
@@ -59,5 +60,10 @@ void proxy_publish(struct proxy *px, struct topology *t);
 
 /* Replace the control plane's section of PROXY TOPOLOGY (takes ownership). */
 void proxy_set_status(struct proxy *px, char *text);
+
+/* A backend refused a command as if it were not the master (READONLY,
+ * LOADING, MASTERDOWN): ask the control plane to check the topology now (any
+ * thread; nothing happens with a fixed backend). */
+void proxy_check_topology(struct proxy *px);
 
 #endif

@@ -16,10 +16,10 @@
 #include <sys/types.h>
 
 #include "conf/config.h"
+#include "lib/log.h"
 #include "proxy/backend.h"
 #include "proxy/client.h"
 #include "proxy/commands.h"
-#include "proxy/log.h"
 #include "proxy/nameset.h"
 #include "proxy/proxy.h"
 #include "proxy/req.h"

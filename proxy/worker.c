@@ -8,14 +8,14 @@
 #include <string.h>
 
 #include "conf/config.h"
+#include "lib/log.h"
+#include "lib/topology.h"
 #include "proxy/backend.h"
 #include "proxy/client.h"
 #include "proxy/listener.h"
-#include "proxy/log.h"
 #include "proxy/offsets.h"
 #include "proxy/proxy.h"
 #include "proxy/req.h"
-#include "sentinel/topology.h"
 
 #define WORKER_TICK         0.1  /* seconds between housekeeping passes */
 #define WORKER_POOL_CHUNKS  4096 /* idle chunks kept per worker (64 MiB) */

@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "proxy/addr.h"
+#include "lib/addr.h"
 #include "proxy/chunk.h"
 
 struct proxy;

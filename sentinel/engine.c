@@ -18,12 +18,11 @@
 #include <strings.h>
 
 #include "conf/config.h"
-#include "proxy/log.h"
-#include "proxy/proxy.h"
-#include "proxy/strbuf.h"
+#include "lib/log.h"
+#include "lib/strbuf.h"
+#include "lib/topology.h"
 #include "sentinel/engine_int.h"
 #include "sentinel/quorum.h"
-#include "sentinel/topology.h"
 
 static void engine_poll_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void engine_soon_cb(struct ev_loop *loop, ev_timer *t, int revents);
@@ -375,7 +374,7 @@ static void engine_status(struct engine *e, const struct quorum_decision *d)
                       link_last_error(n->cmd)[0] != '\0' ? link_last_error(n->cmd) : "-");
     }
     if (!sb.oom) {
-        proxy_set_status(e->px, sb.buf);
+        e->rx.status(e->rx.ctx, sb.buf);
         sb.buf = NULL;
     }
     strbuf_free(&sb);
@@ -427,7 +426,7 @@ void engine_publish(struct engine *e, struct topology *t, bool force)
     }
     topology_unref(e->topo);
     e->topo = t;
-    proxy_publish(e->px, t);
+    e->rx.publish(e->rx.ctx, t);
 }
 
 void engine_alarm_settled(struct engine *e, const struct addr *master)
@@ -604,7 +603,8 @@ void engine_kick(struct engine *e)
     }
 }
 
-struct engine *engine_start(struct ev_loop *loop, struct proxy *px, char *err, size_t errlen)
+struct engine *engine_start(struct ev_loop *loop, const struct config *cfg,
+                            const struct engine_receiver *rx, char *err, size_t errlen)
 {
     struct engine *e = calloc(1, sizeof(*e));
     double poll;
@@ -614,8 +614,8 @@ struct engine *engine_start(struct ev_loop *loop, struct proxy *px, char *err, s
         return NULL;
     }
     e->loop = loop;
-    e->px = px;
-    e->cfg = px->cfg;
+    e->rx = *rx;
+    e->cfg = cfg;
     for (size_t i = 0; i < e->cfg->nsentinels; i++) {
         struct addr a = e->cfg->sentinels[i];
         if (!addr_resolve(&a, err, errlen)) {
@@ -637,7 +637,6 @@ struct engine *engine_start(struct ev_loop *loop, struct proxy *px, char *err, s
     ev_async_init(&e->kick, engine_kick_cb);
     e->kick.data = e;
     ev_async_start(loop, &e->kick);
-    px->engine = e;
     engine_round(e);
     return e;
 }
@@ -650,7 +649,6 @@ void engine_stop(struct engine *e)
     ev_timer_stop(e->loop, &e->poll);
     ev_timer_stop(e->loop, &e->soon);
     ev_async_stop(e->loop, &e->kick);
-    e->px->engine = NULL;
     while (e->nodes != NULL) {
         struct engine_node *n = e->nodes;
         e->nodes = n->next;

@@ -9,14 +9,28 @@
 #include <ev.h>
 #include <stddef.h>
 
-struct proxy;
+struct config;
 struct engine;
+struct topology;
 
-/* Start watching the configured Sentinels on the control loop. NULL with err
- * set when it cannot start. */
-struct engine *engine_start(struct ev_loop *loop, struct proxy *px, char *err, size_t errlen);
+/* Everything the engine tells the data plane, handed to it by its owner; the
+ * engine knows nothing else of the proxy. Both are called on the control
+ * thread. */
+struct engine_receiver {
+    void *ctx;
+    /* A new snapshot: the receiver takes the references it keeps. */
+    void (*publish)(void *ctx, struct topology *t);
+    /* The Sentinel section of PROXY TOPOLOGY; the receiver owns text. */
+    void (*status)(void *ctx, char *text);
+};
 
-/* Stop and free the engine (NULL is fine). */
+/* Start watching cfg's Sentinels on the control loop, reporting to rx (cfg
+ * and rx must outlive the engine). NULL with err set when it cannot start. */
+struct engine *engine_start(struct ev_loop *loop, const struct config *cfg,
+                            const struct engine_receiver *rx, char *err, size_t errlen);
+
+/* Stop and free the engine (NULL is fine). Whoever may call engine_kick
+ * must be stopped first. */
 void engine_stop(struct engine *e);
 
 /* Ask for a check now (any thread): a backend answered as if it were not the

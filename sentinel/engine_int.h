@@ -11,12 +11,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "proxy/addr.h"
+#include "lib/addr.h"
 #include "sentinel/link.h"
 #include "sentinel/quorum.h"
 
+#include "sentinel/engine.h"
+
 struct config;
-struct proxy;
 struct topology;
 
 #define ENGINE_MAX_PEERS    64  /* Sentinels learnt from one reply, and known in all */
@@ -72,7 +73,7 @@ struct engine_cand {
 
 struct engine {
     struct ev_loop *loop;
-    struct proxy *px;
+    struct engine_receiver rx;
     const struct config *cfg;
     struct engine_node *nodes;
     struct engine_inst *insts;

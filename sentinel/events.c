@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "conf/config.h"
-#include "proxy/log.h"
+#include "lib/log.h"
+#include "lib/topology.h"
 #include "sentinel/engine_int.h"
-#include "sentinel/topology.h"
 
 /* Events that stop writes to the master they name. */
 static const char *const events_going_away[] = {

@@ -11,9 +11,9 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "proxy/log.h"
-#include "proxy/net.h"
-#include "proxy/transport.h"
+#include "lib/log.h"
+#include "lib/net.h"
+#include "lib/transport.h"
 
 #define LINK_READ_CHUNK   16384
 #define LINK_MAX_PENDING  1024        /* commands in flight on one link */

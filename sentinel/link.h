@@ -19,7 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "proxy/addr.h"
+#include "lib/addr.h"
 
 struct link;
 

@@ -11,9 +11,9 @@
 #include <string.h>
 
 #include "conf/config.h"
-#include "proxy/log.h"
+#include "lib/log.h"
+#include "lib/topology.h"
 #include "sentinel/engine_int.h"
-#include "sentinel/topology.h"
 
 #define PROBE_INST_IDLE 120.0 /* seconds before an unused instance link is dropped */
 

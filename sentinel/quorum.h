@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proxy/addr.h"
+#include "lib/addr.h"
 
 enum quorum_status {
     QUORUM_NONE = 0,   /* no Sentinel answered */

@@ -7,8 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "lib/transport.h"
 #include "proxy/chunk.h"
-#include "proxy/transport.h"
 
 static void test_pool_reuse(void **state)
 {

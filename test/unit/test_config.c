@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "conf/config.h"
-#include "proxy/log.h"
+#include "lib/log.h"
 
 #define KB (1024ULL)
 #define MB (1024 * KB)

@@ -4,7 +4,7 @@
  * A line is formatted into a local buffer and written with one write(2), so
  * lines from different threads do not interleave.
  */
-#include "proxy/log.h"
+#include "lib/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /*
  * topology.c - reference-counted topology snapshots.
  */
-#include "sentinel/topology.h"
+#include "lib/topology.h"
 
 #include <stdlib.h>
 #include <string.h>

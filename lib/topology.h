@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proxy/addr.h"
+#include "lib/addr.h"
 
 #define TOPOLOGY_ZONE_MAX 32
 

@@ -1,7 +1,7 @@
 /*
  * strbuf.c - growable text buffer.
  */
-#include "proxy/strbuf.h"
+#include "lib/strbuf.h"
 
 #include <stdarg.h>
 #include <stdio.h>

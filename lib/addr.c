@@ -1,7 +1,7 @@
 /*
  * addr.c - parsing, formatting and resolution of endpoint addresses.
  */
-#include "proxy/addr.h"
+#include "lib/addr.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "proxy/addr.h"
+#include "lib/addr.h"
 
 /* Open a non-blocking listening socket on a resolved address; reuseport sets
  * SO_REUSEPORT so that each worker can bind its own socket. A unix socket

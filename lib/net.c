@@ -1,7 +1,7 @@
 /*
  * net.c - socket helpers.
  */
-#include "proxy/net.h"
+#include "lib/net.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

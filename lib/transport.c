@@ -1,7 +1,7 @@
 /*
  * transport.c - the plain socket transport.
  */
-#include "proxy/transport.h"
+#include "lib/transport.h"
 
 #include <errno.h>
 #include <sys/socket.h>
