@@ -201,3 +201,12 @@ ssize_t chunk_fill_many(struct chunk_pool *p, struct transport *t, struct chunk 
     }
     return n;
 }
+
+bool spans_starts_with(struct spans *s, const char *text, size_t max)
+{
+    char got[96];
+    size_t n = strlen(text);
+
+    return n <= sizeof(got) && s->bytes >= n && s->bytes <= max && spans_copy(s, 0, got, n) == n &&
+           memcmp(got, text, n) == 0;
+}

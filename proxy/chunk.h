@@ -139,6 +139,10 @@ int spans_iov(struct spans *s, uint64_t skip, struct iovec *iov, int n, int max)
 /* Copy up to len bytes starting at offset skip into dst; returns bytes copied. */
 size_t spans_copy(struct spans *s, uint64_t skip, char *dst, size_t len);
 
+/* True when the bytes start with text (at most 96 bytes) and are at most max
+ * bytes long. */
+bool spans_starts_with(struct spans *s, const char *text, size_t max);
+
 /* Whether a connection's next reads should go on into fresh chunks: yes
  * after an event whose reads filled their room, no after one that read less
  * than a quarter chunk, unchanged in between. */

@@ -17,29 +17,31 @@
 #include <string.h>
 
 #include "conf/config.h"
+#include "lib/evio.h"
 #include "lib/log.h"
 #include "proxy/backend.h"
+#include "proxy/bconn.h"
 #include "proxy/commands.h"
 #include "proxy/local.h"
 #include "proxy/offsets.h"
 #include "proxy/proxy.h"
+#include "proxy/reader.h"
 #include "proxy/req.h"
 #include "proxy/router.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
 
 #define CLIENT_READS_PER_EVENT 16   /* fairness: reads per readiness event */
-#define CLIENT_TAIL_COPY_MAX   4096 /* partial requests up to this move to the next chunk */
 #define CLIENT_FILL_EXTRA      1    /* chunks a bulk client's read may fill beyond the current */
 #define CLIENT_IOV_MAX         512  /* iovecs per writev */
 #define CLIENT_INFLIGHT_MAX    128  /* requests of one client in flight at once */
 #define CLIENT_COMPACT_MAX     1024 /* replies up to this are copied for a slow reader */
 #define REQ_OVERHEAD           ((uint64_t)sizeof(struct req))
 
-enum route_result {
-    ROUTE_SENT = 0,  /* queued on a backend connection */
-    ROUTE_LOCAL = 1, /* answered (or refused) by the proxy */
-    ROUTE_WAIT = 2,  /* cannot be dispatched yet */
+enum dispatch_result {
+    DISPATCH_SENT = 0,  /* queued on a backend connection */
+    DISPATCH_LOCAL = 1, /* answered (or refused) by the proxy */
+    DISPATCH_WAIT = 2,  /* cannot be dispatched yet */
 };
 
 static void client_io_cb(struct ev_loop *loop, ev_io *io, int revents);
@@ -62,15 +64,7 @@ static void client_set_events(struct client *c, bool want_write)
     if (want_write) {
         ev |= EV_WRITE;
     }
-    if (ev == c->io_events) {
-        return;
-    }
-    ev_io_stop(c->w->loop, &c->io);
-    if (ev != 0) {
-        ev_io_set(&c->io, c->t.fd, (int)ev);
-        ev_io_start(c->w->loop, &c->io);
-    }
-    c->io_events = ev;
+    evio_arm(c->w->loop, &c->io, c->t.fd, &c->io_events, ev);
 }
 
 struct client *client_new(struct worker *w, struct listener *l, int fd)
@@ -103,6 +97,40 @@ struct client *client_new(struct worker *w, struct listener *l, int fd)
 
 /* ---- queue bookkeeping ------------------------------------------------ */
 
+/* r's reply now waits to be written: count it in the client's output and
+ * backlog, and queue the client for the flush pass. */
+static void client_output_ready(struct client *c, struct req *r)
+{
+    c->outbytes += r->out.bytes;
+    c->backlog += r->out.bytes;
+    worker_mark_client(c->w, c);
+}
+
+/* Give the dedicated connection back once the session left nothing on it
+ * (kept as a spare for reuse). A closing client lets go of it in any case:
+ * one that still carries state is closed. */
+static void client_give_back(struct client *c, bool closing)
+{
+    struct bconn *bc = c->ded;
+    bool clean;
+
+    if (bc == NULL || (!closing && c->inflight > 0)) {
+        return;
+    }
+    clean = bc->nqueued == 0 && session_is_clean(&c->sess);
+    if (!clean && !closing) {
+        return;
+    }
+    c->ded = NULL;
+    c->last = NULL;
+    bc->owner = NULL;
+    if (clean) {
+        backend_return(bc);
+    } else {
+        bconn_close(bc, "dedicated session ended");
+    }
+}
+
 static bool client_is_auth(const struct req *r)
 {
     return r->ci != NULL && (r->ci->id == CMD_AUTH || r->ci->id == CMD_HELLO);
@@ -124,8 +152,7 @@ static void client_append(struct client *c, struct req *r)
     c->nreqs++;
     c->backlog += r->in.bytes + REQ_OVERHEAD;
     if (r->flags & REQ_DONE) {
-        c->backlog += r->out.bytes;
-        c->outbytes += r->out.bytes;
+        client_output_ready(c, r);
     }
     if (client_is_auth(r)) {
         c->auth_queued++;
@@ -177,49 +204,13 @@ static void client_unlink(struct client *c, struct req *r)
 
 /* ---- reading and scanning --------------------------------------------- */
 
-/* Make sure there is room to read into. When the chunk is full, a partial
- * request at its end moves to the fresh chunk if it is small (so that most
- * requests stay one span), or keeps a span over the old chunk if not. */
-static bool client_prepare_chunk(struct client *c)
-{
-    struct chunk *old = c->rchunk, *nc;
-    uint32_t keep = 0;
-
-    if (old != NULL && chunk_room(old) > 0) {
-        return true;
-    }
-    nc = chunk_get(&c->w->pool);
-    if (nc == NULL) {
-        return false;
-    }
-    if (old != NULL && c->cur != NULL) {
-        uint32_t part = old->len - c->rstart;
-        if (c->cur->in.n == 0 && part <= CLIENT_TAIL_COPY_MAX) {
-            memcpy(nc->data, old->data + c->rstart, part);
-            nc->len = keep = part;
-        } else if (!spans_add(&c->cur->in, old, c->rstart, part)) {
-            chunk_unref(nc);
-            return false;
-        }
-    }
-    if (old != NULL) {
-        chunk_unref(old);
-    }
-    c->rchunk = nc;
-    c->rpos = keep; /* bytes carried over were scanned already */
-    c->rstart = 0;
-    return true;
-}
-
 /* An idle connection holds no buffer. One with requests in progress keeps
  * reading into the same chunk, so that requests arriving one read at a time
  * share it instead of pinning a chunk each. */
 static void client_release_chunk(struct client *c)
 {
-    if (c->rchunk != NULL && c->cur == NULL && c->head == NULL && c->rpos == c->rchunk->len) {
-        chunk_unref(c->rchunk);
-        c->rchunk = NULL;
-        c->rpos = c->rstart = 0;
+    if (c->cur == NULL && c->head == NULL) {
+        reader_release_idle(&c->rd);
     }
 }
 
@@ -340,9 +331,10 @@ static void client_request_done(struct client *c, struct req *r)
 /* Scan what was read; complete requests are queued. */
 static void client_scan(struct client *c)
 {
-    struct chunk *ch = c->rchunk;
+    struct reader *rd = &c->rd;
+    struct chunk *ch = rd->chunk;
 
-    while (c->rpos < ch->len && !(c->flags & (CL_CLOSE_AFTER | CL_CLOSING))) {
+    while (rd->pos < ch->len && !(c->flags & (CL_CLOSE_AFTER | CL_CLOSING))) {
         enum reqscan_status st;
         size_t used = 0;
         if (c->cur == NULL) {
@@ -351,14 +343,14 @@ static void client_scan(struct client *c)
                 client_close(c, "out of memory");
                 return;
             }
-            c->rstart = c->rpos;
+            rd->start = rd->pos;
         }
         /* redis-server's limits for clients that must authenticate first,
          * unless an AUTH is on its way (it may succeed). */
         c->scan.preauth =
             client_cfg(c)->backend_password != NULL && !c->sess.authed && c->auth_queued == 0;
-        st = reqscan_feed(&c->scan, ch->data + c->rpos, ch->len - c->rpos, &used);
-        c->rpos += (uint32_t)used;
+        st = reqscan_feed(&c->scan, ch->data + rd->pos, ch->len - rd->pos, &used);
+        rd->pos += (uint32_t)used;
         if (st == REQSCAN_MORE) {
             if (c->scan.bytes > client_cfg(c)->client_query_buffer_limit) {
                 client_close(c, "request larger than client-query-buffer-limit");
@@ -369,91 +361,74 @@ static void client_scan(struct client *c)
             client_protocol_error(c);
             return;
         }
-        if (!spans_add(&c->cur->in, ch, c->rstart, c->rpos - c->rstart)) {
+        if (!spans_add(&c->cur->in, ch, rd->start, rd->pos - rd->start)) {
             client_close(c, "out of memory");
             return;
         }
         struct req *r = c->cur;
         c->cur = NULL;
+        rd->start = rd->pos;
         client_request_done(c, r);
     }
 }
 
-/* A read went on past the current chunk into nc: the request in progress
- * keeps a span over the old chunk's tail, and scanning goes on in nc. */
-static bool client_next_chunk(struct client *c, struct chunk *nc)
+static bool client_may_read(void *conn)
 {
-    struct chunk *old = c->rchunk;
+    const struct client *c = conn;
 
-    if (c->cur != NULL && old->len > c->rstart &&
-        !spans_add(&c->cur->in, old, c->rstart, old->len - c->rstart)) {
-        return false;
-    }
-    chunk_unref(old);
-    c->rchunk = nc;
-    c->rpos = c->rstart = 0;
-    return true;
+    return !(c->flags & (CL_PAUSED | CL_CLOSE_AFTER | CL_CLOSING));
 }
+
+static struct spans *client_partial(void *conn)
+{
+    struct client *c = conn;
+
+    return c->cur != NULL ? &c->cur->in : NULL;
+}
+
+static void client_scan_cb(void *conn)
+{
+    client_scan(conn);
+}
+
+static bool client_stopped(void *conn)
+{
+    const struct client *c = conn;
+
+    return (c->flags & (CL_CLOSE_AFTER | CL_CLOSING)) != 0;
+}
+
+static const struct reader_ops client_reader_ops = {
+    .may_read = client_may_read,
+    .partial = client_partial,
+    .scan = client_scan_cb,
+    .stopped = client_stopped,
+};
 
 static void client_read(struct client *c)
 {
-    size_t got = 0;
-    bool filled = false;
+    uint64_t *nreads = &c->w->stats.client_reads, before = *nreads;
+    enum reader_status st = reader_read(&c->rd, &c->w->pool, &c->t, &client_reader_ops, c,
+                                        CLIENT_READS_PER_EVENT, CLIENT_FILL_EXTRA, nreads);
 
-    for (int i = 0; i < CLIENT_READS_PER_EVENT; i++) {
-        struct chunk_fill more;
-        size_t room;
-        ssize_t n;
-        if (c->flags & (CL_PAUSED | CL_CLOSE_AFTER | CL_CLOSING)) {
-            break;
-        }
-        if (!client_prepare_chunk(c)) {
-            client_close(c, "out of memory");
-            return;
-        }
-        n = chunk_fill(&c->w->pool, &c->t, c->rchunk, (c->flags & CL_BULK) ? CLIENT_FILL_EXTRA : 0,
-                       &more, &room);
-        if (n == 0) {
-            client_close(c, NULL);
-            return;
-        }
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                break;
-            }
-            client_close(c, strerror(errno));
-            return;
-        }
-        c->w->stats.client_reads++;
-        got += (size_t)n;
-        filled |= (size_t)n == room || more.n > 0;
+    if (*nreads != before) {
         c->last_active = ev_now(c->w->loop);
-        /* The current chunk, then each one the read went on into. */
-        for (int j = -1; j < more.n; j++) {
-            if (j >= 0 && ((c->flags & (CL_CLOSE_AFTER | CL_CLOSING)) ||
-                           !client_next_chunk(c, more.more[j]))) {
-                while (j < more.n) {
-                    chunk_unref(more.more[j++]);
-                }
-                if (!(c->flags & (CL_CLOSE_AFTER | CL_CLOSING))) {
-                    client_close(c, "out of memory");
-                }
-                break;
-            }
-            client_scan(c);
-        }
-        if (c->flags & CL_CLOSING) {
-            return;
-        }
-        if ((size_t)n < room && transport_pending(&c->t) == 0) {
-            break; /* the socket is drained */
-        }
     }
-    /* Clients that send more than a chunk at a time read into two at once. */
-    if (chunk_fill_bulk(c->flags & CL_BULK, filled, got)) {
-        c->flags |= CL_BULK;
-    } else {
-        c->flags &= ~CL_BULK;
+    switch (st) {
+    case READER_EOF:
+        client_close(c, NULL);
+        return;
+    case READER_ERROR:
+        client_close(c, strerror(errno));
+        return;
+    case READER_NOMEM:
+        client_close(c, "out of memory");
+        return;
+    default:
+        break;
+    }
+    if (c->flags & CL_CLOSING) {
+        return;
     }
     client_dispatch(c);
     if (!(c->flags & CL_CLOSING)) {
@@ -466,7 +441,7 @@ static void client_read(struct client *c)
 
 /* r cannot be dispatched because no backend can take it: hold it, bounded in
  * memory per worker and in time (client_tick). */
-static enum route_result client_hold(struct client *c, struct req *r, const char *what)
+static enum dispatch_result client_hold(struct client *c, struct req *r, const char *what)
 {
     const struct config *cfg = client_cfg(c);
 
@@ -474,13 +449,13 @@ static enum route_result client_hold(struct client *c, struct req *r, const char
         if (c->w->held_bytes + r->in.bytes > cfg->hold_memory) {
             req_reply_errorf(c->w, r, "ERR sentinel-proxy: no %s available and hold-memory is full",
                              what);
-            return ROUTE_LOCAL;
+            return DISPATCH_LOCAL;
         }
         r->flags |= REQ_HELD;
         c->w->held_bytes += r->in.bytes;
     }
     worker_wait(c->w, c);
-    return ROUTE_WAIT;
+    return DISPATCH_WAIT;
 }
 
 static void client_unhold(struct client *c, struct req *r)
@@ -491,66 +466,106 @@ static void client_unhold(struct client *c, struct req *r)
     }
 }
 
-/* Decide where r goes and queue it there. */
-static enum route_result client_route(struct client *c, struct req *r)
+/* A dedicated connection to the master (be) for a session that needs one,
+ * with the session's state replayed on it first. False when none can be
+ * had now (the request waits); the client is closed if memory ran out. */
+static bool client_pin(struct client *c, struct backend *be)
 {
-    struct backend *be;
-    struct bconn *bc;
-    int need = session_route(c, r);
+    unsigned effects;
 
-    if (need == SESSION_LOCAL) {
-        c->w->stats.local++;
-        local_handle(c, r);
-        return ROUTE_LOCAL;
+    c->ded = backend_dedicated(be, c);
+    if (c->ded == NULL) {
+        return false;
     }
-    if (need == SESSION_WAIT) {
-        return ROUTE_WAIT; /* state change pending on in-flight replies */
+    if (!session_replay(c, c->ded, &effects)) {
+        client_close(c, "out of memory");
+        return false;
     }
-    if (need == SESSION_DEDICATED && c->ded == NULL) {
-        if (c->inflight > 0) {
-            return ROUTE_WAIT; /* move only once the shared connection has answered */
-        }
-        be = c->w->master;
-        if (be == NULL || !backend_usable(be)) {
-            return client_hold(c, r, "master");
-        }
-        c->ded = backend_dedicated(be, c);
-        if (c->ded == NULL) {
-            return client_hold(c, r, "master connection");
-        }
-        if (!session_replay(c, c->ded)) {
-            client_close(c, "out of memory");
-            return ROUTE_LOCAL;
-        }
+    bconn_follow_session(c->ded, &c->sess, effects);
+    return true;
+}
+
+/* Send DISCARD in the place of EXEC r (its watched keys were lost with a
+ * connection): the transaction ends on the server, and the client gets the
+ * nil reply of a failed WATCH. False if out of memory. */
+static bool client_exec_as_discard(struct client *c, struct req *r)
+{
+    static const char *const argv[] = {"DISCARD"};
+    static const size_t argl[] = {7};
+    struct req *d = req_internal(c->w, 1, argv, argl);
+    struct spans tmp;
+
+    if (d == NULL) {
+        return false;
     }
-    if (c->ded != NULL && c->ded->retiring) {
-        /* Its server lost the master role: the session continues on a new
-         * connection once this one has answered what it has. */
-        return client_hold(c, r, "master");
+    tmp = r->in;
+    r->in = d->in;
+    d->in = tmp;
+    c->backlog += r->in.bytes; /* the client's backlog now holds DISCARD */
+    c->backlog -= d->in.bytes;
+    r->flags |= REQ_EXEC_NIL;
+    req_free(c->w, d);
+    return true;
+}
+
+/* Queue r on bc: the session sees it go first. False when the client was
+ * closed (out of memory). */
+static bool client_send(struct client *c, struct req *r, struct bconn *bc)
+{
+    unsigned effects = session_before_send(c, r, bc);
+
+    if ((effects & SESSION_SEND_AS_DISCARD) && !client_exec_as_discard(c, r)) {
+        client_close(c, "out of memory"); /* EXEC must not run */
+        return false;
     }
-    if (c->ded != NULL) {
-        bc = c->ded;
-    } else {
-        be = router_pick(c, r);
-        if (be == NULL) {
-            return client_hold(c, r, "backend");
-        }
-        bc = backend_shared(be, c->id);
-        if (bc == NULL) {
-            return client_hold(c, r, "backend");
-        }
-    }
-    if (c->inflight > 0 && bc != c->last) {
-        return ROUTE_WAIT; /* keep this client's commands in order */
-    }
-    client_unhold(c, r);
-    session_before_send(c, r, bc);
+    bconn_follow_session(bc, &c->sess, effects);
     bconn_enqueue(bc, r);
     if (!(r->flags & REQ_NOREPLY)) {
         c->inflight++;
     }
     c->last = bc;
-    return ROUTE_SENT;
+    return true;
+}
+
+/* Decide where r goes (router.c) and queue it there. */
+static enum dispatch_result client_route(struct client *c, struct req *r)
+{
+    struct route rt;
+    struct bconn *bc = NULL;
+
+    session_before_dispatch(&c->sess, r);
+    router_route(c, r, &rt);
+    switch (rt.kind) {
+    case ROUTE_LOCAL:
+        c->w->stats.local++;
+        local_handle(c, r);
+        return DISPATCH_LOCAL;
+    case ROUTE_WAIT:
+        return DISPATCH_WAIT;
+    case ROUTE_HOLD:
+        return client_hold(c, r, rt.what);
+    case ROUTE_PIN:
+        if (!client_pin(c, rt.be)) {
+            return (c->flags & CL_CLOSING) ? DISPATCH_LOCAL
+                                           : client_hold(c, r, "master connection");
+        }
+        bc = c->ded;
+        break;
+    case ROUTE_DEDICATED:
+        bc = c->ded;
+        break;
+    case ROUTE_SHARED:
+        bc = backend_shared(rt.be, c->id);
+        if (bc == NULL) {
+            return client_hold(c, r, "backend");
+        }
+        break;
+    }
+    if (c->inflight > 0 && bc != c->last) {
+        return DISPATCH_WAIT; /* keep this client's commands in order */
+    }
+    client_unhold(c, r);
+    return client_send(c, r, bc) ? DISPATCH_SENT : DISPATCH_LOCAL;
 }
 
 /* Admission: replies of requests in flight are expected to be as large as
@@ -575,19 +590,22 @@ static bool client_over_budget(const struct client *c)
 static bool client_resubscribe(struct client *c)
 {
     struct backend *be = c->w->master;
+    uint32_t confirmations;
 
     if (c->ded != NULL || c->inflight > 0) {
         return false;
     }
-    if (be == NULL || !backend_usable(be) || (c->ded = backend_dedicated(be, c)) == NULL) {
-        worker_wait(c->w, c);
+    if (be == NULL || !backend_usable(be) || !client_pin(c, be)) {
+        if (!(c->flags & CL_CLOSING)) {
+            worker_wait(c->w, c);
+        }
         return false;
     }
-    if (!session_replay(c, c->ded) || !session_resubscribe(c, c->ded)) {
+    if (!session_resubscribe(c, c->ded, &confirmations)) {
         client_close(c, "out of memory");
         return false;
     }
-    c->sess.resub = false;
+    bconn_expect_confirmations(c->ded, confirmations);
     c->last = c->ded;
     return true;
 }
@@ -598,12 +616,10 @@ void client_dispatch(struct client *c)
         /* Waiting for a master to subscribe again on: what the client sent
          * meanwhile is held, bounded like any held request. */
         struct req *r = c->undisp;
-        if (r != NULL && !(r->flags & (REQ_DONE | REQ_DISPATCHED)) &&
-            client_hold(c, r, "master") == ROUTE_LOCAL) {
+        if (r != NULL && !(r->flags & (REQ_DONE | REQ_DISPATCHED)) && !(c->flags & CL_CLOSING) &&
+            client_hold(c, r, "master") == DISPATCH_LOCAL) {
             c->undisp = r->cnext;
-            c->outbytes += r->out.bytes;
-            c->backlog += r->out.bytes;
-            worker_mark_client(c->w, c);
+            client_output_ready(c, r);
         }
         return;
     }
@@ -616,7 +632,7 @@ void client_dispatch(struct client *c)
         if (client_over_budget(c)) {
             break;
         }
-        if (client_route(c, r) == ROUTE_WAIT) {
+        if (client_route(c, r) == DISPATCH_WAIT) {
             break;
         }
         if (c->flags & CL_CLOSING) {
@@ -626,9 +642,7 @@ void client_dispatch(struct client *c)
             c->undisp = r->cnext;
         }
         if (r->flags & REQ_DONE) {
-            c->outbytes += r->out.bytes;
-            c->backlog += r->out.bytes;
-            worker_mark_client(c->w, c);
+            client_output_ready(c, r);
         }
     }
     if ((c->undisp == NULL || !(c->undisp->flags & REQ_HELD)) && !c->sess.resub) {
@@ -651,13 +665,31 @@ static void client_compact_reply(struct client *c, struct req *r)
     }
 }
 
+/* The reply of an EXEC sent as DISCARD: nil, as for a failed WATCH. False if
+ * out of memory. */
+static bool client_reply_exec_nil(struct client *c, struct req *r)
+{
+    bool resp3 = c->sess.resp == 3;
+
+    return req_reply_raw(c->w, r, resp3 ? "_\r\n" : "*-1\r\n", resp3 ? 3 : 5);
+}
+
 void client_reply_done(struct client *c, struct req *r)
 {
+    unsigned effects;
+
     if (!(r->flags & REQ_NOREPLY) && c->inflight > 0) {
         c->inflight--;
     }
     r->flags |= REQ_DONE;
-    session_after_reply(c, r);
+    effects = session_after_reply(c, r);
+    if (c->ded != NULL) {
+        bconn_follow_session(c->ded, &c->sess, effects);
+    }
+    if ((r->flags & (REQ_EXEC_NIL | REQ_ERROR)) == REQ_EXEC_NIL && !client_reply_exec_nil(c, r)) {
+        client_close(c, "out of memory");
+        return;
+    }
     offsets_after_reply(c, r, (r->flags & REQ_DEDICATED) != 0);
     /* The request's bytes are no longer needed, and a small reply waiting
      * for a slow reader would keep a whole chunk of other clients' replies
@@ -667,25 +699,19 @@ void client_reply_done(struct client *c, struct req *r)
     if ((c->flags & CL_WBLOCKED) && r->out.bytes <= CLIENT_COMPACT_MAX && r->out.bytes > 0) {
         client_compact_reply(c, r);
     }
-    c->outbytes += r->out.bytes;
-    c->backlog += r->out.bytes;
     {
         uint32_t size = r->out.bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)r->out.bytes;
         uint32_t decayed = c->reply_size - c->reply_size / 8;
         c->reply_size = size > decayed ? size : decayed > 0 ? decayed : 1;
     }
+    client_output_ready(c, r);
     if (c->outbytes > client_cfg(c)->client_output_limit) {
         client_close(c, "replies larger than client-output-limit");
         return;
     }
-    worker_mark_client(c->w, c);
     if (c->inflight == 0) {
         c->last = NULL;
-        if (c->ded != NULL && session_is_clean(&c->sess) && c->ded->nqueued == 0) {
-            struct bconn *bc = c->ded;
-            c->ded = NULL;
-            backend_return(bc);
-        }
+        client_give_back(c, false);
     }
     if (c->undisp != NULL) {
         client_dispatch(c);
@@ -727,13 +753,11 @@ void client_push(struct client *c, struct spans *out)
         c->tail = r;
     }
     c->nreqs++;
-    c->backlog += r->out.bytes + REQ_OVERHEAD;
-    c->outbytes += r->out.bytes;
+    c->backlog += REQ_OVERHEAD;
+    client_output_ready(c, r);
     if (c->outbytes > client_cfg(c)->client_output_limit) {
         client_close(c, "messages larger than client-output-limit");
-        return;
     }
-    worker_mark_client(c->w, c);
 }
 
 void client_undispatch(struct client *c, struct req *r)
@@ -768,12 +792,7 @@ void client_discard_after(struct client *c, struct req *r)
 
 void client_stream_ended(struct client *c)
 {
-    if (c->ded != NULL && c->inflight == 0 && session_is_clean(&c->sess) && c->ded->nqueued == 0) {
-        struct bconn *bc = c->ded;
-        c->ded = NULL;
-        c->last = NULL;
-        backend_return(bc);
-    }
+    client_give_back(c, false);
 }
 
 void client_lost_dedicated(struct client *c, struct bconn *bc)
@@ -931,16 +950,7 @@ void client_close(struct client *c, const char *why)
         req_free(w, c->cur);
         c->cur = NULL;
     }
-    if (c->ded != NULL) {
-        struct bconn *bc = c->ded;
-        c->ded = NULL;
-        bc->owner = NULL;
-        if (bc->nqueued == 0 && session_is_clean(&c->sess)) {
-            backend_return(bc);
-        } else {
-            bconn_close(bc, "dedicated session ended");
-        }
-    }
+    client_give_back(c, true);
     c->last = NULL;
     worker_reap_client(w, c);
 }
@@ -949,10 +959,7 @@ void client_destroy(struct client *c)
 {
     struct worker *w = c->w;
 
-    if (c->rchunk != NULL) {
-        chunk_unref(c->rchunk);
-        c->rchunk = NULL;
-    }
+    reader_free(&c->rd);
     session_free(&c->sess);
     if (c->prev != NULL) {
         c->prev->next = c->next;
@@ -982,10 +989,8 @@ void client_tick(struct client *c, double now)
         req_reply_errorf(c->w, r, "ERR sentinel-proxy: no usable %s within hold-timeout (%llu ms)",
                          c->w->master == NULL ? "master" : "backend",
                          (unsigned long long)cfg->hold_timeout_ms);
-        c->outbytes += r->out.bytes;
-        c->backlog += r->out.bytes;
         c->undisp = r->cnext;
-        worker_mark_client(c->w, c);
+        client_output_ready(c, r);
         client_dispatch(c);
     }
     if (c->flags & CL_CLOSING) {

@@ -21,14 +21,15 @@
 
 #include "lib/transport.h"
 #include "proxy/chunk.h"
+#include "proxy/offsets.h"
+#include "proxy/reader.h"
 #include "proxy/reqscan.h"
-#include "proxy/txn.h"
+#include "proxy/session.h"
 
 struct worker;
 struct bconn;
 struct req;
 struct listener;
-struct nameset;
 
 enum {
     CL_CLOSING = 1u << 0,     /* closed; reaped after the current callback */
@@ -37,33 +38,6 @@ enum {
     CL_DIRTY = 1u << 3,       /* on the worker's flush list */
     CL_WAITING = 1u << 4,     /* on the worker's waiting list: requests held */
     CL_WBLOCKED = 1u << 5,    /* its socket took less than offered: it reads slowly */
-    CL_BULK = 1u << 6,        /* sends more than a chunk at a time: reads span chunks */
-};
-
-/* Server-side state of the client's session, replayed on a new connection. */
-struct session {
-    int db;          /* SELECT */
-    uint8_t resp;    /* HELLO protocol version: 2 or 3 */
-    bool multi;      /* inside MULTI */
-    bool watching;   /* WATCH active */
-    bool streaming;  /* subscribed, MONITOR or CLIENT REPLY OFF/SKIP: replies stream */
-    bool tracking;   /* CLIENT TRACKING/CACHING/NO-EVICT/NO-TOUCH... state */
-    bool sticky;     /* state the proxy cannot undo (CLIENT NO-EVICT...): stay pinned */
-    bool lost_multi; /* the connection was lost inside MULTI: EXEC must abort */
-    bool lost_watch; /* the connection was lost with keys watched: EXEC returns nil */
-    struct txn txn;  /* session commands queued inside MULTI */
-    bool multi_sent; /* MULTI was sent and no EXEC/DISCARD yet (dispatch order) */
-    bool authed;     /* authenticated (only tracked when backend-password is set) */
-    char *auth;      /* the last successful AUTH request, as sent */
-    size_t auth_len;
-    char *hello; /* the last successful HELLO request, as sent */
-    size_t hello_len;
-    char *name; /* CLIENT SETNAME value ("" = none) */
-    size_t name_len;
-    struct nameset *subs; /* channels, patterns, shard channels subscribed (3 sets) */
-    bool monitor;         /* MONITOR is on */
-    bool resub;           /* subscriptions must be re-established on a new connection */
-    bool reply_off;       /* CLIENT REPLY OFF is in effect (replayed on a new connection) */
 };
 
 struct client {
@@ -74,27 +48,22 @@ struct client {
     uint64_t id;
     uint16_t flags;
     unsigned io_events;
-    struct chunk *rchunk; /* chunk being read into */
-    uint32_t rpos;        /* bytes of rchunk scanned */
-    uint32_t rstart;      /* where the request in progress starts in rchunk */
-    struct req *cur;      /* request being scanned */
+    struct reader rd; /* its requests' bytes as they are read */
+    struct req *cur;  /* request being scanned */
     struct reqscan scan;
     struct req *head, *tail; /* every request in order */
     struct req *undisp;      /* first request not yet dispatched */
     uint32_t nreqs;
-    uint32_t inflight;    /* requests dispatched and awaiting replies */
-    struct bconn *last;   /* connection holding the in-flight requests */
-    struct bconn *ded;    /* dedicated connection, when pinned */
-    uint64_t backlog;     /* bytes of queued requests and unwritten replies */
-    uint64_t outbytes;    /* bytes of replies waiting to be written */
-    uint64_t seq;         /* sequence number of the last request queued */
-    uint32_t reply_size;  /* estimate of its reply sizes, for admission (0 = none yet) */
-    uint32_t auth_queued; /* AUTH/HELLO requests in its queue (pre-auth limits wait) */
-    uint64_t ryw_offset;  /* read-your-writes: master offset replicas must have reached */
-    uint64_t ryw_probe;   /* ... or the probe after its last write, still unanswered */
-    uint64_t ryw_after;   /* ... or any probe created after this one (0 = none) */
-    uint64_t ryw_gen;     /* worker's master_gen when these were recorded */
-    uint64_t scan_be;     /* backend id its SCAN-family cursors come from (0 = none) */
+    uint32_t inflight;         /* requests dispatched and awaiting replies */
+    struct bconn *last;        /* connection holding the in-flight requests */
+    struct bconn *ded;         /* dedicated connection, when pinned */
+    uint64_t backlog;          /* bytes of queued requests and unwritten replies */
+    uint64_t outbytes;         /* bytes of replies waiting to be written */
+    uint64_t seq;              /* sequence number of the last request queued */
+    uint32_t reply_size;       /* estimate of its reply sizes, for admission (0 = none yet) */
+    uint32_t auth_queued;      /* AUTH/HELLO requests in its queue (pre-auth limits wait) */
+    struct offsets_client ofs; /* read-your-writes: what its reads wait for */
+    uint64_t scan_be;          /* backend id its SCAN-family cursors come from (0 = none) */
     double last_active;
     struct session sess;
     struct client *prev, *next;   /* worker's clients */

@@ -25,8 +25,8 @@ static const struct cmd_info commands_data[] = {
 /* Commands whose handling differs from plain forwarding, by name. */
 struct cmd_override {
     const char *name;
-    uint8_t proxy;
-    uint8_t id;
+    enum cmd_proxy proxy : 8;
+    enum cmd_id id : 8;
 };
 
 static const struct cmd_override commands_overrides[] = {

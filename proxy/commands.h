@@ -80,8 +80,8 @@ struct cmd_info {
     int arity;        /* Redis convention: -N means at least N */
     uint32_t flags;   /* CMDF_* */
     int first_key, last_key, key_step;
-    uint8_t proxy; /* enum cmd_proxy */
-    uint8_t id;    /* enum cmd_id */
+    enum cmd_proxy proxy : 8;
+    enum cmd_id id : 8;
     bool has_subs; /* a container such as CLIENT or CONFIG */
 };
 

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "conf/config.h"
 #include "lib/addr.h"
 
 struct worker;
@@ -22,8 +23,8 @@ struct listener {
     struct worker *w;
     struct addr addr;
     int fd;
-    bool owns_fd;  /* false when the fd is shared with other workers */
-    int read_from; /* enum config_read_from for clients of this listener */
+    bool owns_fd;                    /* false when the fd is shared with other workers */
+    enum config_read_from read_from; /* for clients of this listener */
     ev_io io;
     ev_timer pause;    /* out of descriptors: accepting resumes after a moment */
     double warned_fds; /* when running out of descriptors was last logged */

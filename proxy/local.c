@@ -20,6 +20,7 @@
 #include "lib/strbuf.h"
 #include "lib/topology.h"
 #include "proxy/backend.h"
+#include "proxy/bconn.h"
 #include "proxy/client.h"
 #include "proxy/commands.h"
 #include "proxy/proxy.h"
@@ -103,7 +104,7 @@ static const char *local_backend_state(const struct backend *be)
     }
 }
 
-static const char *local_role(int role)
+static const char *local_role(enum backend_role role)
 {
     return role == BACKEND_MASTER ? "master" : role == BACKEND_REPLICA ? "replica" : "retired";
 }
@@ -191,14 +192,15 @@ static void local_topology(struct client *c, struct strbuf *sb)
     local_backend_totals(w, sb);
     strbuf_printf(sb, "# Backends (worker %d)\r\n", w->id);
     for (struct backend *be = w->backends; be != NULL; be = be->next, i++) {
-        strbuf_printf(
-            sb,
-            "backend%d:addr=%s,role=%s,state=%s,requests=%llu,inflight=%u,"
-            "failures=%llu,healthy=%d,offset=%llu\r\n",
-            i, be->name, local_role(be->role), local_backend_state(be),
-            (unsigned long long)be->nrequests, be->inflight, (unsigned long long)be->nerrors,
-            be->role == BACKEND_MASTER ? 1 : (int)be->healthy,
-            (unsigned long long)(be->role == BACKEND_MASTER ? w->master_offset : be->offset));
+        strbuf_printf(sb,
+                      "backend%d:addr=%s,role=%s,state=%s,requests=%llu,inflight=%u,"
+                      "failures=%llu,healthy=%d,offset=%llu\r\n",
+                      i, be->name, local_role(be->role), local_backend_state(be),
+                      (unsigned long long)be->nrequests, be->inflight,
+                      (unsigned long long)be->nerrors,
+                      be->role == BACKEND_MASTER ? 1 : (int)be->healthy,
+                      (unsigned long long)(be->role == BACKEND_MASTER ? w->ofs.master_offset
+                                                                      : be->ofs.offset));
     }
 }
 
@@ -366,12 +368,12 @@ static void local_lost_multi(struct client *c, struct req *r)
     int id = r->ci != NULL ? r->ci->id : CMD_OTHER;
 
     if (id == CMD_EXEC) {
-        c->sess.lost_multi = c->sess.lost_watch = false;
+        session_lost_multi_over(&c->sess);
         req_reply_error(c->w, r,
                         "EXECABORT Transaction discarded because the connection to the master "
                         "was lost (sentinel-proxy)");
     } else if (id == CMD_DISCARD) {
-        c->sess.lost_multi = c->sess.lost_watch = false;
+        session_lost_multi_over(&c->sess);
         local_reply(c, r, "+OK\r\n", 5);
     } else {
         req_reply_error(c->w, r,
@@ -410,8 +412,8 @@ static void local_unauthenticated(struct client *c, struct req *r)
     if (r->ci == NULL && cmdtable_from_server(proxy_cmds(c->w->px))) {
         local_unknown_command(c, r); /* unknown to the server too */
     } else if (r->ci != NULL && r->ci->id == CMD_AUTH) {
-        /* The proxy's own credentials (session_auth_matches said so). */
-        c->sess.authed = true;
+        /* The proxy's own credentials (router_auth_is_proxys said so). */
+        session_login(&c->sess);
         local_reply(c, r, "+OK\r\n", 5);
     } else if (r->ci != NULL && r->ci->id == CMD_HELLO) {
         req_reply_error(c->w, r,

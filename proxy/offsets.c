@@ -9,6 +9,7 @@
 #include "conf/config.h"
 #include "lib/log.h"
 #include "proxy/backend.h"
+#include "proxy/bconn.h"
 #include "proxy/client.h"
 #include "proxy/commands.h"
 #include "proxy/proxy.h"
@@ -21,19 +22,19 @@
 
 bool offsets_init(struct worker *w)
 {
-    w->probes = calloc(WORKER_PROBES, sizeof(*w->probes));
-    return w->probes != NULL;
+    w->ofs.probes = calloc(OFFSETS_PROBES, sizeof(*w->ofs.probes));
+    return w->ofs.probes != NULL;
 }
 
 void offsets_free(struct worker *w)
 {
-    free(w->probes);
-    w->probes = NULL;
+    free(w->ofs.probes);
+    w->ofs.probes = NULL;
 }
 
-static struct worker_probe *offsets_slot(struct worker *w, uint64_t seq)
+static struct offsets_probe *offsets_slot(struct worker *w, uint64_t seq)
 {
-    return &w->probes[seq & (WORKER_PROBES - 1)];
+    return &w->ofs.probes[seq & (OFFSETS_PROBES - 1)];
 }
 
 static bool offsets_is_write(const struct req *r)
@@ -56,13 +57,14 @@ static struct req *offsets_role_req(struct worker *w)
 void offsets_before_flush(struct bconn *bc)
 {
     struct worker *w = bc->w;
-    bool need = w->probe_wanted;
+    bool need = w->ofs.probe_wanted;
     struct req *r, *probe;
     uint64_t seq;
 
     /* Without reads on replicas there is nothing to wait for. */
     if (!w->px->cfg->read_your_writes || !w->px->replica_reads || w->nreplicas == 0 ||
-        bc->dedicated || bc->be == NULL || bc->be->role != BACKEND_MASTER || w->probes == NULL) {
+        bc->dedicated || bc->be == NULL || bc->be->role != BACKEND_MASTER ||
+        w->ofs.probes == NULL) {
         return;
     }
     for (r = bc->unsent; r != NULL && !need; r = r->bnext) {
@@ -71,21 +73,21 @@ void offsets_before_flush(struct bconn *bc)
     if (!need || (probe = offsets_role_req(w)) == NULL) {
         return;
     }
-    seq = ++w->probe_seq;
+    seq = ++w->ofs.probe_seq;
     for (r = bc->unsent; r != NULL; r = r->bnext) {
         if (offsets_is_write(r) && r->probe == 0) {
             r->probe = seq;
         }
     }
     probe->probe = seq;
-    *offsets_slot(w, seq) = (struct worker_probe){seq, 0, PROBE_PENDING};
-    w->probe_wanted = false;
+    *offsets_slot(w, seq) = (struct offsets_probe){seq, 0, PROBE_PENDING};
+    w->ofs.probe_wanted = false;
     bconn_enqueue(bc, probe);
 }
 
 void offsets_tick(struct worker *w, double now)
 {
-    if (w->probe_wanted && w->master != NULL && backend_usable(w->master)) {
+    if (w->ofs.probe_wanted && w->master != NULL && backend_usable(w->master)) {
         struct bconn *mc = backend_shared(w->master, 0);
         if (mc != NULL && mc->state == BC_READY) {
             worker_mark_bconn(w, mc); /* its flush adds the probe */
@@ -95,7 +97,7 @@ void offsets_tick(struct worker *w, double now)
         struct backend *be = w->replicas[i];
         struct bconn *bc;
         struct req *r;
-        if (be->probe_pending || now - be->offset_at < OFFSETS_REPLICA_PERIOD ||
+        if (be->ofs.probe_pending || now - be->ofs.at < OFFSETS_REPLICA_PERIOD ||
             !backend_usable(be)) {
             continue;
         }
@@ -103,7 +105,7 @@ void offsets_tick(struct worker *w, double now)
         if (bc == NULL || (r = offsets_role_req(w)) == NULL) {
             continue;
         }
-        be->probe_pending = true;
+        be->ofs.probe_pending = true;
         bconn_enqueue(bc, r);
     }
 }
@@ -132,17 +134,17 @@ static void offsets_master_role(struct worker *w, struct resp_reader *rd, struct
         return;
     }
     if (r->probe != 0) {
-        struct worker_probe *slot = offsets_slot(w, r->probe);
+        struct offsets_probe *slot = offsets_slot(w, r->probe);
         if (slot->seq == r->probe) {
             slot->offset = (uint64_t)offset;
             slot->state = PROBE_DONE;
         }
-        if (r->probe > w->probe_done_max) {
-            w->probe_done_max = r->probe;
+        if (r->probe > w->ofs.probe_done_max) {
+            w->ofs.probe_done_max = r->probe;
         }
     }
-    if ((uint64_t)offset > w->master_offset) {
-        w->master_offset = (uint64_t)offset;
+    if ((uint64_t)offset > w->ofs.master_offset) {
+        w->ofs.master_offset = (uint64_t)offset;
     }
     if (!resp_next(rd, &v) || v.type != '*') {
         return;
@@ -156,8 +158,8 @@ static void offsets_master_role(struct worker *w, struct resp_reader *rd, struct
         }
         be = resp_int(&port, &p) && resp_int(&off, &o) ? offsets_replica(w, ip.s, ip.len, p) : NULL;
         /* An acknowledged offset is a lower bound of what it processed. */
-        if (be != NULL && o > 0 && (uint64_t)o > be->offset) {
-            be->offset = (uint64_t)o;
+        if (be != NULL && o > 0 && (uint64_t)o > be->ofs.offset) {
+            be->ofs.offset = (uint64_t)o;
         }
     }
 }
@@ -176,8 +178,8 @@ static void offsets_replica_role(struct backend *be, struct resp_reader *rd, dou
     if (!resp_next(rd, &v) || !resp_int(&v, &offset) || offset < 0) {
         return;
     }
-    be->offset = (uint64_t)offset;
-    be->offset_at = now;
+    be->ofs.offset = (uint64_t)offset;
+    be->ofs.at = now;
 }
 
 void offsets_probe_reply(struct bconn *bc, struct req *r)
@@ -190,8 +192,8 @@ void offsets_probe_reply(struct bconn *bc, struct req *r)
     char *buf;
 
     if (be != NULL && r->probe == 0) {
-        be->probe_pending = false;
-        be->offset_at = ev_now(w->loop);
+        be->ofs.probe_pending = false;
+        be->ofs.at = ev_now(w->loop);
     }
     buf = (r->flags & REQ_ERROR) ? NULL : req_flatten_out(r, OFFSETS_REPLY_MAX, &len);
     if (buf == NULL) {
@@ -219,12 +221,12 @@ void offsets_probe_reply(struct bconn *bc, struct req *r)
 void offsets_probe_lost(struct worker *w, struct backend *be, struct req *r)
 {
     if (r->probe != 0) {
-        struct worker_probe *slot = offsets_slot(w, r->probe);
+        struct offsets_probe *slot = offsets_slot(w, r->probe);
         if (slot->seq == r->probe && slot->state == PROBE_PENDING) {
             slot->state = PROBE_FAILED;
         }
     } else if (be != NULL) {
-        be->probe_pending = false;
+        be->ofs.probe_pending = false;
     }
 }
 
@@ -237,58 +239,58 @@ void offsets_after_reply(struct client *c, struct req *r, bool dedicated)
      * offset is kept, and offsets measured on another master are voided. */
     (void)offsets_required(c);
     if (!dedicated && r->probe != 0) {
-        c->ryw_probe = r->probe; /* later probes report higher offsets */
-        c->ryw_after = 0;
+        c->ofs.probe = r->probe; /* later probes report higher offsets */
+        c->ofs.after = 0;
         return;
     }
     /* A write with no probe of its own (a dedicated connection): any probe
      * created from now on was sent after it was executed. */
-    c->ryw_probe = 0;
-    c->ryw_after = c->w->probe_seq;
-    c->w->probe_wanted = true;
+    c->ofs.probe = 0;
+    c->ofs.after = c->w->ofs.probe_seq;
+    c->w->ofs.probe_wanted = true;
 }
 
 uint64_t offsets_required(struct client *c)
 {
     struct worker *w = c->w;
 
-    if (c->ryw_gen != w->master_gen) {
+    if (c->ofs.gen != w->ofs.master_gen) {
         /* Its last write was measured on another master: wait for a probe
          * of the new one sent from now on. */
-        if (c->ryw_offset != 0 || c->ryw_probe != 0 || c->ryw_after != 0) {
-            c->ryw_offset = 0;
-            c->ryw_probe = 0;
-            c->ryw_after = w->probe_seq;
-            w->probe_wanted = true;
+        if (c->ofs.offset != 0 || c->ofs.probe != 0 || c->ofs.after != 0) {
+            c->ofs.offset = 0;
+            c->ofs.probe = 0;
+            c->ofs.after = w->ofs.probe_seq;
+            w->ofs.probe_wanted = true;
         }
-        c->ryw_gen = w->master_gen;
+        c->ofs.gen = w->ofs.master_gen;
     }
-    if (c->ryw_probe != 0) {
-        struct worker_probe *slot = offsets_slot(w, c->ryw_probe);
-        if (slot->seq == c->ryw_probe && slot->state == PROBE_PENDING) {
+    if (c->ofs.probe != 0) {
+        struct offsets_probe *slot = offsets_slot(w, c->ofs.probe);
+        if (slot->seq == c->ofs.probe && slot->state == PROBE_PENDING) {
             return UINT64_MAX;
         }
-        if (slot->seq == c->ryw_probe && slot->state == PROBE_DONE) {
-            if (slot->offset > c->ryw_offset) {
-                c->ryw_offset = slot->offset;
+        if (slot->seq == c->ofs.probe && slot->state == PROBE_DONE) {
+            if (slot->offset > c->ofs.offset) {
+                c->ofs.offset = slot->offset;
             }
-            c->ryw_probe = 0;
+            c->ofs.probe = 0;
         } else {
             /* Lost (or long forgotten): fall back on a newer probe. */
-            c->ryw_after = w->probe_seq;
-            c->ryw_probe = 0;
-            w->probe_wanted = true;
+            c->ofs.after = w->ofs.probe_seq;
+            c->ofs.probe = 0;
+            w->ofs.probe_wanted = true;
         }
     }
-    if (c->ryw_after != 0) {
-        if (w->probe_done_max <= c->ryw_after) {
-            w->probe_wanted = true;
+    if (c->ofs.after != 0) {
+        if (w->ofs.probe_done_max <= c->ofs.after) {
+            w->ofs.probe_wanted = true;
             return UINT64_MAX;
         }
-        if (w->master_offset > c->ryw_offset) {
-            c->ryw_offset = w->master_offset;
+        if (w->ofs.master_offset > c->ofs.offset) {
+            c->ofs.offset = w->ofs.master_offset;
         }
-        c->ryw_after = 0;
+        c->ofs.after = 0;
     }
-    return c->ryw_offset;
+    return c->ofs.offset;
 }

@@ -17,6 +17,47 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#define OFFSETS_PROBES 4096 /* ring of recent master ROLE probes (power of two) */
+
+enum offsets_probe_state {
+    PROBE_FREE = 0,
+    PROBE_PENDING = 1,
+    PROBE_DONE = 2,
+    PROBE_FAILED = 3,
+};
+
+/* One ROLE probe sent after writes on a master connection. */
+struct offsets_probe {
+    uint64_t seq;
+    uint64_t offset; /* master replication offset it reported */
+    enum offsets_probe_state state;
+};
+
+/* A worker's view of the master's offsets. */
+struct offsets_worker {
+    struct offsets_probe *probes; /* ring of OFFSETS_PROBES */
+    uint64_t probe_seq;           /* last probe created */
+    uint64_t probe_done_max;      /* highest probe seq answered */
+    uint64_t master_offset;       /* highest offset seen of the current master */
+    uint64_t master_gen;          /* changes with the master: offsets of another one are void */
+    bool probe_wanted;            /* send a master ROLE probe soon, even without writes */
+};
+
+/* What a client's reads must wait for after its writes. */
+struct offsets_client {
+    uint64_t offset; /* master offset replicas must have reached */
+    uint64_t probe;  /* ... or the probe after its last write, still unanswered */
+    uint64_t after;  /* ... or any probe created after this one (0 = none) */
+    uint64_t gen;    /* the worker's master_gen when these were recorded */
+};
+
+/* A replica's progress, as this worker's probes last saw it. */
+struct offsets_replica {
+    bool probe_pending; /* a ROLE probe is in flight */
+    uint64_t offset;    /* replication offset it has processed (0 = unknown) */
+    double at;          /* when offset was learnt */
+};
+
 struct worker;
 struct bconn;
 struct backend;

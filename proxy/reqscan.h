@@ -48,24 +48,24 @@ struct reqscan_limits {
 struct reqscan {
     const struct reqscan_limits *limits;
     uint8_t state;
-    uint8_t kind;       /* enum reqscan_kind of the request being scanned */
-    uint8_t name_len;   /* bytes stored in name[] */
-    uint8_t arg1_len;   /* bytes stored in arg1[] */
-    bool name_trunc;    /* argument 0 was longer than REQSCAN_NAME_MAX */
-    bool arg1_trunc;    /* argument 1 was longer than REQSCAN_ARG1_MAX */
-    bool num_neg;       /* count line: leading '-' seen */
-    uint8_t num_digits; /* count line: characters seen after the type byte */
-    bool num_bad;       /* count line: not a valid number */
-    bool eol_cr;        /* inline: line ended with "\r\n" */
-    bool preauth;       /* set by the caller: redis-server's limits for clients that must
-                         * still authenticate apply */
-    uint8_t lead;       /* argument line: its first byte ('$' expected) */
-    int64_t argc;       /* arguments announced (multibulk) */
-    int64_t argi;       /* index of the argument being read */
-    uint64_t num;       /* count line value being parsed */
-    uint64_t left;      /* bytes left of the current bulk payload + CRLF */
-    uint64_t line;      /* bytes of the current line so far */
-    uint64_t bytes;     /* bytes of the current request so far */
+    enum reqscan_kind kind : 8; /* of the request being scanned */
+    uint8_t name_len;           /* bytes stored in name[] */
+    uint8_t arg1_len;           /* bytes stored in arg1[] */
+    bool name_trunc;            /* argument 0 was longer than REQSCAN_NAME_MAX */
+    bool arg1_trunc;            /* argument 1 was longer than REQSCAN_ARG1_MAX */
+    bool num_neg;               /* count line: leading '-' seen */
+    uint8_t num_digits;         /* count line: characters seen after the type byte */
+    bool num_bad;               /* count line: not a valid number */
+    bool eol_cr;                /* inline: line ended with "\r\n" */
+    bool preauth;               /* set by the caller: redis-server's limits for clients that must
+                                 * still authenticate apply */
+    uint8_t lead;               /* argument line: its first byte ('$' expected) */
+    int64_t argc;               /* arguments announced (multibulk) */
+    int64_t argi;               /* index of the argument being read */
+    uint64_t num;               /* count line value being parsed */
+    uint64_t left;              /* bytes left of the current bulk payload + CRLF */
+    uint64_t line;              /* bytes of the current line so far */
+    uint64_t bytes;             /* bytes of the current request so far */
     char name[REQSCAN_NAME_MAX];
     char arg1[REQSCAN_ARG1_MAX];
     char err[REQSCAN_ERR_MAX]; /* NUL-terminated error text when ERROR */

@@ -1,33 +1,266 @@
 /*
- * router.c - backend choice for requests on shared connections.
+ * router.c - every routing rule in one place: where a request goes, and what
+ * becomes of a request whose reply says it must go elsewhere or whose
+ * connection was lost.
  *
- * Writes, and everything that is not a read-only command, go to the master.
- * Read-only commands follow the listener's read-from policy: "master",
+ * Forward (router_route): a session with server-side state lives on a
+ * dedicated connection to the master; commands that only read or reset
+ * session state stay on shared connections where that is indistinguishable
+ * from a direct connection (SELECT 0, HELLO 2, the proxy's own AUTH); some
+ * commands are answered by the proxy (local.c). On shared connections,
+ * writes and everything that is not a read-only command go to the master;
+ * read-only commands follow the listener's read-from policy: "master",
  * "replicas" (wait for a usable replica), or "prefer-replicas" (the master
  * when no replica can take the read). A replica can take a read when the
  * topology says it is healthy, this worker can reach it, and, with
  * read-your-writes, it has processed the client's last acknowledged write.
  * Among those, replicas in the proxy's zone come first; then the balance
  * policy picks one.
+ *
+ * Back (router_reply_verdict, router_lost_verdict): pure functions of the
+ * facts about a reply or a lost connection, so that the rules can be read,
+ * and tested, as a table.
  */
 #include "proxy/router.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "conf/config.h"
 #include "proxy/backend.h"
+#include "proxy/bconn.h"
 #include "proxy/client.h"
 #include "proxy/commands.h"
 #include "proxy/listener.h"
 #include "proxy/offsets.h"
 #include "proxy/proxy.h"
 #include "proxy/req.h"
+#include "proxy/session.h"
 #include "proxy/worker.h"
 
 #define ROUTER_CANDIDATES  64
 #define ROUTER_SILENT      1.0 /* seconds a replica may leave a ROLE probe unanswered */
 #define ROUTER_CURSOR_ARGS 3   /* HSCAN key cursor: the cursor is argument 2 */
+#define ROUTER_ARGS_MAX    16  /* arguments looked at in session commands */
+#define ROUTER_REQ_MAX     (1u << 20)
+
+/* ---- session commands: which need a dedicated connection ----------------- */
+
+/* The first arguments of a request, flattened (cold path: session commands). */
+struct router_args {
+    char *buf;
+    int argc;
+    const char *argv[ROUTER_ARGS_MAX];
+    size_t argl[ROUTER_ARGS_MAX];
+};
+
+static bool router_args(struct req *r, struct router_args *a)
+{
+    size_t len = 0;
+
+    a->argc = 0;
+    a->buf = req_flatten(r, ROUTER_REQ_MAX, &len);
+    if (a->buf == NULL) {
+        return false;
+    }
+    a->argc = req_split(a->buf, len, a->argv, a->argl, ROUTER_ARGS_MAX);
+    return a->argc >= 0;
+}
+
+static bool router_arg_is(const struct router_args *a, int i, const char *word)
+{
+    return i < a->argc && a->argl[i] == strlen(word) &&
+           strncasecmp(a->argv[i], word, a->argl[i]) == 0;
+}
+
+bool router_auth_is_proxys(const struct config *cfg, struct req *r)
+{
+    const char *user = cfg->backend_username != NULL ? cfg->backend_username : "default";
+    struct router_args a;
+    bool match = false;
+
+    if (cfg->backend_password == NULL) {
+        return false;
+    }
+    if (router_args(r, &a)) {
+        if (a.argc == 2) {
+            match = strcmp(user, "default") == 0 && a.argl[1] == strlen(cfg->backend_password) &&
+                    memcmp(a.argv[1], cfg->backend_password, a.argl[1]) == 0;
+        } else if (a.argc == 3) {
+            match = a.argl[1] == strlen(user) && memcmp(a.argv[1], user, a.argl[1]) == 0 &&
+                    a.argl[2] == strlen(cfg->backend_password) &&
+                    memcmp(a.argv[2], cfg->backend_password, a.argl[2]) == 0;
+        }
+    }
+    free(a.buf);
+    return match;
+}
+
+/* HELLO carries an AUTH option, found as redis-server walks the options
+ * (AUTH takes two arguments, SETNAME one). */
+static bool router_hello_has_auth(struct req *r)
+{
+    struct router_args a;
+    bool found = false;
+
+    if (router_args(r, &a)) {
+        for (int j = 2; j < a.argc && !found; j++) {
+            int more = a.argc - 1 - j;
+            if (router_arg_is(&a, j, "auth") && more >= 2) {
+                found = true;
+            } else if (router_arg_is(&a, j, "setname") && more >= 1) {
+                j++;
+            } else {
+                break; /* a syntax error: nothing runs */
+            }
+        }
+    }
+    free(a.buf);
+    return found;
+}
+
+/* XREAD and XREADGROUP block only with a BLOCK option. */
+static bool router_xread_blocks(struct req *r)
+{
+    struct router_args a;
+    bool blocks = false;
+
+    if (router_args(r, &a)) {
+        for (int i = 1; i < a.argc && !blocks; i++) {
+            blocks = router_arg_is(&a, i, "block");
+            if (router_arg_is(&a, i, "streams")) {
+                break;
+            }
+        }
+    }
+    free(a.buf);
+    return blocks;
+}
+
+/* What a request needs, from the session's point of view. */
+enum router_need {
+    NEED_SHARED = 0,    /* any shared connection */
+    NEED_DEDICATED = 1, /* the client's dedicated connection */
+    NEED_LOCAL = 2,     /* answered by the proxy (local.c) */
+    NEED_WAIT = 3,      /* wait for in-flight replies first */
+};
+
+static enum router_need router_session_cmd(struct client *c, struct req *r, bool pinned)
+{
+    switch (r->ci->id) {
+    case CMD_SELECT:
+        /* Only "SELECT 0" is certain to leave a shared connection unchanged. */
+        if (!pinned && r->argc == 2 && r->intarg == 0) {
+            return NEED_SHARED;
+        }
+        return NEED_DEDICATED;
+    case CMD_AUTH:
+        return !pinned && router_auth_is_proxys(c->w->px->cfg, r) ? NEED_LOCAL : NEED_DEDICATED;
+    case CMD_HELLO:
+        /* HELLO or HELLO 2 without options only reports server facts. */
+        if (!pinned && (r->argc == 1 || (r->argc == 2 && r->intarg == 2))) {
+            return NEED_SHARED;
+        }
+        return NEED_DEDICATED;
+    default:
+        return NEED_DEDICATED;
+    }
+}
+
+/* With backend-password set, the proxy's shared connections are
+ * authenticated, so clients must authenticate to the proxy as they would to
+ * redis-server: AUTH with the proxy's credentials is answered here and keeps
+ * the client on shared connections; other credentials go to a dedicated
+ * connection where the server checks them. Before that, commands get
+ * NOAUTH (answered by local.c). False when the usual rules apply. */
+static bool router_unauthenticated(struct client *c, struct req *r, enum router_need *need)
+{
+    int id = r->ci != NULL ? r->ci->id : CMD_OTHER;
+    int arity = r->ci != NULL ? r->ci->arity : 0;
+
+    /* redis-server rejects unknown commands and wrong argument counts before
+     * it looks at authentication; the server gives those errors itself (it
+     * executes nothing). */
+    if (r->ci == NULL) {
+        *need = NEED_LOCAL; /* never to an authenticated connection (local.c answers) */
+        return true;
+    }
+    if ((arity > 0 && r->argc != (uint32_t)arity) || (arity < 0 && r->argc < (uint32_t)-arity) ||
+        id == CMD_QUIT || id == CMD_RESET) {
+        return false;
+    }
+    if (id == CMD_AUTH) {
+        *need = router_auth_is_proxys(c->w->px->cfg, r) ? NEED_LOCAL : NEED_DEDICATED;
+    } else if (id == CMD_HELLO && router_hello_has_auth(r)) {
+        /* HELLO ... AUTH user pass: the server checks it. Any other HELLO
+         * would succeed there (the proxy's connections are logged in), so
+         * local.c refuses it as redis-server refuses a HELLO without AUTH. */
+        *need = NEED_DEDICATED;
+    } else {
+        *need = NEED_LOCAL;
+    }
+    return true;
+}
+
+/* UNSUBSCRIBE, PUNSUBSCRIBE or SUNSUBSCRIBE. */
+static bool router_is_unsubscribe(const struct cmd_info *ci)
+{
+    return ci != NULL &&
+           (ci->id == CMD_UNSUBSCRIBE || ci->id == CMD_PUNSUBSCRIBE || ci->id == CMD_SUNSUBSCRIBE);
+}
+
+static enum router_need router_need(struct client *c, struct req *r)
+{
+    const struct session *s = &c->sess;
+    const struct cmd_info *ci = r->ci;
+    /* A session with state lives on a dedicated connection, also after that
+     * connection was lost (the next one gets the state replayed). */
+    bool pinned = c->ded != NULL || !session_is_clean(s);
+
+    if (s->lost_multi) {
+        return NEED_LOCAL; /* the transaction is answered by local.c until EXEC/DISCARD */
+    }
+    if (c->w->px->cfg->backend_password != NULL && !s->authed) {
+        enum router_need need;
+        if (c->inflight > 0) {
+            return NEED_WAIT; /* an AUTH or HELLO in flight may log the client in */
+        }
+        if (router_unauthenticated(c, r, &need)) {
+            return need;
+        }
+    }
+    if (ci == NULL) {
+        return pinned ? NEED_DEDICATED : NEED_SHARED;
+    }
+    if (router_is_unsubscribe(ci) && !s->streaming && !s->multi_sent) {
+        /* Not subscribed: redis-server confirms every name given with a reply
+         * of its own, more replies than requests; local.c answers the same. */
+        return NEED_LOCAL;
+    }
+    switch (ci->proxy) {
+    case CMDP_CLOSE:
+    case CMDP_REFUSE:
+        return NEED_LOCAL;
+    case CMDP_LOCAL:
+        /* On a dedicated connection the server keeps the session itself. */
+        if (pinned && (ci->id == CMD_RESET || ci->id == CMD_CLIENT)) {
+            return NEED_DEDICATED;
+        }
+        return NEED_LOCAL;
+    case CMDP_BLOCKING:
+    case CMDP_STREAM:
+        return NEED_DEDICATED;
+    case CMDP_SESSION:
+        return router_session_cmd(c, r, pinned);
+    case CMDP_FORWARD:
+        break;
+    }
+    if ((ci->id == CMD_XREAD || ci->id == CMD_XREADGROUP) && !pinned && router_xread_blocks(r)) {
+        return NEED_DEDICATED;
+    }
+    return pinned ? NEED_DEDICATED : NEED_SHARED;
+}
 
 static struct backend *router_master(struct client *c)
 {
@@ -96,10 +329,10 @@ static bool router_replica_ok(const struct worker *w, const struct backend *be, 
     if (!be->healthy || !backend_usable(be)) {
         return false;
     }
-    if (be->probe_pending && ev_now(w->loop) - be->offset_at > ROUTER_SILENT) {
+    if (be->ofs.probe_pending && ev_now(w->loop) - be->ofs.at > ROUTER_SILENT) {
         return false;
     }
-    return max_lag == 0 || be->offset == 0 || w->master_offset <= be->offset + max_lag;
+    return max_lag == 0 || be->ofs.offset == 0 || w->ofs.master_offset <= be->ofs.offset + max_lag;
 }
 
 static struct backend *router_find(struct worker *w, uint64_t id)
@@ -130,11 +363,16 @@ static struct backend *router_scan_home(struct client *c)
     return router_master(c);
 }
 
-static struct backend *router_pick_read(struct client *c, struct req *r, int mode, uint64_t prefer);
+static struct backend *router_pick_read(struct client *c, struct req *r, enum config_read_from mode,
+                                        uint64_t prefer);
 
-struct backend *router_pick(struct client *c, struct req *r)
+/* The backend for a request on a shared connection, or NULL when none can
+ * take it now (the request waits). */
+static struct backend *router_pick(struct client *c, struct req *r)
 {
-    int mode = c->listener != NULL ? c->listener->read_from : c->w->px->cfg->read_from;
+    enum config_read_from mode = c->listener != NULL
+                                     ? c->listener->read_from
+                                     : (enum config_read_from)c->w->px->cfg->read_from;
     bool scan = r->ci != NULL && (r->ci->id == CMD_SCAN || r->ci->id == CMD_XSCAN);
     struct backend *be;
 
@@ -151,7 +389,8 @@ struct backend *router_pick(struct client *c, struct req *r)
 
 /* The backend for a request that does not continue a SCAN; among the
  * replicas that qualify, the one with id prefer when it is one of them. */
-static struct backend *router_pick_read(struct client *c, struct req *r, int mode, uint64_t prefer)
+static struct backend *router_pick_read(struct client *c, struct req *r, enum config_read_from mode,
+                                        uint64_t prefer)
 {
     const struct config *cfg = c->w->px->cfg;
     struct worker *w = c->w;
@@ -177,7 +416,7 @@ static struct backend *router_pick_read(struct client *c, struct req *r, int mod
         if (!router_replica_ok(w, be, cfg->max_replica_lag)) {
             continue;
         }
-        if (need > 0 && be->offset < need) {
+        if (need > 0 && be->ofs.offset < need) {
             ryw_blocked = true;
             continue;
         }
@@ -214,4 +453,107 @@ static struct backend *router_pick_read(struct client *c, struct req *r, int mod
     }
     return nz > 0 ? router_balance(w, zoned, nz, cfg->balance)
                   : router_balance(w, cand, n, cfg->balance);
+}
+
+/* ---- forward --------------------------------------------------------------- */
+
+void router_route(struct client *c, struct req *r, struct route *rt)
+{
+    struct backend *master = c->w->master;
+
+    rt->be = NULL;
+    rt->what = NULL;
+    switch (router_need(c, r)) {
+    case NEED_LOCAL:
+        rt->kind = ROUTE_LOCAL;
+        return;
+    case NEED_WAIT:
+        rt->kind = ROUTE_WAIT; /* a state change pending on in-flight replies */
+        return;
+    case NEED_DEDICATED:
+        if (c->ded != NULL && c->ded->retiring) {
+            /* Its server lost the master role: the session continues on a
+             * new connection once this one has answered what it has. */
+            rt->kind = ROUTE_HOLD;
+            rt->what = "master";
+        } else if (c->ded != NULL) {
+            rt->kind = ROUTE_DEDICATED;
+        } else if (c->inflight > 0) {
+            rt->kind = ROUTE_WAIT; /* move only once the shared connection has answered */
+        } else if (master == NULL || !backend_usable(master)) {
+            rt->kind = ROUTE_HOLD;
+            rt->what = "master";
+        } else {
+            rt->kind = ROUTE_PIN;
+            rt->be = master;
+        }
+        return;
+    case NEED_SHARED:
+        break;
+    }
+    if (c->ded != NULL) {
+        rt->kind = c->ded->retiring ? ROUTE_HOLD : ROUTE_DEDICATED;
+        rt->what = "master";
+        return;
+    }
+    rt->be = router_pick(c, r);
+    rt->kind = rt->be != NULL ? ROUTE_SHARED : ROUTE_HOLD;
+    rt->what = "backend";
+}
+
+/* ---- back ------------------------------------------------------------------ */
+
+enum router_refusal router_refusal(const char *head, size_t len, bool follows_sentinel)
+{
+    /* With a fixed backend only LOADING is worth waiting for; READONLY from
+     * it is a configuration problem the client must see. */
+    static const char *const not_executed[] = {"LOADING ", "READONLY ", "MASTERDOWN "};
+    size_t n = follows_sentinel ? 3 : 1;
+
+    for (size_t i = 0; i < n; i++) {
+        size_t k = strlen(not_executed[i]);
+        if (len >= k && memcmp(head, not_executed[i], k) == 0) {
+            return REFUSAL_NOT_EXECUTED;
+        }
+    }
+    return len >= 9 && memcmp(head, "NOSCRIPT ", 9) == 0 ? REFUSAL_NOSCRIPT : REFUSAL_NONE;
+}
+
+enum router_reply router_reply_verdict(const struct router_fate *f)
+{
+    if (f->internal) {
+        return REPLY_INTERNAL;
+    }
+    if (f->orphan) {
+        return REPLY_DISCARD;
+    }
+    if (f->from_replica && !f->dedicated && !f->master_only && f->refusal != REFUSAL_NONE) {
+        /* A read the replica cannot answer, though the topology is fine: a
+         * script it lacks, a function that may write (READONLY), a replica
+         * loading or cut off from its master. The master answers it. */
+        return REPLY_TO_MASTER;
+    }
+    if (f->refusal == REFUSAL_NOT_EXECUTED && (!f->dedicated || f->can_resend) && f->within_hold) {
+        /* Sent again until hold-timeout from its arrival; a server that
+         * still refuses then (a master loading its data) answers it. */
+        return REPLY_RETRY;
+    }
+    return REPLY_DELIVER;
+}
+
+enum router_lost router_lost_verdict(const struct router_fate *f)
+{
+    if (f->internal || f->orphan) {
+        return LOST_DROP;
+    }
+    if (f->streamed) {
+        return LOST_KEEP; /* already answered (streaming); the client still holds it */
+    }
+    if (f->unsent) {
+        return LOST_RESEND; /* never reached the server: safe to send again */
+    }
+    if ((!f->dedicated || f->can_resend) && f->is_read && !f->retried) {
+        return LOST_RETRY_READ;
+    }
+    return f->is_read ? LOST_FAIL_READ : LOST_FAIL_WRITE;
 }

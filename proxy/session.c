@@ -18,6 +18,7 @@
 #include "conf/config.h"
 #include "lib/log.h"
 #include "proxy/backend.h"
+#include "proxy/bconn.h"
 #include "proxy/client.h"
 #include "proxy/commands.h"
 #include "proxy/nameset.h"
@@ -150,133 +151,6 @@ static bool session_arg_is(const struct session_args *a, int i, const char *word
            strncasecmp(a->argv[i], word, a->argl[i]) == 0;
 }
 
-bool session_auth_matches(struct client *c, struct req *r)
-{
-    const struct config *cfg = c->w->px->cfg;
-    const char *user = cfg->backend_username != NULL ? cfg->backend_username : "default";
-    struct session_args a;
-    bool match = false;
-
-    if (cfg->backend_password == NULL) {
-        return false;
-    }
-    if (!session_args(r, &a)) {
-        free(a.buf);
-        return false;
-    }
-    if (a.argc == 2) {
-        match = strcmp(user, "default") == 0 && a.argl[1] == strlen(cfg->backend_password) &&
-                memcmp(a.argv[1], cfg->backend_password, a.argl[1]) == 0;
-    } else if (a.argc == 3) {
-        match = a.argl[1] == strlen(user) && memcmp(a.argv[1], user, a.argl[1]) == 0 &&
-                a.argl[2] == strlen(cfg->backend_password) &&
-                memcmp(a.argv[2], cfg->backend_password, a.argl[2]) == 0;
-    }
-    free(a.buf);
-    return match;
-}
-
-/* HELLO carries an AUTH option, found as redis-server walks the options
- * (AUTH takes two arguments, SETNAME one). */
-static bool session_hello_has_auth(struct req *r)
-{
-    struct session_args a;
-    bool found = false;
-
-    if (session_args(r, &a)) {
-        for (int j = 2; j < a.argc && !found; j++) {
-            int more = a.argc - 1 - j;
-            if (session_arg_is(&a, j, "auth") && more >= 2) {
-                found = true;
-            } else if (session_arg_is(&a, j, "setname") && more >= 1) {
-                j++;
-            } else {
-                break; /* a syntax error: nothing runs */
-            }
-        }
-    }
-    free(a.buf);
-    return found;
-}
-
-/* XREAD and XREADGROUP block only with a BLOCK option. */
-static bool session_xread_blocks(struct req *r)
-{
-    struct session_args a;
-    bool blocks = false;
-
-    if (session_args(r, &a)) {
-        for (int i = 1; i < a.argc && !blocks; i++) {
-            blocks = session_arg_is(&a, i, "block");
-            if (session_arg_is(&a, i, "streams")) {
-                break;
-            }
-        }
-    }
-    free(a.buf);
-    return blocks;
-}
-
-static int session_route_session_cmd(struct client *c, struct req *r, bool pinned)
-{
-    const struct cmd_info *ci = r->ci;
-
-    switch (ci->id) {
-    case CMD_SELECT:
-        /* Only "SELECT 0" is certain to leave a shared connection unchanged. */
-        if (!pinned && r->argc == 2 && r->intarg == 0) {
-            return SESSION_SHARED;
-        }
-        return SESSION_DEDICATED;
-    case CMD_AUTH:
-        return !pinned && session_auth_matches(c, r) ? SESSION_LOCAL : SESSION_DEDICATED;
-    case CMD_HELLO:
-        /* HELLO or HELLO 2 without options only reports server facts. */
-        if (!pinned && (r->argc == 1 || (r->argc == 2 && r->intarg == 2))) {
-            return SESSION_SHARED;
-        }
-        return SESSION_DEDICATED;
-    default:
-        return SESSION_DEDICATED;
-    }
-}
-
-/* With backend-password set, the proxy's shared connections are
- * authenticated, so clients must authenticate to the proxy as they would to
- * redis-server: AUTH with the proxy's credentials is answered here and keeps
- * the client on shared connections; other credentials go to a dedicated
- * connection where the server checks them. Before that, commands get
- * NOAUTH (answered by local.c). -1: route as usual. */
-static int session_route_unauthenticated(struct client *c, struct req *r)
-{
-    int id = r->ci != NULL ? r->ci->id : CMD_OTHER;
-    int arity = r->ci != NULL ? r->ci->arity : 0;
-
-    /* redis-server rejects unknown commands and wrong argument counts before
-     * it looks at authentication; the server gives those errors itself (it
-     * executes nothing). */
-    if (r->ci == NULL) {
-        return SESSION_LOCAL; /* never to an authenticated connection (local.c answers) */
-    }
-    if ((arity > 0 && r->argc != (uint32_t)arity) || (arity < 0 && r->argc < (uint32_t)-arity)) {
-        return -1;
-    }
-
-    if (id == CMD_AUTH) {
-        return session_auth_matches(c, r) ? SESSION_LOCAL : SESSION_DEDICATED;
-    }
-    if (id == CMD_HELLO && session_hello_has_auth(r)) {
-        /* HELLO ... AUTH user pass: the server checks it. Any other HELLO
-         * would succeed there (the proxy's connections are logged in), so
-         * local.c refuses it as redis-server refuses a HELLO without AUTH. */
-        return SESSION_DEDICATED;
-    }
-    if (id == CMD_QUIT || id == CMD_RESET) {
-        return -1;
-    }
-    return SESSION_LOCAL;
-}
-
 /* UNSUBSCRIBE, PUNSUBSCRIBE or SUNSUBSCRIBE. */
 static bool session_is_unsubscribe(const struct cmd_info *ci)
 {
@@ -284,59 +158,23 @@ static bool session_is_unsubscribe(const struct cmd_info *ci)
            (ci->id == CMD_UNSUBSCRIBE || ci->id == CMD_PUNSUBSCRIBE || ci->id == CMD_SUNSUBSCRIBE);
 }
 
-int session_route(struct client *c, struct req *r)
+void session_login(struct session *s)
 {
-    const struct cmd_info *ci = r->ci;
-    /* A session with state lives on a dedicated connection, also after that
-     * connection was lost (the next one gets the state replayed). */
-    bool pinned = c->ded != NULL || !session_is_clean(&c->sess);
+    s->authed = true;
+}
 
-    if (c->sess.lost_multi && ci != NULL && (ci->id == CMD_QUIT || ci->id == CMD_RESET)) {
+void session_before_dispatch(struct session *s, const struct req *r)
+{
+    if (s->lost_multi && r->ci != NULL && (r->ci->id == CMD_QUIT || r->ci->id == CMD_RESET)) {
         /* Run at once inside MULTI by redis-server too: the lost
          * transaction is over. */
-        c->sess.lost_multi = c->sess.lost_watch = false;
-    } else if (c->sess.lost_multi) {
-        return SESSION_LOCAL; /* the transaction is answered by local.c until EXEC/DISCARD */
+        s->lost_multi = s->lost_watch = false;
     }
-    if (c->w->px->cfg->backend_password != NULL && !c->sess.authed) {
-        if (c->inflight > 0) {
-            return SESSION_WAIT; /* an AUTH or HELLO in flight may log the client in */
-        }
-        int need = session_route_unauthenticated(c, r);
-        if (need >= 0) {
-            return need;
-        }
-    }
-    if (ci == NULL) {
-        return pinned ? SESSION_DEDICATED : SESSION_SHARED;
-    }
-    if (session_is_unsubscribe(ci) && !c->sess.streaming && !c->sess.multi_sent) {
-        /* Not subscribed: redis-server confirms every name given with a reply
-         * of its own, more replies than requests; local.c answers the same. */
-        return SESSION_LOCAL;
-    }
-    switch (ci->proxy) {
-    case CMDP_CLOSE:
-    case CMDP_REFUSE:
-        return SESSION_LOCAL;
-    case CMDP_LOCAL:
-        /* On a dedicated connection the server keeps the session itself. */
-        if (pinned && (ci->id == CMD_RESET || ci->id == CMD_CLIENT)) {
-            return SESSION_DEDICATED;
-        }
-        return SESSION_LOCAL;
-    case CMDP_BLOCKING:
-    case CMDP_STREAM:
-        return SESSION_DEDICATED;
-    case CMDP_SESSION:
-        return session_route_session_cmd(c, r, pinned);
-    default:
-        break;
-    }
-    if ((ci->id == CMD_XREAD || ci->id == CMD_XREADGROUP) && !pinned && session_xread_blocks(r)) {
-        return SESSION_DEDICATED;
-    }
-    return pinned ? SESSION_DEDICATED : SESSION_SHARED;
+}
+
+void session_lost_multi_over(struct session *s)
+{
+    s->lost_multi = s->lost_watch = false;
 }
 
 static bool session_queue(struct worker *w, struct bconn *bc, int argc, const char *const *argv,
@@ -369,12 +207,13 @@ static bool session_queue_credentials(struct worker *w, struct bconn *bc, const 
     return true;
 }
 
-bool session_replay(struct client *c, struct bconn *bc)
+bool session_replay(struct client *c, struct bconn *bc, unsigned *effects)
 {
     struct session *s = &c->sess;
     struct worker *w = c->w;
     char db[16];
 
+    *effects = 0;
     if (s->auth != NULL && !session_queue_credentials(w, bc, s->auth, s->auth_len)) {
         return false;
     }
@@ -382,8 +221,7 @@ bool session_replay(struct client *c, struct bconn *bc)
         return false;
     }
     if (s->auth != NULL || s->hello != NULL) {
-        bc->tainted = true;
-        bc->resp = s->resp;
+        *effects |= SESSION_CONN_TAINT | SESSION_CONN_RESP;
     }
     if (s->name != NULL) {
         const char *argv[] = {"CLIENT", "SETNAME", s->name};
@@ -391,7 +229,7 @@ bool session_replay(struct client *c, struct bconn *bc)
         if (!session_queue(w, bc, 3, argv, argl)) {
             return false;
         }
-        bc->tainted = true;
+        *effects |= SESSION_CONN_TAINT;
     }
     if (s->db != 0) {
         int n = snprintf(db, sizeof(db), "%d", s->db);
@@ -400,7 +238,7 @@ bool session_replay(struct client *c, struct bconn *bc)
         if (!session_queue(w, bc, 2, argv, argl)) {
             return false;
         }
-        bc->db = s->db;
+        *effects |= SESSION_CONN_DB;
     }
     if (s->reply_off) {
         const char *argv[] = {"CLIENT", "REPLY", "OFF"};
@@ -411,7 +249,7 @@ bool session_replay(struct client *c, struct bconn *bc)
         }
         r->flags |= REQ_NOREPLY; /* from here on the connection streams */
         bconn_enqueue(bc, r);
-        bc->tainted = true;
+        *effects |= SESSION_CONN_TAINT;
     }
     return true;
 }
@@ -456,51 +294,6 @@ static void session_track_streams(struct client *c, struct req *r)
     req_args_free(&a);
 }
 
-#define SESSION_MARKER "__sentinel-proxy__:end-of-stream"
-
-/* out starts with text (and is no longer than max bytes). */
-static bool session_reply_is(struct spans *out, const char *text, size_t max)
-{
-    char got[96];
-    size_t n = strlen(text);
-
-    return out->bytes >= n && out->bytes <= max && spans_copy(out, 0, got, n) == n &&
-           memcmp(got, text, n) == 0;
-}
-
-enum session_marker {
-    MARKER_NONE = 0,    /* not the marker's reply */
-    MARKER_ECHOED = 1,  /* its echo: the stream ended before it */
-    MARKER_REFUSED = 2, /* a RESP2 connection still subscribed refused it: still streaming */
-};
-
-/* What a streamed reply says about the end-of-stream marker. */
-static enum session_marker session_is_marker(struct spans *out)
-{
-    char echo[64];
-
-    snprintf(echo, sizeof(echo), "$%zu\r\n%s\r\n", strlen(SESSION_MARKER), SESSION_MARKER);
-    if (session_reply_is(out, echo, strlen(echo))) {
-        return MARKER_ECHOED;
-    }
-    return session_reply_is(out, "-ERR Can't execute 'echo'", 256) ? MARKER_REFUSED : MARKER_NONE;
-}
-
-static void session_send_marker(struct client *c, struct bconn *bc)
-{
-    const char *argv[] = {"ECHO", SESSION_MARKER};
-    size_t argl[] = {4, strlen(SESSION_MARKER)};
-    struct req *r = req_internal(c->w, 2, argv, argl);
-
-    if (r == NULL) {
-        return; /* the session stays on its connection: harmless */
-    }
-    r->flags |= REQ_NOREPLY;
-    bconn_enqueue(bc, r);
-    bc->marker_sent = true;
-    bc->marker_last = true;
-}
-
 bool session_is_confirmation(struct spans *out)
 {
     static const char *const heads[] = {"3\r\n$9\r\nsubscribe\r\n", "3\r\n$10\r\npsubscribe\r\n",
@@ -508,7 +301,7 @@ bool session_is_confirmation(struct spans *out)
     char first = spans_first_byte(out);
 
     if (first == '+') {
-        return session_reply_is(out, "+OK\r\n", 5); /* MONITOR */
+        return spans_starts_with(out, "+OK\r\n", 5); /* MONITOR */
     }
     if (first != '*' && first != '>') {
         return false;
@@ -523,45 +316,14 @@ bool session_is_confirmation(struct spans *out)
     return false;
 }
 
-int session_stream_reply(struct client *c, struct bconn *bc, struct spans *out)
+bool session_streams(const struct session *s)
 {
-    struct session *s = &c->sess;
+    return s->monitor || s->reply_off || session_has_streams(s);
+}
 
-    if (!s->streaming) {
-        return SESSION_STREAM_PASS;
-    }
-    enum session_marker marker = bc->marker_sent ? session_is_marker(out) : MARKER_NONE;
-
-    if (marker == MARKER_REFUSED) {
-        return SESSION_STREAM_DROP; /* and no more markers here (marker_sent stays) */
-    }
-    if (marker == MARKER_ECHOED) {
-        bc->marker_sent = false;
-        if (session_has_streams(s) || s->reply_off) {
-            return SESSION_STREAM_DROP; /* subscribed again meanwhile */
-        }
-        if (!bc->marker_last || bc->nqueued != 0 || bc->swallow != 0) {
-            session_send_marker(c, bc); /* more was sent: wait for that too */
-            return SESSION_STREAM_DROP;
-        }
-        bc->streaming = false;
-        s->streaming = false;
-        return SESSION_STREAM_ENDED;
-    }
-    if (session_reply_is(out, "+RESET\r\n", 8)) {
-        /* RESET ended subscriptions, MONITOR and CLIENT REPLY OFF on the
-         * server: none of it may come back on a new connection. */
-        session_reset(s);
-        bc->tainted = true;
-        bc->db = 0;
-        bc->resp = 2;
-    }
-    /* Nothing left that streams (the last UNSUBSCRIBE's confirmation, the
-     * +OK of CLIENT REPLY ON, +RESET...): find where the stream ends. */
-    if (!bc->marker_sent && !s->monitor && !s->reply_off && !session_has_streams(s)) {
-        session_send_marker(c, bc);
-    }
-    return SESSION_STREAM_PASS;
+void session_stream_over(struct session *s)
+{
+    s->streaming = false;
 }
 
 bool session_can_resend(const struct client *c)
@@ -584,10 +346,11 @@ bool session_has_streams(const struct session *s)
     return false;
 }
 
-bool session_resubscribe(struct client *c, struct bconn *bc)
+bool session_resubscribe(struct client *c, struct bconn *bc, uint32_t *confirmations)
 {
     struct session *s = &c->sess;
 
+    *confirmations = 0;
     for (int k = 0; s->subs != NULL && k < SESSION_KINDS; k++) {
         struct nameset *set = &s->subs[k];
         const char **argv;
@@ -617,7 +380,7 @@ bool session_resubscribe(struct client *c, struct bconn *bc)
         }
         r->flags |= REQ_NOREPLY;
         bconn_enqueue(bc, r);
-        bc->swallow += (uint32_t)set->n;
+        *confirmations += (uint32_t)set->n;
     }
     if (s->monitor) {
         const char *argv[] = {"MONITOR"};
@@ -628,9 +391,9 @@ bool session_resubscribe(struct client *c, struct bconn *bc)
         }
         r->flags |= REQ_NOREPLY;
         bconn_enqueue(bc, r);
-        bc->swallow++;
+        (*confirmations)++;
     }
-    bc->tainted = true;
+    s->resub = false;
     return true;
 }
 
@@ -650,9 +413,10 @@ static void session_track_reply_mode(struct client *c, struct req *r)
     free(a.buf);
 }
 
-void session_before_send(struct client *c, struct req *r, struct bconn *bc)
+unsigned session_before_send(struct client *c, struct req *r, struct bconn *bc)
 {
     const struct cmd_info *ci = r->ci;
+    unsigned effects = 0;
 
     if (ci != NULL && (ci->proxy == CMDP_STREAM || session_is_unsubscribe(ci))) {
         session_track_streams(c, r);
@@ -679,14 +443,14 @@ void session_before_send(struct client *c, struct req *r, struct bconn *bc)
              * database, a user, a transaction...) is unknown: the session
              * keeps this connection, which no other client may have. */
             c->sess.sticky = true;
-            bc->tainted = true;
+            effects |= SESSION_CONN_TAINT;
         }
-        return;
+        return effects;
     }
     if (session_is_unsubscribe(ci)) {
         /* Queued inside MULTI (otherwise local.c answers): EXEC then brings
          * one confirmation per name, more than its count of replies. */
-        bc->tainted = true;
+        effects |= SESSION_CONN_TAINT;
     }
     if (ci != NULL && ci->id == CMD_WAIT && bc->dedicated && !c->sess.multi_sent) {
         /* WAIT counts replicas that acknowledged this connection's last
@@ -704,20 +468,9 @@ void session_before_send(struct client *c, struct req *r, struct bconn *bc)
         /* Keys watched on a connection that was lost may have changed
          * unseen: the transaction must not run. DISCARD ends it on the
          * server, and the client gets the nil reply of a failed WATCH. */
-        const char *argv[] = {"DISCARD"};
-        size_t argl[] = {7};
-        struct req *d = req_internal(c->w, 1, argv, argl);
-        if (d != NULL) {
-            struct spans tmp = r->in;
-            r->in = d->in;
-            d->in = tmp;
-            c->backlog += r->in.bytes; /* the client's backlog now holds DISCARD */
-            c->backlog -= d->in.bytes;
-            r->flags |= REQ_EXEC_NIL;
-            req_free(c->w, d);
-        }
+        effects |= SESSION_SEND_AS_DISCARD;
     }
-    (void)bc;
+    return effects;
 }
 
 /* Keep a copy of a successful AUTH or HELLO for replay. */
@@ -742,10 +495,6 @@ static void session_after_hello(struct client *c, struct req *r)
     if (r->intarg == 2 || r->intarg == 3) {
         c->sess.resp = (uint8_t)r->intarg;
     }
-    if (c->ded != NULL) {
-        c->ded->resp = c->sess.resp;
-        c->ded->tainted = true;
-    }
     if (!session_args(r, &a)) {
         free(a.buf);
         return;
@@ -768,9 +517,6 @@ static void session_after_client(struct client *c, struct req *r)
         return;
     }
     sub++;
-    if (c->ded != NULL) {
-        c->ded->tainted = true;
-    }
     if (strcmp(sub, "setname") == 0) {
         if (session_args(r, &a) && a.argc == 3 &&
             !session_set_name(&c->sess, a.argv[2], a.argl[2])) {
@@ -790,11 +536,18 @@ static void session_after_client(struct client *c, struct req *r)
     }
 }
 
+/* What EXEC's session changes did. */
+struct session_exec {
+    struct client *c;
+    unsigned effects;
+};
+
 /* A session command EXEC ran without error: apply it as if it had just
  * been answered outside the transaction. */
 static void session_apply_queued(void *arg, const struct txn_entry *e)
 {
-    struct client *c = arg;
+    struct session_exec *x = arg;
+    struct client *c = x->c;
     struct req *r = req_new(c->w);
 
     if (r == NULL || !req_spans_copy_in(c->w, &r->in, e->buf, e->len)) {
@@ -808,7 +561,7 @@ static void session_apply_queued(void *arg, const struct txn_entry *e)
     r->ci = e->ci;
     r->intarg = e->intarg;
     r->argc = e->argc;
-    session_after_reply(c, r);
+    x->effects |= session_after_reply(c, r);
     req_free(c->w, r);
 }
 
@@ -833,13 +586,14 @@ static bool session_in_multi(struct client *c, struct req *r)
     return true;
 }
 
-void session_after_reply(struct client *c, struct req *r)
+unsigned session_after_reply(struct client *c, struct req *r)
 {
     const struct cmd_info *ci = r->ci;
     bool ok = !(r->flags & REQ_ERROR);
+    struct session_exec x = {c, 0};
 
     if (ci == NULL || (r->flags & REQ_PUSH) || session_in_multi(c, r)) {
-        return;
+        return 0;
     }
     switch (ci->id) {
     case CMD_EXEC:
@@ -855,70 +609,59 @@ void session_after_reply(struct client *c, struct req *r)
                 log_warn("client %llu: session changes of its transaction were not kept",
                          (unsigned long long)c->id);
             }
-            txn_applied(&c->sess.txn, r, session_apply_queued, c);
+            txn_applied(&c->sess.txn, r, session_apply_queued, &x);
         }
         txn_clear(&c->sess.txn);
-        if ((r->flags & REQ_EXEC_NIL) && ok &&
-            !req_reply_raw(c->w, r, c->sess.resp == 3 ? "_\r\n" : "*-1\r\n",
-                           c->sess.resp == 3 ? 3 : 5)) {
-            r->flags |= REQ_DONE;
-        }
-        return;
+        return x.effects;
     case CMD_SELECT:
         if (ok && r->intarg >= 0) {
             c->sess.db = r->intarg;
-            if (c->ded != NULL) {
-                c->ded->db = r->intarg;
-            }
+            return SESSION_CONN_DB;
         }
-        return;
+        return 0;
     case CMD_AUTH:
         if (ok) {
             c->sess.authed = true;
             session_keep(r, &c->sess.auth, &c->sess.auth_len);
-            if (c->ded != NULL) {
-                c->ded->tainted = true;
-            }
+            return SESSION_CONN_TAINT;
         }
-        return;
+        return 0;
     case CMD_HELLO:
         if (ok && c->ded != NULL) {
             c->sess.authed = true;
             session_after_hello(c, r);
+            return SESSION_CONN_TAINT | SESSION_CONN_RESP;
         }
-        return;
+        return 0;
     case CMD_MULTI:
         if (ok && !c->sess.multi) {
             txn_clear(&c->sess.txn);
         }
         c->sess.multi = c->sess.multi || ok;
-        return;
+        return 0;
     case CMD_WATCH:
         c->sess.watching = c->sess.watching || ok;
-        return;
+        return 0;
     case CMD_UNWATCH:
         c->sess.watching = false;
         c->sess.lost_watch = false;
-        return;
+        return 0;
     case CMD_RESET:
         if (ok) {
+            /* The server logged the connection out, back to db 0 and RESP2:
+             * it must not be lent to anyone else. */
             session_reset(&c->sess);
-            if (c->ded != NULL) {
-                /* The server logged the connection out (and back to db 0,
-                 * RESP2): it must not be lent to anyone else. */
-                c->ded->tainted = true;
-                c->ded->db = 0;
-                c->ded->resp = 2;
-            }
+            return SESSION_CONN_TAINT | SESSION_CONN_DB | SESSION_CONN_RESP;
         }
-        return;
+        return 0;
     case CMD_CLIENT:
-        if (ok) {
+        if (ok && strchr(ci->name, '|') != NULL) {
             session_after_client(c, r);
+            return SESSION_CONN_TAINT;
         }
-        return;
+        return 0;
     default:
-        return;
+        return 0;
     }
 }
 

@@ -16,17 +16,47 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proxy/txn.h"
+
 struct client;
-struct session;
+struct nameset;
 struct req;
 struct bconn;
 struct spans;
 
-enum session_need {
-    SESSION_SHARED = 0,    /* any shared connection */
-    SESSION_DEDICATED = 1, /* the client's dedicated connection */
-    SESSION_LOCAL = 2,     /* answered by the proxy (local.c) */
-    SESSION_WAIT = 3,      /* wait for in-flight replies first */
+/* Server-side state of the client's session, replayed on a new connection. */
+struct session {
+    int db;          /* SELECT */
+    uint8_t resp;    /* HELLO protocol version: 2 or 3 */
+    bool multi;      /* inside MULTI */
+    bool watching;   /* WATCH active */
+    bool streaming;  /* subscribed, MONITOR or CLIENT REPLY OFF/SKIP: replies stream */
+    bool tracking;   /* CLIENT TRACKING/CACHING/NO-EVICT/NO-TOUCH... state */
+    bool sticky;     /* state the proxy cannot undo (CLIENT NO-EVICT...): stay pinned */
+    bool lost_multi; /* the connection was lost inside MULTI: EXEC must abort */
+    bool lost_watch; /* the connection was lost with keys watched: EXEC returns nil */
+    struct txn txn;  /* session commands queued inside MULTI */
+    bool multi_sent; /* MULTI was sent and no EXEC/DISCARD yet (dispatch order) */
+    bool authed;     /* authenticated (only tracked when backend-password is set) */
+    char *auth;      /* the last successful AUTH request, as sent */
+    size_t auth_len;
+    char *hello; /* the last successful HELLO request, as sent */
+    size_t hello_len;
+    char *name; /* CLIENT SETNAME value ("" = none) */
+    size_t name_len;
+    struct nameset *subs; /* channels, patterns, shard channels subscribed (3 sets) */
+    bool monitor;         /* MONITOR is on */
+    bool resub;           /* subscriptions must be re-established on a new connection */
+    bool reply_off;       /* CLIENT REPLY OFF is in effect (replayed on a new connection) */
+};
+
+/* What a session step did to the connection it runs on, as bits; the
+ * connection's owner applies them (bconn_follow_session). */
+enum session_effect {
+    SESSION_CONN_DB = 1u << 0,         /* it is now in the session's database */
+    SESSION_CONN_RESP = 1u << 1,       /* it now speaks the session's protocol */
+    SESSION_CONN_TAINT = 1u << 2,      /* it carries state that makes it unfit to lend again */
+    SESSION_SEND_AS_DISCARD = 1u << 3, /* send DISCARD in EXEC's place: watched keys were lost */
 };
 
 /* A fresh session: db 0, RESP2, no name, no credentials. */
@@ -45,41 +75,46 @@ bool session_is_clean(const struct session *s);
  * is not one or does not fit in 31 bits. */
 int32_t session_parse_int(const char *p, size_t len);
 
-/* Where request r of client c must go (enum session_need). */
-int session_route(struct client *c, struct req *r);
+/* Authenticated with the proxy's own credentials (answered by the proxy). */
+void session_login(struct session *s);
+
+/* r is about to be dispatched: QUIT and RESET end a transaction that was
+ * lost with its connection (redis-server runs them at once inside MULTI). */
+void session_before_dispatch(struct session *s, const struct req *r);
+
+/* EXEC or DISCARD ended a transaction lost with its connection. */
+void session_lost_multi_over(struct session *s);
 
 /* Queue, on a new dedicated connection, the proxy's own requests that
- * recreate the session (credentials, protocol, name, database). False if
- * out of memory. */
-bool session_replay(struct client *c, struct bconn *bc) __attribute__((warn_unused_result));
+ * recreate the session (credentials, protocol, name, database); *effects
+ * says what they do to bc. False if out of memory. */
+bool session_replay(struct client *c, struct bconn *bc, unsigned *effects)
+    __attribute__((warn_unused_result));
 
-/* r is about to be queued on bc: mark streaming requests. */
-void session_before_send(struct client *c, struct req *r, struct bconn *bc);
+/* r is about to be queued on bc: track subscriptions and transactions, mark
+ * streaming requests. Returns enum session_effect bits. */
+unsigned session_before_send(struct client *c, struct req *r, struct bconn *bc);
 
-/* r's reply is complete: apply its effect on the session. */
-void session_after_reply(struct client *c, struct req *r);
+/* r's reply is complete: apply its effect on the session. Returns the
+ * enum session_effect bits for the client's dedicated connection. */
+unsigned session_after_reply(struct client *c, struct req *r);
 
 /* The dedicated connection was lost: a transaction in progress must abort,
  * watched keys count as touched, streaming modes end. */
 void session_lost_connection(struct client *c);
 
 /* Re-establish subscriptions (and MONITOR) lost with a streaming connection
- * on bc, hiding their confirmations from the client. False if out of memory. */
-bool session_resubscribe(struct client *c, struct bconn *bc) __attribute__((warn_unused_result));
+ * on bc; *confirmations counts the replies that confirm them, which the
+ * client must not see. False if out of memory. */
+bool session_resubscribe(struct client *c, struct bconn *bc, uint32_t *confirmations)
+    __attribute__((warn_unused_result));
 
-enum session_stream {
-    SESSION_STREAM_PASS = 0,  /* give it to the client */
-    SESSION_STREAM_DROP = 1,  /* the proxy's own: the client never sees it */
-    SESSION_STREAM_ENDED = 2, /* the proxy's own, and the stream is over */
-};
+/* True when something in the session still streams replies: subscriptions,
+ * MONITOR or CLIENT REPLY OFF. */
+bool session_streams(const struct session *s);
 
-/* A streamed reply (out) arrived on c's connection bc. It follows the
- * session: a confirmation that the last subscription is gone, or +RESET.
- * Once the server is out of subscribed mode, the proxy queues an ECHO marker;
- * when the marker comes back with nothing queued after it, every reply has
- * been seen and the connection leaves streaming mode (ENDED: the session may
- * return to shared connections). Returns enum session_stream. */
-int session_stream_reply(struct client *c, struct bconn *bc, struct spans *out);
+/* The connection's stream ended: replies match requests again. */
+void session_stream_over(struct session *s);
 
 /* True when a request of c that was not executed, or a read whose reply was
  * lost, may be sent again on another connection: no transaction is open or
@@ -92,9 +127,6 @@ bool session_is_confirmation(struct spans *out);
 
 /* True when the session has subscriptions or MONITOR to re-establish. */
 bool session_has_streams(const struct session *s);
-
-/* True when an AUTH request carries the proxy's own backend credentials. */
-bool session_auth_matches(struct client *c, struct req *r);
 
 /* Store the client name (validated by the caller); false if out of memory. */
 bool session_set_name(struct session *s, const char *name, size_t len)

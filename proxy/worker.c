@@ -11,6 +11,7 @@
 #include "lib/log.h"
 #include "lib/topology.h"
 #include "proxy/backend.h"
+#include "proxy/bconn.h"
 #include "proxy/client.h"
 #include "proxy/listener.h"
 #include "proxy/offsets.h"
@@ -285,7 +286,7 @@ static bool worker_in_topology(const struct topology *t, const struct backend *b
     return false;
 }
 
-static struct backend *worker_ensure(struct worker *w, const struct addr *a, int role)
+static struct backend *worker_ensure(struct worker *w, const struct addr *a, enum backend_role role)
 {
     struct backend *be = worker_backend(w, a);
 
@@ -328,8 +329,8 @@ static void worker_set_replicas(struct worker *w, const struct topology *t)
         be->healthy = rp->healthy;
         be->weight = rp->weight > 0 ? rp->weight : 1;
         snprintf(be->zone, sizeof(be->zone), "%s", rp->zone);
-        if (rp->offset > be->offset) {
-            be->offset = rp->offset;
+        if (rp->offset > be->ofs.offset) {
+            be->ofs.offset = rp->offset;
         }
         list[n++] = be;
     }
@@ -359,8 +360,8 @@ static void worker_apply(struct worker *w, struct topology *t)
         master = worker_ensure(w, &t->master, BACKEND_MASTER);
     }
     worker_set_replicas(w, t);
-    if (t->master_offset > w->master_offset) {
-        w->master_offset = t->master_offset;
+    if (t->master_offset > w->ofs.master_offset) {
+        w->ofs.master_offset = t->master_offset;
     }
     for (be = w->backends; be != NULL; be = next) {
         next = be->next;
@@ -375,8 +376,8 @@ static void worker_apply(struct worker *w, struct topology *t)
     if (w->master != master && master != NULL) {
         /* Replication offsets are the new master's from now on (a promoted
          * replica may be behind what the old master had reached). */
-        w->master_gen++;
-        w->master_offset = t->master_offset;
+        w->ofs.master_gen++;
+        w->ofs.master_offset = t->master_offset;
         if (t->switch_started > 0) {
             master->switch_started = t->switch_started;
         }

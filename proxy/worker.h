@@ -17,7 +17,9 @@
 #include <stdint.h>
 
 #include "lib/addr.h"
+#include "proxy/backend.h"
 #include "proxy/chunk.h"
+#include "proxy/offsets.h"
 
 struct proxy;
 struct client;
@@ -27,24 +29,13 @@ struct req;
 struct topology;
 struct listener;
 
-#define WORKER_PROBES 4096 /* ring of recent master ROLE probes (power of two) */
-
-enum { PROBE_PENDING = 1, PROBE_DONE = 2, PROBE_FAILED = 3 };
-
-/* One ROLE probe sent after writes on a master connection. */
-struct worker_probe {
-    uint64_t seq;
-    uint64_t offset; /* master replication offset it reported */
-    uint8_t state;
-};
-
 #define WORKER_SNAP_MAX 64 /* backends in a worker's published counters */
 
 /* A backend's counters as its worker last published them (every tick), so
  * that PROXY TOPOLOGY can show the whole process. */
 struct worker_backend_snap {
     char name[ADDR_TEXT_MAX];
-    uint8_t role;
+    enum backend_role role;
     uint64_t requests;
     uint64_t failures;
     uint32_t inflight;
@@ -99,14 +90,8 @@ struct worker {
     bool stopping;
     bool running; /* the thread was started */
     bool wake_pending;
-    bool probe_wanted; /* send a master ROLE probe soon, even without writes */
-    /* read-your-writes: ROLE probes sent after writes on master connections */
-    struct worker_probe *probes; /* ring of WORKER_PROBES */
-    uint64_t probe_seq;          /* last probe created */
-    uint64_t probe_done_max;     /* highest probe seq answered */
-    uint64_t master_offset;      /* highest offset seen of the current master */
-    uint64_t master_gen;         /* changes with the master: offsets of another one are void */
-    struct backend **replicas;   /* the replicas of the current topology */
+    struct offsets_worker ofs; /* read-your-writes: the master's offsets */
+    struct backend **replicas; /* the replicas of the current topology */
     size_t nreplicas;
     uint64_t rr;                   /* round-robin position */
     struct backend *commands_from; /* worker 0: master the command table was asked of */

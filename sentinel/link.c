@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "lib/evio.h"
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/transport.h"
@@ -118,15 +119,7 @@ size_t link_pending(const struct link *l)
 
 static void link_set_events(struct link *l, unsigned ev)
 {
-    if (l->io_events == ev) {
-        return;
-    }
-    ev_io_stop(l->loop, &l->io);
-    if (ev != 0) {
-        ev_io_set(&l->io, l->t.fd, (int)ev);
-        ev_io_start(l->loop, &l->io);
-    }
-    l->io_events = ev;
+    evio_arm(l->loop, &l->io, l->t.fd, &l->io_events, ev);
 }
 
 /* Re-arm the timer for the earliest deadline (connect or oldest command). */

@@ -1,0 +1,915 @@
+/*
+ * bconn.c - connections to backend servers: connecting, writing queued
+ * requests with one writev, scanning replies and matching them to requests
+ * in order, streaming replies to a subscribed owner, and handing requests
+ * back when a connection fails.
+ */
+#include "proxy/bconn.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf/config.h"
+#include "lib/evio.h"
+#include "lib/log.h"
+#include "lib/net.h"
+#include "proxy/backend.h"
+#include "proxy/client.h"
+#include "proxy/commands.h"
+#include "proxy/offsets.h"
+#include "proxy/proxy.h"
+#include "proxy/req.h"
+#include "proxy/router.h"
+#include "proxy/session.h"
+#include "proxy/worker.h"
+
+#define BCONN_READS_PER_EVENT 32
+#define BCONN_IOV_MAX         IOV_MAX
+#define BCONN_FILL_EXTRA      3 /* chunks a bulk read may fill beyond the current one */
+#define BCONN_MAX_BULK        ((uint64_t)1 << 40) /* replies are bounded by client-output-limit */
+#define BCONN_SUSPECT_TIME    0.2 /* seconds a backend that refused a command is avoided */
+
+static void bconn_io_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void bconn_close_how(struct bconn *bc, const char *why, bool abort);
+
+static const struct config *bconn_cfg(const struct bconn *bc)
+{
+    return bc->w->px->cfg;
+}
+
+static void bconn_hand_back(struct bconn *bc, struct backend *be, struct req *r, const char *addr);
+static struct req *bconn_unqueue(struct bconn *bc, struct req *prev);
+
+/* Hand every request of a list taken off bc (linked by bnext) back to its
+ * client, in order. */
+static void bconn_hand_back_all(struct bconn *bc, struct backend *be, struct req *list,
+                                const char *addr)
+{
+    while (list != NULL) {
+        struct req *r = list;
+        list = r->bnext;
+        r->bnext = NULL;
+        bconn_hand_back(bc, be, r, addr);
+    }
+}
+
+/* Hand the requests not written at all back to their clients, so that they
+ * go wherever they belong now (the proxy's own are dropped). Requests that
+ * expect no matched reply (streaming) stay, with everything queued before
+ * them. */
+void bconn_take_back_unsent(struct bconn *bc)
+{
+    struct req *prev = NULL, *r = bc->head, *cut_prev, *taken = NULL, **tail = &taken;
+
+    while (r != NULL && r != bc->unsent) {
+        prev = r;
+        r = r->bnext;
+    }
+    if (r != NULL && r->sent > 0) {
+        prev = r; /* partly written: it must be answered or reset */
+        r = r->bnext;
+    }
+    cut_prev = prev;
+    for (; r != NULL; r = r->bnext) {
+        if (r->flags & REQ_NOREPLY) {
+            cut_prev = r;
+        }
+    }
+    /* Everything after cut_prev leaves the queue before any is handed back. */
+    while ((cut_prev != NULL ? cut_prev->bnext : bc->head) != NULL) {
+        *tail = bconn_unqueue(bc, cut_prev);
+        tail = &(*tail)->bnext;
+    }
+    bconn_hand_back_all(bc, bc->be, taken, bc->be->name);
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+/* The events a connection waits for: readable unless paused, writable while
+ * something is left to write. */
+static unsigned bconn_wanted(const struct bconn *bc)
+{
+    return (bc->paused ? 0u : (unsigned)EV_READ) | (bc->unsent != NULL ? (unsigned)EV_WRITE : 0u);
+}
+
+static void bconn_set_events(struct bconn *bc, unsigned ev)
+{
+    if (bc->state != BC_CLOSED) {
+        evio_arm(bc->w->loop, &bc->io, bc->t.fd, &bc->io_events, ev);
+    }
+}
+
+/* The proxy's own first requests on a new connection: credentials for the
+ * backend, and a name that shows in CLIENT LIST. */
+static bool bconn_handshake(struct bconn *bc)
+{
+    const struct config *cfg = bconn_cfg(bc);
+    struct worker *w = bc->w;
+    struct req *r;
+
+    if (cfg->backend_password != NULL) {
+        const char *argv[3] = {"AUTH", NULL, NULL};
+        size_t argl[3] = {4, 0, 0};
+        int argc = 2;
+        if (cfg->backend_username != NULL) {
+            argv[1] = cfg->backend_username;
+            argl[1] = strlen(cfg->backend_username);
+            argc = 3;
+        }
+        argv[argc - 1] = cfg->backend_password;
+        argl[argc - 1] = strlen(cfg->backend_password);
+        r = req_internal(w, argc, argv, argl);
+        if (r == NULL) {
+            return false;
+        }
+        bconn_enqueue(bc, r);
+    }
+    if (!bc->dedicated) {
+        const char *argv[] = {"CLIENT", "SETNAME", "sentinel-proxy"};
+        size_t argl[] = {6, 7, 14};
+        r = req_internal(w, 3, argv, argl);
+        if (r == NULL) {
+            return false;
+        }
+        bconn_enqueue(bc, r);
+    }
+    return true;
+}
+
+struct bconn *bconn_connect(struct backend *be, bool dedicated)
+{
+    struct worker *w = be->w;
+    char err[256];
+    struct bconn *bc;
+    int fd;
+
+    fd = net_connect(&be->addr, err, sizeof(err));
+    if (fd < 0) {
+        backend_mark_down(be, err);
+        return NULL;
+    }
+    bc = calloc(1, sizeof(*bc));
+    if (bc == NULL) {
+        close(fd);
+        return NULL;
+    }
+    bc->be = be;
+    bc->w = w;
+    bc->id = ++w->next_bconn_id;
+    bc->dedicated = dedicated;
+    bc->resp = 2;
+    transport_plain(&bc->t, fd);
+    replyscan_init(&bc->rs, BCONN_MAX_BULK);
+    spans_init(&bc->cur);
+    ev_io_init(&bc->io, bconn_io_cb, fd, EV_WRITE);
+    bc->io.data = bc;
+    ev_io_start(w->loop, &bc->io);
+    bc->io_events = EV_WRITE;
+    ev_timer_init(&bc->timer, bconn_timer_cb, (double)bconn_cfg(bc)->connect_timeout_ms / 1000.0,
+                  0);
+    bc->timer.data = bc;
+    ev_timer_start(w->loop, &bc->timer);
+    backend_adopt(be, bc);
+    if (!bconn_handshake(bc)) {
+        bconn_close(bc, "out of memory");
+        return NULL;
+    }
+    return bc;
+}
+
+void bconn_enqueue(struct bconn *bc, struct req *r)
+{
+    r->bc = bc;
+    r->bnext = NULL;
+    r->sent = 0;
+    r->flags |= REQ_DISPATCHED;
+    if (bc->dedicated) {
+        r->flags |= REQ_DEDICATED;
+    } else {
+        r->flags &= ~REQ_DEDICATED;
+    }
+    if (bc->tail != NULL) {
+        bc->tail->bnext = r;
+    } else {
+        bc->head = r;
+    }
+    bc->tail = r;
+    if (bc->unsent == NULL) {
+        bc->unsent = r;
+    }
+    bc->nqueued++;
+    bc->marker_last = false; /* session_send_marker sets it again for its marker */
+    if (!(r->flags & REQ_INTERNAL)) {
+        bc->be->nrequests++;
+    }
+    if (!(r->flags & REQ_NOREPLY)) {
+        bc->be->inflight++;
+    }
+    if (bc->state == BC_READY) {
+        worker_mark_bconn(bc->w, bc);
+    }
+}
+
+/* Take the request after prev (the head when prev is NULL) off the queue;
+ * the caller decides its fate. With bconn_enqueue, the only place that
+ * counts what is queued. */
+static struct req *bconn_unqueue(struct bconn *bc, struct req *prev)
+{
+    struct req *r = prev != NULL ? prev->bnext : bc->head;
+
+    if (prev != NULL) {
+        prev->bnext = r->bnext;
+    } else {
+        bc->head = r->bnext;
+    }
+    if (bc->tail == r) {
+        bc->tail = prev;
+    }
+    if (bc->unsent == r) {
+        bc->unsent = r->bnext;
+    }
+    bc->nqueued--;
+    if (!(r->flags & REQ_NOREPLY)) {
+        bc->be->inflight--;
+    }
+    r->bnext = NULL;
+    r->bc = NULL;
+    r->flags &= ~REQ_DISPATCHED;
+    return r;
+}
+
+/* Take the head request off the queue. */
+static struct req *bconn_pop(struct bconn *bc)
+{
+    return bconn_unqueue(bc, NULL);
+}
+
+/* A request that expects no reply (sent on a streaming session) leaves the
+ * queue once written and once everything before it was answered; from then
+ * on every reply on this connection streams to its owner. */
+static void bconn_pop_noreply(struct bconn *bc)
+{
+    while (bc->head != NULL && (bc->head->flags & REQ_NOREPLY) && bc->head != bc->unsent) {
+        struct req *r = bconn_pop(bc);
+        bc->streaming = true;
+        if (r->client == NULL) {
+            req_free(bc->w, r);
+        }
+    }
+}
+
+/* Worker 0 asks each new master for its command table (COMMAND), so that
+ * commands of newer servers and modules are routed by their real flags. */
+static void bconn_ask_commands(struct bconn *bc)
+{
+    static const char *const argv[] = {"COMMAND"};
+    static const size_t argl[] = {7};
+    struct worker *w = bc->w;
+    struct req *r;
+
+    if (w->id != 0 || bc->dedicated || bc->be->role != BACKEND_MASTER ||
+        w->commands_from == bc->be || (r = req_internal(w, 1, argv, argl)) == NULL) {
+        return;
+    }
+    r->flags |= REQ_COMMANDS;
+    w->commands_from = bc->be;
+    bconn_enqueue(bc, r);
+}
+
+static void bconn_commands_reply(struct bconn *bc, struct req *r)
+{
+    struct cmdtable *t = NULL;
+    size_t len = 0;
+    char *buf = (r->flags & REQ_ERROR) ? NULL : req_flatten_out(r, 64u << 20, &len);
+
+    if (buf != NULL) {
+        t = cmdtable_from_reply(buf, len);
+        free(buf);
+    }
+    if (t == NULL) {
+        log_warn("backend %s: could not read its COMMAND table; keeping the built-in one",
+                 bc->be->name);
+        return;
+    }
+    log_info("command table: %zu commands and sub-commands from %s", cmdtable_size(t),
+             bc->be->name);
+    proxy_set_cmds(bc->w->px, t);
+}
+
+void bconn_flush(struct bconn *bc)
+{
+    struct iovec iov[BCONN_IOV_MAX];
+    struct req *r;
+    ssize_t n;
+    int k = 0;
+    bool clients = false;
+
+    if (bc->state != BC_READY) {
+        return;
+    }
+    offsets_before_flush(bc);
+    bconn_ask_commands(bc);
+    for (r = bc->unsent; r != NULL && k < BCONN_IOV_MAX; r = r->bnext) {
+        k = spans_iov(&r->in, r->sent, iov, k, BCONN_IOV_MAX);
+        clients |= !(r->flags & REQ_INTERNAL);
+    }
+    if (k == 0) {
+        bconn_set_events(bc, bconn_wanted(bc));
+        return;
+    }
+    n = transport_writev(&bc->t, iov, k);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            bconn_set_events(bc, bconn_wanted(bc));
+            return;
+        }
+        bconn_close(bc, strerror(errno));
+        return;
+    }
+    bc->w->stats.backend_writes++;
+    if (bc->be->switch_started > 0 && clients && bc->be->role == BACKEND_MASTER) {
+        log_info("first request forwarded to the new master %s, %.0f ms after the first signal "
+                 "of the switch",
+                 bc->be->name, (ev_time() - bc->be->switch_started) * 1000);
+        bc->be->switch_started = 0;
+    }
+    while (bc->unsent != NULL && n > 0) {
+        r = bc->unsent;
+        uint64_t left = r->in.bytes - r->sent;
+        uint64_t take = (uint64_t)n < left ? (uint64_t)n : left;
+        r->sent += take;
+        n -= (ssize_t)take;
+        if (r->sent == r->in.bytes) {
+            bc->unsent = r->bnext;
+        }
+    }
+    bconn_pop_noreply(bc);
+    bconn_set_events(bc, bconn_wanted(bc));
+}
+
+void bconn_resume(struct bconn *bc)
+{
+    if (bc->paused && bc->state == BC_READY) {
+        bc->paused = false;
+        bconn_set_events(bc, bconn_wanted(bc));
+    }
+}
+
+/* A dedicated connection whose owner does not read its replies is not read
+ * either: the server holds the output (and applies its own limits to it, as
+ * it would to a client connected directly). */
+static bool bconn_owner_full(struct bconn *bc)
+{
+    if (bc->owner == NULL || bc->owner->outbytes <= bconn_cfg(bc)->client_backlog_limit) {
+        return false;
+    }
+    bc->paused = true;
+    bc->lagging = true;
+    bconn_set_events(bc, bconn_wanted(bc));
+    return true;
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+static void bconn_internal_reply(struct bconn *bc, struct req *r)
+{
+    if (r->flags & REQ_PROBE) {
+        offsets_probe_reply(bc, r);
+        req_free(bc->w, r);
+        return;
+    }
+    if (r->flags & REQ_COMMANDS) {
+        bconn_commands_reply(bc, r);
+        req_free(bc->w, r);
+        return;
+    }
+    if (r->flags & REQ_ERROR) {
+        char text[128];
+        size_t n = spans_copy(&r->out, 0, text, sizeof(text) - 1);
+        while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r')) {
+            n--;
+        }
+        text[n] = '\0';
+        log_warn("backend %s: the proxy's own command failed: %s", bc->be->name, text);
+        if (bc->dedicated && (r->flags & REQ_CREDENTIALS) && bc->owner != NULL) {
+            /* The client's own credentials were refused on a new
+             * connection: it must not go on with the proxy's. */
+            struct client *owner = bc->owner;
+            req_free(bc->w, r);
+            client_close(owner, "its credentials were refused on a new connection");
+            return;
+        }
+        if (!bc->dedicated) {
+            struct backend *be = bc->be;
+            req_free(bc->w, r);
+            bconn_close(bc, "handshake failed");
+            backend_mark_down(be, "handshake failed (check backend-username/backend-password)");
+            return;
+        }
+    }
+    req_free(bc->w, r);
+}
+
+/* The facts about r, whose reply is complete, for router_reply_verdict. */
+static enum router_reply bconn_reply_verdict(const struct bconn *bc, const struct req *r)
+{
+    const struct replyscan *rs = &bc->rs;
+    struct router_fate f = {
+        .internal = (r->flags & REQ_INTERNAL) != 0,
+        .orphan = r->client == NULL,
+        .dedicated = bc->dedicated,
+        .from_replica = bc->be->role == BACKEND_REPLICA,
+        .master_only = (r->flags & REQ_MASTER_ONLY) != 0,
+    };
+
+    if (rs->is_error && rs->type == '-') {
+        f.refusal = router_refusal(rs->head, rs->head_len, !bconn_cfg(bc)->has_backend);
+    }
+    if (f.refusal != REFUSAL_NONE && !f.internal && !f.orphan) {
+        f.can_resend = session_can_resend(r->client);
+        f.within_hold =
+            ev_now(bc->w->loop) - r->since < (double)bconn_cfg(bc)->hold_timeout_ms / 1000.0;
+    }
+    return router_reply_verdict(&f);
+}
+
+/* r was refused as "not executed": send it again once the backend is usable
+ * (the control plane is asked to check the topology now). */
+static void bconn_retry_refused(struct bconn *bc, struct req *r)
+{
+    struct backend *be = bc->be;
+    struct worker *w = bc->w;
+
+    if (be->suspect_until <= ev_now(w->loop)) {
+        const char *sp = memchr(bc->rs.head, ' ', bc->rs.head_len);
+        int code = sp != NULL ? (int)(sp - bc->rs.head) : bc->rs.head_len;
+        log_warn("backend %s answered %.*s: holding its requests and checking the topology",
+                 be->name, code, bc->rs.head);
+    }
+    be->suspect_until = ev_now(w->loop) + BCONN_SUSPECT_TIME;
+    if (bc->dedicated) {
+        bc->retiring = true; /* the session continues on a new connection */
+    }
+    w->stats.retried++;
+    spans_clear(&r->out);
+    r->flags &= ~REQ_ERROR;
+    client_undispatch(r->client, r);
+    proxy_check_topology(w->px);
+}
+
+/* ---- streams --------------------------------------------------------------- */
+
+#define BCONN_MARKER "__sentinel-proxy__:end-of-stream"
+
+enum bconn_marker {
+    MARKER_NONE = 0,    /* not the marker's reply */
+    MARKER_ECHOED = 1,  /* its echo: the stream ended before it */
+    MARKER_REFUSED = 2, /* a RESP2 connection still subscribed refused it: still streaming */
+};
+
+/* What a streamed reply says about the end-of-stream marker. */
+static enum bconn_marker bconn_is_marker(struct spans *out)
+{
+    char echo[64];
+
+    snprintf(echo, sizeof(echo), "$%zu\r\n%s\r\n", strlen(BCONN_MARKER), BCONN_MARKER);
+    if (spans_starts_with(out, echo, strlen(echo))) {
+        return MARKER_ECHOED;
+    }
+    return spans_starts_with(out, "-ERR Can't execute 'echo'", 256) ? MARKER_REFUSED : MARKER_NONE;
+}
+
+/* Queue the marker: an ECHO whose reply, once the server is out of
+ * subscribed mode, comes back after every reply before it. */
+static void bconn_send_marker(struct bconn *bc)
+{
+    const char *argv[] = {"ECHO", BCONN_MARKER};
+    size_t argl[] = {4, strlen(BCONN_MARKER)};
+    struct req *r = req_internal(bc->w, 2, argv, argl);
+
+    if (r == NULL) {
+        return; /* the session stays on its connection: harmless */
+    }
+    r->flags |= REQ_NOREPLY;
+    bconn_enqueue(bc, r);
+    bc->marker_sent = true;
+    bc->marker_last = true;
+}
+
+enum bconn_stream {
+    STREAM_PASS = 0,  /* give it to the owner */
+    STREAM_DROP = 1,  /* the proxy's own: the owner never sees it */
+    STREAM_ENDED = 2, /* the proxy's own, and the stream is over */
+};
+
+/* A streamed reply (out) arrived for owner. It follows the session: a
+ * confirmation that the last subscription is gone, or +RESET. Once nothing
+ * streams any more, the marker is queued; when it comes back with nothing
+ * queued after it, every reply has been seen and the connection leaves
+ * streaming mode (ENDED: the session may return to shared connections). */
+static enum bconn_stream bconn_stream_reply(struct bconn *bc, struct client *owner,
+                                            struct spans *out)
+{
+    struct session *s = &owner->sess;
+    enum bconn_marker marker;
+
+    if (!s->streaming) {
+        return STREAM_PASS;
+    }
+    marker = bc->marker_sent ? bconn_is_marker(out) : MARKER_NONE;
+    if (marker == MARKER_REFUSED) {
+        return STREAM_DROP; /* and no more markers here (marker_sent stays) */
+    }
+    if (marker == MARKER_ECHOED) {
+        bc->marker_sent = false;
+        if (session_streams(s)) {
+            return STREAM_DROP; /* subscribed again meanwhile */
+        }
+        if (!bc->marker_last || bc->nqueued != 0 || bc->swallow != 0) {
+            bconn_send_marker(bc); /* more was sent: wait for that too */
+            return STREAM_DROP;
+        }
+        bc->streaming = false;
+        session_stream_over(s);
+        return STREAM_ENDED;
+    }
+    if (spans_starts_with(out, "+RESET\r\n", 8)) {
+        /* RESET ended subscriptions, MONITOR and CLIENT REPLY OFF on the
+         * server: none of it may come back on a new connection. */
+        session_reset(s);
+        bc->tainted = true;
+        bc->db = 0;
+        bc->resp = 2;
+    }
+    /* Nothing left that streams (the last UNSUBSCRIBE's confirmation, the
+     * +OK of CLIENT REPLY ON, +RESET...): find where the stream ends. */
+    if (!bc->marker_sent && !session_streams(s)) {
+        bconn_send_marker(bc);
+    }
+    return STREAM_PASS;
+}
+
+/* A reply on a streaming connection (or a RESP3 push): to the owner, unless
+ * it is the proxy's own. */
+static void bconn_deliver_stream(struct bconn *bc, struct spans *out)
+{
+    struct client *owner = bc->owner;
+    enum bconn_stream what;
+
+    if (bc->swallow > 0 && bc->streaming && session_is_confirmation(out)) {
+        /* A resubscription's confirmations: the client saw its own before
+         * the connection was lost. */
+        bc->swallow--;
+        spans_clear(out);
+        return;
+    }
+    if (owner == NULL) {
+        spans_clear(out);
+        return;
+    }
+    what = bconn_stream_reply(bc, owner, out);
+    if (what == STREAM_PASS) {
+        client_push(owner, out);
+    } else {
+        spans_clear(out);
+    }
+    if (what == STREAM_ENDED) {
+        client_stream_ended(owner);
+    }
+}
+
+void bconn_expect_confirmations(struct bconn *bc, uint32_t n)
+{
+    bc->swallow += n;
+    bc->tainted = true;
+}
+
+void bconn_follow_session(struct bconn *bc, const struct session *s, unsigned effects)
+{
+    if (effects & SESSION_CONN_DB) {
+        bc->db = s->db;
+    }
+    if (effects & SESSION_CONN_RESP) {
+        bc->resp = s->resp;
+    }
+    if (effects & SESSION_CONN_TAINT) {
+        bc->tainted = true;
+    }
+}
+
+/* ---- replies ---------------------------------------------------------------- */
+
+/* A complete reply is in bc->cur: give it to whoever it belongs to. */
+static void bconn_deliver(struct bconn *bc)
+{
+    struct spans out = bc->cur;
+    struct req *r;
+
+    spans_init(&bc->cur);
+    bconn_pop_noreply(bc);
+    if (bc->streaming || (bc->rs.is_push && bc->resp == 3)) {
+        bconn_deliver_stream(bc, &out);
+        return;
+    }
+    if (bc->head == NULL || bc->head == bc->unsent) {
+        spans_clear(&out);
+        bconn_close(bc, "reply without a request");
+        return;
+    }
+    r = bconn_pop(bc);
+    r->out = out;
+    if (bc->rs.is_error) {
+        r->flags |= REQ_ERROR;
+    }
+    switch (bconn_reply_verdict(bc, r)) {
+    case REPLY_DELIVER:
+        client_reply_done(r->client, r);
+        break;
+    case REPLY_INTERNAL:
+        bconn_internal_reply(bc, r);
+        break;
+    case REPLY_DISCARD:
+        req_free(bc->w, r);
+        break;
+    case REPLY_TO_MASTER:
+        spans_clear(&r->out);
+        r->flags = (uint16_t)((r->flags & ~REQ_ERROR) | REQ_MASTER_ONLY);
+        client_undispatch(r->client, r);
+        break;
+    case REPLY_RETRY:
+        bconn_retry_refused(bc, r);
+        break;
+    }
+    if (bc->state != BC_CLOSED && bc->nqueued == 0 &&
+        (bc->retiring || (bc->be->role == BACKEND_RETIRED && bc->owner == NULL))) {
+        /* A dedicated session moves on: its state is replayed on a new
+         * connection to the master in use. */
+        bconn_close(bc, NULL);
+    }
+}
+
+static void bconn_scan(struct bconn *bc)
+{
+    struct reader *rd = &bc->rd;
+    struct chunk *ch = rd->chunk;
+
+    /* Delivering a reply can close this connection (its client went over a
+     * limit), which drops the connection's reference on the chunk. */
+    chunk_ref(ch);
+    while (bc->state != BC_CLOSED && rd->pos < ch->len) {
+        size_t used = 0;
+        enum replyscan_status st =
+            replyscan_feed(&bc->rs, ch->data + rd->pos, ch->len - rd->pos, &used);
+        rd->pos += (uint32_t)used;
+        if (st == REPLYSCAN_MORE) {
+            break;
+        }
+        if (st == REPLYSCAN_ERROR) {
+            char why[96];
+            snprintf(why, sizeof(why), "protocol error from server: %s", bc->rs.err);
+            bconn_close(bc, why);
+            break;
+        }
+        if (!spans_add(&bc->cur, ch, rd->start, rd->pos - rd->start)) {
+            bconn_close(bc, "out of memory");
+            break;
+        }
+        rd->start = rd->pos;
+        bconn_deliver(bc);
+    }
+    chunk_unref(ch);
+}
+
+static bool bconn_may_read(void *conn)
+{
+    struct bconn *bc = conn;
+
+    return bc->state == BC_READY && !(bc->dedicated && bconn_owner_full(bc));
+}
+
+static struct spans *bconn_partial(void *conn)
+{
+    struct bconn *bc = conn;
+
+    return &bc->cur;
+}
+
+static void bconn_scan_cb(void *conn)
+{
+    bconn_scan(conn);
+}
+
+static bool bconn_stopped(void *conn)
+{
+    const struct bconn *bc = conn;
+
+    return bc->state == BC_CLOSED;
+}
+
+static const struct reader_ops bconn_reader_ops = {
+    .may_read = bconn_may_read,
+    .partial = bconn_partial,
+    .scan = bconn_scan_cb,
+    .stopped = bconn_stopped,
+};
+
+static void bconn_read(struct bconn *bc)
+{
+    enum reader_status st =
+        reader_read(&bc->rd, &bc->w->pool, &bc->t, &bconn_reader_ops, bc, BCONN_READS_PER_EVENT,
+                    BCONN_FILL_EXTRA, &bc->w->stats.backend_reads);
+
+    switch (st) {
+    case READER_EOF:
+        bconn_close(bc, "connection closed by the server");
+        return;
+    case READER_ERROR:
+        bconn_close(bc, strerror(errno));
+        return;
+    case READER_NOMEM:
+        bconn_close(bc, "out of memory");
+        return;
+    case READER_AGAIN:
+        bc->lagging = false; /* caught up with the server */
+        break;
+    default:
+        break;
+    }
+    /* An idle connection holds no buffer. */
+    if (bc->state == BC_READY && bc->cur.n == 0) {
+        reader_release_idle(&bc->rd);
+    }
+}
+
+static void bconn_connected(struct bconn *bc)
+{
+    int err = net_connect_result(bc->t.fd);
+
+    if (err != 0) {
+        struct backend *be = bc->be;
+        char why[ADDR_TEXT_MAX + 128];
+        snprintf(why, sizeof(why), "connect: %s", strerror(err));
+        bconn_close(bc, why);
+        backend_mark_down(be, why);
+        return;
+    }
+    ev_timer_stop(bc->w->loop, &bc->timer);
+    net_tune(bc->t.fd, (int)(bconn_cfg(bc)->tcp_keepalive_ms / 1000));
+    bc->state = BC_READY;
+    backend_mark_up(bc->be);
+    bconn_set_events(bc, bconn_wanted(bc));
+    worker_mark_bconn(bc->w, bc);
+}
+
+static void bconn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct bconn *bc = io->data;
+
+    (void)loop;
+    if (bc->state == BC_CONNECTING) {
+        bconn_connected(bc);
+        return;
+    }
+    if (revents & EV_READ) {
+        bconn_read(bc);
+    }
+    if ((revents & EV_WRITE) && bc->state == BC_READY) {
+        bconn_flush(bc);
+    }
+}
+
+static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct bconn *bc = t->data;
+
+    (void)loop;
+    (void)revents;
+    if (bc->state == BC_CONNECTING) {
+        struct backend *be = bc->be;
+        bconn_close(bc, "connect timeout");
+        backend_mark_down(be, "connect timeout");
+    }
+}
+
+/* ---- failure --------------------------------------------------------------- */
+
+/* What becomes of a request whose connection failed before its reply; be is
+ * the server it was sent to (the connection may already be unlinked from it). */
+static void bconn_hand_back(struct bconn *bc, struct backend *be, struct req *r, const char *addr)
+{
+    struct client *c = r->client;
+    struct worker *w = bc->w;
+    struct router_fate f = {
+        .internal = (r->flags & REQ_INTERNAL) != 0,
+        .orphan = c == NULL,
+        .dedicated = bc->dedicated,
+        .streamed = (r->flags & REQ_NOREPLY) != 0,
+        .unsent = r->sent == 0,
+        .is_read = cmd_is_read(r->ci),
+        .retried = (r->flags & REQ_RETRIED) != 0,
+    };
+
+    f.can_resend = c != NULL && !f.internal && session_can_resend(c);
+    switch (router_lost_verdict(&f)) {
+    case LOST_DROP:
+        if (r->flags & REQ_PROBE) {
+            offsets_probe_lost(w, be, r); /* the server may be probed again */
+        }
+        if (r->flags & REQ_COMMANDS) {
+            w->commands_from = NULL; /* ask again on the next connection */
+        }
+        req_free(w, r);
+        return;
+    case LOST_KEEP:
+        return;
+    case LOST_RETRY_READ:
+        r->flags |= REQ_RETRIED;
+        w->stats.retried++;
+        client_undispatch(c, r);
+        return;
+    case LOST_RESEND:
+        client_undispatch(c, r);
+        return;
+    case LOST_FAIL_READ:
+        req_reply_errorf(w, r, "ERR sentinel-proxy: connection to %s lost before the reply", addr);
+        break;
+    case LOST_FAIL_WRITE:
+        w->stats.unknown++;
+        req_reply_errorf(w, r,
+                         "ERR sentinel-proxy: connection to %s lost before the reply; the "
+                         "command may or may not have been executed",
+                         addr);
+        break;
+    }
+    client_reply_done(c, r);
+}
+
+void bconn_close(struct bconn *bc, const char *why)
+{
+    bconn_close_how(bc, why, false);
+}
+
+void bconn_reset(struct bconn *bc, const char *why)
+{
+    bconn_close_how(bc, why, true);
+}
+
+static void bconn_close_how(struct bconn *bc, const char *why, bool abort)
+{
+    struct worker *w = bc->w;
+    char addr[ADDR_TEXT_MAX];
+    struct backend *be = bc->be;
+    struct req *taken = NULL, **tail = &taken;
+
+    if (bc->state == BC_CLOSED) {
+        return;
+    }
+    snprintf(addr, sizeof(addr), "%s", be->name);
+    if (why != NULL) {
+        log_info("backend %s: %s connection closed: %s", addr,
+                 bc->dedicated ? "dedicated" : "shared", why);
+    }
+    bc->state = BC_CLOSED;
+    ev_io_stop(w->loop, &bc->io);
+    ev_timer_stop(w->loop, &bc->timer);
+    bc->io_events = 0;
+    if (abort) {
+        transport_abort(&bc->t);
+    } else {
+        transport_close(&bc->t);
+    }
+    if (bc->owner != NULL && bc->lagging) {
+        /* Lost while its owner was not reading (the server may have dropped
+         * it for that): the client loses its connection, as it would have
+         * connected directly. */
+        struct client *owner = bc->owner;
+        bc->owner = NULL;
+        owner->ded = NULL;
+        client_close(owner, "its dedicated connection was lost while it did not read");
+    } else if (bc->owner != NULL) {
+        client_lost_dedicated(bc->owner, bc);
+        bc->owner = NULL;
+    }
+    /* Off the backend and its queue emptied first, so that requests handed
+     * back cannot be queued here again. */
+    backend_forget(be, bc);
+    while (bc->head != NULL) {
+        *tail = bconn_pop(bc);
+        tail = &(*tail)->bnext;
+    }
+    bc->be = NULL; /* closed: it belongs to no backend any more */
+    bconn_hand_back_all(bc, be, taken, addr);
+    spans_clear(&bc->cur);
+    reader_free(&bc->rd);
+    worker_wake_later(w);
+    worker_reap_bconn(w, bc);
+}
+
+void bconn_destroy(struct bconn *bc)
+{
+    free(bc);
+}

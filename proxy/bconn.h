@@ -1,0 +1,110 @@
+/*
+ * bconn.h - one connection to a backend server.
+ *
+ * Requests queued on a connection are written together with one writev at
+ * the worker's flush pass; replies are scanned and matched back to them in
+ * order. A connection that streams (SUBSCRIBE, MONITOR, CLIENT REPLY OFF)
+ * hands every reply to its owner instead, and finds where the stream ends
+ * with a marker of its own (an ECHO the client never sees).
+ *
+ * A connection that fails hands its requests back: requests not yet sent and
+ * read-only requests are dispatched again, writes whose outcome is unknown are
+ * answered with an error (router_lost_verdict). Connections are never freed
+ * inside their own callbacks: they are marked closed and reaped by the worker.
+ */
+#ifndef SP_BCONN_H
+#define SP_BCONN_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lib/transport.h"
+#include "proxy/chunk.h"
+#include "proxy/reader.h"
+#include "proxy/replyscan.h"
+
+struct backend;
+struct client;
+struct req;
+struct session;
+struct worker;
+
+enum bconn_state {
+    BC_CONNECTING = 0, /* TCP connect in progress */
+    BC_READY = 1,      /* usable (handshake requests may still be queued first) */
+    BC_CLOSED = 2,     /* failed or retired; waiting to be reaped */
+};
+
+struct bconn {
+    struct backend *be;
+    struct worker *w;
+    struct transport t;
+    ev_io io;
+    ev_timer timer; /* connect timeout */
+    uint64_t id;
+    enum bconn_state state;
+    bool dedicated;     /* lent to one client (owner) */
+    bool streaming;     /* replies are not matched to requests (SUBSCRIBE, MONITOR...) */
+    uint32_t swallow;   /* stream replies to drop: confirmations of a resubscription */
+    bool marker_sent;   /* streaming: the proxy's end-of-stream marker is on its way */
+    bool marker_last;   /* ... and nothing was queued after it */
+    bool dirty;         /* on the worker's flush list */
+    bool tainted;       /* carries state that makes it unfit to lend again */
+    bool reaped;        /* on the worker's reap list */
+    bool retiring;      /* takes no new requests; closes once everything is answered */
+    bool paused;        /* dedicated: not read while its owner is over its backlog limit */
+    bool lagging;       /* ... and not read to the end since: the server may have given up */
+    uint8_t resp;       /* protocol version spoken (2 or 3) */
+    int db;             /* selected database */
+    unsigned io_events; /* events io is armed with */
+    struct client *owner;
+    struct req *head, *tail; /* queue: head is the oldest request awaiting its reply */
+    struct req *unsent;      /* first request not completely written */
+    uint32_t nqueued;
+    struct reader rd; /* its replies' bytes as they are read */
+    struct spans cur; /* earlier parts of the reply in progress */
+    struct replyscan rs;
+    struct bconn *dnext;       /* worker flush list */
+    struct bconn *rnext;       /* worker reap list */
+    struct bconn *prev, *next; /* backend's list of connections */
+    struct bconn *spare_next;  /* backend's spare list */
+};
+
+/* Open a new connection (shared or dedicated) to be; NULL when the attempt
+ * failed at once (the backend is then marked down). */
+struct bconn *bconn_connect(struct backend *be, bool dedicated);
+
+/* Queue a request on a connection (it is written at the next flush). */
+void bconn_enqueue(struct bconn *bc, struct req *r);
+
+/* Write queued requests; called by the worker's flush pass. */
+void bconn_flush(struct bconn *bc);
+
+/* The owner of a paused dedicated connection made room: read it again. */
+void bconn_resume(struct bconn *bc);
+
+/* Close a connection: queued requests are handed back (retried or failed),
+ * the descriptor is closed, and the struct is reaped later. */
+void bconn_close(struct bconn *bc, const char *why);
+
+/* Free a closed connection (worker reap pass only). */
+void bconn_destroy(struct bconn *bc);
+
+/* Close a connection with a reset: whatever the server has not executed yet
+ * is dropped by its kernel (a drain past its grace). */
+void bconn_reset(struct bconn *bc, const char *why);
+
+/* Hand the requests not written at all back to their clients, so that they
+ * go wherever they belong now (the proxy's own are dropped). */
+void bconn_take_back_unsent(struct bconn *bc);
+
+/* Apply what a step of its owner's session did to the connection
+ * (enum session_effect bits). */
+void bconn_follow_session(struct bconn *bc, const struct session *s, unsigned effects);
+
+/* A resubscription was queued: the first n stream replies confirm it and
+ * are not the owner's. */
+void bconn_expect_confirmations(struct bconn *bc, uint32_t n);
+
+#endif
