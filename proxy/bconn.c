@@ -122,7 +122,7 @@ static bool bconn_handshake(struct bconn *bc)
         }
         argv[argc - 1] = cfg->backend_password;
         argl[argc - 1] = strlen(cfg->backend_password);
-        r = req_internal(w, argc, argv, argl);
+        r = req_internal(&w->reqs, argc, argv, argl);
         if (r == NULL) {
             return false;
         }
@@ -131,7 +131,7 @@ static bool bconn_handshake(struct bconn *bc)
     if (!bc->dedicated) {
         const char *argv[] = {"CLIENT", "SETNAME", "sentinel-proxy"};
         size_t argl[] = {6, 7, 14};
-        r = req_internal(w, 3, argv, argl);
+        r = req_internal(&w->reqs, 3, argv, argl);
         if (r == NULL) {
             return false;
         }
@@ -257,7 +257,7 @@ static void bconn_pop_noreply(struct bconn *bc)
         struct req *r = bconn_pop(bc);
         bc->streaming = true;
         if (r->client == NULL) {
-            req_free(bc->w, r);
+            req_free(&bc->w->reqs, r);
         }
     }
 }
@@ -272,7 +272,7 @@ static void bconn_ask_commands(struct bconn *bc)
     struct req *r;
 
     if (w->id != 0 || bc->dedicated || bc->be->role != BACKEND_MASTER ||
-        w->commands_from == bc->be || (r = req_internal(w, 1, argv, argl)) == NULL) {
+        w->commands_from == bc->be || (r = req_internal(&w->reqs, 1, argv, argl)) == NULL) {
         return;
     }
     r->flags |= REQ_COMMANDS;
@@ -379,12 +379,12 @@ static void bconn_internal_reply(struct bconn *bc, struct req *r)
 {
     if (r->flags & REQ_PROBE) {
         offsets_probe_reply(bc, r);
-        req_free(bc->w, r);
+        req_free(&bc->w->reqs, r);
         return;
     }
     if (r->flags & REQ_COMMANDS) {
         bconn_commands_reply(bc, r);
-        req_free(bc->w, r);
+        req_free(&bc->w->reqs, r);
         return;
     }
     if (r->flags & REQ_ERROR) {
@@ -399,19 +399,19 @@ static void bconn_internal_reply(struct bconn *bc, struct req *r)
             /* The client's own credentials were refused on a new
              * connection: it must not go on with the proxy's. */
             struct client *owner = bc->owner;
-            req_free(bc->w, r);
+            req_free(&bc->w->reqs, r);
             client_close(owner, "its credentials were refused on a new connection");
             return;
         }
         if (!bc->dedicated) {
             struct backend *be = bc->be;
-            req_free(bc->w, r);
+            req_free(&bc->w->reqs, r);
             bconn_close(bc, "handshake failed");
             backend_mark_down(be, "handshake failed (check backend-username/backend-password)");
             return;
         }
     }
-    req_free(bc->w, r);
+    req_free(&bc->w->reqs, r);
 }
 
 /* The facts about r, whose reply is complete, for router_reply_verdict. */
@@ -489,7 +489,7 @@ static void bconn_send_marker(struct bconn *bc)
 {
     const char *argv[] = {"ECHO", BCONN_MARKER};
     size_t argl[] = {4, strlen(BCONN_MARKER)};
-    struct req *r = req_internal(bc->w, 2, argv, argl);
+    struct req *r = req_internal(&bc->w->reqs, 2, argv, argl);
 
     if (r == NULL) {
         return; /* the session stays on its connection: harmless */
@@ -633,7 +633,7 @@ static void bconn_deliver(struct bconn *bc)
         bconn_internal_reply(bc, r);
         break;
     case REPLY_DISCARD:
-        req_free(bc->w, r);
+        req_free(&bc->w->reqs, r);
         break;
     case REPLY_TO_MASTER:
         spans_clear(&r->out);
@@ -822,7 +822,7 @@ static void bconn_hand_back(struct bconn *bc, struct backend *be, struct req *r,
         if (r->flags & REQ_COMMANDS) {
             w->commands_from = NULL; /* ask again on the next connection */
         }
-        req_free(w, r);
+        req_free(&w->reqs, r);
         return;
     case LOST_KEEP:
         return;
@@ -835,11 +835,12 @@ static void bconn_hand_back(struct bconn *bc, struct backend *be, struct req *r,
         client_undispatch(c, r);
         return;
     case LOST_FAIL_READ:
-        req_reply_errorf(w, r, "ERR sentinel-proxy: connection to %s lost before the reply", addr);
+        req_reply_errorf(&w->reqs, r, "ERR sentinel-proxy: connection to %s lost before the reply",
+                         addr);
         break;
     case LOST_FAIL_WRITE:
         w->stats.unknown++;
-        req_reply_errorf(w, r,
+        req_reply_errorf(&w->reqs, r,
                          "ERR sentinel-proxy: connection to %s lost before the reply; the "
                          "command may or may not have been executed",
                          addr);

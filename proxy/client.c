@@ -198,7 +198,7 @@ static void client_unlink(struct client *c, struct req *r)
     r->client = NULL;
     r->cprev = r->cnext = NULL;
     if (!(r->flags & REQ_DISPATCHED)) {
-        req_free(c->w, r);
+        req_free(&c->w->reqs, r);
     }
 }
 
@@ -222,7 +222,7 @@ static void client_protocol_error(struct client *c)
 
     c->cur = NULL;
     spans_clear(&r->in);
-    req_reply_errorf(c->w, r, "ERR %s", c->scan.err);
+    req_reply_errorf(&c->w->reqs, r, "ERR %s", c->scan.err);
     r->flags |= REQ_CLOSE_AFTER;
     client_append(c, r);
     c->flags |= CL_CLOSE_AFTER;
@@ -275,7 +275,7 @@ static bool client_inline(struct client *c, struct req *r)
                 enc[n++] = '\n';
             }
             spans_clear(&r->in);
-            ok = req_spans_copy_in(c->w, &r->in, enc, n);
+            ok = req_spans_copy_in(&c->w->reqs, &r->in, enc, n);
         }
         if (ok) {
             r->argc = (uint32_t)argc;
@@ -294,7 +294,7 @@ static bool client_inline(struct client *c, struct req *r)
     free(argl);
     free(line);
     if (!ok && argc >= 0) {
-        req_free(c->w, r);
+        req_free(&c->w->reqs, r);
     }
     return ok;
 }
@@ -312,7 +312,7 @@ static void client_request_done(struct client *c, struct req *r)
         return;
     }
     if (s->argc == 0) {
-        req_free(c->w, r); /* "*0" and "*-1" are ignored, as by redis-server */
+        req_free(&c->w->reqs, r); /* "*0" and "*-1" are ignored, as by redis-server */
         return;
     }
     r->argc = (uint32_t)s->argc;
@@ -338,7 +338,7 @@ static void client_scan(struct client *c)
         enum reqscan_status st;
         size_t used = 0;
         if (c->cur == NULL) {
-            c->cur = req_new(c->w);
+            c->cur = req_new(&c->w->reqs);
             if (c->cur == NULL) {
                 client_close(c, "out of memory");
                 return;
@@ -447,8 +447,8 @@ static enum dispatch_result client_hold(struct client *c, struct req *r, const c
 
     if (!(r->flags & REQ_HELD)) {
         if (c->w->held_bytes + r->in.bytes > cfg->hold_memory) {
-            req_reply_errorf(c->w, r, "ERR sentinel-proxy: no %s available and hold-memory is full",
-                             what);
+            req_reply_errorf(&c->w->reqs, r,
+                             "ERR sentinel-proxy: no %s available and hold-memory is full", what);
             return DISPATCH_LOCAL;
         }
         r->flags |= REQ_HELD;
@@ -492,7 +492,7 @@ static bool client_exec_as_discard(struct client *c, struct req *r)
 {
     static const char *const argv[] = {"DISCARD"};
     static const size_t argl[] = {7};
-    struct req *d = req_internal(c->w, 1, argv, argl);
+    struct req *d = req_internal(&c->w->reqs, 1, argv, argl);
     struct spans tmp;
 
     if (d == NULL) {
@@ -504,7 +504,7 @@ static bool client_exec_as_discard(struct client *c, struct req *r)
     c->backlog += r->in.bytes; /* the client's backlog now holds DISCARD */
     c->backlog -= d->in.bytes;
     r->flags |= REQ_EXEC_NIL;
-    req_free(c->w, d);
+    req_free(&c->w->reqs, d);
     return true;
 }
 
@@ -657,7 +657,7 @@ static void client_compact_reply(struct client *c, struct req *r)
     struct spans copy;
 
     spans_init(&copy);
-    if (n == r->out.bytes && req_spans_copy_in(c->w, &copy, buf, n)) {
+    if (n == r->out.bytes && req_spans_copy_in(&c->w->reqs, &copy, buf, n)) {
         spans_clear(&r->out);
         r->out = copy;
     } else {
@@ -671,7 +671,7 @@ static bool client_reply_exec_nil(struct client *c, struct req *r)
 {
     bool resp3 = c->sess.resp == 3;
 
-    return req_reply_raw(c->w, r, resp3 ? "_\r\n" : "*-1\r\n", resp3 ? 3 : 5);
+    return req_reply_raw(&c->w->reqs, r, resp3 ? "_\r\n" : "*-1\r\n", resp3 ? 3 : 5);
 }
 
 void client_reply_done(struct client *c, struct req *r)
@@ -720,7 +720,7 @@ void client_reply_done(struct client *c, struct req *r)
 
 void client_push(struct client *c, struct spans *out)
 {
-    struct req *r = req_new(c->w), *at;
+    struct req *r = req_new(&c->w->reqs), *at;
 
     if (r == NULL) {
         spans_clear(out);
@@ -785,7 +785,7 @@ void client_discard_after(struct client *c, struct req *r)
         client_unlink(c, r->cnext);
     }
     if (c->cur != NULL) {
-        req_free(c->w, c->cur);
+        req_free(&c->w->reqs, c->cur);
         c->cur = NULL;
     }
 }
@@ -947,7 +947,7 @@ void client_close(struct client *c, const char *why)
         client_unlink(c, c->head);
     }
     if (c->cur != NULL) {
-        req_free(w, c->cur);
+        req_free(&w->reqs, c->cur);
         c->cur = NULL;
     }
     client_give_back(c, true);
@@ -986,9 +986,9 @@ void client_tick(struct client *c, double now)
            now - r->since >= limit) {
         client_unhold(c, r);
         c->w->stats.held_timeouts++;
-        req_reply_errorf(c->w, r, "ERR sentinel-proxy: no usable %s within hold-timeout (%llu ms)",
-                         c->w->master == NULL ? "master" : "backend",
-                         (unsigned long long)cfg->hold_timeout_ms);
+        req_reply_errorf(
+            &c->w->reqs, r, "ERR sentinel-proxy: no usable %s within hold-timeout (%llu ms)",
+            c->w->master == NULL ? "master" : "backend", (unsigned long long)cfg->hold_timeout_ms);
         c->undisp = r->cnext;
         client_output_ready(c, r);
         client_dispatch(c);

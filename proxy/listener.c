@@ -8,21 +8,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "conf/config.h"
 #include "lib/log.h"
 #include "lib/net.h"
-#include "proxy/client.h"
-#include "proxy/proxy.h"
-#include "proxy/worker.h"
 
 #define LISTENER_ACCEPTS_PER_EVENT 64
 #define LISTENER_PAUSE             0.1  /* seconds without accepting when out of descriptors */
 #define LISTENER_WARN_EVERY        10.0 /* seconds between warnings about it */
 
-bool listener_open_shared(struct proxy *px, int *fds, char *err, size_t errlen)
+bool listener_open_shared(const struct config *cfg, int nworkers, int *fds, char *err,
+                          size_t errlen)
 {
-    const struct config *cfg = px->cfg;
-
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         fds[i] = -1;
     }
@@ -30,7 +25,7 @@ bool listener_open_shared(struct proxy *px, int *fds, char *err, size_t errlen)
         const struct addr *a = &cfg->listeners[i].addr;
         /* Unix sockets cannot be bound twice: one socket, watched by all
          * workers. TCP listeners are opened per worker (SO_REUSEPORT). */
-        if (a->family != AF_UNIX && px->nworkers > 1) {
+        if (a->family != AF_UNIX && nworkers > 1) {
             continue;
         }
         fds[i] = net_listen(a, cfg->tcp_backlog, false, err, errlen);
@@ -46,24 +41,10 @@ bool listener_open_shared(struct proxy *px, int *fds, char *err, size_t errlen)
     return true;
 }
 
-static void listener_reject(int fd)
-{
-    static const char msg[] = "-ERR max number of clients reached\r\n";
-
-    /* Best effort: the connection is closed whether or not this is read. */
-    if (write(fd, msg, sizeof(msg) - 1) < 0) {
-        log_debug("could not tell a rejected client why");
-    }
-    close(fd);
-}
-
 static void listener_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct listener *l = io->data;
-    struct worker *w = l->w;
-    struct proxy *px = w->px;
 
-    (void)loop;
     (void)revents;
     for (int i = 0; i < LISTENER_ACCEPTS_PER_EVENT; i++) {
         int fd = net_accept(l->fd);
@@ -83,16 +64,7 @@ static void listener_cb(struct ev_loop *loop, ev_io *io, int revents)
             }
             break;
         }
-        if (__atomic_add_fetch(&px->nclients, 1, __ATOMIC_RELAXED) > px->cfg->max_clients) {
-            __atomic_sub_fetch(&px->nclients, 1, __ATOMIC_RELAXED);
-            listener_reject(fd);
-            continue;
-        }
-        net_tune(fd, (int)(px->cfg->tcp_keepalive_ms / 1000));
-        if (client_new(w, l, fd) == NULL) {
-            __atomic_sub_fetch(&px->nclients, 1, __ATOMIC_RELAXED);
-            close(fd);
-        }
+        l->on_accept(l->ctx, l, fd);
     }
 }
 
@@ -104,21 +76,27 @@ static void listener_resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
     ev_io_start(loop, &l->io);
 }
 
-bool listener_start(struct worker *w, const int *shared_fds, char *err, size_t errlen)
+bool listener_start(struct ev_loop *loop, const struct config *cfg, const int *shared_fds,
+                    listener_accept_fn *on_accept, void *ctx, struct listener **out, size_t *n,
+                    char *err, size_t errlen)
 {
-    const struct config *cfg = w->px->cfg;
+    struct listener *ls = calloc(cfg->nlisteners > 0 ? cfg->nlisteners : 1, sizeof(*ls));
 
-    w->listeners = calloc(cfg->nlisteners, sizeof(*w->listeners));
-    if (w->listeners == NULL) {
+    *out = ls;
+    *n = 0;
+    if (ls == NULL) {
         snprintf(err, errlen, "out of memory");
         return false;
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
-        struct listener *l = &w->listeners[i];
-        l->w = w;
+        struct listener *l = &ls[i];
+        l->loop = loop;
         l->addr = cfg->listeners[i].addr;
-        l->read_from =
-            cfg->listeners[i].read_from >= 0 ? cfg->listeners[i].read_from : cfg->read_from;
+        l->read_from = cfg->listeners[i].read_from >= 0
+                           ? (enum config_read_from)cfg->listeners[i].read_from
+                           : (enum config_read_from)cfg->read_from;
+        l->on_accept = on_accept;
+        l->ctx = ctx;
         if (shared_fds[i] >= 0) {
             l->fd = shared_fds[i];
             l->owns_fd = false;
@@ -131,25 +109,23 @@ bool listener_start(struct worker *w, const int *shared_fds, char *err, size_t e
         }
         ev_io_init(&l->io, listener_cb, l->fd, EV_READ);
         l->io.data = l;
-        ev_io_start(w->loop, &l->io);
+        ev_io_start(loop, &l->io);
         ev_timer_init(&l->pause, listener_resume_cb, LISTENER_PAUSE, 0);
         l->pause.data = l;
-        w->nlisteners++;
+        (*n)++;
     }
     return true;
 }
 
-void listener_stop(struct worker *w)
+void listener_stop(struct ev_loop *loop, struct listener *ls, size_t n)
 {
-    for (size_t i = 0; i < w->nlisteners; i++) {
-        struct listener *l = &w->listeners[i];
-        ev_io_stop(w->loop, &l->io);
-        ev_timer_stop(w->loop, &l->pause);
+    for (size_t i = 0; i < n; i++) {
+        struct listener *l = &ls[i];
+        ev_io_stop(loop, &l->io);
+        ev_timer_stop(loop, &l->pause);
         if (l->owns_fd) {
             close(l->fd);
         }
     }
-    free(w->listeners);
-    w->listeners = NULL;
-    w->nlisteners = 0;
+    free(ls);
 }

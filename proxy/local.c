@@ -39,7 +39,7 @@ struct local_args {
 
 static void local_reply(struct client *c, struct req *r, const char *resp, size_t len)
 {
-    if (!req_reply_raw(c->w, r, resp, len)) {
+    if (!req_reply_raw(&c->w->reqs, r, resp, len)) {
         client_close(c, "out of memory");
     }
 }
@@ -47,7 +47,7 @@ static void local_reply(struct client *c, struct req *r, const char *resp, size_
 static void local_reply_sb(struct client *c, struct req *r, struct strbuf *sb)
 {
     if (sb->oom) {
-        req_reply_error(c->w, r, "ERR sentinel-proxy: out of memory");
+        req_reply_error(&c->w->reqs, r, "ERR sentinel-proxy: out of memory");
     } else {
         local_reply(c, r, sb->buf, sb->len);
     }
@@ -86,7 +86,7 @@ static bool local_is(const struct local_args *a, int i, const char *word)
 
 static void local_wrong_arity(struct client *c, struct req *r)
 {
-    req_reply_errorf(c->w, r, "ERR wrong number of arguments for '%s' command",
+    req_reply_errorf(&c->w->reqs, r, "ERR wrong number of arguments for '%s' command",
                      r->ci != NULL ? r->ci->name : "?");
 }
 
@@ -240,7 +240,13 @@ static void local_stats(struct client *c, struct strbuf *sb)
     LOCAL_STAT(connections);
     LOCAL_STAT(requests);
     LOCAL_STAT(local);
-    LOCAL_STAT(errors_sent);
+    {
+        uint64_t sum = 0;
+        for (int k = 0; k < px->nworkers; k++) {
+            sum += __atomic_load_n(&px->workers[k].reqs.errors_sent, __ATOMIC_RELAXED);
+        }
+        strbuf_printf(sb, "errors_sent:%llu\r\n", (unsigned long long)sum);
+    }
     LOCAL_STAT(retried);
     LOCAL_STAT(unknown);
     LOCAL_STAT(held_timeouts);
@@ -283,7 +289,7 @@ static void local_proxy(struct client *c, struct req *r)
     } else if (local_is(&a, 1, "help")) {
         local_reply(c, r, help, sizeof(help) - 1);
     } else {
-        req_reply_errorf(c->w, r, "ERR unknown subcommand '%.*s'. Try PROXY HELP.",
+        req_reply_errorf(&c->w->reqs, r, "ERR unknown subcommand '%.*s'. Try PROXY HELP.",
                          (int)(a.argl[1] > 64 ? 64 : a.argl[1]), a.argv[1]);
     }
     free(a.buf);
@@ -313,11 +319,11 @@ static void local_client(struct client *c, struct req *r)
             valid = valid && a.argv[2][i] >= '!' && a.argv[2][i] <= '~';
         }
         if (!valid) {
-            req_reply_error(c->w, r,
+            req_reply_error(&c->w->reqs, r,
                             "ERR Client names cannot contain spaces, newlines or special "
                             "characters.");
         } else if (!session_set_name(&c->sess, a.argv[2], a.argl[2])) {
-            req_reply_error(c->w, r, "ERR sentinel-proxy: out of memory");
+            req_reply_error(&c->w->reqs, r, "ERR sentinel-proxy: out of memory");
         } else {
             local_reply(c, r, "+OK\r\n", 5);
         }
@@ -342,7 +348,8 @@ static void local_unsubscribe(struct client *c, struct req *r)
 
     req_args_all(r, LOCAL_UNSUBSCRIBE_MAX, &a);
     if (a.argc < 1) {
-        req_reply_errorf(c->w, r, "ERR sentinel-proxy: cannot answer this %s (too large)", kind);
+        req_reply_errorf(&c->w->reqs, r, "ERR sentinel-proxy: cannot answer this %s (too large)",
+                         kind);
         req_args_free(&a);
         return;
     }
@@ -369,14 +376,14 @@ static void local_lost_multi(struct client *c, struct req *r)
 
     if (id == CMD_EXEC) {
         session_lost_multi_over(&c->sess);
-        req_reply_error(c->w, r,
+        req_reply_error(&c->w->reqs, r,
                         "EXECABORT Transaction discarded because the connection to the master "
                         "was lost (sentinel-proxy)");
     } else if (id == CMD_DISCARD) {
         session_lost_multi_over(&c->sess);
         local_reply(c, r, "+OK\r\n", 5);
     } else {
-        req_reply_error(c->w, r,
+        req_reply_error(&c->w->reqs, r,
                         "ERR sentinel-proxy: connection to the master lost inside MULTI; the "
                         "transaction will be discarded (send EXEC or DISCARD)");
     }
@@ -392,13 +399,13 @@ static void local_unknown_command(struct client *c, struct req *r)
 
     strbuf_init(&sb);
     if (!local_args(r, &a) || a.argc < 1) {
-        req_reply_error(c->w, r, "ERR unknown command");
+        req_reply_error(&c->w->reqs, r, "ERR unknown command");
     } else {
         for (int i = 1; i < a.argc && sb.len < 128; i++) {
             strbuf_printf(&sb, "'%.*s' ",
                           (int)(a.argl[i] < 128 - sb.len ? a.argl[i] : 128 - sb.len), a.argv[i]);
         }
-        req_reply_errorf(c->w, r, "ERR unknown command '%.*s', with args beginning with: %s",
+        req_reply_errorf(&c->w->reqs, r, "ERR unknown command '%.*s', with args beginning with: %s",
                          (int)(a.argl[0] > 128 ? 128 : a.argl[0]), a.argv[0],
                          sb.buf != NULL ? sb.buf : "");
     }
@@ -416,13 +423,13 @@ static void local_unauthenticated(struct client *c, struct req *r)
         session_login(&c->sess);
         local_reply(c, r, "+OK\r\n", 5);
     } else if (r->ci != NULL && r->ci->id == CMD_HELLO) {
-        req_reply_error(c->w, r,
+        req_reply_error(&c->w->reqs, r,
                         "NOAUTH HELLO must be called with the client already authenticated, "
                         "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
                         "authenticate the client and select the RESP protocol version at the "
                         "same time");
     } else {
-        req_reply_error(c->w, r, "NOAUTH Authentication required.");
+        req_reply_error(&c->w->reqs, r, "NOAUTH Authentication required.");
     }
 }
 
@@ -440,7 +447,7 @@ void local_handle(struct client *c, struct req *r)
         return;
     }
     if (ci == NULL) {
-        req_reply_error(c->w, r, "ERR sentinel-proxy: cannot answer an unknown command");
+        req_reply_error(&c->w->reqs, r, "ERR sentinel-proxy: cannot answer an unknown command");
         return;
     }
     if ((ci->arity > 0 && r->argc != (uint32_t)ci->arity) ||
@@ -455,8 +462,8 @@ void local_handle(struct client *c, struct req *r)
         client_close(c, "HTTP request");
         return;
     case CMDP_REFUSE:
-        req_reply_errorf(c->w, r, "ERR sentinel-proxy: '%s' is not supported through the proxy",
-                         ci->name);
+        req_reply_errorf(&c->w->reqs, r,
+                         "ERR sentinel-proxy: '%s' is not supported through the proxy", ci->name);
         return;
     default:
         break;
@@ -488,7 +495,7 @@ void local_handle(struct client *c, struct req *r)
         local_unsubscribe(c, r);
         return;
     default:
-        req_reply_errorf(c->w, r, "ERR sentinel-proxy: cannot answer '%s'", ci->name);
+        req_reply_errorf(&c->w->reqs, r, "ERR sentinel-proxy: cannot answer '%s'", ci->name);
         return;
     }
 }

@@ -46,7 +46,7 @@ static struct req *offsets_role_req(struct worker *w)
 {
     static const char *const argv[] = {"ROLE"};
     static const size_t argl[] = {4};
-    struct req *r = req_internal(w, 1, argv, argl);
+    struct req *r = req_internal(&w->reqs, 1, argv, argl);
 
     if (r != NULL) {
         r->flags |= REQ_PROBE;

@@ -185,17 +185,17 @@ int proxy_run(struct config *cfg)
         log_error("out of memory");
         goto done;
     }
-    if (!listener_open_shared(&px, fds, err, sizeof(err))) {
+    if (!listener_open_shared(cfg, px.nworkers, fds, err, sizeof(err))) {
         log_error("%s", err);
         goto done;
     }
     for (; started < px.nworkers; started++) {
         struct worker *w = &px.workers[started];
         if (!worker_init(w, &px, started, err, sizeof(err)) ||
-            !listener_start(w, fds, err, sizeof(err))) {
+            !worker_listen(w, fds, err, sizeof(err))) {
             log_error("%s", err);
             if (w->loop != NULL) {
-                listener_stop(w);
+                listener_stop(w->loop, w->listeners, w->nlisteners);
                 ev_loop_destroy(w->loop);
             }
             goto stop;

@@ -9,17 +9,35 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/worker.h"
-
 #define REQ_FREE_MAX 4096 /* requests kept on a worker's free list */
 
-struct req *req_new(struct worker *w)
+void req_pool_init(struct req_pool *p, struct chunk_pool *chunks)
 {
-    struct req *r = w->req_free;
+    memset(p, 0, sizeof(*p));
+    p->chunks = chunks;
+}
+
+void req_pool_free(struct req_pool *p)
+{
+    if (p->lchunk != NULL) {
+        chunk_unref(p->lchunk);
+        p->lchunk = NULL;
+    }
+    while (p->free != NULL) {
+        struct req *r = p->free;
+        p->free = r->bnext;
+        free(r);
+    }
+    p->nfree = 0;
+}
+
+struct req *req_new(struct req_pool *p)
+{
+    struct req *r = p->free;
 
     if (r != NULL) {
-        w->req_free = r->bnext;
-        w->nreq_free--;
+        p->free = r->bnext;
+        p->nfree--;
     } else {
         r = malloc(sizeof(*r));
         if (r == NULL) {
@@ -33,22 +51,22 @@ struct req *req_new(struct worker *w)
     return r;
 }
 
-void req_free(struct worker *w, struct req *r)
+void req_free(struct req_pool *p, struct req *r)
 {
     spans_clear(&r->in);
     spans_clear(&r->out);
-    if (w->nreq_free >= REQ_FREE_MAX) {
+    if (p->nfree >= REQ_FREE_MAX) {
         free(r);
         return;
     }
-    r->bnext = w->req_free;
-    w->req_free = r;
-    w->nreq_free++;
+    r->bnext = p->free;
+    p->free = r;
+    p->nfree++;
 }
 
-bool req_spans_copy_in(struct worker *w, struct spans *s, const char *data, size_t len)
+bool req_spans_copy_in(struct req_pool *p, struct spans *s, const char *data, size_t len)
 {
-    struct chunk *c = w->lchunk;
+    struct chunk *c = p->lchunk;
 
     /* Small writes share one chunk; one that does not fit in the room left
      * starts a fresh chunk, and a huge one is split over several. */
@@ -58,7 +76,7 @@ bool req_spans_copy_in(struct worker *w, struct spans *s, const char *data, size
             if (c != NULL) {
                 chunk_unref(c);
             }
-            c = w->lchunk = chunk_get(&w->pool);
+            c = p->lchunk = chunk_get(p->chunks);
             if (c == NULL) {
                 return false;
             }
@@ -75,29 +93,29 @@ bool req_spans_copy_in(struct worker *w, struct spans *s, const char *data, size
     return true;
 }
 
-bool req_reply_raw(struct worker *w, struct req *r, const char *resp, size_t len)
+bool req_reply_raw(struct req_pool *p, struct req *r, const char *resp, size_t len)
 {
     spans_clear(&r->out);
-    if (!req_spans_copy_in(w, &r->out, resp, len)) {
+    if (!req_spans_copy_in(p, &r->out, resp, len)) {
         return false;
     }
     r->flags |= REQ_DONE;
     return true;
 }
 
-void req_reply_error(struct worker *w, struct req *r, const char *msg)
+void req_reply_error(struct req_pool *p, struct req *r, const char *msg)
 {
     char line[512];
     size_t n = 0;
 
     line[n++] = '-';
-    for (const char *p = msg; *p != '\0' && n < sizeof(line) - 3; p++) {
-        line[n++] = (*p == '\r' || *p == '\n') ? ' ' : *p;
+    for (const char *m = msg; *m != '\0' && n < sizeof(line) - 3; m++) {
+        line[n++] = (*m == '\r' || *m == '\n') ? ' ' : *m;
     }
     line[n++] = '\r';
     line[n++] = '\n';
-    w->stats.errors_sent++;
-    if (!req_reply_raw(w, r, line, n)) {
+    __atomic_store_n(&p->errors_sent, p->errors_sent + 1, __ATOMIC_RELAXED);
+    if (!req_reply_raw(p, r, line, n)) {
         /* Out of memory: the request still completes, with no bytes; the
          * client sees a missing reply rather than a stalled queue. */
         r->flags |= REQ_DONE;
@@ -105,7 +123,7 @@ void req_reply_error(struct worker *w, struct req *r, const char *msg)
     r->flags |= REQ_ERROR;
 }
 
-void req_reply_errorf(struct worker *w, struct req *r, const char *fmt, ...)
+void req_reply_errorf(struct req_pool *p, struct req *r, const char *fmt, ...)
 {
     char msg[480];
     va_list ap;
@@ -113,12 +131,12 @@ void req_reply_errorf(struct worker *w, struct req *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    req_reply_error(w, r, msg);
+    req_reply_error(p, r, msg);
 }
 
-struct req *req_internal(struct worker *w, int argc, const char *const *argv, const size_t *argl)
+struct req *req_internal(struct req_pool *p, int argc, const char *const *argv, const size_t *argl)
 {
-    struct req *r = req_new(w);
+    struct req *r = req_new(p);
     char head[32];
     bool ok;
     int n;
@@ -129,15 +147,15 @@ struct req *req_internal(struct worker *w, int argc, const char *const *argv, co
     r->flags = REQ_INTERNAL;
     r->argc = (uint32_t)argc;
     n = snprintf(head, sizeof(head), "*%d\r\n", argc);
-    ok = req_spans_copy_in(w, &r->in, head, (size_t)n);
+    ok = req_spans_copy_in(p, &r->in, head, (size_t)n);
     for (int i = 0; ok && i < argc; i++) {
         n = snprintf(head, sizeof(head), "$%zu\r\n", argl[i]);
-        ok = req_spans_copy_in(w, &r->in, head, (size_t)n) &&
-             req_spans_copy_in(w, &r->in, argv[i], argl[i]) &&
-             req_spans_copy_in(w, &r->in, "\r\n", 2);
+        ok = req_spans_copy_in(p, &r->in, head, (size_t)n) &&
+             req_spans_copy_in(p, &r->in, argv[i], argl[i]) &&
+             req_spans_copy_in(p, &r->in, "\r\n", 2);
     }
     if (!ok) {
-        req_free(w, r);
+        req_free(p, r);
         return NULL;
     }
     return r;

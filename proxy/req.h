@@ -6,7 +6,7 @@
  * A request sits on two queues: its client's queue, in the order the client
  * sent it (replies go back in that order), and, once dispatched, the queue
  * of the backend connection it was written to (replies come back in that
- * order). Requests are recycled through a per-worker free list.
+ * order). Requests are recycled through a per-worker pool.
  */
 #ifndef SP_REQ_H
 #define SP_REQ_H
@@ -19,7 +19,6 @@
 struct client;
 struct bconn;
 struct cmd_info;
-struct worker;
 
 enum {
     REQ_DONE = 1u << 0,         /* reply complete: may be written to the client */
@@ -57,36 +56,51 @@ struct req {
     uint64_t probe; /* write: the ROLE probe sent after it on its connection (0 = none) */
 };
 
-/* Take a zeroed request from the worker's free list (or malloc). NULL if out
- * of memory. */
-struct req *req_new(struct worker *w);
+/* A worker's supply of requests: recycled request objects, and the chunk the
+ * proxy writes its own requests and replies into. Owned by one worker. */
+struct req_pool {
+    struct req *free; /* linked by bnext */
+    size_t nfree;
+    struct chunk *lchunk;      /* small writes of the proxy's own */
+    struct chunk_pool *chunks; /* the worker's chunks */
+    uint64_t errors_sent;      /* error replies the proxy generated (read by other threads) */
+};
 
-/* Release a request's spans and give it back to the free list. The request
- * must already be off every queue. */
-void req_free(struct worker *w, struct req *r);
+/* An empty pool taking its chunks from chunks. */
+void req_pool_init(struct req_pool *p, struct chunk_pool *chunks);
+
+/* Free every recycled request and the proxy's chunk. */
+void req_pool_free(struct req_pool *p);
+
+/* Take a zeroed request from the pool (or malloc). NULL if out of memory. */
+struct req *req_new(struct req_pool *p);
+
+/* Release a request's spans and give it back to the pool. The request must
+ * already be off every queue. */
+void req_free(struct req_pool *p, struct req *r);
 
 /* Replace the reply with the given bytes (a whole RESP reply, e.g.
  * "-ERR ...\r\n"), copied into the worker's reply chunk, and mark it done.
  * False if out of memory. */
-bool req_reply_raw(struct worker *w, struct req *r, const char *resp, size_t len)
+bool req_reply_raw(struct req_pool *p, struct req *r, const char *resp, size_t len)
     __attribute__((warn_unused_result));
 
 /* Append a copy of data to s, in the worker's small-write chunk (for the
  * proxy's own requests and replies). False if out of memory. */
-bool req_spans_copy_in(struct worker *w, struct spans *s, const char *data, size_t len)
+bool req_spans_copy_in(struct req_pool *p, struct spans *s, const char *data, size_t len)
     __attribute__((warn_unused_result));
 
 /* Reply with an error line: "-<msg>\r\n" (msg starts with the error code,
  * e.g. "ERR ..."); CR/LF in msg become spaces. */
-void req_reply_error(struct worker *w, struct req *r, const char *msg);
+void req_reply_error(struct req_pool *p, struct req *r, const char *msg);
 
 /* Reply with a printf-formatted error line. */
-void req_reply_errorf(struct worker *w, struct req *r, const char *fmt, ...)
+void req_reply_errorf(struct req_pool *p, struct req *r, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Build one of the proxy's own requests (multibulk of argv) with no client;
  * NULL if out of memory. */
-struct req *req_internal(struct worker *w, int argc, const char *const *argv, const size_t *argl);
+struct req *req_internal(struct req_pool *p, int argc, const char *const *argv, const size_t *argl);
 
 /* Copy the request bytes into a new contiguous malloc'd buffer (cold paths
  * that need every argument). *len receives the size; NULL if too big/OOM. */

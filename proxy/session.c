@@ -180,7 +180,7 @@ void session_lost_multi_over(struct session *s)
 static bool session_queue(struct worker *w, struct bconn *bc, int argc, const char *const *argv,
                           const size_t *argl)
 {
-    struct req *r = req_internal(w, argc, argv, argl);
+    struct req *r = req_internal(&w->reqs, argc, argv, argl);
 
     if (r == NULL) {
         return false;
@@ -193,14 +193,14 @@ static bool session_queue(struct worker *w, struct bconn *bc, int argc, const ch
 static bool session_queue_credentials(struct worker *w, struct bconn *bc, const char *raw,
                                       size_t len)
 {
-    struct req *r = req_new(w);
+    struct req *r = req_new(&w->reqs);
 
     if (r == NULL) {
         return false;
     }
     r->flags = REQ_INTERNAL | REQ_CREDENTIALS;
-    if (!req_spans_copy_in(w, &r->in, raw, len)) {
-        req_free(w, r);
+    if (!req_spans_copy_in(&w->reqs, &r->in, raw, len)) {
+        req_free(&w->reqs, r);
         return false;
     }
     bconn_enqueue(bc, r);
@@ -243,7 +243,7 @@ bool session_replay(struct client *c, struct bconn *bc, unsigned *effects)
     if (s->reply_off) {
         const char *argv[] = {"CLIENT", "REPLY", "OFF"};
         size_t argl[] = {6, 5, 3};
-        struct req *r = req_internal(w, 3, argv, argl);
+        struct req *r = req_internal(&w->reqs, 3, argv, argl);
         if (r == NULL) {
             return false;
         }
@@ -372,7 +372,7 @@ bool session_resubscribe(struct client *c, struct bconn *bc, uint32_t *confirmat
             argv[i + 1] = set->names[i];
             argl[i + 1] = set->lens[i];
         }
-        r = req_internal(c->w, (int)set->n + 1, argv, argl);
+        r = req_internal(&c->w->reqs, (int)set->n + 1, argv, argl);
         free(argv);
         free(argl);
         if (r == NULL) {
@@ -385,7 +385,7 @@ bool session_resubscribe(struct client *c, struct bconn *bc, uint32_t *confirmat
     if (s->monitor) {
         const char *argv[] = {"MONITOR"};
         size_t argl[] = {7};
-        struct req *r = req_internal(c->w, 1, argv, argl);
+        struct req *r = req_internal(&c->w->reqs, 1, argv, argl);
         if (r == NULL) {
             return false;
         }
@@ -548,13 +548,13 @@ static void session_apply_queued(void *arg, const struct txn_entry *e)
 {
     struct session_exec *x = arg;
     struct client *c = x->c;
-    struct req *r = req_new(c->w);
+    struct req *r = req_new(&c->w->reqs);
 
-    if (r == NULL || !req_spans_copy_in(c->w, &r->in, e->buf, e->len)) {
+    if (r == NULL || !req_spans_copy_in(&c->w->reqs, &r->in, e->buf, e->len)) {
         log_warn("client %llu: out of memory applying its transaction's session changes",
                  (unsigned long long)c->id);
         if (r != NULL) {
-            req_free(c->w, r);
+            req_free(&c->w->reqs, r);
         }
         return;
     }
@@ -562,7 +562,7 @@ static void session_apply_queued(void *arg, const struct txn_entry *e)
     r->intarg = e->intarg;
     r->argc = e->argc;
     x->effects |= session_after_reply(c, r);
-    req_free(c->w, r);
+    req_free(&c->w->reqs, r);
 }
 
 /* Inside MULTI, commands are only queued: session commands take effect if

@@ -6,9 +6,11 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conf/config.h"
 #include "lib/log.h"
+#include "lib/net.h"
 #include "lib/topology.h"
 #include "proxy/backend.h"
 #include "proxy/bconn.h"
@@ -44,6 +46,7 @@ bool worker_init(struct worker *w, struct proxy *px, int id, char *err, size_t e
         return false;
     }
     chunk_pool_init(&w->pool, WORKER_POOL_CHUNKS);
+    req_pool_init(&w->reqs, &w->pool);
     if (!offsets_init(w)) {
         snprintf(err, errlen, "worker %d: out of memory", id);
         return false;
@@ -87,6 +90,42 @@ void worker_publish(struct worker *w, struct topology *t)
     old = __atomic_exchange_n(&w->mailbox, t, __ATOMIC_ACQ_REL);
     topology_unref(old);
     ev_async_send(w->loop, &w->wake);
+}
+
+static void worker_reject(int fd)
+{
+    static const char msg[] = "-ERR max number of clients reached\r\n";
+
+    /* Best effort: the connection is closed whether or not this is read. */
+    if (write(fd, msg, sizeof(msg) - 1) < 0) {
+        log_debug("could not tell a rejected client why");
+    }
+    close(fd);
+}
+
+/* A listener of this worker accepted a connection: a client, unless the
+ * process is at max-clients. */
+static void worker_accept(void *ctx, struct listener *l, int fd)
+{
+    struct worker *w = ctx;
+    struct proxy *px = w->px;
+
+    if (__atomic_add_fetch(&px->nclients, 1, __ATOMIC_RELAXED) > px->cfg->max_clients) {
+        __atomic_sub_fetch(&px->nclients, 1, __ATOMIC_RELAXED);
+        worker_reject(fd);
+        return;
+    }
+    net_tune(fd, (int)(px->cfg->tcp_keepalive_ms / 1000));
+    if (client_new(w, l, fd) == NULL) {
+        __atomic_sub_fetch(&px->nclients, 1, __ATOMIC_RELAXED);
+        close(fd);
+    }
+}
+
+bool worker_listen(struct worker *w, const int *shared_fds, char *err, size_t errlen)
+{
+    return listener_start(w->loop, w->px->cfg, shared_fds, worker_accept, w, &w->listeners,
+                          &w->nlisteners, err, errlen);
 }
 
 /* ---- flush lists ------------------------------------------------------- */
@@ -480,7 +519,9 @@ void worker_stop(struct worker *w)
         pthread_join(w->thread, NULL);
         w->running = false;
     }
-    listener_stop(w);
+    listener_stop(w->loop, w->listeners, w->nlisteners);
+    w->listeners = NULL;
+    w->nlisteners = 0;
     for (c = w->clients; c != NULL; c = c->next) {
         client_close(c, NULL);
     }
@@ -491,15 +532,7 @@ void worker_stop(struct worker *w)
     topology_unref(w->topo);
     topology_unref(__atomic_exchange_n(&w->mailbox, NULL, __ATOMIC_ACQ_REL));
     w->topo = NULL;
-    if (w->lchunk != NULL) {
-        chunk_unref(w->lchunk);
-        w->lchunk = NULL;
-    }
-    while (w->req_free != NULL) {
-        struct req *r = w->req_free;
-        w->req_free = r->bnext;
-        free(r);
-    }
+    req_pool_free(&w->reqs);
     chunk_pool_drain(&w->pool);
     offsets_free(w);
     free(w->replicas);
