@@ -79,7 +79,10 @@ $(OBJDIR)/%.o: %.c $(FLAGS_STAMP)
 
 $(BUILD)/test-$(MODE)/%: test/unit/%.c test/unit/unit.h $(LIB_OBJS) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(SP_CFLAGS) -Itest/unit -o $@ $< $(LIB_OBJS) $(SP_LDFLAGS) $(LDLIBS) -lcmocka
+	$(CC) $(SP_CFLAGS) -Itest/unit -o $@ $< $(LIB_OBJS) $(SP_LDFLAGS) $(UNIT_LDFLAGS) $(LDLIBS) -lcmocka
+
+# test_reqscan makes allocations fail on purpose.
+$(BUILD)/test-$(MODE)/test_reqscan: UNIT_LDFLAGS := -Wl,--wrap=malloc
 
 -include $(OBJS:.o=.d)
 

@@ -232,71 +232,53 @@ static void client_protocol_error(struct client *c)
 
 /* Turn a complete inline request into multibulk (backends get one protocol),
  * recording its command name. False when the line must be ignored (no
- * arguments) or was refused (error queued). */
+ * arguments), was refused (error queued), or the client was closed. */
 static bool client_inline(struct client *c, struct req *r)
 {
-    size_t eol = reqscan_inline_eol(&c->scan), len = 0;
+    size_t eol = reqscan_inline_eol(&c->scan), len = 0, enclen = 0;
     char *line = req_flatten(r, c->w->px->limits.max_inline_len + 2, &len);
-    const char **argv = NULL;
-    size_t *argl = NULL;
-    char *out = NULL, *enc = NULL;
-    int argc = -2, maxargs = 0;
-    bool ok = false;
+    enum reqscan_inline st = REQSCAN_INLINE_NOMEM;
+    const char *argv[2];
+    size_t argl[2];
+    char *enc = NULL;
+    int argc = 0, nargs = 0;
 
     if (line != NULL && len >= eol) {
-        len -= eol;
-        maxargs = (int)(len / 2 + 1); /* one byte and a separator each, at least */
-        out = malloc(len + 1);
-        argv = malloc((size_t)maxargs * sizeof(*argv));
-        argl = malloc((size_t)maxargs * sizeof(*argl));
+        st = reqscan_inline_encode(line, len - eol, &enc, &enclen, &nargs);
     }
-    if (out != NULL && argv != NULL && argl != NULL) {
-        argc = reqscan_split_inline(line, len, out, len + 1, argv, argl, maxargs);
-    }
-    if (argc == -1) {
+    free(line);
+    switch (st) {
+    case REQSCAN_INLINE_EMPTY:
+        req_free(&c->w->reqs, r);
+        return false;
+    case REQSCAN_INLINE_UNBALANCED:
         snprintf(c->scan.err, sizeof(c->scan.err), "Protocol error: unbalanced quotes in request");
         c->cur = r;
         client_protocol_error(c);
-    } else if (argc == -2) {
-        snprintf(c->scan.err, sizeof(c->scan.err), "Protocol error: too big inline request");
-        c->cur = r;
-        client_protocol_error(c);
-    } else if (argc > 0) {
-        /* "$<len>\r\n<arg>\r\n" per argument: at most 24 bytes of framing. */
-        size_t cap = 16 + len + (size_t)argc * 24, n;
-        enc = malloc(cap);
-        if (enc != NULL) {
-            n = (size_t)snprintf(enc, cap, "*%d\r\n", argc);
-            for (int i = 0; i < argc; i++) {
-                n += (size_t)snprintf(enc + n, cap - n, "$%zu\r\n", argl[i]);
-                memcpy(enc + n, argv[i], argl[i]);
-                n += argl[i];
-                enc[n++] = '\r';
-                enc[n++] = '\n';
-            }
-            spans_clear(&r->in);
-            ok = req_spans_copy_in(&c->w->reqs, &r->in, enc, n);
-        }
-        if (ok) {
-            r->argc = (uint32_t)argc;
-            r->ci = cmdtable_find(proxy_cmds(c->w->px), argv[0], argl[0], argc > 1 ? argv[1] : NULL,
-                                  argc > 1 ? argl[1] : 0);
-            if (r->ci != NULL && (r->ci->id == CMD_SELECT || r->ci->id == CMD_HELLO) && argc > 1) {
-                r->intarg = session_parse_int(argv[1], argl[1]);
-            }
-        } else {
-            client_close(c, "out of memory");
-        }
+        return false;
+    case REQSCAN_INLINE_NOMEM:
+        req_free(&c->w->reqs, r);
+        client_close(c, "out of memory");
+        return false;
+    case REQSCAN_INLINE_OK:
+        break;
+    }
+    spans_clear(&r->in);
+    argc = req_split(enc, enclen, argv, argl, 2);
+    if (argc <= 0 || !req_spans_copy_in(&c->w->reqs, &r->in, enc, enclen)) {
+        free(enc);
+        req_free(&c->w->reqs, r);
+        client_close(c, "out of memory");
+        return false;
+    }
+    r->argc = (uint32_t)nargs;
+    r->ci = cmdtable_find(proxy_cmds(c->w->px), argv[0], argl[0], argc > 1 ? argv[1] : NULL,
+                          argc > 1 ? argl[1] : 0);
+    if (r->ci != NULL && (r->ci->id == CMD_SELECT || r->ci->id == CMD_HELLO) && argc > 1) {
+        r->intarg = session_parse_int(argv[1], argl[1]);
     }
     free(enc);
-    free(out);
-    free(argv);
-    free(argl);
-    free(line);
-    if (!ok && argc >= 0) {
-        req_free(&c->w->reqs, r);
-    }
-    return ok;
+    return true;
 }
 
 /* A request was scanned completely: classify it and queue it. */

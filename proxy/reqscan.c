@@ -16,6 +16,7 @@
 #include "proxy/reqscan.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum reqscan_state {
@@ -677,4 +678,57 @@ int reqscan_split_inline(const char *line, size_t len, char *out, size_t outcap,
         argl[argc] = sp.o - start;
         argc++;
     }
+}
+
+enum reqscan_inline reqscan_inline_encode(const char *line, size_t len, char **out, size_t *outlen,
+                                          int *nargs)
+{
+    int maxargs = (int)(len / 2 + 1); /* one byte and a separator each, at least */
+    char *split = malloc(len + 1), *enc = NULL;
+    const char **argv = malloc((size_t)maxargs * sizeof(*argv));
+    size_t *argl = malloc((size_t)maxargs * sizeof(*argl));
+    enum reqscan_inline st = REQSCAN_INLINE_NOMEM;
+    int argc;
+
+    *out = NULL;
+    *outlen = 0;
+    *nargs = 0;
+    if (split == NULL || argv == NULL || argl == NULL) {
+        goto done;
+    }
+    argc = reqscan_split_inline(line, len, split, len + 1, argv, argl, maxargs);
+    if (argc < 0) {
+        /* -2 cannot happen: out and argv are large enough for any line. */
+        st = argc == -1 ? REQSCAN_INLINE_UNBALANCED : REQSCAN_INLINE_NOMEM;
+        goto done;
+    }
+    if (argc == 0) {
+        st = REQSCAN_INLINE_EMPTY;
+        goto done;
+    }
+    {
+        /* "$<len>\r\n<arg>\r\n" per argument: at most 24 bytes of framing. */
+        size_t cap = 16 + len + (size_t)argc * 24, n;
+        enc = malloc(cap);
+        if (enc == NULL) {
+            goto done;
+        }
+        n = (size_t)snprintf(enc, cap, "*%d\r\n", argc);
+        for (int i = 0; i < argc; i++) {
+            n += (size_t)snprintf(enc + n, cap - n, "$%zu\r\n", argl[i]);
+            memcpy(enc + n, argv[i], argl[i]);
+            n += argl[i];
+            enc[n++] = '\r';
+            enc[n++] = '\n';
+        }
+        *out = enc;
+        *outlen = n;
+        *nargs = argc;
+        st = REQSCAN_INLINE_OK;
+    }
+done:
+    free(split);
+    free(argv);
+    free(argl);
+    return st;
 }

@@ -105,4 +105,18 @@ size_t reqscan_inline_eol(const struct reqscan *s);
 int reqscan_split_inline(const char *line, size_t len, char *out, size_t outcap, const char **argv,
                          size_t *argl, int maxargs);
 
+enum reqscan_inline {
+    REQSCAN_INLINE_OK = 0,         /* *out holds the request as multibulk */
+    REQSCAN_INLINE_EMPTY = 1,      /* no arguments: the line is ignored, as by redis-server */
+    REQSCAN_INLINE_UNBALANCED = 2, /* unbalanced quotes */
+    REQSCAN_INLINE_NOMEM = 3,      /* out of memory */
+};
+
+/* Split an inline request line (len bytes, without its line end) as
+ * reqscan_split_inline does and encode its *argc arguments as a multibulk
+ * request in a new malloc'd buffer *out of *outlen bytes (the caller frees
+ * it). */
+enum reqscan_inline reqscan_inline_encode(const char *line, size_t len, char **out, size_t *outlen,
+                                          int *argc);
+
 #endif

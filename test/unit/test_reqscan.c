@@ -20,6 +20,24 @@
 #define PAIR_CUTS_MAX   64   /* inputs up to this long are also split twice */
 #define SINGLE_CUTS_MAX 4096 /* longer inputs get a sample of single splits */
 
+/* This binary is linked with --wrap=malloc: an allocation can be made to
+ * fail on purpose. */
+void *__real_malloc(size_t n);
+void *__wrap_malloc(size_t n);
+static int malloc_fail_in = -1; /* fail the malloc this many calls from now; -1: never */
+
+void *__wrap_malloc(size_t n)
+{
+    if (malloc_fail_in == 0) {
+        malloc_fail_in = -1;
+        return NULL;
+    }
+    if (malloc_fail_in > 0) {
+        malloc_fail_in--;
+    }
+    return __real_malloc(n);
+}
+
 static const struct reqscan_limits limits_default = {.max_bulk_len = 512ull << 20,
                                                      .max_inline_len = 65536};
 
@@ -969,6 +987,69 @@ static void test_split_limits(void **state)
     assert_int_equal(split(S(" \t "), 16, 0, got, sizeof(got)), 0);
 }
 
+/* Inline requests become multibulk for the backends. */
+static void test_inline_encode(void **state)
+{
+    static const struct {
+        const char *line;
+        enum reqscan_inline st;
+        const char *enc;
+        int argc;
+    } cases[] = {
+        {"SET a b", REQSCAN_INLINE_OK, "*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\nb\r\n", 3},
+        {"  PING  ", REQSCAN_INLINE_OK, "*1\r\n$4\r\nPING\r\n", 1},
+        {"ECHO \"x y\"", REQSCAN_INLINE_OK, "*2\r\n$4\r\nECHO\r\n$3\r\nx y\r\n", 2},
+        {"ECHO ''", REQSCAN_INLINE_OK, "*2\r\n$4\r\nECHO\r\n$0\r\n\r\n", 2},
+        {"   ", REQSCAN_INLINE_EMPTY, NULL, 0},
+        {"", REQSCAN_INLINE_EMPTY, NULL, 0},
+        {"ECHO \"x", REQSCAN_INLINE_UNBALANCED, NULL, 0},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out = NULL;
+        size_t len = 0;
+        int argc = -1;
+        enum reqscan_inline st =
+            reqscan_inline_encode(cases[i].line, strlen(cases[i].line), &out, &len, &argc);
+        assert_int_equal(st, cases[i].st);
+        if (cases[i].enc != NULL) {
+            assert_int_equal(len, strlen(cases[i].enc));
+            assert_memory_equal(out, cases[i].enc, len);
+            assert_int_equal(argc, cases[i].argc);
+        } else {
+            assert_null(out);
+        }
+        free(out);
+    }
+}
+
+/* Running out of memory is its own outcome: the client is closed, not told
+ * its request is too big or malformed. */
+static void test_inline_encode_out_of_memory(void **state)
+{
+    char *out = NULL;
+    size_t len = 0;
+    int argc = 0, k;
+
+    (void)state;
+    for (k = 0;; k++) {
+        enum reqscan_inline st;
+        malloc_fail_in = k;
+        st = reqscan_inline_encode("SET a b", 7, &out, &len, &argc);
+        if (malloc_fail_in == -1 && st != REQSCAN_INLINE_OK) {
+            assert_int_equal(st, REQSCAN_INLINE_NOMEM); /* the k-th allocation failed */
+            assert_null(out);
+            continue;
+        }
+        malloc_fail_in = -1;
+        assert_int_equal(st, REQSCAN_INLINE_OK); /* past its last allocation */
+        free(out);
+        break;
+    }
+    assert_true(k >= 2);
+}
+
 int main(void)
 {
     /* One test per line: easier to read than packed columns. */
@@ -1001,6 +1082,8 @@ int main(void)
         cmocka_unit_test(test_split_escape_nul),
         cmocka_unit_test(test_split_unbalanced),
         cmocka_unit_test(test_split_limits),
+        cmocka_unit_test(test_inline_encode),
+        cmocka_unit_test(test_inline_encode_out_of_memory),
     };
     /* clang-format on */
 
