@@ -4,7 +4,8 @@
 #   make SANITIZER=address    the same, instrumented (also: undefined, thread, address,undefined);
 #                             objects are kept apart per mode
 #   make test                 lint, C unit tests, integration tests against real redis processes
-#   make unit | integration   one tier only (PYTEST_ARGS="-k name" narrows the integration run)
+#   make unit | integration   one tier only (PYTEST_ARGS="-k name" narrows the integration run,
+#                             INTEGRATION_TESTS=test/integration/test_x.py picks files)
 #   make fuzz                 libFuzzer harnesses for the scanners and the config loader (clang)
 #   make demo                 run the proxy in front of a local Redis/Sentinel setup
 #   make bench                redis-benchmark comparison (bench-quick: a few minutes)
@@ -56,6 +57,7 @@ UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test-$(MODE)/%)
 FUZZ_SRCS := $(wildcard test/fuzz/fuzz_*.c)
 BIN := $(BUILD)/sentinel-proxy
 FLAGS_STAMP := $(OBJDIR)/.flags
+BIN_STAMP := $(BUILD)/.flags-bin
 
 .PHONY: all test unit integration lint format fuzz demo bench bench-quick bench-callgrind \
         bench-failover soak deps bench-deps clean FORCE
@@ -63,14 +65,15 @@ FLAGS_STAMP := $(OBJDIR)/.flags
 all: $(BIN)
 
 # Rewritten only when the compiler, the mode or the flags change: every
-# object and the binary depend on it, so they are rebuilt then.
-$(FLAGS_STAMP): FORCE
+# object of the mode depends on its stamp, so they are rebuilt then; the
+# binary depends on the last mode's, so build/sentinel-proxy is always what
+# the last `make` asked for.
+$(FLAGS_STAMP) $(BIN_STAMP): FORCE
 	@mkdir -p $(dir $@)
-	@echo '$(CC) $(SP_CFLAGS) $(SP_LDFLAGS) $(LDLIBS)' | cmp -s - $@ || \
-	  echo '$(CC) $(SP_CFLAGS) $(SP_LDFLAGS) $(LDLIBS)' > $@
+	@echo '$(MODE) $(CC) $(SP_CFLAGS) $(SP_LDFLAGS) $(LDLIBS)' | cmp -s - $@ || \
+	  echo '$(MODE) $(CC) $(SP_CFLAGS) $(SP_LDFLAGS) $(LDLIBS)' > $@
 
-# build/sentinel-proxy is always what the last `make` asked for.
-$(BIN): $(OBJS) $(FLAGS_STAMP)
+$(BIN): $(OBJS) $(BIN_STAMP)
 	$(CC) $(SP_LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
 $(OBJDIR)/%.o: %.c $(FLAGS_STAMP)
@@ -89,8 +92,9 @@ $(BUILD)/test-$(MODE)/test_reqscan: UNIT_LDFLAGS := -Wl,--wrap=malloc
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
+INTEGRATION_TESTS ?= test/integration
 integration: $(BIN)
-	SP_BINARY=$(abspath $(BIN)) $(PYTHON) -m pytest test/integration -q -rs $(PYTEST_ARGS)
+	SP_BINARY=$(abspath $(BIN)) $(PYTHON) -m pytest $(INTEGRATION_TESTS) -q -rs $(PYTEST_ARGS)
 
 test:
 	@$(MAKE) --no-print-directory deps

@@ -120,19 +120,48 @@ void backend_drain(struct backend *be, double grace)
 void backend_undrain(struct backend *be)
 {
     ev_timer_stop(be->w->loop, &be->drain);
+    be->drain_late = false;
 }
 
+/* The grace is over: what is still unanswered is reset, so that a stalled
+ * server never executes it later. A connection where only blocking commands
+ * wait (BLPOP...) is spared until hold-timeout: when its server turns into a
+ * replica it releases them with an error that says they did not run, and
+ * they are sent again to the new master. */
 static void backend_drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct backend *be = t->data;
     struct bconn *bc, *next;
+    bool spared = false;
 
-    (void)loop;
     (void)revents;
     for (bc = be->conns; bc != NULL; bc = next) {
         next = bc->next;
-        if (bc->nqueued > 0) {
-            bconn_reset(bc, "still unanswered after the switch (connection reset)");
+        if (bc->nqueued == 0) {
+            continue;
+        }
+        if (!be->drain_late && bconn_only_blocked(bc)) {
+            spared = true;
+            continue;
+        }
+        bconn_reset(bc, "still unanswered after the switch (connection reset)");
+    }
+    be->drain_late = spared;
+    if (spared) {
+        ev_timer_set(&be->drain, (double)backend_cfg(be)->hold_timeout_ms / 1000.0, 0);
+        ev_timer_start(loop, &be->drain);
+    }
+}
+
+void backend_release_blocked(struct backend *be)
+{
+    struct bconn *bc, *next;
+
+    for (bc = be->conns; bc != NULL; bc = next) {
+        next = bc->next;
+        if (bc->retiring && bconn_only_blocked(bc)) {
+            bconn_release(bc, "blocked when its server lost the master role (sent to the new "
+                              "master)");
         }
     }
 }

@@ -48,6 +48,7 @@ struct backend {
     struct bconn *conns; /* every connection of this backend */
     ev_timer retry;
     ev_timer drain;        /* grace for requests in flight after losing the master role */
+    bool drain_late;       /* the grace is over; blocked commands wait until hold-timeout */
     double suspect_until;  /* answered READONLY/LOADING/MASTERDOWN: avoided until then */
     double switch_started; /* new master: when its switch was first signalled (0 = logged) */
     /* as a replica: from the topology and this worker's own ROLE probes */
@@ -76,6 +77,11 @@ void backend_free(struct backend *be);
  * what is still unanswered after a grace period is reset, so that a stalled
  * server never executes it later. */
 void backend_drain(struct backend *be, double grace);
+
+/* Another server became the master: connections of this one where only
+ * blocking commands still wait are reset, and their commands go to the new
+ * master (bconn_release). */
+void backend_release_blocked(struct backend *be);
 
 /* Cancel a drain in progress (the backend got its role back). */
 void backend_undrain(struct backend *be);

@@ -330,7 +330,7 @@ void bconn_flush(struct bconn *bc)
         bconn_close(bc, strerror(errno));
         return;
     }
-    bc->w->stats.backend_writes++;
+    WORKER_COUNT(bc->w, backend_writes, 1);
     if (bc->be->switch_started > 0 && clients && bc->be->role == BACKEND_MASTER) {
         log_info("first request forwarded to the new master %s, %.0f ms after the first signal "
                  "of the switch",
@@ -454,7 +454,7 @@ static void bconn_retry_refused(struct bconn *bc, struct req *r)
     if (bc->dedicated) {
         bc->retiring = true; /* the session continues on a new connection */
     }
-    w->stats.retried++;
+    WORKER_COUNT(w, retried, 1);
     spans_clear(&r->out);
     r->flags &= ~REQ_ERROR;
     client_undispatch(r->client, r);
@@ -580,6 +580,19 @@ static void bconn_deliver_stream(struct bconn *bc, struct spans *out)
     if (what == STREAM_ENDED) {
         client_stream_ended(owner);
     }
+}
+
+bool bconn_only_blocked(const struct bconn *bc)
+{
+    if (!bc->dedicated || bc->unsent != NULL || bc->head == NULL) {
+        return false;
+    }
+    for (const struct req *r = bc->head; r != NULL; r = r->bnext) {
+        if (r->ci == NULL || !(r->ci->flags & CMDF_BLOCKING)) {
+            return false;
+        }
+    }
+    return true;
 }
 
 void bconn_expect_confirmations(struct bconn *bc, uint32_t n)
@@ -719,10 +732,11 @@ static const struct reader_ops bconn_reader_ops = {
 
 static void bconn_read(struct bconn *bc)
 {
-    enum reader_status st =
-        reader_read(&bc->rd, &bc->w->pool, &bc->t, &bconn_reader_ops, bc, BCONN_READS_PER_EVENT,
-                    BCONN_FILL_EXTRA, &bc->w->stats.backend_reads);
+    uint64_t nreads = 0;
+    enum reader_status st = reader_read(&bc->rd, &bc->w->pool, &bc->t, &bconn_reader_ops, bc,
+                                        BCONN_READS_PER_EVENT, BCONN_FILL_EXTRA, &nreads);
 
+    WORKER_COUNT(bc->w, backend_reads, nreads);
     switch (st) {
     case READER_EOF:
         bconn_close(bc, "connection closed by the server");
@@ -811,6 +825,7 @@ static void bconn_hand_back(struct bconn *bc, struct backend *be, struct req *r,
         .unsent = r->sent == 0,
         .is_read = cmd_is_read(r->ci),
         .retried = (r->flags & REQ_RETRIED) != 0,
+        .released = bc->released && r->ci != NULL && (r->ci->flags & CMDF_BLOCKING),
     };
 
     f.can_resend = c != NULL && !f.internal && session_can_resend(c);
@@ -828,7 +843,7 @@ static void bconn_hand_back(struct bconn *bc, struct backend *be, struct req *r,
         return;
     case LOST_RETRY_READ:
         r->flags |= REQ_RETRIED;
-        w->stats.retried++;
+        WORKER_COUNT(w, retried, 1);
         client_undispatch(c, r);
         return;
     case LOST_RESEND:
@@ -839,7 +854,7 @@ static void bconn_hand_back(struct bconn *bc, struct backend *be, struct req *r,
                          addr);
         break;
     case LOST_FAIL_WRITE:
-        w->stats.unknown++;
+        WORKER_COUNT(w, unknown, 1);
         req_reply_errorf(&w->reqs, r,
                          "ERR sentinel-proxy: connection to %s lost before the reply; the "
                          "command may or may not have been executed",
@@ -856,6 +871,12 @@ void bconn_close(struct bconn *bc, const char *why)
 
 void bconn_reset(struct bconn *bc, const char *why)
 {
+    bconn_close_how(bc, why, true);
+}
+
+void bconn_release(struct bconn *bc, const char *why)
+{
+    bc->released = true;
     bconn_close_how(bc, why, true);
 }
 

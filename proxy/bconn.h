@@ -53,6 +53,7 @@ struct bconn {
     bool tainted;       /* carries state that makes it unfit to lend again */
     bool reaped;        /* on the worker's reap list */
     bool retiring;      /* takes no new requests; closes once everything is answered */
+    bool released;      /* reset with its blocked commands unexecuted (bconn_release) */
     bool paused;        /* dedicated: not read while its owner is over its backlog limit */
     bool lagging;       /* ... and not read to the end since: the server may have given up */
     uint8_t resp;       /* protocol version spoken (2 or 3) */
@@ -95,9 +96,19 @@ void bconn_destroy(struct bconn *bc);
  * is dropped by its kernel (a drain past its grace). */
 void bconn_reset(struct bconn *bc, const char *why);
 
+/* Close a connection where only blocking commands wait, on a server that
+ * lost the master role, with a reset: the server drops them unexecuted, and
+ * they are dispatched again (to the new master). */
+void bconn_release(struct bconn *bc, const char *why);
+
 /* Hand the requests not written at all back to their clients, so that they
  * go wherever they belong now (the proxy's own are dropped). */
 void bconn_take_back_unsent(struct bconn *bc);
+
+/* True when everything queued on a dedicated connection was sent and is a
+ * blocking command (BLPOP, XREAD BLOCK...): it waits for data, not for the
+ * server. */
+bool bconn_only_blocked(const struct bconn *bc);
 
 /* Apply what a step of its owner's session did to the connection
  * (enum session_effect bits). */

@@ -91,7 +91,7 @@ struct client *client_new(struct worker *w, struct listener *l, int fd)
     }
     w->clients = c;
     w->nclients++;
-    w->stats.connections++;
+    WORKER_COUNT(w, connections, 1);
     return c;
 }
 
@@ -286,7 +286,7 @@ static void client_request_done(struct client *c, struct req *r)
 {
     const struct reqscan *s = &c->scan;
 
-    c->w->stats.requests++;
+    WORKER_COUNT(c->w, requests, 1);
     if (s->kind == REQSCAN_INLINE) {
         if (client_inline(c, r)) {
             client_append(c, r);
@@ -389,11 +389,12 @@ static const struct reader_ops client_reader_ops = {
 
 static void client_read(struct client *c)
 {
-    uint64_t *nreads = &c->w->stats.client_reads, before = *nreads;
+    uint64_t nreads = 0;
     enum reader_status st = reader_read(&c->rd, &c->w->pool, &c->t, &client_reader_ops, c,
-                                        CLIENT_READS_PER_EVENT, CLIENT_FILL_EXTRA, nreads);
+                                        CLIENT_READS_PER_EVENT, CLIENT_FILL_EXTRA, &nreads);
 
-    if (*nreads != before) {
+    if (nreads > 0) {
+        WORKER_COUNT(c->w, client_reads, nreads);
         c->last_active = ev_now(c->w->loop);
     }
     switch (st) {
@@ -519,7 +520,7 @@ static enum dispatch_result client_route(struct client *c, struct req *r)
     router_route(c, r, &rt);
     switch (rt.kind) {
     case ROUTE_LOCAL:
-        c->w->stats.local++;
+        WORKER_COUNT(c->w, local, 1);
         local_handle(c, r);
         return DISPATCH_LOCAL;
     case ROUTE_WAIT:
@@ -857,7 +858,7 @@ void client_flush(struct client *c)
         client_close(c, strerror(errno));
         return;
     }
-    c->w->stats.client_writes++;
+    WORKER_COUNT(c->w, client_writes, 1);
     c->outbytes -= (uint64_t)n;
     if (client_iov_bytes(iov, k) > (uint64_t)n) {
         c->flags |= CL_WBLOCKED; /* it took less than offered */
@@ -967,7 +968,7 @@ void client_tick(struct client *c, double now)
     while (!(c->flags & CL_CLOSING) && (r = c->undisp) != NULL && (r->flags & REQ_HELD) &&
            now - r->since >= limit) {
         client_unhold(c, r);
-        c->w->stats.held_timeouts++;
+        WORKER_COUNT(c->w, held_timeouts, 1);
         req_reply_errorf(
             &c->w->reqs, r, "ERR sentinel-proxy: no usable %s within hold-timeout (%llu ms)",
             c->w->master == NULL ? "master" : "backend", (unsigned long long)cfg->hold_timeout_ms);

@@ -237,6 +237,9 @@ stop:
     for (int i = 0; i < started; i++) {
         worker_stop(&px.workers[i]);
     }
+    for (int i = 0; i < started; i++) {
+        worker_free(&px.workers[i]);
+    }
     engine_stop(px.engine);
     px.engine = NULL;
     proxy_close_shared(cfg, fds);

@@ -356,10 +356,10 @@ static struct backend *router_scan_home(struct client *c)
 
     if (be != NULL && be->role == BACKEND_REPLICA &&
         router_replica_ok(w, be, w->px->cfg->max_replica_lag)) {
-        w->stats.reads_replicas++;
+        WORKER_COUNT(w, reads_replicas, 1);
         return be;
     }
-    w->stats.reads_master++;
+    WORKER_COUNT(w, reads_master, 1);
     return router_master(c);
 }
 
@@ -402,7 +402,7 @@ static struct backend *router_pick_read(struct client *c, struct req *r, enum co
     if (mode == READ_FROM_MASTER || !cmd_is_read(r->ci) || (r->flags & REQ_MASTER_ONLY) ||
         w->nreplicas == 0) {
         if (cmd_is_read(r->ci)) {
-            w->stats.reads_master++;
+            WORKER_COUNT(w, reads_master, 1);
         }
         return mode == READ_FROM_REPLICAS && cmd_is_read(r->ci) && !(r->flags & REQ_MASTER_ONLY)
                    ? NULL
@@ -427,15 +427,15 @@ static struct backend *router_pick_read(struct client *c, struct req *r, enum co
     }
     if (n == 0) {
         if (ryw_blocked) {
-            w->stats.ryw_to_master++;
+            WORKER_COUNT(w, ryw_to_master, 1);
         }
         if (mode == READ_FROM_REPLICAS) {
             return NULL; /* wait for a replica (hold-timeout bounds it) */
         }
-        w->stats.reads_master++;
+        WORKER_COUNT(w, reads_master, 1);
         return router_master(c);
     }
-    w->stats.reads_replicas++;
+    WORKER_COUNT(w, reads_replicas, 1);
     for (size_t i = 0; prefer != 0 && i < n; i++) {
         if (cand[i]->id == prefer) {
             return cand[i];
@@ -506,9 +506,13 @@ void router_route(struct client *c, struct req *r, struct route *rt)
 enum router_refusal router_refusal(const char *head, size_t len, bool follows_sentinel)
 {
     /* With a fixed backend only LOADING is worth waiting for; READONLY from
-     * it is a configuration problem the client must see. */
-    static const char *const not_executed[] = {"LOADING ", "READONLY ", "MASTERDOWN "};
-    size_t n = follows_sentinel ? 3 : 1;
+     * it is a configuration problem the client must see. A blocking command
+     * that a master turning into a replica unblocks did not run (unlike one
+     * a client unblocked with CLIENT UNBLOCK ... ERROR). */
+    static const char *const not_executed[] = {
+        "LOADING ", "READONLY ", "MASTERDOWN ",
+        "UNBLOCKED force unblock from blocking operation, instance state changed"};
+    size_t n = follows_sentinel ? 4 : 1;
 
     for (size_t i = 0; i < n; i++) {
         size_t k = strlen(not_executed[i]);
@@ -551,6 +555,9 @@ enum router_lost router_lost_verdict(const struct router_fate *f)
     }
     if (f->unsent) {
         return LOST_RESEND; /* never reached the server: safe to send again */
+    }
+    if (f->released && (!f->dedicated || f->can_resend)) {
+        return LOST_RESEND; /* a blocked command its former master dropped unexecuted */
     }
     if ((!f->dedicated || f->can_resend) && f->is_read && !f->retried) {
         return LOST_RETRY_READ;

@@ -39,7 +39,8 @@ bool router_auth_is_proxys(const struct config *cfg, struct req *r);
 /* What an error reply says about whether the command ran. */
 enum router_refusal {
     REFUSAL_NONE = 0,
-    REFUSAL_NOT_EXECUTED = 1, /* LOADING; with Sentinel also READONLY, MASTERDOWN */
+    REFUSAL_NOT_EXECUTED = 1, /* LOADING; with Sentinel also READONLY, MASTERDOWN, and a
+                                 blocked command released as its master became a replica */
     REFUSAL_NOSCRIPT = 2,     /* a replica lacks the script */
 };
 
@@ -63,6 +64,7 @@ struct router_fate {
     bool unsent;   /* not a byte of it was written */
     bool is_read;  /* a read-only command */
     bool retried;  /* already sent once to a connection that failed */
+    bool released; /* a blocking command dropped unexecuted by a former master */
 };
 
 enum router_reply {

@@ -420,6 +420,13 @@ static void worker_apply(struct worker *w, struct topology *t)
         if (t->switch_started > 0) {
             master->switch_started = t->switch_started;
         }
+        /* Blocking commands still waiting on a former master go to this
+         * one: they did not run there, and never will. */
+        for (be = w->backends; be != NULL; be = be->next) {
+            if (be != master) {
+                backend_release_blocked(be);
+            }
+        }
     }
     w->master = master;
     if (master != NULL) {
@@ -511,14 +518,18 @@ static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 void worker_stop(struct worker *w)
 {
-    struct client *c;
-
     if (w->running) {
         __atomic_store_n(&w->stopping, true, __ATOMIC_RELEASE);
         ev_async_send(w->loop, &w->wake);
         pthread_join(w->thread, NULL);
         w->running = false;
     }
+}
+
+void worker_free(struct worker *w)
+{
+    struct client *c;
+
     listener_stop(w->loop, w->listeners, w->nlisteners);
     w->listeners = NULL;
     w->nlisteners = 0;

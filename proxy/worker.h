@@ -42,6 +42,12 @@ struct worker_backend_snap {
     uint32_t inflight;
 };
 
+/* Add n to a counter of w->stats. Only w's thread writes its counters and
+ * other threads read them (PROXY STATS): a relaxed atomic store of the sum
+ * is enough, and costs what a plain increment does. */
+#define WORKER_COUNT(w, field, n)                                                                  \
+    __atomic_store_n(&(w)->stats.field, (w)->stats.field + (n), __ATOMIC_RELAXED)
+
 struct worker_stats {
     uint64_t connections;   /* clients accepted */
     uint64_t requests;      /* requests received */
@@ -112,8 +118,12 @@ bool worker_start(struct worker *w);
 /* Hand a topology snapshot to the worker (any thread); takes a reference. */
 void worker_publish(struct worker *w, struct topology *t);
 
-/* Ask the worker to stop and wait for its thread; then free its resources. */
+/* Ask the worker to stop and wait for its thread. */
 void worker_stop(struct worker *w);
+
+/* Free a stopped worker's resources. Every worker must be stopped first: a
+ * running one may still read another's published counters. */
+void worker_free(struct worker *w);
 
 /* Queue a client for the flush pass. */
 void worker_mark_client(struct worker *w, struct client *c);

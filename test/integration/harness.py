@@ -382,6 +382,22 @@ def topology(proxy_client, section="TOPOLOGY"):
     return out
 
 
+def proxy_stats(target, password=None):
+    """PROXY STATS of a proxy (a redis-py client, a port, or a Proxy) as a
+    dict; values that are numbers are ints."""
+    if isinstance(target, Proxy):
+        target = target.port
+    if isinstance(target, int):
+        c = redis.Redis(host="127.0.0.1", port=target, password=password, socket_timeout=10)
+        try:
+            raw = topology(c, "STATS")
+        finally:
+            c.close()
+    else:
+        raw = topology(target, "STATS")
+    return {k: int(v) if v.lstrip("-").isdigit() else v for k, v in raw.items()}
+
+
 class FakeSentinel:
     """A TCP server on loopback that plays a broken Sentinel:
     "hang" accepts and never answers, "garbage" answers nonsense, "stale"

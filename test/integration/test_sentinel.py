@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from harness import FakeSentinel, Proxy, topology, wait_for
+from harness import Conn, FakeSentinel, Proxy, topology, wait_for
 
 
 def healthy_replicas(t):
@@ -287,8 +287,11 @@ def test_sentinels_down(cluster, sproxy):
 
 @pytest.mark.parametrize("kind", ["blpop", "subscribe", "multi"])
 def test_sessions_survive_failover(cluster, sproxy, kind):
+    """State held on the old master when the failover starts: a BLPOP
+    blocked there, a subscription, a database and an open MULTI."""
     old = cluster.master.port
     c = sproxy.client(socket_timeout=60)
+    res = {}
     if kind == "subscribe":
         ps = c.pubsub()
         ps.subscribe("news")
@@ -296,10 +299,19 @@ def test_sessions_survive_failover(cluster, sproxy, kind):
     elif kind == "multi":
         c.execute_command("SELECT", "2")
         c.set("in-db-2", "x")
+        tx = Conn(sproxy.port)
+        assert tx.call("SELECT", "2") == b"+OK\r\n"
+        assert tx.call("MULTI") == b"+OK\r\n"
+        assert tx.call("SET", "t", "queued") == b"+QUEUED\r\n"
+    else:
+        blocked = threading.Thread(target=lambda: res.update(v=c.blpop("q", timeout=30)))
+        blocked.start()
+        wait_for(lambda: cluster.master.client().info("clients")["blocked_clients"] == 1,
+                 what="BLPOP blocked on the master")
     cluster.sentinels[0].client().sentinel_failover(cluster.name)
     new_port = cluster.wait_master_change(old)
     wait_proxy_master(sproxy, new_port)
-    time.sleep(1)
+    new = cluster.server_on(new_port)
     if kind == "subscribe":
         def delivered():
             sproxy.client().publish("news", "hello")
@@ -309,17 +321,29 @@ def test_sessions_survive_failover(cluster, sproxy, kind):
             return m is not None and m["data"] == b"hello"
         wait_for(delivered, timeout=10, what="message after resubscription")
     elif kind == "multi":
+        # The transaction was open on the old master: it is discarded, and
+        # none of it ran anywhere.
+        assert tx.call("EXEC").startswith(b"-EXECABORT")
+        assert new.client(db=2).get("t") is None
         # The session's database was replayed on the new master.
         assert c.get("in-db-2") == b"x"
         with c.pipeline(transaction=True) as p:
             p.set("t", "1").get("t")
             assert p.execute() == [True, b"1"]
     else:
-        other = sproxy.client()
-        res = {}
-        t = threading.Thread(target=lambda: res.update(v=c.blpop("q", timeout=10)))
-        t.start()
-        time.sleep(0.5)
-        other.rpush("q", "item")
-        t.join(15)
+        # The BLPOP did not run on the old master: it waits on the new one,
+        # on the same client connection.
+        wait_for(lambda: new.client().info("clients")["blocked_clients"] == 1, timeout=15,
+                 what="BLPOP blocked again on the new master")
+        sproxy.client().rpush("q", "item")
+        blocked.join(15)
         assert res["v"] == (b"q", b"item")
+        # A BLPOP sent after the switch blocks there as well.
+        other = sproxy.client()
+        t = threading.Thread(target=lambda: res.update(v2=c.blpop("q", timeout=10)))
+        t.start()
+        wait_for(lambda: new.client().info("clients")["blocked_clients"] == 1,
+                 what="second BLPOP blocked on the new master")
+        other.rpush("q", "item2")
+        t.join(15)
+        assert res["v2"] == (b"q", b"item2")

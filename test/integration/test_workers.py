@@ -1,0 +1,127 @@
+"""Several workers at once: what the workers share (the client count, the
+command table, topology snapshots, counters read by PROXY STATS and PROXY
+TOPOLOGY from any worker) is touched from every thread while clients run.
+These tests are also the thread-sanitizer suite (`make SANITIZER=thread`,
+run by .ci/run): a data race there fails the proxy's clean shutdown."""
+import threading
+
+import redis
+
+from harness import Proxy, proxy_stats, topology, wait_for
+
+WORKERS = "3"
+
+
+def hammer(port, n, errors, fn):
+    """Run fn(client, i) for i in range(n) on one connection; collect errors."""
+    try:
+        c = redis.Redis(port=port, socket_timeout=30)
+        for i in range(n):
+            fn(c, i)
+        c.close()
+    except Exception as e:  # noqa: BLE001 - reported by the test
+        errors.append(repr(e))
+
+
+def run_all(targets):
+    threads = [threading.Thread(target=t) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a client did not finish"
+
+
+def test_workers_share_clients_counters_and_commands(workdir, redis_server):
+    p = Proxy(workdir, backend=redis_server.port, args=["--workers", WORKERS]).start()
+    try:
+        errors = []
+
+        def rw(c, i):
+            key = "w:%d" % (i % 50)
+            c.set(key, i)
+            assert c.get(key) is not None
+            assert c.incr("counter") > 0
+
+        def pipeline(c, i):
+            pipe = c.pipeline(transaction=False)
+            for k in range(20):
+                pipe.set("p:%d:%d" % (i, k), k)
+                pipe.get("p:%d:%d" % (i, k))
+            out = pipe.execute()
+            assert out[1::2] == [str(k).encode() for k in range(20)]
+
+        def transaction(c, i):
+            pipe = c.pipeline(transaction=True)
+            pipe.incr("tx").incr("tx")
+            a, b = pipe.execute()
+            assert b == a + 1
+
+        def observer(c, i):
+            # Each reads every worker's counters and the shared command table.
+            stats = topology(c, "STATS")
+            assert int(stats["workers"]) == int(WORKERS)
+            assert topology(c).get("master")
+
+        kinds = [rw, pipeline, transaction, observer]
+        run_all([lambda f=kinds[i % 4]: hammer(p.port, 200, errors, f) for i in range(16)])
+        assert not errors, errors[:5]
+        c = p.client()
+        assert int(c.get("counter")) == 4 * 200
+        stats = proxy_stats(c)
+        assert stats["connected_clients"] >= 1
+        assert stats["requests"] > 16 * 200
+        # Connections were spread over the workers (SO_REUSEPORT): every
+        # worker served some; the shared client count is back to what is open.
+        wait_for(lambda: proxy_stats(c)["connected_clients"] == 1,
+                 what="closed clients to be counted out")
+    finally:
+        p.stop()
+
+
+def test_workers_follow_a_failover(workdir, cluster):
+    """Snapshots reach every worker while their clients read and write; a
+    failover is followed by all of them."""
+    p = Proxy(workdir, args=cluster.proxy_args() + ["--workers", WORKERS]).start()
+    try:
+        c = p.client()
+        old = cluster.master.port
+        wait_for(lambda: topology(c).get("master") == "127.0.0.1:%d" % old,
+                 what="proxy to find the master")
+        stop = threading.Event()
+        errors = []
+        done = [0]
+
+        def client(i):
+            cl = redis.Redis(port=p.port, socket_timeout=30)
+            n = 0
+            while not stop.is_set():
+                try:
+                    cl.set("f:%d" % i, n)
+                    cl.get("f:%d" % i)
+                    n += 1
+                except redis.RedisError as e:
+                    # At most the write in flight at the switch may fail.
+                    errors.append(repr(e))
+            done[0] += n
+            cl.close()
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        cluster.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", cluster.name)
+        new = cluster.wait_master_change(old)
+        wait_for(lambda: topology(c).get("master") == "127.0.0.1:%d" % new, timeout=30,
+                 what="proxy to follow the failover")
+        # Every worker's clients reach the new master: fresh connections
+        # land on every worker in turn.
+        for _ in range(12):
+            assert redis.Redis(port=p.port, socket_timeout=30).set("after", 1)
+        stop.set()
+        for t in threads:
+            t.join(60)
+        assert done[0] > 0
+        assert len(errors) <= 6, errors
+        assert cluster.server_on(new).client().get("after") == b"1"
+    finally:
+        p.stop()
