@@ -13,6 +13,8 @@
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
 
+#define BACKEND_RELEASED "blocked when its server lost the master role (sent to the new master)"
+
 static void backend_retry_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void backend_drain_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
@@ -125,14 +127,14 @@ void backend_undrain(struct backend *be)
 
 /* The grace is over: what is still unanswered is reset, so that a stalled
  * server never executes it later. A connection where only blocking commands
- * wait (BLPOP...) is spared until hold-timeout: when its server turns into a
- * replica it releases them with an error that says they did not run, and
- * they are sent again to the new master. */
+ * wait (BLPOP...) is not: its commands go to the new master, now if one is
+ * known, or once one is (backend_release_blocked), or fail at hold-timeout
+ * if none is. */
 static void backend_drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct backend *be = t->data;
     struct bconn *bc, *next;
-    bool spared = false;
+    bool spared = false, moved = be->w->master != NULL && be->w->master != be;
 
     (void)revents;
     for (bc = be->conns; bc != NULL; bc = next) {
@@ -141,7 +143,11 @@ static void backend_drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
             continue;
         }
         if (!be->drain_late && bconn_only_blocked(bc)) {
-            spared = true;
+            if (moved) {
+                bconn_release(bc, BACKEND_RELEASED);
+            } else {
+                spared = true;
+            }
             continue;
         }
         bconn_reset(bc, "still unanswered after the switch (connection reset)");
@@ -157,11 +163,13 @@ void backend_release_blocked(struct backend *be)
 {
     struct bconn *bc, *next;
 
+    if (!be->drain_late) {
+        return; /* still within the grace: a reply may be on its way */
+    }
     for (bc = be->conns; bc != NULL; bc = next) {
         next = bc->next;
         if (bc->retiring && bconn_only_blocked(bc)) {
-            bconn_release(bc, "blocked when its server lost the master role (sent to the new "
-                              "master)");
+            bconn_release(bc, BACKEND_RELEASED);
         }
     }
 }

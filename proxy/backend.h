@@ -78,9 +78,9 @@ void backend_free(struct backend *be);
  * server never executes it later. */
 void backend_drain(struct backend *be, double grace);
 
-/* Another server became the master: connections of this one where only
- * blocking commands still wait are reset, and their commands go to the new
- * master (bconn_release). */
+/* Another server became the master: once the drain's grace is over,
+ * connections of this one where only blocking commands still wait are
+ * reset, and their commands go to the new master (bconn_release). */
 void backend_release_blocked(struct backend *be);
 
 /* Cancel a drain in progress (the backend got its role back). */
