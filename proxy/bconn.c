@@ -157,6 +157,7 @@ struct bconn *bconn_connect(struct backend *be, bool dedicated)
         close(fd);
         return NULL;
     }
+    WORKER_COUNT(w, backend_connects, 1);
     bc->be = be;
     bc->w = w;
     bc->id = ++w->next_bconn_id;
@@ -327,7 +328,7 @@ void bconn_flush(struct bconn *bc)
             bconn_set_events(bc, bconn_wanted(bc));
             return;
         }
-        bconn_close(bc, strerror(errno));
+        bconn_lost(bc, strerror(errno));
         return;
     }
     WORKER_COUNT(bc->w, backend_writes, 1);
@@ -630,7 +631,7 @@ static void bconn_deliver(struct bconn *bc)
     }
     if (bc->head == NULL || bc->head == bc->unsent) {
         spans_clear(&out);
-        bconn_close(bc, "reply without a request");
+        bconn_lost(bc, "reply without a request");
         return;
     }
     r = bconn_pop(bc);
@@ -684,7 +685,7 @@ static void bconn_scan(struct bconn *bc)
         if (st == REPLYSCAN_ERROR) {
             char why[96];
             snprintf(why, sizeof(why), "protocol error from server: %s", bc->rs.err);
-            bconn_close(bc, why);
+            bconn_lost(bc, why);
             break;
         }
         if (!spans_add(&bc->cur, ch, rd->start, rd->pos - rd->start)) {
@@ -739,10 +740,10 @@ static void bconn_read(struct bconn *bc)
     WORKER_COUNT(bc->w, backend_reads, nreads);
     switch (st) {
     case READER_EOF:
-        bconn_close(bc, "connection closed by the server");
+        bconn_lost(bc, "connection closed by the server");
         return;
     case READER_ERROR:
-        bconn_close(bc, strerror(errno));
+        bconn_lost(bc, strerror(errno));
         return;
     case READER_NOMEM:
         bconn_close(bc, "out of memory");
@@ -767,7 +768,7 @@ static void bconn_connected(struct bconn *bc)
         struct backend *be = bc->be;
         char why[ADDR_TEXT_MAX + 128];
         snprintf(why, sizeof(why), "connect: %s", strerror(err));
-        bconn_close(bc, why);
+        bconn_lost(bc, why);
         backend_mark_down(be, why);
         return;
     }
@@ -804,7 +805,7 @@ static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     if (bc->state == BC_CONNECTING) {
         struct backend *be = bc->be;
-        bconn_close(bc, "connect timeout");
+        bconn_lost(bc, "connect timeout");
         backend_mark_down(be, "connect timeout");
     }
 }
@@ -869,6 +870,14 @@ void bconn_close(struct bconn *bc, const char *why)
     bconn_close_how(bc, why, false);
 }
 
+void bconn_lost(struct bconn *bc, const char *why)
+{
+    if (bc->state != BC_CLOSED) {
+        WORKER_COUNT(bc->w, backend_lost, 1);
+    }
+    bconn_close_how(bc, why, false);
+}
+
 void bconn_reset(struct bconn *bc, const char *why)
 {
     bconn_close_how(bc, why, true);
@@ -890,6 +899,7 @@ static void bconn_close_how(struct bconn *bc, const char *why, bool abort)
     if (bc->state == BC_CLOSED) {
         return;
     }
+    WORKER_COUNT(w, backend_closes, 1);
     snprintf(addr, sizeof(addr), "%s", be->name);
     if (why != NULL) {
         log_info("backend %s: %s connection closed: %s", addr,

@@ -92,6 +92,10 @@ void bconn_close(struct bconn *bc, const char *why);
 /* Free a closed connection (worker reap pass only). */
 void bconn_destroy(struct bconn *bc);
 
+/* Close a connection that the server closed or that failed (counted as
+ * lost in PROXY STATS). */
+void bconn_lost(struct bconn *bc, const char *why);
+
 /* Close a connection with a reset: whatever the server has not executed yet
  * is dropped by its kernel (a drain past its grace). */
 void bconn_reset(struct bconn *bc, const char *why);

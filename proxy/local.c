@@ -28,15 +28,6 @@
 #include "proxy/session.h"
 #include "proxy/worker.h"
 
-#define LOCAL_ARGS_MAX 16
-
-struct local_args {
-    char *buf;
-    int argc;
-    const char *argv[LOCAL_ARGS_MAX];
-    size_t argl[LOCAL_ARGS_MAX];
-};
-
 static void local_reply(struct client *c, struct req *r, const char *resp, size_t len)
 {
     if (!req_reply_raw(&c->w->reqs, r, resp, len)) {
@@ -63,25 +54,6 @@ static void local_reply_bulk_text(struct client *c, struct req *r, struct strbuf
     sb.oom = sb.oom || text->oom;
     strbuf_free(text);
     local_reply_sb(c, r, &sb);
-}
-
-static bool local_args(struct req *r, struct local_args *a)
-{
-    size_t len = 0;
-
-    a->argc = 0;
-    a->buf = req_flatten(r, 1u << 20, &len);
-    if (a->buf == NULL) {
-        return false;
-    }
-    a->argc = req_split(a->buf, len, a->argv, a->argl, LOCAL_ARGS_MAX);
-    return a->argc > 0;
-}
-
-static bool local_is(const struct local_args *a, int i, const char *word)
-{
-    return i < a->argc && a->argl[i] == strlen(word) &&
-           strncasecmp(a->argv[i], word, a->argl[i]) == 0;
 }
 
 static void local_wrong_arity(struct client *c, struct req *r)
@@ -252,6 +224,9 @@ static void local_stats(struct client *c, struct strbuf *sb)
     LOCAL_STAT(held_timeouts);
     LOCAL_STAT(client_reads);
     LOCAL_STAT(client_writes);
+    LOCAL_STAT(backend_connects);
+    LOCAL_STAT(backend_closes);
+    LOCAL_STAT(backend_lost);
     LOCAL_STAT(backend_reads);
     LOCAL_STAT(backend_writes);
     LOCAL_STAT(reads_master);
@@ -271,22 +246,22 @@ static void local_proxy(struct client *c, struct req *r)
                                "+PROXY VERSION - the proxy's version\r\n"
                                "+PROXY HELP - this text\r\n"
                                "+(answered by sentinel-proxy, never forwarded)\r\n";
-    struct local_args a;
+    struct req_first_args a;
     struct strbuf sb;
 
     strbuf_init(&sb);
-    if (!local_args(r, &a) || a.argc < 2) {
+    if (!req_args_first(r, &a) || a.argc < 2) {
         local_wrong_arity(c, r);
-    } else if (local_is(&a, 1, "topology")) {
+    } else if (req_arg_is(&a, 1, "topology")) {
         local_topology(c, &sb);
         local_reply_bulk_text(c, r, &sb);
-    } else if (local_is(&a, 1, "stats")) {
+    } else if (req_arg_is(&a, 1, "stats")) {
         local_stats(c, &sb);
         local_reply_bulk_text(c, r, &sb);
-    } else if (local_is(&a, 1, "version")) {
+    } else if (req_arg_is(&a, 1, "version")) {
         strbuf_printf(&sb, "sentinel-proxy %s", PROXY_VERSION);
         local_reply_bulk_text(c, r, &sb);
-    } else if (local_is(&a, 1, "help")) {
+    } else if (req_arg_is(&a, 1, "help")) {
         local_reply(c, r, help, sizeof(help) - 1);
     } else {
         req_reply_errorf(&c->w->reqs, r, "ERR unknown subcommand '%.*s'. Try PROXY HELP.",
@@ -299,10 +274,10 @@ static void local_proxy(struct client *c, struct req *r)
 
 static void local_client(struct client *c, struct req *r)
 {
-    struct local_args a;
+    struct req_first_args a;
     bool setname = strcmp(r->ci->name, "client|setname") == 0;
 
-    if (!local_args(r, &a) || a.argc != (setname ? 3 : 2)) {
+    if (!req_args_first(r, &a) || a.argc != (setname ? 3 : 2)) {
         local_wrong_arity(c, r);
     } else if (!setname) {
         struct strbuf sb;
@@ -394,11 +369,11 @@ static void local_lost_multi(struct client *c, struct req *r)
  * at most about 128 bytes of each. */
 static void local_unknown_command(struct client *c, struct req *r)
 {
-    struct local_args a;
+    struct req_first_args a;
     struct strbuf sb;
 
     strbuf_init(&sb);
-    if (!local_args(r, &a) || a.argc < 1) {
+    if (!req_args_first(r, &a) || a.argc < 1) {
         req_reply_error(&c->w->reqs, r, "ERR unknown command");
     } else {
         for (int i = 1; i < a.argc && sb.len < 128; i++) {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define REQ_FREE_MAX 4096 /* requests kept on a worker's free list */
 
@@ -238,6 +239,25 @@ int req_split(const char *buf, size_t len, const char **argv, size_t *argl, int 
         p += blen + 2;
     }
     return argc > maxargs ? maxargs : (int)argc;
+}
+
+bool req_args_first(struct req *r, struct req_first_args *a)
+{
+    size_t len = 0;
+
+    a->argc = 0;
+    a->buf = req_flatten(r, 1u << 20, &len);
+    if (a->buf == NULL) {
+        return false;
+    }
+    a->argc = req_split(a->buf, len, a->argv, a->argl, REQ_ARGS_FIRST);
+    return a->argc >= 0;
+}
+
+bool req_arg_is(const struct req_first_args *a, int i, const char *word)
+{
+    return i < a->argc && a->argl[i] == strlen(word) &&
+           strncasecmp(a->argv[i], word, a->argl[i]) == 0;
 }
 
 void req_args_all(struct req *r, size_t max, struct req_args *a)

@@ -113,6 +113,24 @@ char *req_flatten_out(struct req *r, size_t max, size_t *len);
  * pointers/lengths (pointing into buf). Returns the count, -1 if malformed. */
 int req_split(const char *buf, size_t len, const char **argv, size_t *argl, int maxargs);
 
+#define REQ_ARGS_FIRST 16 /* arguments req_args_first looks at */
+
+/* The first arguments of a request, flattened and split (cold paths). */
+struct req_first_args {
+    char *buf;
+    int argc; /* at most REQ_ARGS_FIRST; -1 when malformed */
+    const char *argv[REQ_ARGS_FIRST];
+    size_t argl[REQ_ARGS_FIRST];
+};
+
+/* Flatten r (if at most 1 MiB) and split its first REQ_ARGS_FIRST arguments
+ * into a; false when too big, malformed or out of memory. Free a->buf in
+ * every case. */
+bool req_args_first(struct req *r, struct req_first_args *a);
+
+/* True when argument i exists and is word (any case). */
+bool req_arg_is(const struct req_first_args *a, int i, const char *word);
+
 /* Every argument of a request, flattened and split (cold paths). */
 struct req_args {
     char *buf;

@@ -42,48 +42,19 @@
 #define ROUTER_CANDIDATES  64
 #define ROUTER_SILENT      1.0 /* seconds a replica may leave a ROLE probe unanswered */
 #define ROUTER_CURSOR_ARGS 3   /* HSCAN key cursor: the cursor is argument 2 */
-#define ROUTER_ARGS_MAX    16  /* arguments looked at in session commands */
-#define ROUTER_REQ_MAX     (1u << 20)
 
 /* ---- session commands: which need a dedicated connection ----------------- */
-
-/* The first arguments of a request, flattened (cold path: session commands). */
-struct router_args {
-    char *buf;
-    int argc;
-    const char *argv[ROUTER_ARGS_MAX];
-    size_t argl[ROUTER_ARGS_MAX];
-};
-
-static bool router_args(struct req *r, struct router_args *a)
-{
-    size_t len = 0;
-
-    a->argc = 0;
-    a->buf = req_flatten(r, ROUTER_REQ_MAX, &len);
-    if (a->buf == NULL) {
-        return false;
-    }
-    a->argc = req_split(a->buf, len, a->argv, a->argl, ROUTER_ARGS_MAX);
-    return a->argc >= 0;
-}
-
-static bool router_arg_is(const struct router_args *a, int i, const char *word)
-{
-    return i < a->argc && a->argl[i] == strlen(word) &&
-           strncasecmp(a->argv[i], word, a->argl[i]) == 0;
-}
 
 bool router_auth_is_proxys(const struct config *cfg, struct req *r)
 {
     const char *user = cfg->backend_username != NULL ? cfg->backend_username : "default";
-    struct router_args a;
+    struct req_first_args a;
     bool match = false;
 
     if (cfg->backend_password == NULL) {
         return false;
     }
-    if (router_args(r, &a)) {
+    if (req_args_first(r, &a)) {
         if (a.argc == 2) {
             match = strcmp(user, "default") == 0 && a.argl[1] == strlen(cfg->backend_password) &&
                     memcmp(a.argv[1], cfg->backend_password, a.argl[1]) == 0;
@@ -101,15 +72,15 @@ bool router_auth_is_proxys(const struct config *cfg, struct req *r)
  * (AUTH takes two arguments, SETNAME one). */
 static bool router_hello_has_auth(struct req *r)
 {
-    struct router_args a;
+    struct req_first_args a;
     bool found = false;
 
-    if (router_args(r, &a)) {
+    if (req_args_first(r, &a)) {
         for (int j = 2; j < a.argc && !found; j++) {
             int more = a.argc - 1 - j;
-            if (router_arg_is(&a, j, "auth") && more >= 2) {
+            if (req_arg_is(&a, j, "auth") && more >= 2) {
                 found = true;
-            } else if (router_arg_is(&a, j, "setname") && more >= 1) {
+            } else if (req_arg_is(&a, j, "setname") && more >= 1) {
                 j++;
             } else {
                 break; /* a syntax error: nothing runs */
@@ -123,13 +94,13 @@ static bool router_hello_has_auth(struct req *r)
 /* XREAD and XREADGROUP block only with a BLOCK option. */
 static bool router_xread_blocks(struct req *r)
 {
-    struct router_args a;
+    struct req_first_args a;
     bool blocks = false;
 
-    if (router_args(r, &a)) {
+    if (req_args_first(r, &a)) {
         for (int i = 1; i < a.argc && !blocks; i++) {
-            blocks = router_arg_is(&a, i, "block");
-            if (router_arg_is(&a, i, "streams")) {
+            blocks = req_arg_is(&a, i, "block");
+            if (req_arg_is(&a, i, "streams")) {
                 break;
             }
         }

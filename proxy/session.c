@@ -27,8 +27,7 @@
 #include "proxy/resp.h"
 #include "proxy/worker.h"
 
-#define SESSION_ARGS_MAX 16 /* arguments looked at in session commands */
-#define SESSION_KINDS    3  /* channels, patterns, shard channels */
+#define SESSION_KINDS 3 /* channels, patterns, shard channels */
 
 static const char *const session_sub_cmd[SESSION_KINDS] = {"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE"};
 #define SESSION_REQ_MAX (1u << 20)
@@ -122,33 +121,6 @@ bool session_set_name(struct session *s, const char *name, size_t len)
     s->name = copy;
     s->name_len = len;
     return true;
-}
-
-/* Arguments of a request, flattened (cold path: session commands only). */
-struct session_args {
-    char *buf;
-    int argc;
-    const char *argv[SESSION_ARGS_MAX];
-    size_t argl[SESSION_ARGS_MAX];
-};
-
-static bool session_args(struct req *r, struct session_args *a)
-{
-    size_t len = 0;
-
-    a->argc = 0;
-    a->buf = req_flatten(r, SESSION_REQ_MAX, &len);
-    if (a->buf == NULL) {
-        return false;
-    }
-    a->argc = req_split(a->buf, len, a->argv, a->argl, SESSION_ARGS_MAX);
-    return a->argc >= 0;
-}
-
-static bool session_arg_is(const struct session_args *a, int i, const char *word)
-{
-    return i < a->argc && a->argl[i] == strlen(word) &&
-           strncasecmp(a->argv[i], word, a->argl[i]) == 0;
 }
 
 /* UNSUBSCRIBE, PUNSUBSCRIBE or SUNSUBSCRIBE. */
@@ -401,12 +373,12 @@ bool session_resubscribe(struct client *c, struct bconn *bc, uint32_t *confirmat
  * a new connection (a direct connection would stay silent too). */
 static void session_track_reply_mode(struct client *c, struct req *r)
 {
-    struct session_args a;
+    struct req_first_args a;
 
-    if (session_args(r, &a) && a.argc == 3) {
-        if (session_arg_is(&a, 2, "off")) {
+    if (req_args_first(r, &a) && a.argc == 3) {
+        if (req_arg_is(&a, 2, "off")) {
             c->sess.reply_off = true;
-        } else if (session_arg_is(&a, 2, "on")) {
+        } else if (req_arg_is(&a, 2, "on")) {
             c->sess.reply_off = false;
         }
     }
@@ -489,18 +461,18 @@ static void session_keep(struct req *r, char **dst, size_t *dlen)
 
 static void session_after_hello(struct client *c, struct req *r)
 {
-    struct session_args a;
+    struct req_first_args a;
 
     session_keep(r, &c->sess.hello, &c->sess.hello_len);
     if (r->intarg == 2 || r->intarg == 3) {
         c->sess.resp = (uint8_t)r->intarg;
     }
-    if (!session_args(r, &a)) {
+    if (!req_args_first(r, &a)) {
         free(a.buf);
         return;
     }
     for (int i = 2; i + 1 < a.argc; i++) {
-        if (session_arg_is(&a, i, "setname") &&
+        if (req_arg_is(&a, i, "setname") &&
             !session_set_name(&c->sess, a.argv[i + 1], a.argl[i + 1])) {
             log_warn("client %llu: out of memory keeping its name", (unsigned long long)c->id);
         }
@@ -511,21 +483,21 @@ static void session_after_hello(struct client *c, struct req *r)
 static void session_after_client(struct client *c, struct req *r)
 {
     const char *sub = strchr(r->ci->name, '|');
-    struct session_args a;
+    struct req_first_args a;
 
     if (sub == NULL) {
         return;
     }
     sub++;
     if (strcmp(sub, "setname") == 0) {
-        if (session_args(r, &a) && a.argc == 3 &&
+        if (req_args_first(r, &a) && a.argc == 3 &&
             !session_set_name(&c->sess, a.argv[2], a.argl[2])) {
             log_warn("client %llu: out of memory keeping its name", (unsigned long long)c->id);
         }
         free(a.buf);
     } else if (strcmp(sub, "tracking") == 0) {
-        if (session_args(r, &a)) {
-            c->sess.tracking = session_arg_is(&a, 2, "on");
+        if (req_args_first(r, &a)) {
+            c->sess.tracking = req_arg_is(&a, 2, "on");
         }
         free(a.buf);
     } else if (strcmp(sub, "caching") == 0 || strcmp(sub, "no-evict") == 0 ||

@@ -49,13 +49,16 @@ struct worker_backend_snap {
     __atomic_store_n(&(w)->stats.field, (w)->stats.field + (n), __ATOMIC_RELAXED)
 
 struct worker_stats {
-    uint64_t connections;   /* clients accepted */
-    uint64_t requests;      /* requests received */
-    uint64_t local;         /* answered by the proxy */
-    uint64_t retried;       /* requests dispatched again after a failure */
-    uint64_t unknown;       /* writes whose outcome was unknown */
-    uint64_t held_timeouts; /* requests failed after waiting too long */
-    uint64_t backend_reads; /* read syscalls on backends */
+    uint64_t connections;      /* clients accepted */
+    uint64_t requests;         /* requests received */
+    uint64_t local;            /* answered by the proxy */
+    uint64_t retried;          /* requests dispatched again after a failure */
+    uint64_t unknown;          /* writes whose outcome was unknown */
+    uint64_t held_timeouts;    /* requests failed after waiting too long */
+    uint64_t backend_connects; /* backend connections opened */
+    uint64_t backend_closes;   /* backend connections closed, for any reason */
+    uint64_t backend_lost;     /* ... of them closed by the server, or failed */
+    uint64_t backend_reads;    /* read syscalls on backends */
     uint64_t backend_writes;
     uint64_t reads_master;   /* read-only requests sent to the master */
     uint64_t reads_replicas; /* read-only requests sent to replicas */

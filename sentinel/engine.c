@@ -351,6 +351,7 @@ static void engine_status(struct engine *e, const struct quorum_decision *d)
 
     strbuf_init(&sb);
     strbuf_printf(&sb, "# Sentinels\r\n");
+    strbuf_printf(&sb, "rounds:%llu\r\n", (unsigned long long)e->round);
     strbuf_printf(&sb, "decision:%s\r\n",
                   d->status == QUORUM_AGREED  ? "agreed"
                   : d->status == QUORUM_EPOCH ? "by-epoch"
