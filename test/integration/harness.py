@@ -141,9 +141,11 @@ class RedisServer:
         self.proc = None
 
     def start(self):
+        # A master waits repl-diskless-sync-delay (5 s) for more replicas
+        # before it sends its data set: not in tests.
         argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", self.dir, "--save", "", "--appendonly", "no",
-                "--protected-mode", "no"] + self.args
+                "--protected-mode", "no", "--repl-diskless-sync-delay", "0"] + self.args
         self.proc = Process(argv, os.path.join(self.dir, "redis.log")).start()
         wait_for(lambda: self.client().ping(), what="redis-server on %d" % self.port)
         return self
@@ -265,18 +267,33 @@ class Sentinel:
     """A redis-sentinel watching one master."""
 
     def __init__(self, workdir, master_port, name="mymaster", quorum=2, down_after=1000,
-                 failover_timeout=6000, port=None):
+                 failover_timeout=6000, port=None, peers=(), replicas=()):
+        """peers: (port, myid) of the other Sentinels and replicas: ports of
+        the replicas, written as Sentinel itself records what it learnt, so
+        that it starts knowing them instead of discovering them over several
+        seconds."""
         self.port = port or free_port()
+        self.myid = os.urandom(20).hex()
         self.dir = os.path.join(workdir, "sentinel-%d" % self.port)
         os.makedirs(self.dir, exist_ok=True)
         self.conf = os.path.join(self.dir, "sentinel.conf")
+        self.name = name
         with open(self.conf, "w") as f:
             f.write("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\n" % (self.port, self.dir))
+            f.write("sentinel myid %s\n" % self.myid)
             f.write("sentinel monitor %s 127.0.0.1 %d %d\n" % (name, master_port, quorum))
             f.write("sentinel down-after-milliseconds %s %d\n" % (name, down_after))
             f.write("sentinel failover-timeout %s %d\n" % (name, failover_timeout))
             f.write("sentinel parallel-syncs %s 2\n" % name)
+            for port in replicas:
+                f.write("sentinel known-replica %s 127.0.0.1 %d\n" % (name, port))
         self.proc = None
+
+    def know(self, others):
+        """Record the other Sentinels as known peers (before start)."""
+        with open(self.conf, "a") as f:
+            for o in others:
+                f.write("sentinel known-sentinel %s 127.0.0.1 %d %s\n" % (self.name, o.port, o.myid))
 
     def start(self):
         self.proc = Process([REDIS_SENTINEL, self.conf], os.path.join(self.dir, "sentinel.log"))
@@ -316,9 +333,22 @@ class Cluster:
         for r in self.replicas:
             wait_for(lambda: r.client().info("replication")["master_link_status"] == "up",
                      what="replica %d in sync" % r.port)
+        # A replica that has just loaded the master's data set may not take
+        # the stream yet (and WAIT may already count it): send something
+        # through the stream and wait until every replica has processed it.
+        self.master.client().publish("__harness__:sync", "x")
+        target = self.master.client().info("replication")["master_repl_offset"]
+        for r in self.replicas:
+            wait_for(lambda: r.client().info("replication")["slave_repl_offset"] >= target,
+                     what="replica %d to follow the stream" % r.port)
         for _ in range(self.nsentinels):
-            s = Sentinel(self.workdir, self.master.port, self.name, self.quorum, self.down_after)
-            self.sentinels.append(s.start())
+            self.sentinels.append(Sentinel(self.workdir, self.master.port, self.name, self.quorum,
+                                           self.down_after,
+                                           replicas=[r.port for r in self.replicas]))
+        for s in self.sentinels:
+            s.know([o for o in self.sentinels if o is not s])
+        for s in self.sentinels:
+            s.start()
         self.wait_settled()
         return self
 
@@ -382,6 +412,24 @@ def topology(proxy_client, section="TOPOLOGY"):
     return out
 
 
+def kill_proxy_connections(server, proxy):
+    """What Sentinel does to an instance it reconfigures: every client
+    connection on the server (the proxy's) is killed. Returns once the proxy
+    has seen each of its connections to the server go (its backend_lost
+    count), so that what comes next finds them gone. The proxy must have
+    no connection to any other server."""
+    before = proxy_stats(proxy)
+    open_now = before["backend_connects"] - before["backend_closes"]
+    c = server.client()
+    try:
+        c.client_kill_filter(_type="normal", skipme=True)
+        c.client_kill_filter(_type="pubsub", skipme=True)
+    finally:
+        c.close()
+    wait_for(lambda: proxy_stats(proxy)["backend_lost"] >= before["backend_lost"] + open_now,
+             what="the proxy to see its %d connection(s) killed" % open_now)
+
+
 def proxy_stats(target, password=None):
     """PROXY STATS of a proxy (a redis-py client, a port, or a Proxy) as a
     dict; values that are numbers are ints."""
@@ -396,6 +444,55 @@ def proxy_stats(target, password=None):
     else:
         raw = topology(target, "STATS")
     return {k: int(v) if v.lstrip("-").isdigit() else v for k, v in raw.items()}
+
+
+def blocked_on(server, n=1, timeout=10):
+    """Wait until n clients are blocked (BLPOP...) on a redis-server."""
+    wait_for(lambda: server.client().info("clients")["blocked_clients"] == n, timeout=timeout,
+             what="%d blocked client(s) on %d" % (n, server.port))
+
+
+def subscribed_on(server, channel, n=1, timeout=10):
+    """Wait until n clients are subscribed to channel on a redis-server."""
+    wait_for(lambda: dict(server.client().pubsub_numsub(channel)).get(channel.encode(), 0) >= n,
+             timeout=timeout, what="a subscriber to %s on %d" % (channel, server.port))
+
+
+def engine_rounds(proxy):
+    """Rounds the proxy's Sentinel engine has decided so far."""
+    return int(topology(proxy.client())["rounds"])
+
+
+def wait_rounds(proxy, n=2, timeout=15):
+    """Wait until the engine has decided n more rounds: what it learnt
+    before the call has been acted on."""
+    start = engine_rounds(proxy)
+    wait_for(lambda: engine_rounds(proxy) >= start + n, timeout=timeout,
+             what="%d more engine rounds" % n)
+
+
+def backend_offsets(proxy):
+    """The answering worker's view of each backend: addr -> (role, offset)."""
+    out = {}
+    for k, v in topology(proxy.client()).items():
+        if k.startswith("backend") and k[7:].isdigit():
+            f = dict(kv.split("=", 1) for kv in v.split(","))
+            out[f["addr"]] = (f["role"], int(f["offset"]))
+    return out
+
+
+def replicas_caught_up(proxy, slack=0):
+    """True when, as far as the proxy knows, every replica has processed the
+    master's offset (less slack bytes)."""
+    offs = backend_offsets(proxy)
+    master = [o for role, o in offs.values() if role == "master"]
+    replicas = [o for role, o in offs.values() if role == "replica"]
+    return bool(master) and bool(replicas) and all(o + slack >= master[0] for o in replicas)
+
+
+def lent(proxy, password=None):
+    """Dedicated connections lent to clients by the worker that answers."""
+    return proxy_stats(proxy, password)["dedicated_lent_worker"]
 
 
 class FakeSentinel:
@@ -541,33 +638,59 @@ class FakeSentinel:
         self.sock.close()
 
 
-def split_reply(buf, pos=0):
-    """Length of the first complete RESP2/RESP3 reply in buf, or 0."""
-    end = _reply_end(buf, pos)
-    return end - pos if end is not None else 0
+class Incomplete(Exception):
+    """The bytes end before the reply does."""
 
 
-def _reply_end(buf, pos):
+def parse_reply(buf, pos=0):
+    """The RESP2/RESP3 reply at buf[pos:] -> (python value, end). Type
+    information is kept: simple strings, errors, doubles, booleans, big
+    numbers and verbatim strings become (type-char, payload) tuples, maps,
+    sets and pushes (type-char, items), an attribute ("|", items, the reply
+    it describes). Raises Incomplete when buf ends first."""
     nl = buf.find(b"\r\n", pos)
     if nl < 0:
-        return None
+        raise Incomplete()
     t, line, pos = buf[pos:pos + 1], buf[pos + 1:nl], nl + 2
-    if t in (b"+", b"-", b":", b",", b"#", b"(", b"_"):
-        return pos
+    if t == b":":
+        return int(line), pos
+    if t in (b"+", b"-", b",", b"#", b"("):
+        return (t.decode(), line), pos
+    if t == b"_":
+        return ("_",), pos
     if t in (b"$", b"!", b"="):
         n = int(line)
         if n < 0:
-            return pos
-        return pos + n + 2 if len(buf) >= pos + n + 2 else None
-    if t in (b"*", b"~", b">", b"%", b"|"):
+            return None, pos
+        if len(buf) < pos + n + 2:
+            raise Incomplete()
+        return (buf[pos:pos + n] if t == b"$" else (t.decode(), buf[pos:pos + n])), pos + n + 2
+    if t in (b"*", b"%", b"~", b">", b"|"):
         n = int(line)
-        count = n * 2 if t in (b"%", b"|") else n
-        for _ in range(max(count, 0)):
-            pos = _reply_end(buf, pos)
-            if pos is None:
-                return None
-        return _reply_end(buf, pos) if t == b"|" else pos
-    raise ValueError("bad reply type %r" % t)
+        if n < 0:
+            return ("*", None), pos
+        items = []
+        for _ in range(n * 2 if t in (b"%", b"|") else n):
+            v, pos = parse_reply(buf, pos)
+            items.append(v)
+        if t == b"|":
+            v, pos = parse_reply(buf, pos)
+            return ("|", items, v), pos
+        return (items if t == b"*" else (t.decode(), items)), pos
+    raise ValueError("unexpected reply type %r in %r" % (t, buf[:100]))
+
+
+def reply_value(raw):
+    """The python value of one whole raw reply (see parse_reply)."""
+    return parse_reply(raw)[0]
+
+
+def split_reply(buf, pos=0):
+    """Length of the first complete RESP2/RESP3 reply in buf, or 0."""
+    try:
+        return parse_reply(buf, pos)[1] - pos
+    except Incomplete:
+        return 0
 
 
 def enc(*args):

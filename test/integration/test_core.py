@@ -10,7 +10,8 @@ import time
 import pytest
 import redis
 
-from harness import Proxy, raw_exchange, wait_for
+from harness import (Proxy, blocked_on, lent, proxy_stats, raw_exchange, subscribed_on,
+                     wait_for)
 
 # One command per line; replies from the proxy must equal the direct ones.
 COMMANDS = [
@@ -185,7 +186,7 @@ def test_multi_exec_and_watch_conflict(proxy):
     assert c.set("after", "1") and c.get("after") == b"1"
 
 
-def test_blpop_does_not_stall_others(proxy):
+def test_blpop_does_not_stall_others(proxy, redis_server):
     blocked = proxy.client(socket_timeout=30)
     result = {}
 
@@ -194,7 +195,7 @@ def test_blpop_does_not_stall_others(proxy):
 
     t = threading.Thread(target=waiter)
     t.start()
-    time.sleep(0.3)
+    blocked_on(redis_server)
     others = [proxy.client() for _ in range(5)]
     start = time.monotonic()
     for i in range(200):
@@ -209,20 +210,19 @@ def test_blpop_does_not_stall_others(proxy):
     assert blocked.ping()
 
 
-def test_subscribe_publish(proxy):
+def test_subscribe_publish(proxy, redis_server):
     sub = proxy.client().pubsub()
     sub.subscribe("chan")
     sub.psubscribe("pat.*")
-    wait_for(lambda: sub.get_message(timeout=0.2) is None or True)
+    subscribed_on(redis_server, "chan")
+    wait_for(lambda: redis_server.client().pubsub_numpat() >= 1, what="pattern subscription")
     msgs = []
     deadline = time.monotonic() + 5
     pub = proxy.client()
+    assert pub.publish("chan", "hello") == 1 and pub.publish("pat.x", "world") == 1
     while len([m for m in msgs if m["type"] in ("message", "pmessage")]) < 2:
         if time.monotonic() > deadline:
             break
-        if pub.publish("chan", "hello") + pub.publish("pat.x", "world") == 0:
-            time.sleep(0.1)
-            continue
         m = sub.get_message(timeout=1)
         while m is not None:
             msgs.append(m)
@@ -311,7 +311,7 @@ def test_requests_during_backend_outage_wait(redis_server, workdir):
 
         t = threading.Thread(target=later)
         t.start()
-        time.sleep(1.0)
+        wait_for(lambda: proxy_stats(proxy)["held_bytes_worker"] > 0, what="the SET to be held")
         assert t.is_alive(), "the request should wait for the backend"
         redis_server.start()
         t.join(15)
@@ -350,7 +350,7 @@ def test_client_not_reading_replies_is_bounded(redis_server, workdir):
             try:
                 sent += s.send(req)
             except BlockingIOError:
-                time.sleep(0.05)
+                select.select([], [s], [], 0.05)
         # 5 s of sending; the client read nothing. Replies asked for: sent/16 * 100 KB.
         asked_mb = sent // len(_resp("GET", "big")) * 100000 / 1e6
         grown_mb = (proxy.rss_kb() - base) / 1024
@@ -374,11 +374,6 @@ def test_redis_benchmark_through_proxy(proxy, pipeline):
     assert "error" not in text.lower(), text
     for t in ("SET", "GET", "INCR", "LPUSH", "LPOP", "MSET"):
         assert t in text, text
-
-
-def lent(proxy, **kw):
-    stats = proxy.client(**kw).execute_command("PROXY", "STATS").decode()
-    return int(stats.split("dedicated_lent_worker:")[1].split()[0])
 
 
 def test_sessions_return_to_shared_connections(proxy):
@@ -435,11 +430,11 @@ def test_auth_like_redis_requirepass(workdir):
         # The proxy's own credentials: answered by the proxy, shared connections.
         c = redis.Redis(port=p.port, password="secret")
         assert c.set("k", "v") and c.get("k") == b"v"
-        assert lent(p, password="secret") == 0
+        assert lent(p, "secret") == 0
         # Another ACL user: checked by the server on a dedicated connection.
         a = redis.Redis(port=p.port, username="alice", password="pw")
         assert a.execute_command("ACL", "WHOAMI") == b"alice"
-        assert lent(p, password="secret") == 1
+        assert lent(p, "secret") == 1
         assert a.get("k") == b"v"
     finally:
         p.stop()
@@ -449,12 +444,8 @@ def test_auth_like_redis_requirepass(workdir):
 def test_command_table_from_the_master(proxy):
     c = proxy.client()
 
-    def source():
-        stats = c.execute_command("PROXY", "STATS").decode()
-        return dict(line.split(":", 1) for line in stats.splitlines() if ":" in line)
-
-    wait_for(lambda: source()["commands_source"] == "master", what="COMMAND table read")
-    n = int(source()["commands"])
+    wait_for(lambda: proxy_stats(c)["commands_source"] == "master", what="COMMAND table read")
+    n = proxy_stats(c)["commands"]
     # Every command and sub-command the server reports (plus the proxy's own).
     raw = proxy.client()
     raw.response_callbacks = {}

@@ -9,7 +9,8 @@ import time
 
 import redis
 
-from harness import FakeSentinel, Proxy, RedisServer, topology, wait_for
+from harness import (FakeSentinel, Proxy, RedisServer, blocked_on, topology, wait_for,
+                     wait_rounds)
 
 
 def fakes_proxy(workdir, fakes, *extra):
@@ -42,11 +43,12 @@ def test_epoch_never_goes_backwards(workdir):
     try:
         wait_for(lambda: uses(p, x), what="proxy to use X")
         a.mode = b.mode = "hang"
-        time.sleep(3)
+        wait_for(lambda: "ignoring 1 of 3 Sentinel(s)" in p.log(), timeout=15,
+                 what="a round with only the stale Sentinel answering")
+        wait_rounds(p, 2)
         assert uses(p, x)
         assert p.client().set("after", "1")
         assert x.client().get("after") == b"1" and y.client().get("after") is None
-        assert "ignoring 1 of 3 Sentinel(s)" in p.log()
         # A majority of every known Sentinel can still move it (Sentinels set
         # up afresh start again from epoch 0).
         a.mode = b.mode = "stale"
@@ -70,7 +72,7 @@ def test_dedicated_sessions_leave_the_old_master(workdir):
         res = {}
         t = threading.Thread(target=lambda: res.update(v=c.blpop("q", timeout=0)))
         t.start()
-        time.sleep(0.3)
+        blocked_on(x)
         for f in fakes:
             f.master, f.epoch = ("127.0.0.1", y.port), 2
         wait_for(lambda: uses(p, y), what="proxy to use Y")
@@ -83,11 +85,18 @@ def test_dedicated_sessions_leave_the_old_master(workdir):
         # Demoted, the old master refuses writes: nothing of that reaches the
         # client either.
         x.client().replicaof("127.0.0.1", y.port)
-        time.sleep(0.5)
+        wait_for(lambda: x.client().info("replication")["role"] == "slave", what="X demoted")
         assert c.set("after-demotion", "1")
         assert y.client(db=1).get("after-demotion") == b"1"
     finally:
         stop_all(p, fakes, x, y)
+
+
+def answers_within(server, seconds):
+    try:
+        return server.client(socket_timeout=seconds).ping()
+    except (redis.TimeoutError, redis.ConnectionError):
+        return False
 
 
 def test_busy_master_is_not_treated_as_failed(workdir):
@@ -106,7 +115,7 @@ def test_busy_master_is_not_treated_as_failed(workdir):
             "local t = redis.call('TIME') local s = t[1] + 2.5 "
             "while tonumber(redis.call('TIME')[1]) < s do end", 0))
         busy.start()
-        time.sleep(0.2)
+        wait_for(lambda: not answers_within(x, 0.1), what="the script to occupy X")
         assert all(c.set("during:%d" % i, i) for i in range(5))  # wait, then succeed
         busy.join(20)
         assert tx.execute_command("EXEC") == [b"OK"]
@@ -123,7 +132,7 @@ def test_sentinels_named_by_host_are_counted_once(workdir, cluster):
     p = Proxy(workdir, args=args).start()
     try:
         wait_for(lambda: uses(p, cluster.master), what="proxy to find the master")
-        time.sleep(2.5)  # rounds in which SENTINEL SENTINELS names them by IP
+        wait_rounds(p, 2)  # rounds in which SENTINEL SENTINELS names them by IP
         t = topology(p.client())
         assert int(t["sentinels_answering"]) == 3, t
         assert not [k for k, v in t.items() if k.startswith("sentinel") and "learnt" in v]
@@ -155,11 +164,13 @@ def test_sentinel_dying_while_the_proxy_is_frozen(workdir, cluster, sproxy):
     sproxy.proc.send_signal(signal.SIGSTOP)
     try:
         cluster.sentinels[1].proc.kill9()
+        # The proxy is frozen: only the clock can pass its link deadlines
+        # (sentinel.timeout, 500 ms) while it sleeps.
         time.sleep(1.6)
     finally:
         sproxy.proc.send_signal(signal.SIGCONT)
-    for _ in range(5):
-        time.sleep(0.5)
+    for _ in range(3):
+        wait_rounds(sproxy, 1)
         assert sproxy.proc.alive(), sproxy.log()[-3000:]
         c = sproxy.client()
         assert c.set("alive", "1") and c.get("alive") == b"1"
@@ -240,7 +251,7 @@ def test_an_unreadable_epoch_is_ignored(workdir):
                  what="proxy to use X and ignore the bad epoch")
         for i in range(3):
             assert p.client().set("k", i)
-            time.sleep(0.5)
+            wait_rounds(p, 1)
         assert topology(p.client())["decision"] == "agreed"
     finally:
         stop_all(p, (a, b, c), x)
@@ -290,7 +301,8 @@ def test_false_alarms_from_one_sentinel_stop_holding_writes(workdir):
         for _ in range(19):
             fakes[0].publish("+odown", odown)
             assert c.set("k", "v")
-            time.sleep(0.05)
+            time.sleep(0.05)  # a flood at a steady rate, not a wait for an event
+        wait_rounds(p, 1)
         assert p.log().count("announced +odown") == 1, p.log().count("announced +odown")
         # The others' announcements still hold writes at once.
         fakes[1].publish("+odown", "master mymaster 127.0.0.1 %d #quorum 2/2" % x.port)

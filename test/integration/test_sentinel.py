@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from harness import Conn, FakeSentinel, Proxy, topology, wait_for
+from harness import Conn, FakeSentinel, Proxy, topology, wait_for, wait_rounds
 
 
 def healthy_replicas(t):
@@ -66,8 +66,14 @@ class Load:
     def start(self):
         for t in self.threads:
             t.start()
-        wait_for(lambda: all(len(r) > 5 for r in self.results), what="load to run")
+        self.wait_ops(5)
         return self
+
+    def wait_ops(self, n, timeout=60):
+        """Wait until every client has completed n more requests."""
+        start = [len(r) for r in self.results]
+        wait_for(lambda: all(len(r) >= s + n for r, s in zip(self.results, start)),
+                 timeout=timeout, what="every client to complete %d more requests" % n)
 
     def stop(self):
         self.stop_flag.set()
@@ -188,9 +194,9 @@ def test_stale_sentinel_is_outvoted(workdir, cluster):
         p = Proxy(workdir, args=args).start()
         try:
             wait_proxy_master(p, new, timeout=15)
-            for _ in range(10):
+            for _ in range(3):
+                wait_rounds(p, 1)
                 assert topology(p.client())["master"] == "127.0.0.1:%d" % new
-                time.sleep(0.2)
             assert p.client().set("after", "1")
             assert cluster.server_on(new).client().get("after") == b"1"
         finally:
@@ -202,12 +208,12 @@ def test_stale_sentinel_is_outvoted(workdir, cluster):
 def test_kill9_master_under_load(cluster, sproxy):
     old = cluster.master
     load = Load(sproxy.port).start()
-    time.sleep(1)
+    load.wait_ops(50)
     kill_time = time.monotonic()
     old.kill9()
     new_port = cluster.wait_master_change(old.port)
     wait_proxy_master(sproxy, new_port)
-    time.sleep(2)
+    load.wait_ops(50)  # requests on the new master
     load.stop()
     check_failover_outcome(load, kill_time, cluster.server_on(new_port), cluster=cluster)
     assert "ms after the first signal" in sproxy.log()
@@ -219,7 +225,7 @@ def test_sigstop_master_then_rejoin(cluster, sproxy):
     demotes it); nothing issued after the switch reaches it."""
     old = cluster.master
     load = Load(sproxy.port, clients=10).start()
-    time.sleep(0.5)
+    load.wait_ops(20)
     mon = old.client(socket_timeout=60).connection_pool.get_connection("MONITOR")
     mon.send_command("MONITOR")
     assert mon.read_response() in (b"OK", "OK")
@@ -240,10 +246,10 @@ def test_sigstop_master_then_rejoin(cluster, sproxy):
         new_port = cluster.wait_master_change(old.port)
         wait_proxy_master(sproxy, new_port)
         switched = time.monotonic()
-        time.sleep(1.5)
+        load.wait_ops(50)  # on the new master, the old one still frozen
     finally:
         old.proc.send_signal(signal.SIGCONT)
-    time.sleep(1)
+    load.wait_ops(50)  # the old master awake, believing itself master
     load.stop()
     executed = " ".join(x.decode() if isinstance(x, bytes) else str(x) for x in seen)
     late = [r[3] for rs in load.results for r in rs if r[0] > switched and '"%s"' % r[3] in executed]
@@ -260,11 +266,11 @@ def test_sigstop_master_then_rejoin(cluster, sproxy):
 def test_manual_failover_under_load_no_errors(cluster, sproxy):
     old = cluster.master.port
     load = Load(sproxy.port).start()
-    time.sleep(1)
+    load.wait_ops(50)
     cluster.sentinels[0].client().sentinel_failover(cluster.name)
     new_port = cluster.wait_master_change(old)
     wait_proxy_master(sproxy, new_port)
-    time.sleep(1.5)
+    load.wait_ops(50)
     load.stop()
     assert load.errors() == []
     assert load.socknames == load.final_socknames
@@ -273,11 +279,11 @@ def test_manual_failover_under_load_no_errors(cluster, sproxy):
 def test_sentinels_down(cluster, sproxy):
     c = sproxy.client()
     cluster.sentinels[0].stop()
-    time.sleep(1.5)
+    wait_for(lambda: int(topology(c)["sentinels_answering"]) == 2, what="one Sentinel down")
     assert c.set("one-down", "1") and c.get("one-down") == b"1"
     for s in cluster.sentinels[1:]:
         s.stop()
-    time.sleep(2)
+    wait_for(lambda: "no Sentinel answered" in sproxy.log(), what="every Sentinel down")
     # Every Sentinel is gone: the last confirmed topology keeps serving.
     for i in range(50):
         assert c.set("all-down:%d" % i, i)
@@ -299,6 +305,7 @@ def test_sessions_survive_failover(cluster, sproxy, kind):
     elif kind == "multi":
         c.execute_command("SELECT", "2")
         c.set("in-db-2", "x")
+        assert c.execute_command("WAIT", 2, 5000) == 2  # on whichever replica is promoted
         tx = Conn(sproxy.port)
         assert tx.call("SELECT", "2") == b"+OK\r\n"
         assert tx.call("MULTI") == b"+OK\r\n"

@@ -8,26 +8,8 @@ import time
 import pytest
 import redis
 
-from harness import Conn, Proxy, RedisServer, enc, raw_exchange, topology, wait_for
-
-
-def stats(port, password=None):
-    c = redis.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=10)
-    try:
-        return topology(c, "STATS")
-    finally:
-        c.close()
-
-
-def lent(port):
-    return int(stats(port)["dedicated_lent_worker"])
-
-
-def kill_proxy_connections(server):
-    """What Sentinel does to an instance it reconfigures: every client
-    connection (the proxy's) is killed."""
-    server.client().client_kill_filter(_type="normal", skipme=True)
-    server.client().client_kill_filter(_type="pubsub", skipme=True)
+from harness import (Conn, Proxy, RedisServer, blocked_on, enc, kill_proxy_connections, lent,
+                     proxy_stats, raw_exchange, subscribed_on, wait_for)
 
 
 @pytest.fixture
@@ -59,7 +41,7 @@ def test_reset_does_not_lend_a_logged_out_connection(authed):
 
 def test_unauthenticated_limits_and_unknown_commands(authed):
     srv, p = authed
-    wait_for(lambda: stats(p.port, "pw")["commands_source"] == "master", what="command table")
+    wait_for(lambda: proxy_stats(p.port, "pw")["commands_source"] == "master", what="command table")
     cases = [b"*11\r\n", b"*2\r\n$4\r\nAUTH\r\n$16385\r\n",
              b"*2\r\n$9\r\nNOSUCHCMD\r\n$1\r\nx\r\n", b"*1\r\n$3\r\nGET\r\n"]
     for data in cases:
@@ -83,10 +65,9 @@ def test_reset_while_subscribed_ends_the_subscriptions(proxy, redis_server):
     assert a.call("RESET") == b"+RESET\r\n"
     # The session is plain again: ordinary replies, back on shared connections.
     assert a.call("GET", "k") == b"$-1\r\n"
-    wait_for(lambda: lent(proxy.port) == 0, what="dedicated connection given back")
+    wait_for(lambda: lent(proxy) == 0, what="dedicated connection given back")
     # A lost connection must not bring the subscription back.
-    kill_proxy_connections(redis_server)
-    time.sleep(0.3)
+    kill_proxy_connections(redis_server, proxy)
     assert a.call("PING") == b"+PONG\r\n"
     assert proxy.client().publish("ch", "m") == 0
     assert a.silent()
@@ -98,14 +79,14 @@ def test_leaving_subscribed_mode(proxy, how):
     name = "n" * 300 if how == "long-name" else "ch"
     a.send(("SUBSCRIBE", name))
     assert b"subscribe" in a.read()
-    assert lent(proxy.port) == 1
+    assert lent(proxy) == 1
     if how == "pipelined":
         a.send(("UNSUBSCRIBE",), ("PING",))
         assert a.read().startswith(b"*3\r\n$11\r\nunsubscribe")
         assert a.read() == b"+PONG\r\n"
     else:
         assert a.call("UNSUBSCRIBE", name).startswith(b"*3\r\n$11\r\nunsubscribe")
-    wait_for(lambda: lent(proxy.port) == 0, what="dedicated connection given back")
+    wait_for(lambda: lent(proxy) == 0, what="dedicated connection given back")
     assert a.call("SET", "k", "v") == b"+OK\r\n"
     assert a.call("GET", "k") == b"$1\r\nv\r\n"
     assert a.silent()
@@ -115,8 +96,7 @@ def test_client_reply_off_survives_a_lost_connection(proxy, redis_server):
     a = Conn(proxy.port)
     a.send(("CLIENT", "REPLY", "OFF"), ("SET", "a", "1"))
     wait_for(lambda: redis_server.client().get("a") == b"1", what="SET a")
-    kill_proxy_connections(redis_server)
-    time.sleep(0.3)
+    kill_proxy_connections(redis_server, proxy)
     a.send(("SET", "b", "2"))
     wait_for(lambda: redis_server.client().get("b") == b"2", what="SET b")
     assert a.silent(), "replies came back under CLIENT REPLY OFF"
@@ -138,39 +118,35 @@ def test_session_commands_in_multi_apply_only_if_exec_runs_them(proxy, redis_ser
     # DISCARD: HELLO 3 never ran, so a new connection must speak RESP2.
     for cmd in (("MULTI",), ("HELLO", "3"), ("DISCARD",)):
         a.call(*cmd)
-    kill_proxy_connections(redis_server)
-    time.sleep(0.3)
+    kill_proxy_connections(redis_server, proxy)
     assert a.call("HGETALL", "h") == b"*2\r\n$1\r\nf\r\n$1\r\nv\r\n"
     # A SELECT that fails inside EXEC changes nothing; one that runs does.
     assert a.call("MULTI") == b"+OK\r\n"
     assert a.call("SELECT", "100") == b"+QUEUED\r\n"
     assert a.call("EXEC").startswith(b"*1\r\n-ERR")
-    kill_proxy_connections(redis_server)
-    time.sleep(0.3)
+    kill_proxy_connections(redis_server, proxy)
     assert a.call("HGET", "h", "f") == b"$1\r\nv\r\n"
     for cmd in (("MULTI",), ("SELECT", "3"), ("EXEC",)):
         a.call(*cmd)
-    kill_proxy_connections(redis_server)
-    time.sleep(0.3)
+    kill_proxy_connections(redis_server, proxy)
     assert a.call("SET", "in3", "x") == b"+OK\r\n"
     assert redis_server.client(db=3).get("in3") == b"x"
     # HELLO 3 that EXEC ran: RESP3 from then on, also on a new connection.
     for cmd in (("MULTI",), ("HELLO", "3"), ("EXEC",)):
         a.call(*cmd)
-    kill_proxy_connections(redis_server)
-    time.sleep(0.3)
+    kill_proxy_connections(redis_server, proxy)
     assert a.call("SELECT", "0") == b"+OK\r\n"
     assert a.call("HGETALL", "h") == b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n"
 
 
-def test_client_id_stays_valid_for_client_unblock(proxy):
+def test_client_id_stays_valid_for_client_unblock(proxy, redis_server):
     a = proxy.client()
     ident = a.client_id()
     res = {}
     t = threading.Thread(target=lambda: res.update(v=a.blpop("nothing", timeout=10)))
     t0 = time.monotonic()
     t.start()
-    time.sleep(0.3)
+    blocked_on(redis_server)
     assert proxy.client().client_unblock(ident) == 1
     t.join(10)
     assert res["v"] is None and time.monotonic() - t0 < 5
@@ -183,7 +159,18 @@ def test_client_setinfo_keeps_the_client_on_shared_connections(proxy, redis_serv
     a = Conn(proxy.port)
     a.call(*cmd)
     assert a.call("GET", "k") == b"$-1\r\n"
-    assert lent(proxy.port) == 0
+    assert lent(proxy) == 0
+
+
+def script_busy(server):
+    """True once a script on server is past busy-reply-threshold."""
+    try:
+        server.client(socket_timeout=1).ping()
+    except redis.exceptions.BusyLoadingError:
+        return True
+    except redis.ResponseError as e:
+        return "BUSY" in str(e)
+    return False
 
 
 def test_script_kill_does_not_queue_behind_the_script(workdir, redis_server):
@@ -201,7 +188,7 @@ def test_script_kill_does_not_queue_behind_the_script(workdir, redis_server):
 
         t = threading.Thread(target=busy)
         t.start()
-        time.sleep(0.5)
+        wait_for(lambda: script_busy(redis_server), what="the script to be past the threshold")
         killer = p.client(socket_timeout=5)
         t0 = time.monotonic()
         assert killer.script_kill()
@@ -230,7 +217,7 @@ def test_burst_of_large_replies_from_a_client_that_does_not_read(workdir, redis_
         # few seconds; the server's own output buffer is unlimited.
         grown = 0
         for _ in range(10):
-            time.sleep(0.5)
+            time.sleep(0.5)  # sampling RSS while the server sends: time is the load here
             grown = max(grown, p.rss_kb() - base)
         assert grown < 64 * 1024, "proxy grew by %d KiB for 120 unread 4 MB replies" % grown
         other = p.client()
@@ -250,7 +237,7 @@ def test_subscriber_that_does_not_read_is_dropped_by_the_server(workdir, redis_s
         base = p.rss_kb()
         sub = Conn(p.port)
         sub.send(("SUBSCRIBE", "flood"))
-        time.sleep(0.3)
+        subscribed_on(redis_server, "flood")
         pub = p.client()
         payload = b"m" * 100000
         for _ in range(600):  # 60 MB of messages
@@ -280,8 +267,9 @@ def test_refused_credentials_on_a_new_connection_close_the_client(authed):
     a = Conn(p.port)
     assert a.call("AUTH", "bob", "bobpw") == b"+OK\r\n"
     assert a.call("ACL", "WHOAMI") == b"$3\r\nbob\r\n"
+    lost = proxy_stats(p, "pw")["backend_lost"]
     srv.client().acl_deluser("bob")  # also disconnects bob's connection
-    time.sleep(0.3)
+    wait_for(lambda: proxy_stats(p, "pw")["backend_lost"] > lost, what="bob's connection to go")
     try:
         reply = a.call("ACL", "WHOAMI")
     except (ConnectionError, OSError):

@@ -31,7 +31,7 @@ def test_failovers_under_load(cluster, sproxy):
             cluster.sentinels[rounds % 3].client().sentinel_failover(cluster.name)
             new = cluster.wait_master_change(old)
             wait_proxy_master(sproxy, new, timeout=60)
-            time.sleep(1.5)
+            load.wait_ops(50)  # on the new master
             load.stop()
             assert load.errors() == [], "round %d (SENTINEL FAILOVER)" % rounds
         else:
@@ -40,7 +40,7 @@ def test_failovers_under_load(cluster, sproxy):
             victim.kill9()
             new = cluster.wait_master_change(old, timeout=60)
             wait_proxy_master(sproxy, new, timeout=60)
-            time.sleep(1.5)
+            load.wait_ops(50)  # on the new master
             load.stop()
             errors = load.errors()
             assert all(r[0] < kill_time + 0.05 for _, r in errors), "round %d" % rounds

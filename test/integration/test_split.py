@@ -7,7 +7,8 @@ import time
 
 import redis
 
-from harness import Proxy, topology, wait_for
+from harness import (Proxy, backend_offsets, blocked_on, proxy_stats, replicas_caught_up,
+                     subscribed_on, topology, wait_for)
 
 
 def cmdstat(server, cmd):
@@ -45,8 +46,7 @@ def test_reads_on_replicas_writes_on_master(workdir, cluster):
         assert cmdstat(cluster.master, "get")[0] == mget_before, "a read reached the master"
         for r in cluster.replicas:
             assert cmdstat(r, "set")[1] == 0, "a write was sent to a replica"
-        stats = c.execute_command("PROXY", "STATS").decode()
-        assert "reads_replicas:" in stats
+        assert proxy_stats(c)["reads_replicas"] >= 300
     finally:
         p.stop()
 
@@ -110,11 +110,11 @@ def test_read_your_writes_with_lagging_replicas(workdir, cluster):
             assert set_then_get(c, 10000) == 0
         # The replicas serve this client's reads again once they have caught
         # up with its last write.
-        time.sleep(0.2)
+        wait_for(lambda: replicas_caught_up(p), what="the replicas to catch up")
+        before = proxy_stats(c)["reads_replicas"]
         for i in range(200):
             c.get("other:%d" % i)
-        stats = c.execute_command("PROXY", "STATS").decode()
-        assert int(stats.split("reads_replicas:")[1].split()[0]) > 0
+        assert proxy_stats(c)["reads_replicas"] > before
     finally:
         p.stop()
 
@@ -182,7 +182,8 @@ def test_sessions_alongside_ordinary_traffic(workdir, cluster):
             pipe.incr("w").incr("w")
             assert pipe.execute() == [1, 2]
         pub = p.client()
-        time.sleep(0.3)
+        subscribed_on(cluster.master, "chan")
+        blocked_on(cluster.master)
         assert pub.publish("chan", "m1") >= 1
         got = None
         deadline = time.monotonic() + 5
@@ -318,7 +319,7 @@ def test_scan_iterations_stay_on_one_server(workdir, cluster):
         pipe.execute()
         wait_for(lambda: all(r.client().dbsize() >= 5001 for r in cluster.replicas),
                  what="replication")
-        time.sleep(0.2)  # the proxy's replica offsets catch up too
+        wait_for(lambda: replicas_caught_up(p), what="the proxy's replica offsets to catch up")
         # A client that wrote nothing yet starts on a replica whatever
         # read-your-writes says of the writer.
         s = p.client()
@@ -336,6 +337,13 @@ def test_scan_iterations_stay_on_one_server(workdir, cluster):
         p.stop()
 
 
+def lag_of(proxy, replica):
+    """How far behind the master the proxy believes replica is, in bytes."""
+    offs = backend_offsets(proxy)
+    master = next(o for role, o in offs.values() if role == "master")
+    return master - offs["127.0.0.1:%d" % replica.port][1]
+
+
 def test_lagging_replica_takes_no_reads(workdir, cluster):
     p = split_proxy(workdir, cluster, "--set", "max-replica-lag=10kb")
     try:
@@ -345,7 +353,7 @@ def test_lagging_replica_takes_no_reads(workdir, cluster):
         try:
             for i in range(100):
                 c.set("lag:%d" % i, "v" * 2000)  # 200 KB it has not applied
-            time.sleep(0.3)
+            wait_for(lambda: lag_of(p, lagging) > 10 * 1024, what="the proxy to see the lag")
             before = cmdstat(lagging, "get")[0]
             for i in range(500):
                 reader.get("lag:%d" % (i % 100))
@@ -354,7 +362,7 @@ def test_lagging_replica_takes_no_reads(workdir, cluster):
             lagging.client().execute_command("CLIENT", "UNPAUSE")
         # Caught up, it serves reads again.
         wait_for(lambda: lagging.client().get("lag:99") is not None, what="catch up")
-        time.sleep(0.3)
+        wait_for(lambda: lag_of(p, lagging) <= 10 * 1024, what="the proxy to see it caught up")
         before = cmdstat(lagging, "get")[0]
         for i in range(300):
             reader.get("lag:%d" % (i % 100))
@@ -369,19 +377,27 @@ def test_requests_routed_per_backend_for_all_workers(workdir, cluster):
         clients = [p.client() for _ in range(8)]
         for i, c in enumerate(clients):
             c.set("w:%d" % i, i)
-        time.sleep(0.3)
+        assert cluster.master.client().wait(2, 5000) == 2
+        wait_for(lambda: replicas_caught_up(p), what="the proxy's replica offsets to catch up")
         for _ in range(50):
             for i, c in enumerate(clients):
                 c.get("w:%d" % i)
-        time.sleep(0.3)  # the other worker publishes its counters every 100 ms
-        t = topology(p.client())
-        routed = [v for k, v in t.items() if k.startswith("routed")]
-        replicas = sum(int(v.split("requests=")[1].split(",")[0]) for v in routed
-                       if "role=replica" in v)
-        master = sum(int(v.split("requests=")[1].split(",")[0]) for v in routed
-                     if "role=master" in v)
-        assert replicas >= 350, routed  # most of the 400 reads (read-your-writes keeps some)
-        assert master >= 8, routed
+
+        def routed():
+            t = topology(p.client())
+            lines = [v for k, v in t.items() if k.startswith("routed")]
+            count = {"master": 0, "replica": 0, "retired": 0}
+            for v in lines:
+                f = dict(kv.split("=", 1) for kv in v.split(","))
+                count[f["role"]] += int(f["requests"])
+            return count
+
+        # The other worker publishes its counters every 100 ms.
+        wait_for(lambda: routed()["master"] + routed()["replica"] >= 408,
+                 what="every worker's counters")
+        replicas, master = routed()["replica"], routed()["master"]
+        assert replicas >= 350, routed()  # most of the 400 reads (read-your-writes keeps some)
+        assert master >= 8, routed()
     finally:
         p.stop()
 

@@ -252,86 +252,84 @@ static struct config *engine_config(int sentinel_port)
     return cfg;
 }
 
+/* One Sentinel, two instances, an engine and its recorder, on a loop. */
+struct setup {
+    struct ev_loop *loop;
+    struct fake sentinel, m1, m2;
+    struct recorder rec;
+    struct config *cfg;
+    struct engine *e;
+};
+
+/* The Sentinel names m1 (whose ROLE says role1) at epoch 1. */
+static void setup_start(struct setup *s, const char *role1)
+{
+    struct engine_receiver rx = {&s->rec, recorder_publish, recorder_status};
+    char err[256];
+
+    memset(s, 0, sizeof(*s));
+    s->loop = ev_loop_new(EVFLAG_AUTO);
+    s->rec.loop = s->loop;
+    fake_start(&s->m1, s->loop, role1);
+    fake_start(&s->m2, s->loop, "slave");
+    fake_start(&s->sentinel, s->loop, "sentinel");
+    s->sentinel.master_port = s->m1.port;
+    s->sentinel.epoch = 1;
+    s->cfg = engine_config(s->sentinel.port);
+    s->e = engine_start(s->loop, s->cfg, &rx, err, sizeof(err));
+    assert_non_null(s->e);
+}
+
+static void setup_stop(struct setup *s)
+{
+    engine_stop(s->e);
+    topology_unref(s->rec.last);
+    free(s->rec.status);
+    config_free(s->cfg);
+    fake_stop(&s->sentinel);
+    fake_stop(&s->m1);
+    fake_stop(&s->m2);
+    ev_loop_destroy(s->loop);
+}
+
 /* The master the Sentinels name and ROLE confirms reaches the receiver,
  * and a failover to another instance reaches it too. */
 static void test_publishes_confirmed_master(void **state)
 {
-    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    struct fake sentinel, m1, m2;
-    struct recorder rec = {.loop = loop};
-    struct engine_receiver rx = {&rec, recorder_publish, recorder_status};
-    struct config *cfg;
-    struct engine *e;
-    char err[256];
+    struct setup s;
 
     (void)state;
-    fake_start(&m1, loop, "master");
-    fake_start(&m2, loop, "slave");
-    fake_start(&sentinel, loop, "sentinel");
-    sentinel.master_port = m1.port;
-    sentinel.epoch = 1;
-    cfg = engine_config(sentinel.port);
-    e = engine_start(loop, cfg, &rx, err, sizeof(err));
-    assert_non_null(e);
-
-    assert_true(run_until_master(loop, &rec, m1.port, 5.0));
-    assert_true(rec.last->has_master);
-    assert_int_equal(rec.last->epoch, 1);
-    assert_non_null(rec.status);
-    assert_non_null(strstr(rec.status, "decision:agreed"));
-    assert_non_null(strstr(rec.status, "sentinels_answering:1"));
+    setup_start(&s, "master");
+    assert_true(run_until_master(s.loop, &s.rec, s.m1.port, 5.0));
+    assert_true(s.rec.last->has_master);
+    assert_int_equal(s.rec.last->epoch, 1);
+    assert_non_null(s.rec.status);
+    assert_non_null(strstr(s.rec.status, "decision:agreed"));
+    assert_non_null(strstr(s.rec.status, "sentinels_answering:1"));
 
     /* Failover: the Sentinel names m2 at a higher epoch, and m2 says so. */
-    m2.role = "master";
-    sentinel.master_port = m2.port;
-    sentinel.epoch = 2;
-    assert_true(run_until_master(loop, &rec, m2.port, 5.0));
-    assert_int_equal(rec.last->epoch, 2);
-
-    engine_stop(e);
-    topology_unref(rec.last);
-    free(rec.status);
-    config_free(cfg);
-    fake_stop(&sentinel);
-    fake_stop(&m1);
-    fake_stop(&m2);
-    ev_loop_destroy(loop);
+    s.m2.role = "master";
+    s.sentinel.master_port = s.m2.port;
+    s.sentinel.epoch = 2;
+    assert_true(run_until_master(s.loop, &s.rec, s.m2.port, 5.0));
+    assert_int_equal(s.rec.last->epoch, 2);
+    setup_stop(&s);
 }
 
 /* A master the Sentinels name but whose ROLE says replica is never
  * published; the status still says what the Sentinels answered. */
 static void test_role_must_agree(void **state)
 {
-    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    struct fake sentinel, m;
-    struct recorder rec = {.loop = loop};
-    struct engine_receiver rx = {&rec, recorder_publish, recorder_status};
-    struct config *cfg;
-    struct engine *e;
-    char err[256];
+    struct setup s;
 
     (void)state;
-    fake_start(&m, loop, "slave");
-    fake_start(&sentinel, loop, "sentinel");
-    sentinel.master_port = m.port;
-    sentinel.epoch = 1;
-    cfg = engine_config(sentinel.port);
-    e = engine_start(loop, cfg, &rx, err, sizeof(err));
-    assert_non_null(e);
-
-    assert_false(run_until_master(loop, &rec, m.port, 1.0));
-    assert_true(rec.last == NULL || !rec.last->has_master);
-    assert_true(m.commands > 0); /* ROLE was asked */
-    assert_non_null(rec.status);
-    assert_non_null(strstr(rec.status, "decision:agreed"));
-
-    engine_stop(e);
-    topology_unref(rec.last);
-    free(rec.status);
-    config_free(cfg);
-    fake_stop(&sentinel);
-    fake_stop(&m);
-    ev_loop_destroy(loop);
+    setup_start(&s, "slave");
+    assert_false(run_until_master(s.loop, &s.rec, s.m1.port, 1.0));
+    assert_true(s.rec.last == NULL || !s.rec.last->has_master);
+    assert_true(s.m1.commands > 0); /* ROLE was asked */
+    assert_non_null(s.rec.status);
+    assert_non_null(strstr(s.rec.status, "decision:agreed"));
+    setup_stop(&s);
 }
 
 int main(void)
