@@ -44,26 +44,9 @@ static const struct config *bconn_cfg(const struct bconn *bc)
 static void bconn_hand_back(struct bconn *bc, struct backend *be, struct req *r, const char *addr);
 static struct req *bconn_unqueue(struct bconn *bc, struct req *prev);
 
-/* Hand every request of a list taken off bc (linked by bnext) back to its
- * client, in order. */
-static void bconn_hand_back_all(struct bconn *bc, struct backend *be, struct req *list,
-                                const char *addr)
-{
-    while (list != NULL) {
-        struct req *r = list;
-        list = r->bnext;
-        r->bnext = NULL;
-        bconn_hand_back(bc, be, r, addr);
-    }
-}
-
-/* Hand the requests not written at all back to their clients, so that they
- * go wherever they belong now (the proxy's own are dropped). Requests that
- * expect no matched reply (streaming) stay, with everything queued before
- * them. */
 void bconn_take_back_unsent(struct bconn *bc)
 {
-    struct req *prev = NULL, *r = bc->head, *cut_prev, *taken = NULL, **tail = &taken;
+    struct req *prev = NULL, *r = bc->head, *cut_prev;
 
     while (r != NULL && r != bc->unsent) {
         prev = r;
@@ -79,12 +62,12 @@ void bconn_take_back_unsent(struct bconn *bc)
             cut_prev = r;
         }
     }
-    /* Everything after cut_prev leaves the queue before any is handed back. */
+    /* One at a time: those still queued stay dispatched, so that a client
+     * closed by a hand-back only orphans them (its other requests). */
     while ((cut_prev != NULL ? cut_prev->bnext : bc->head) != NULL) {
-        *tail = bconn_unqueue(bc, cut_prev);
-        tail = &(*tail)->bnext;
+        r = bconn_unqueue(bc, cut_prev);
+        bconn_hand_back(bc, bc->be, r, bc->be->name);
     }
-    bconn_hand_back_all(bc, bc->be, taken, bc->be->name);
 }
 
 /* ---- connections ------------------------------------------------------- */
@@ -894,7 +877,6 @@ static void bconn_close_how(struct bconn *bc, const char *why, bool abort)
     struct worker *w = bc->w;
     char addr[ADDR_TEXT_MAX];
     struct backend *be = bc->be;
-    struct req *taken = NULL, **tail = &taken;
 
     if (bc->state == BC_CLOSED) {
         return;
@@ -926,15 +908,14 @@ static void bconn_close_how(struct bconn *bc, const char *why, bool abort)
         client_lost_dedicated(bc->owner, bc);
         bc->owner = NULL;
     }
-    /* Off the backend and its queue emptied first, so that requests handed
-     * back cannot be queued here again. */
+    /* Off the backend first, so that requests handed back cannot be queued
+     * here again; then one at a time: those still queued stay dispatched, so
+     * that a client closed by a hand-back only orphans them. */
     backend_forget(be, bc);
     while (bc->head != NULL) {
-        *tail = bconn_pop(bc);
-        tail = &(*tail)->bnext;
+        bconn_hand_back(bc, be, bconn_pop(bc), addr);
     }
     bc->be = NULL; /* closed: it belongs to no backend any more */
-    bconn_hand_back_all(bc, be, taken, addr);
     spans_clear(&bc->cur);
     reader_free(&bc->rd);
     worker_wake_later(w);

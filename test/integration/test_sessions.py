@@ -2,6 +2,7 @@
 given back, what is replayed when it is lost, what a transaction's queued
 session commands change, and the limits that keep one client's memory
 bounded. Against a real redis-server with a fixed backend."""
+import signal
 import threading
 import time
 
@@ -357,3 +358,35 @@ def test_session_command_while_streaming_keeps_its_connection(proxy, redis_serve
         assert [b.read() for _ in range(3)] == [b"+OK\r\n", b"+QUEUED\r\n", b"*1\r\n$3\r\ndb0\r\n"]
         b.close()
     assert a.call("GET", "where") == b"$3\r\ndb2\r\n"
+
+
+def test_client_closed_while_its_requests_are_handed_back(workdir):
+    """A lost connection hands its requests back one by one; one of them can
+    close its client (here a held HTTP probe, dispatched once the unknown
+    outcomes are answered), whose other requests must then be dropped, not
+    freed while still being handed back (this corrupted the request pool)."""
+    srv = RedisServer(workdir).start()
+    srv.client().set("big", b"x" * 20000)
+    p = Proxy(workdir, backend=srv.port, args=["--set", "client-backlog-limit=32kb"]).start()
+    try:
+        a = Conn(p.port)
+        assert len(a.call("GET", "big")) > 20000  # its replies are about 20 KB: admission
+        writes = proxy_stats(p)["backend_writes"]
+        srv.proc.send_signal(signal.SIGSTOP)
+        # The SETs are written to the stopped server; POST waits behind them.
+        a.send(("SET", "a", "1"), ("SET", "b", "2"), ("POST", "/"))
+        wait_for(lambda: proxy_stats(p)["backend_writes"] > writes, what="the SETs written")
+        lost = proxy_stats(p)["backend_lost"]
+        srv.kill9()
+        wait_for(lambda: proxy_stats(p)["backend_lost"] > lost, what="the connection to go")
+        assert a.closed(wait=5) or b"may or may not" in a.buf
+        srv.start()
+        c = p.client()
+        for i in range(50):
+            pipe = c.pipeline(transaction=False)
+            for j in range(20):
+                pipe.set("k%d" % j, "v%d" % j).get("k%d" % j)
+            assert pipe.execute()[1::2] == [b"v%d" % j for j in range(20)]
+    finally:
+        p.stop()
+        srv.stop()
