@@ -112,7 +112,8 @@ lint:
 format:
 	clang-format -i $(LINT_FILES)
 
-FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE -I.
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+              -std=gnu11 -D_GNU_SOURCE -I.
 FUZZ_SECONDS ?= 60
 fuzz:
 	@mkdir -p $(BUILD)/fuzz
@@ -154,13 +155,19 @@ soak: $(BIN)
 DEB_BUILD := build-essential pkg-config libev-dev libhiredis-dev libyaml-dev libcmocka-dev clang-format
 DEB_TEST := redis-server redis-sentinel redis-tools python3-pytest python3-redis python3-pyflakes procps
 DEB_FUZZ := clang libclang-rt-14-dev
+# As root, whatever is missing is installed; otherwise the command to run is
+# printed, and only what the build and the tests need stops make.
 deps:
-	@missing=$$(for p in $(DEB_BUILD) $(DEB_TEST) $(DEB_FUZZ); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -z "$$missing" ]; then echo "all build and test packages are installed"; \
+	@installed() { dpkg-query -W -f='$${Status}\n' $$1 2>/dev/null | grep -q '^install ok installed'; }; \
+	missing=$$(for p in $(DEB_BUILD) $(DEB_TEST); do installed $$p || echo $$p; done); \
+	fuzz=$$(for p in $(DEB_FUZZ); do installed $$p || echo $$p; done); \
+	if [ -z "$$missing$$fuzz" ]; then echo "all build and test packages are installed"; \
 	elif [ "$$(id -u)" = 0 ]; then \
-	  echo "installing:" $$missing; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	else echo "missing packages; run as root:"; echo "  apt-get update && apt-get install -y $$missing"; exit 1; fi
+	  echo "installing:" $$missing $$fuzz; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing $$fuzz; \
+	elif [ -n "$$missing" ]; then echo "missing packages; run as root:"; \
+	  echo "  apt-get update && apt-get install -y $$missing $$fuzz"; exit 1; \
+	else echo "for make fuzz, run as root: apt-get install -y $$fuzz"; fi
 
 clean:
 	rm -rf $(BUILD)

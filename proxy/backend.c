@@ -41,6 +41,7 @@ struct backend *backend_new(struct worker *w, const struct addr *a, enum backend
         return NULL;
     }
     be->w = w;
+    be->loop = w->loop;
     be->id = ++w->next_backend_id;
     be->addr = *a;
     addr_format(a, be->name, sizeof(be->name));
@@ -85,12 +86,6 @@ void backend_free(struct backend *be)
     }
     free(be->shared);
     free(be);
-}
-
-bool backend_usable(const struct backend *be)
-{
-    return be->state != BE_DOWN && be->role != BACKEND_RETIRED &&
-           (be->suspect_until == 0 || ev_now(be->w->loop) >= be->suspect_until);
 }
 
 void backend_drain(struct backend *be, double grace)
@@ -139,14 +134,13 @@ static void backend_drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     for (bc = be->conns; bc != NULL; bc = next) {
         next = bc->next;
-        if (bc->nqueued == 0) {
+        /* Connections opened since (to it as a replica, say) are not its. */
+        if (!bc->retiring || bc->nqueued == 0) {
             continue;
         }
         if (!be->drain_late && bconn_only_blocked(bc)) {
-            if (moved) {
-                bconn_release(bc, BACKEND_RELEASED);
-            } else {
-                spared = true;
+            if (!moved || !bconn_release(bc, BACKEND_RELEASED)) {
+                spared = spared || bc->state != BC_CLOSED;
             }
             continue;
         }
@@ -162,15 +156,22 @@ static void backend_drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
 void backend_release_blocked(struct backend *be)
 {
     struct bconn *bc, *next;
+    bool spared = false;
 
     if (!be->drain_late) {
         return; /* still within the grace: a reply may be on its way */
     }
     for (bc = be->conns; bc != NULL; bc = next) {
         next = bc->next;
-        if (bc->retiring && bconn_only_blocked(bc)) {
-            bconn_release(bc, BACKEND_RELEASED);
+        if (bc->retiring && bc->nqueued > 0 && bc->state != BC_CLOSED &&
+            (!bconn_only_blocked(bc) || !bconn_release(bc, BACKEND_RELEASED))) {
+            spared = spared || bc->state != BC_CLOSED;
         }
+    }
+    if (!spared) {
+        /* Nothing of the drain is left: no timer may reset what is opened
+         * to this server from now on. */
+        backend_undrain(be);
     }
 }
 

@@ -36,7 +36,8 @@ enum backend_state {
 
 struct backend {
     struct worker *w;
-    uint64_t id; /* unique in its worker (backends come and go) */
+    struct ev_loop *loop; /* the worker's */
+    uint64_t id;          /* unique in its worker (backends come and go) */
     struct addr addr;
     char name[ADDR_TEXT_MAX];
     enum backend_role role;
@@ -90,8 +91,12 @@ void backend_undrain(struct backend *be);
 void backend_warm(struct backend *be);
 
 /* True when requests may be queued on it now (not known to be down, not
- * suspect). */
-bool backend_usable(const struct backend *be);
+ * suspect). Every request asks: inline. */
+static inline bool backend_usable(const struct backend *be)
+{
+    return be->state != BE_DOWN && be->role != BACKEND_RETIRED &&
+           (be->suspect_until == 0 || ev_now(be->loop) >= be->suspect_until);
+}
 
 /* The shared connection for a client with the given id, connecting it if
  * needed; NULL when the backend is down. */

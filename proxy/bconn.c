@@ -399,7 +399,7 @@ static void bconn_internal_reply(struct bconn *bc, struct req *r)
 }
 
 /* The facts about r, whose reply is complete, for router_reply_verdict. */
-static enum router_reply bconn_reply_verdict(const struct bconn *bc, const struct req *r)
+static enum router_reply bconn_reply_verdict(const struct bconn *bc, struct req *r)
 {
     const struct replyscan *rs = &bc->rs;
     struct router_fate f = {
@@ -417,6 +417,7 @@ static enum router_reply bconn_reply_verdict(const struct bconn *bc, const struc
         f.can_resend = session_can_resend(r->client);
         f.within_hold =
             ev_now(bc->w->loop) - r->since < (double)bconn_cfg(bc)->hold_timeout_ms / 1000.0;
+        f.blocked_may_move = f.refusal == REFUSAL_UNBLOCKED && router_blocked_may_move(r);
     }
     return router_reply_verdict(&f);
 }
@@ -568,11 +569,15 @@ static void bconn_deliver_stream(struct bconn *bc, struct spans *out)
 
 bool bconn_only_blocked(const struct bconn *bc)
 {
-    if (!bc->dedicated || bc->unsent != NULL || bc->head == NULL) {
+    const struct reader *rd = &bc->rd;
+
+    /* Nothing left to write, and not a byte of a reply received yet. */
+    if (!bc->dedicated || bc->unsent != NULL || bc->head == NULL || bc->cur.n > 0 ||
+        (rd->chunk != NULL && rd->start < rd->chunk->len)) {
         return false;
     }
-    for (const struct req *r = bc->head; r != NULL; r = r->bnext) {
-        if (r->ci == NULL || !(r->ci->flags & CMDF_BLOCKING)) {
+    for (struct req *r = bc->head; r != NULL; r = r->bnext) {
+        if (!router_blocked_may_move(r)) {
             return false;
         }
     }
@@ -638,6 +643,9 @@ static void bconn_deliver(struct bconn *bc)
         client_undispatch(r->client, r);
         break;
     case REPLY_RETRY:
+        if (router_refusal(bc->rs.head, bc->rs.head_len, true) == REFUSAL_UNBLOCKED) {
+            r->since = ev_now(bc->w->loop); /* released unexecuted: it waited for data */
+        }
         bconn_retry_refused(bc, r);
         break;
     }
@@ -813,6 +821,7 @@ static void bconn_hand_back(struct bconn *bc, struct backend *be, struct req *r,
     };
 
     f.can_resend = c != NULL && !f.internal && session_can_resend(c);
+    f.repeatable = f.is_read && !f.unsent && c != NULL && router_read_may_repeat(r);
     switch (router_lost_verdict(&f)) {
     case LOST_DROP:
         if (r->flags & REQ_PROBE) {
@@ -831,6 +840,9 @@ static void bconn_hand_back(struct bconn *bc, struct backend *be, struct req *r,
         client_undispatch(c, r);
         return;
     case LOST_RESEND:
+        if (f.released) {
+            r->since = ev_now(w->loop); /* it waited for data, not for a master */
+        }
         client_undispatch(c, r);
         return;
     case LOST_FAIL_READ:
@@ -866,10 +878,17 @@ void bconn_reset(struct bconn *bc, const char *why)
     bconn_close_how(bc, why, true);
 }
 
-void bconn_release(struct bconn *bc, const char *why)
+bool bconn_release(struct bconn *bc, const char *why)
 {
+    /* Whatever reached the socket first: a reply that came meanwhile is
+     * delivered, and then nothing is released. */
+    bconn_read(bc);
+    if (bc->state == BC_CLOSED || !bconn_only_blocked(bc)) {
+        return false;
+    }
     bc->released = true;
     bconn_close_how(bc, why, true);
+    return true;
 }
 
 static void bconn_close_how(struct bconn *bc, const char *why, bool abort)

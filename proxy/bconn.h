@@ -102,15 +102,17 @@ void bconn_reset(struct bconn *bc, const char *why);
 
 /* Close a connection where only blocking commands wait, on a server that
  * lost the master role, with a reset: the server drops them unexecuted, and
- * they are dispatched again (to the new master). */
-void bconn_release(struct bconn *bc, const char *why);
+ * they are dispatched again (to the new master). What the socket holds is
+ * read first; false (nothing released) when a reply had begun. */
+bool bconn_release(struct bconn *bc, const char *why);
 
 /* Hand the requests not written at all back to their clients, so that they
  * go wherever they belong now (the proxy's own are dropped). */
 void bconn_take_back_unsent(struct bconn *bc);
 
-/* True when everything queued on a dedicated connection was sent and is a
- * blocking command (BLPOP, XREAD BLOCK...): it waits for data, not for the
+/* True when everything queued on a dedicated connection was sent, no byte
+ * of its reply has come, and it is a blocked command that may be sent to
+ * another master (router_blocked_may_move): it waits for data, not for the
  * server. */
 bool bconn_only_blocked(const struct bconn *bc);
 

@@ -474,22 +474,84 @@ void router_route(struct client *c, struct req *r, struct route *rt)
 
 /* ---- back ------------------------------------------------------------------ */
 
+/* XREAD or XREADGROUP r reads from "now" ($, or + on newer servers): sent
+ * again later, it would skip what was added meanwhile. */
+static bool router_xread_from_now(struct req *r)
+{
+    struct req_args a;
+    bool now = true; /* malformed or too big: do not move it */
+    int streams = -1;
+
+    req_args_all(r, 1u << 20, &a);
+    for (int i = 1; i < a.argc; i++) {
+        if (a.argl[i] == 7 && strncasecmp(a.argv[i], "streams", 7) == 0) {
+            streams = i;
+            break;
+        }
+    }
+    if (streams > 0 && (a.argc - streams - 1) % 2 == 0) {
+        int nkeys = (a.argc - streams - 1) / 2;
+        now = false;
+        for (int i = streams + 1 + nkeys; i < a.argc && !now; i++) {
+            now = a.argl[i] == 1 && (a.argv[i][0] == '$' || a.argv[i][0] == '+');
+        }
+    }
+    req_args_free(&a);
+    return now;
+}
+
+bool router_read_may_repeat(struct req *r)
+{
+    const struct cmd_info *ci = r->ci;
+
+    /* A blocked XREAD from $ sent again would skip what came meanwhile. */
+    return ci == NULL || (ci->id != CMD_XREAD && ci->id != CMD_XREADGROUP) ||
+           !router_xread_blocks(r) || !router_xread_from_now(r);
+}
+
+bool router_blocked_may_move(struct req *r)
+{
+    /* The core commands that block for data and do nothing until it comes;
+     * WAIT is not one (it counts what happened on its own connection), nor
+     * a module's blocking command (its effects are its own). */
+    static const char *const waits_for_data[] = {
+        "blpop", "brpop", "blmove", "brpoplpush", "blmpop", "bzpopmin", "bzpopmax", "bzmpop",
+    };
+    const struct cmd_info *ci = r->ci;
+
+    if (ci == NULL) {
+        return false;
+    }
+    if (ci->id == CMD_XREAD || ci->id == CMD_XREADGROUP) {
+        return router_xread_blocks(r) && !router_xread_from_now(r);
+    }
+    for (size_t i = 0; i < sizeof(waits_for_data) / sizeof(waits_for_data[0]); i++) {
+        if (strcmp(ci->name, waits_for_data[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 enum router_refusal router_refusal(const char *head, size_t len, bool follows_sentinel)
 {
     /* With a fixed backend only LOADING is worth waiting for; READONLY from
      * it is a configuration problem the client must see. A blocking command
      * that a master turning into a replica unblocks did not run (unlike one
      * a client unblocked with CLIENT UNBLOCK ... ERROR). */
-    static const char *const not_executed[] = {
-        "LOADING ", "READONLY ", "MASTERDOWN ",
-        "UNBLOCKED force unblock from blocking operation, instance state changed"};
-    size_t n = follows_sentinel ? 4 : 1;
+    static const char *const not_executed[] = {"LOADING ", "READONLY ", "MASTERDOWN "};
+    static const char unblocked[] = "UNBLOCKED force unblock ";
+    size_t n = follows_sentinel ? 3 : 1;
 
     for (size_t i = 0; i < n; i++) {
         size_t k = strlen(not_executed[i]);
         if (len >= k && memcmp(head, not_executed[i], k) == 0) {
             return REFUSAL_NOT_EXECUTED;
         }
+    }
+    if (follows_sentinel && len >= sizeof(unblocked) - 1 &&
+        memcmp(head, unblocked, sizeof(unblocked) - 1) == 0) {
+        return REFUSAL_UNBLOCKED;
     }
     return len >= 9 && memcmp(head, "NOSCRIPT ", 9) == 0 ? REFUSAL_NOSCRIPT : REFUSAL_NONE;
 }
@@ -513,6 +575,12 @@ enum router_reply router_reply_verdict(const struct router_fate *f)
          * still refuses then (a master loading its data) answers it. */
         return REPLY_RETRY;
     }
+    if (f->refusal == REFUSAL_UNBLOCKED && f->blocked_may_move &&
+        (!f->dedicated || f->can_resend)) {
+        /* Released unexecuted as its master turned into a replica: it waits
+         * for data on the new master (hold-timeout counts from now). */
+        return REPLY_RETRY;
+    }
     return REPLY_DELIVER;
 }
 
@@ -530,7 +598,7 @@ enum router_lost router_lost_verdict(const struct router_fate *f)
     if (f->released && (!f->dedicated || f->can_resend)) {
         return LOST_RESEND; /* a blocked command its former master dropped unexecuted */
     }
-    if ((!f->dedicated || f->can_resend) && f->is_read && !f->retried) {
+    if ((!f->dedicated || f->can_resend) && f->is_read && f->repeatable && !f->retried) {
         return LOST_RETRY_READ;
     }
     return f->is_read ? LOST_FAIL_READ : LOST_FAIL_WRITE;

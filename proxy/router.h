@@ -36,12 +36,22 @@ void router_route(struct client *c, struct req *r, struct route *rt);
 /* True when AUTH request r carries the proxy's own backend credentials. */
 bool router_auth_is_proxys(const struct config *cfg, struct req *r);
 
+/* True when r is a command blocked waiting for data (BLPOP, XREAD BLOCK
+ * from a given id...) that did nothing until data came: if its server lost
+ * the master role, it may be sent to the new master. Cold path. */
+bool router_blocked_may_move(struct req *r);
+
+/* False for a read whose meaning depends on when it runs (XREAD BLOCK from
+ * $): it must not be sent again after its reply was lost. Cold path. */
+bool router_read_may_repeat(struct req *r);
+
 /* What an error reply says about whether the command ran. */
 enum router_refusal {
     REFUSAL_NONE = 0,
-    REFUSAL_NOT_EXECUTED = 1, /* LOADING; with Sentinel also READONLY, MASTERDOWN, and a
-                                 blocked command released as its master became a replica */
+    REFUSAL_NOT_EXECUTED = 1, /* LOADING; with Sentinel also READONLY, MASTERDOWN */
     REFUSAL_NOSCRIPT = 2,     /* a replica lacks the script */
+    REFUSAL_UNBLOCKED = 3,    /* with Sentinel: a blocked command released as its master
+                                 turned into a replica (not by CLIENT UNBLOCK) */
 };
 
 /* Classify the head of a '-' error reply (its first len bytes). */
@@ -58,13 +68,15 @@ struct router_fate {
     bool from_replica;           /* the server is a replica */
     bool master_only;            /* a replica already sent it to the master */
     bool within_hold;            /* it arrived less than hold-timeout ago */
+    bool blocked_may_move;       /* router_blocked_may_move */
     enum router_refusal refusal; /* what an error reply says */
     /* lost connections */
-    bool streamed; /* sent on a streaming connection: no reply was matched to it */
-    bool unsent;   /* not a byte of it was written */
-    bool is_read;  /* a read-only command */
-    bool retried;  /* already sent once to a connection that failed */
-    bool released; /* a blocking command dropped unexecuted by a former master */
+    bool streamed;   /* sent on a streaming connection: no reply was matched to it */
+    bool unsent;     /* not a byte of it was written */
+    bool is_read;    /* a read-only command */
+    bool retried;    /* already sent once to a connection that failed */
+    bool released;   /* a blocking command dropped unexecuted by a former master */
+    bool repeatable; /* a read that means the same when sent again (router_read_may_repeat) */
 };
 
 enum router_reply {

@@ -309,3 +309,62 @@ def test_false_alarms_from_one_sentinel_stop_holding_writes(workdir):
         wait_for(lambda: p.log().count("announced +odown") == 2, what="a second Sentinel's hold")
     finally:
         stop_all(p, fakes, x)
+
+
+def switch_fakes(p, fakes, srv):
+    for f in fakes:
+        f.master, f.epoch = ("127.0.0.1", srv.port), 2
+    wait_for(lambda: uses(p, srv), what="proxy to use the new master")
+
+
+def test_a_blocked_xread_from_dollar_is_not_sent_again(workdir):
+    """XREAD BLOCK from $ blocked on a master that loses its role: sent
+    again, it would skip what came meanwhile, so it fails instead."""
+    x, y = RedisServer(workdir).start(), RedisServer(workdir).start()
+    fakes = [FakeSentinel("stale", master=("127.0.0.1", x.port), epoch=1) for _ in range(3)]
+    p = fakes_proxy(workdir, fakes)
+    try:
+        wait_for(lambda: uses(p, x), what="proxy to use X")
+        c = p.client(socket_timeout=30)
+        res = {}
+
+        def xread():
+            try:
+                res["v"] = c.xread({"s": "$"}, block=0)
+            except redis.RedisError as e:
+                res["e"] = str(e)
+
+        t = threading.Thread(target=xread)
+        t.start()
+        blocked_on(x)
+        switch_fakes(p, fakes, y)
+        t.join(10)
+        assert "lost before the reply" in res.get("e", ""), res
+        assert y.client().info("clients")["blocked_clients"] == 0
+    finally:
+        stop_all(p, fakes, x, y)
+
+
+def test_a_blpop_released_by_a_demoted_master_waits_again(workdir):
+    """The old master, turning into a replica, releases a BLPOP with
+    -UNBLOCKED: it did not run, and waits again on the new master, also when
+    it had waited longer than hold-timeout."""
+    x, y = RedisServer(workdir).start(), RedisServer(workdir).start()
+    fakes = [FakeSentinel("stale", master=("127.0.0.1", x.port), epoch=1) for _ in range(3)]
+    p = fakes_proxy(workdir, fakes, "--set", "hold-timeout=1s")
+    try:
+        wait_for(lambda: uses(p, x), what="proxy to use X")
+        c = p.client(socket_timeout=30)
+        res = {}
+        t = threading.Thread(target=lambda: res.update(v=c.blpop("q", timeout=0)))
+        t.start()
+        blocked_on(x)
+        time.sleep(1.5)  # blocked longer than hold-timeout: that is the case tested
+        switch_fakes(p, fakes, y)
+        x.client().replicaof("127.0.0.1", y.port)  # within the drain's grace
+        blocked_on(y)
+        y.client().rpush("q", "v")
+        t.join(10)
+        assert res.get("v") == (b"q", b"v"), res
+    finally:
+        stop_all(p, fakes, x, y)

@@ -8,6 +8,7 @@
 
 #include <string.h>
 
+#include "proxy/replyscan.h"
 #include "proxy/router.h"
 
 /* Fields of struct router_fate, abbreviated so that a row fits a line. */
@@ -24,6 +25,8 @@ enum {
     RD = 1 << 9,  /* is_read */
     RT = 1 << 10, /* retried */
     RL = 1 << 11, /* released */
+    BM = 1 << 12, /* blocked_may_move */
+    RP = 1 << 13, /* repeatable */
 };
 
 static struct router_fate fate(unsigned bits, enum router_refusal refusal)
@@ -42,6 +45,8 @@ static struct router_fate fate(unsigned bits, enum router_refusal refusal)
         .is_read = bits & RD,
         .retried = bits & RT,
         .released = bits & RL,
+        .blocked_may_move = bits & BM,
+        .repeatable = bits & RP,
     };
     return f;
 }
@@ -78,6 +83,13 @@ static void test_reply_verdict(void **state)
         {DE | WH, REFUSAL_NOT_EXECUTED, REPLY_DELIVER},
         {DE | WH | CR, REFUSAL_NOT_EXECUTED, REPLY_RETRY},
         {DE | CR, REFUSAL_NOT_EXECUTED, REPLY_DELIVER},
+        /* A blocked command its master released as it became a replica
+         * waits again on the new master, however long it had waited. */
+        {DE | CR | BM, REFUSAL_UNBLOCKED, REPLY_RETRY},
+        {DE | CR | BM | WH, REFUSAL_UNBLOCKED, REPLY_RETRY},
+        {DE | BM, REFUSAL_UNBLOCKED, REPLY_DELIVER},
+        {DE | CR, REFUSAL_UNBLOCKED, REPLY_DELIVER},
+        {IN | BM, REFUSAL_UNBLOCKED, REPLY_INTERNAL},
     };
 
     (void)state;
@@ -109,10 +121,13 @@ static void test_lost_verdict(void **state)
         {UN | RT, LOST_RESEND},
         /* A read whose reply was lost: once more, unless a transaction or a
          * stream on its dedicated connection forbids it. */
-        {RD, LOST_RETRY_READ},
-        {RD | DE | CR, LOST_RETRY_READ},
-        {RD | DE, LOST_FAIL_READ},
-        {RD | RT, LOST_FAIL_READ},
+        {RD | RP, LOST_RETRY_READ},
+        {RD | RP | DE | CR, LOST_RETRY_READ},
+        {RD | RP | DE, LOST_FAIL_READ},
+        {RD | RP | RT, LOST_FAIL_READ},
+        /* A blocked XREAD from $ would mean something else later. */
+        {RD, LOST_FAIL_READ},
+        {RD | DE | CR, LOST_FAIL_READ},
         /* A write whose outcome is unknown is never sent again... */
         {0, LOST_FAIL_WRITE},
         {DE | CR, LOST_FAIL_WRITE},
@@ -147,7 +162,10 @@ static void test_refusal(void **state)
         {"MASTERDOWN Link with MASTER is down", false, REFUSAL_NONE},
         {"UNBLOCKED force unblock from blocking operation, instance state changed (master -> "
          "replica?)",
-         true, REFUSAL_NOT_EXECUTED},
+         true, REFUSAL_UNBLOCKED},
+        {"UNBLOCKED force unblock from blocking operation, instance state changed (master -> "
+         "replica?)",
+         false, REFUSAL_NONE},
         {"UNBLOCKED client unblocked via CLIENT UNBLOCK", true, REFUSAL_NONE},
         {"NOSCRIPT No matching script.", false, REFUSAL_NOSCRIPT},
         {"NOSCRIPT No matching script.", true, REFUSAL_NOSCRIPT},
@@ -159,8 +177,10 @@ static void test_refusal(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        enum router_refusal got =
-            router_refusal(rows[i].head, strlen(rows[i].head), rows[i].sentinel);
+        /* The reply scanner keeps only the first REPLYSCAN_HEAD_MAX bytes. */
+        size_t len = strlen(rows[i].head);
+        enum router_refusal got = router_refusal(
+            rows[i].head, len < REPLYSCAN_HEAD_MAX ? len : REPLYSCAN_HEAD_MAX, rows[i].sentinel);
         if (got != rows[i].want) {
             fail_msg("row %zu (%s): got %d, want %d", i, rows[i].head, got, rows[i].want);
         }
