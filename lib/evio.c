@@ -3,11 +3,8 @@
  */
 #include "lib/evio.h"
 
-void evio_arm(struct ev_loop *loop, ev_io *io, int fd, unsigned *armed, unsigned want)
+void evio_rearm(struct ev_loop *loop, ev_io *io, int fd, unsigned *armed, unsigned want)
 {
-    if (want == *armed) {
-        return;
-    }
     ev_io_stop(loop, io);
     if (want != 0) {
         ev_io_set(io, fd, (int)want);

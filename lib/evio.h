@@ -7,8 +7,17 @@
 
 #include <ev.h>
 
+/* Re-arm io for want (the slow part of evio_arm). */
+void evio_rearm(struct ev_loop *loop, ev_io *io, int fd, unsigned *armed, unsigned want);
+
 /* Watch fd for want (EV_READ | EV_WRITE, or 0 for nothing); *armed holds
- * what io is armed with and is updated. */
-void evio_arm(struct ev_loop *loop, ev_io *io, int fd, unsigned *armed, unsigned want);
+ * what io is armed with and is updated. Inline: it is asked after every
+ * read and write, and nothing changes most of the time. */
+static inline void evio_arm(struct ev_loop *loop, ev_io *io, int fd, unsigned *armed, unsigned want)
+{
+    if (want != *armed) {
+        evio_rearm(loop, io, fd, armed, want);
+    }
+}
 
 #endif

@@ -501,7 +501,9 @@ static bool client_send(struct client *c, struct req *r, struct bconn *bc)
         client_close(c, "out of memory"); /* EXEC must not run */
         return false;
     }
-    bconn_follow_session(bc, &c->sess, effects);
+    if (effects != 0) {
+        bconn_follow_session(bc, &c->sess, effects);
+    }
     bconn_enqueue(bc, r);
     if (!(r->flags & REQ_NOREPLY)) {
         c->inflight++;
@@ -516,7 +518,9 @@ static enum dispatch_result client_route(struct client *c, struct req *r)
     struct route rt;
     struct bconn *bc = NULL;
 
-    session_before_dispatch(&c->sess, r);
+    if (c->sess.lost_multi) {
+        session_before_dispatch(&c->sess, r);
+    }
     router_route(c, r, &rt);
     switch (rt.kind) {
     case ROUTE_LOCAL:
@@ -666,7 +670,7 @@ void client_reply_done(struct client *c, struct req *r)
     }
     r->flags |= REQ_DONE;
     effects = session_after_reply(c, r);
-    if (c->ded != NULL) {
+    if (effects != 0 && c->ded != NULL) {
         bconn_follow_session(c->ded, &c->sess, effects);
     }
     if ((r->flags & (REQ_EXEC_NIL | REQ_ERROR)) == REQ_EXEC_NIL && !client_reply_exec_nil(c, r)) {
@@ -694,7 +698,9 @@ void client_reply_done(struct client *c, struct req *r)
     }
     if (c->inflight == 0) {
         c->last = NULL;
-        client_give_back(c, false);
+        if (c->ded != NULL) {
+            client_give_back(c, false);
+        }
     }
     if (c->undisp != NULL) {
         client_dispatch(c);

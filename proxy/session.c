@@ -72,12 +72,6 @@ void session_reset(struct session *s)
     s->streaming = streaming;
 }
 
-bool session_is_clean(const struct session *s)
-{
-    return s->db == 0 && !s->multi && !s->watching && !s->streaming && !s->tracking && !s->sticky &&
-           s->auth == NULL && s->hello == NULL;
-}
-
 int32_t session_parse_int(const char *p, size_t len)
 {
     int64_t v = 0;

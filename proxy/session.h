@@ -68,8 +68,13 @@ void session_free(struct session *s);
 /* Forget all state, as RESET does (the name is kept, as redis-server does). */
 void session_reset(struct session *s);
 
-/* True when nothing in the session needs a dedicated connection. */
-bool session_is_clean(const struct session *s);
+/* True when nothing in the session needs a dedicated connection (every
+ * request asks: inline). */
+static inline bool session_is_clean(const struct session *s)
+{
+    return s->db == 0 && !s->multi && !s->watching && !s->streaming && !s->tracking && !s->sticky &&
+           s->auth == NULL && s->hello == NULL;
+}
 
 /* Parse a decimal integer argument as redis-server would accept it; -1 when it
  * is not one or does not fit in 31 bits. */
