@@ -722,7 +722,8 @@ static const struct reader_ops bconn_reader_ops = {
     .stopped = bconn_stopped,
 };
 
-static void bconn_read(struct bconn *bc)
+/* Inline into the read callback: the hot path. */
+static inline __attribute__((always_inline)) void bconn_read(struct bconn *bc)
 {
     uint64_t nreads = 0;
     enum reader_status st = reader_read(&bc->rd, &bc->w->pool, &bc->t, &bconn_reader_ops, bc,

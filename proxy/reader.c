@@ -6,19 +6,18 @@
 
 #include <string.h>
 
-bool reader_new_chunk(struct reader *rd, struct chunk_pool *pool, struct spans *partial)
+bool reader_next_chunk(struct reader *rd, struct chunk_pool *pool, struct spans *partial)
 {
-    struct chunk *old = rd->chunk, *nc;
+    struct chunk *old = rd->chunk, *nc = chunk_get(pool);
     uint32_t keep = 0;
 
-    nc = chunk_get(pool);
     if (nc == NULL) {
         return false;
     }
     /* The frame in progress at the old chunk's end moves to the fresh one if
      * it is small (most frames stay one span), or keeps a span over the old
      * chunk if not. */
-    if (old != NULL && partial != NULL && old->len > rd->start) {
+    if (partial != NULL && old->len > rd->start) {
         uint32_t part = old->len - rd->start;
         if (partial->n == 0 && part <= READER_TAIL_COPY_MAX) {
             memcpy(nc->data, old->data + rd->start, part);
@@ -28,9 +27,7 @@ bool reader_new_chunk(struct reader *rd, struct chunk_pool *pool, struct spans *
             return false;
         }
     }
-    if (old != NULL) {
-        chunk_unref(old);
-    }
+    chunk_unref(old);
     rd->chunk = nc;
     rd->pos = keep; /* bytes carried over were scanned already */
     rd->start = 0;
@@ -49,15 +46,6 @@ bool reader_next(struct reader *rd, struct chunk *nc, struct spans *partial)
     rd->chunk = nc;
     rd->pos = rd->start = 0;
     return true;
-}
-
-void reader_release_idle(struct reader *rd)
-{
-    if (rd->chunk != NULL && rd->start == rd->chunk->len) {
-        chunk_unref(rd->chunk);
-        rd->chunk = NULL;
-        rd->pos = rd->start = 0;
-    }
 }
 
 void reader_free(struct reader *rd)

@@ -52,11 +52,23 @@ enum reader_status {
     READER_NOMEM = 6,   /* out of memory */
 };
 
-/* Room to read into: a fresh chunk when the current one is full or there is
- * none, with the frame in progress carried over (slow path of
- * reader_prepare). False if out of memory. */
-bool reader_new_chunk(struct reader *rd, struct chunk_pool *pool, struct spans *partial)
+/* A fresh chunk in place of a full one, with the frame in progress carried
+ * over. False if out of memory. */
+bool reader_next_chunk(struct reader *rd, struct chunk_pool *pool, struct spans *partial)
     __attribute__((warn_unused_result));
+
+/* Room to read into: the current chunk while it has room; a fresh one for an
+ * idle connection (the common case: inline) or in place of a full one. False
+ * if out of memory. */
+static inline bool reader_room(struct reader *rd, struct chunk_pool *pool, struct spans *partial)
+{
+    if (rd->chunk == NULL) {
+        rd->chunk = chunk_get(pool);
+        rd->pos = rd->start = 0;
+        return rd->chunk != NULL;
+    }
+    return chunk_room(rd->chunk) > 0 || reader_next_chunk(rd, pool, partial);
+}
 
 /* A read went on past the current chunk into nc: the frame in progress keeps
  * a span over the old chunk's tail, and scanning goes on in nc. False if out
@@ -104,8 +116,7 @@ reader_read(struct reader *rd, struct chunk_pool *pool, struct transport *t,
             st = READER_YIELD;
             break;
         }
-        if ((rd->chunk == NULL || chunk_room(rd->chunk) == 0) &&
-            !reader_new_chunk(rd, pool, ops->partial(conn))) {
+        if (!reader_room(rd, pool, ops->partial(conn))) {
             return READER_NOMEM;
         }
         n = chunk_fill(pool, t, rd->chunk, rd->bulk ? extra : 0, &more, &room);
@@ -139,10 +150,15 @@ reader_read(struct reader *rd, struct chunk_pool *pool, struct transport *t,
     return st;
 }
 
-/* Let go of the chunk when nothing in it is unscanned or in progress. */
-void reader_release_idle(struct reader *rd);
-
 /* Let go of the chunk (the connection is closing). */
 void reader_free(struct reader *rd);
+
+/* Let go of the chunk when nothing in it is unscanned or in progress. */
+static inline void reader_release_idle(struct reader *rd)
+{
+    if (rd->chunk != NULL && rd->start == rd->chunk->len) {
+        reader_free(rd);
+    }
+}
 
 #endif

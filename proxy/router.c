@@ -334,7 +334,7 @@ static struct backend *router_scan_home(struct client *c)
     return router_master(c);
 }
 
-static struct backend *router_pick_read(struct client *c, struct req *r, enum config_read_from mode,
+static struct backend *router_pick_read(struct client *c, enum config_read_from mode,
                                         uint64_t prefer);
 
 /* The backend for a request on a shared connection, or NULL when none can
@@ -345,22 +345,34 @@ static struct backend *router_pick(struct client *c, struct req *r)
                                      ? c->listener->read_from
                                      : (enum config_read_from)c->w->px->cfg->read_from;
     bool scan = r->ci != NULL && (r->ci->id == CMD_SCAN || r->ci->id == CMD_XSCAN);
+    bool read = cmd_is_read(r->ci);
     struct backend *be;
 
-    if (scan && mode != READ_FROM_MASTER && !(r->flags & REQ_MASTER_ONLY) && c->w->nreplicas > 0 &&
-        router_continues_scan(r)) {
+    /* Writes, and reads that cannot go to a replica: the master. Decided
+     * here, ahead of router_pick_read, which only the reads replicas may
+     * take pay for. */
+    if (mode == READ_FROM_MASTER || !read || (r->flags & REQ_MASTER_ONLY) || c->w->nreplicas == 0) {
+        if (read) {
+            WORKER_COUNT(c->w, reads_master, 1);
+        }
+        return mode == READ_FROM_REPLICAS && read && !(r->flags & REQ_MASTER_ONLY)
+                   ? NULL
+                   : router_master(c);
+    }
+    if (scan && router_continues_scan(r)) {
         return router_scan_home(c);
     }
-    be = router_pick_read(c, r, mode, scan ? c->scan_be : 0);
+    be = router_pick_read(c, mode, scan ? c->scan_be : 0);
     if (scan && be != NULL) {
         c->scan_be = be->id;
     }
     return be;
 }
 
-/* The backend for a request that does not continue a SCAN; among the
- * replicas that qualify, the one with id prefer when it is one of them. */
-static struct backend *router_pick_read(struct client *c, struct req *r, enum config_read_from mode,
+/* The backend for a read that a replica may take and that does not
+ * continue a SCAN; among the replicas that qualify, the one with id prefer
+ * when it is one of them. */
+static struct backend *router_pick_read(struct client *c, enum config_read_from mode,
                                         uint64_t prefer)
 {
     const struct config *cfg = c->w->px->cfg;
@@ -370,15 +382,6 @@ static struct backend *router_pick_read(struct client *c, struct req *r, enum co
     uint64_t need = 0;
     bool ryw_blocked = false;
 
-    if (mode == READ_FROM_MASTER || !cmd_is_read(r->ci) || (r->flags & REQ_MASTER_ONLY) ||
-        w->nreplicas == 0) {
-        if (cmd_is_read(r->ci)) {
-            WORKER_COUNT(w, reads_master, 1);
-        }
-        return mode == READ_FROM_REPLICAS && cmd_is_read(r->ci) && !(r->flags & REQ_MASTER_ONLY)
-                   ? NULL
-                   : router_master(c);
-    }
     if (cfg->read_your_writes) {
         need = offsets_required(c);
     }
