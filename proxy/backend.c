@@ -125,17 +125,42 @@ void backend_undrain(struct backend *be)
  * wait (BLPOP...) is not: its commands go to the new master, now if one is
  * known, or once one is (backend_release_blocked), or fail at hold-timeout
  * if none is. */
+/* The backend's connections as they are now. Acting on one reads it, and
+ * what its replies let clients do may close others (their memory stays until
+ * the worker's reap pass, off the backend's list): loops that act walk this
+ * copy, and skip what closed meanwhile. NULL (with *n = 0) if out of
+ * memory. */
+static struct bconn **backend_conns_now(struct backend *be, size_t *n)
+{
+    struct bconn **all;
+    size_t k = 0;
+
+    *n = 0;
+    for (struct bconn *bc = be->conns; bc != NULL; bc = bc->next) {
+        k++;
+    }
+    all = calloc(k > 0 ? k : 1, sizeof(*all));
+    if (all == NULL) {
+        return NULL;
+    }
+    for (struct bconn *bc = be->conns; bc != NULL; bc = bc->next) {
+        all[(*n)++] = bc;
+    }
+    return all;
+}
+
 static void backend_drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct backend *be = t->data;
-    struct bconn *bc, *next;
     bool spared = false, moved = be->w->master != NULL && be->w->master != be;
+    size_t n;
+    struct bconn **all = backend_conns_now(be, &n);
 
     (void)revents;
-    for (bc = be->conns; bc != NULL; bc = next) {
-        next = bc->next;
+    for (size_t i = 0; i < n; i++) {
+        struct bconn *bc = all[i];
         /* Connections opened since (to it as a replica, say) are not its. */
-        if (!bc->retiring || bc->nqueued == 0) {
+        if (bc->state == BC_CLOSED || !bc->retiring || bc->nqueued == 0) {
             continue;
         }
         if (!be->drain_late && bconn_only_blocked(bc)) {
@@ -144,7 +169,13 @@ static void backend_drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
             }
             continue;
         }
-        bconn_reset(bc, "still unanswered after the switch (connection reset)");
+        bconn_expire(bc, "still unanswered after the switch (connection reset)");
+    }
+    free(all);
+    if (n == 0 && be->conns != NULL) {
+        ev_timer_set(&be->drain, 0.1, 0); /* out of memory: try again shortly */
+        ev_timer_start(loop, &be->drain);
+        return;
     }
     be->drain_late = spared;
     if (spared) {
@@ -155,19 +186,25 @@ static void backend_drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 void backend_release_blocked(struct backend *be)
 {
-    struct bconn *bc, *next;
     bool spared = false;
+    size_t n;
+    struct bconn **all;
 
     if (!be->drain_late) {
         return; /* still within the grace: a reply may be on its way */
     }
-    for (bc = be->conns; bc != NULL; bc = next) {
-        next = bc->next;
-        if (bc->retiring && bc->nqueued > 0 && bc->state != BC_CLOSED &&
+    all = backend_conns_now(be, &n);
+    if (all == NULL) {
+        return; /* out of memory: hold-timeout ends the drain */
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct bconn *bc = all[i];
+        if (bc->state != BC_CLOSED && bc->retiring && bc->nqueued > 0 &&
             (!bconn_only_blocked(bc) || !bconn_release(bc, BACKEND_RELEASED))) {
             spared = spared || bc->state != BC_CLOSED;
         }
     }
+    free(all);
     if (!spared) {
         /* Nothing of the drain is left: no timer may reset what is opened
          * to this server from now on. */

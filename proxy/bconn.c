@@ -874,9 +874,12 @@ void bconn_lost(struct bconn *bc, const char *why)
     bconn_close_how(bc, why, false);
 }
 
-void bconn_reset(struct bconn *bc, const char *why)
+void bconn_expire(struct bconn *bc, const char *why)
 {
-    bconn_close_how(bc, why, true);
+    bconn_read(bc); /* replies already in the socket are answers, not losses */
+    if (bc->state != BC_CLOSED && bc->nqueued > 0) {
+        bconn_close_how(bc, why, true);
+    }
 }
 
 bool bconn_release(struct bconn *bc, const char *why)

@@ -96,9 +96,10 @@ void bconn_destroy(struct bconn *bc);
  * lost in PROXY STATS). */
 void bconn_lost(struct bconn *bc, const char *why);
 
-/* Close a connection with a reset: whatever the server has not executed yet
- * is dropped by its kernel (a drain past its grace). */
-void bconn_reset(struct bconn *bc, const char *why);
+/* A drain's grace is over: replies already in the socket are delivered, and
+ * what is still unanswered is reset with the connection, so that a stalled
+ * server never executes it later. */
+void bconn_expire(struct bconn *bc, const char *why);
 
 /* Close a connection where only blocking commands wait, on a server that
  * lost the master role, with a reset: the server drops them unexecuted, and

@@ -91,22 +91,53 @@ static bool router_hello_has_auth(struct req *r)
     return found;
 }
 
-/* XREAD and XREADGROUP block only with a BLOCK option. */
-static bool router_xread_blocks(struct req *r)
-{
-    struct req_first_args a;
-    bool blocks = false;
+/* How an XREAD or XREADGROUP reads, from its options walked as redis-server
+ * walks them (BLOCK, COUNT, GROUP, NOACK in any order, up to STREAMS). */
+struct router_xread {
+    bool blocks;   /* it has BLOCK (or cannot be told: assume it may block) */
+    bool from_now; /* an id is $ or + (or cannot be told) */
+};
 
-    if (req_args_first(r, &a)) {
-        for (int i = 1; i < a.argc && !blocks; i++) {
-            blocks = req_arg_is(&a, i, "block");
-            if (req_arg_is(&a, i, "streams")) {
-                break;
+static bool router_xread_word(const struct req_args *a, int i, const char *word)
+{
+    return a->argl[i] == strlen(word) && strncasecmp(a->argv[i], word, a->argl[i]) == 0;
+}
+
+static struct router_xread router_xread(struct req *r)
+{
+    struct router_xread x = {true, true};
+    struct req_args a;
+    int streams = -1;
+
+    req_args_all(r, 1u << 20, &a);
+    if (a.argc > 0) {
+        x.blocks = false;
+        for (int i = 1; i < a.argc; i++) {
+            int more = a.argc - i - 1;
+            if (router_xread_word(&a, i, "block") && more >= 1) {
+                x.blocks = true;
+                i++;
+            } else if (router_xread_word(&a, i, "count") && more >= 1) {
+                i++;
+            } else if (router_xread_word(&a, i, "group") && more >= 2) {
+                i += 2;
+            } else if (router_xread_word(&a, i, "noack")) {
+                continue;
+            } else {
+                streams = router_xread_word(&a, i, "streams") ? i : -1;
+                break; /* STREAMS, or a syntax error that runs nothing */
             }
         }
     }
-    free(a.buf);
-    return blocks;
+    if (streams > 0 && (a.argc - streams - 1) % 2 == 0) {
+        int nkeys = (a.argc - streams - 1) / 2;
+        x.from_now = false;
+        for (int i = streams + 1 + nkeys; i < a.argc && !x.from_now; i++) {
+            x.from_now = a.argl[i] == 1 && (a.argv[i][0] == '$' || a.argv[i][0] == '+');
+        }
+    }
+    req_args_free(&a);
+    return x;
 }
 
 /* What a request needs, from the session's point of view. */
@@ -227,7 +258,7 @@ static enum router_need router_need(struct client *c, struct req *r)
     case CMDP_FORWARD:
         break;
     }
-    if ((ci->id == CMD_XREAD || ci->id == CMD_XREADGROUP) && !pinned && router_xread_blocks(r)) {
+    if ((ci->id == CMD_XREAD || ci->id == CMD_XREADGROUP) && !pinned && router_xread(r).blocks) {
         return NEED_DEDICATED;
     }
     return pinned ? NEED_DEDICATED : NEED_SHARED;
@@ -355,14 +386,13 @@ static struct backend *router_pick(struct client *c, struct req *r)
         if (read) {
             WORKER_COUNT(c->w, reads_master, 1);
         }
-        return mode == READ_FROM_REPLICAS && read && !(r->flags & REQ_MASTER_ONLY)
-                   ? NULL
-                   : router_master(c);
-    }
-    if (scan && router_continues_scan(r)) {
+        be = mode == READ_FROM_REPLICAS && read && !(r->flags & REQ_MASTER_ONLY) ? NULL
+                                                                                 : router_master(c);
+    } else if (scan && router_continues_scan(r)) {
         return router_scan_home(c);
+    } else {
+        be = router_pick_read(c, mode, scan ? c->scan_be : 0);
     }
-    be = router_pick_read(c, mode, scan ? c->scan_be : 0);
     if (scan && be != NULL) {
         c->scan_be = be->id;
     }
@@ -477,39 +507,18 @@ void router_route(struct client *c, struct req *r, struct route *rt)
 
 /* ---- back ------------------------------------------------------------------ */
 
-/* XREAD or XREADGROUP r reads from "now" ($, or + on newer servers): sent
- * again later, it would skip what was added meanwhile. */
-static bool router_xread_from_now(struct req *r)
-{
-    struct req_args a;
-    bool now = true; /* malformed or too big: do not move it */
-    int streams = -1;
-
-    req_args_all(r, 1u << 20, &a);
-    for (int i = 1; i < a.argc; i++) {
-        if (a.argl[i] == 7 && strncasecmp(a.argv[i], "streams", 7) == 0) {
-            streams = i;
-            break;
-        }
-    }
-    if (streams > 0 && (a.argc - streams - 1) % 2 == 0) {
-        int nkeys = (a.argc - streams - 1) / 2;
-        now = false;
-        for (int i = streams + 1 + nkeys; i < a.argc && !now; i++) {
-            now = a.argl[i] == 1 && (a.argv[i][0] == '$' || a.argv[i][0] == '+');
-        }
-    }
-    req_args_free(&a);
-    return now;
-}
-
 bool router_read_may_repeat(struct req *r)
 {
     const struct cmd_info *ci = r->ci;
 
+    struct router_xread x;
+
+    if (ci == NULL || (ci->id != CMD_XREAD && ci->id != CMD_XREADGROUP)) {
+        return true;
+    }
     /* A blocked XREAD from $ sent again would skip what came meanwhile. */
-    return ci == NULL || (ci->id != CMD_XREAD && ci->id != CMD_XREADGROUP) ||
-           !router_xread_blocks(r) || !router_xread_from_now(r);
+    x = router_xread(r);
+    return !x.blocks || !x.from_now;
 }
 
 bool router_blocked_may_move(struct req *r)
@@ -526,7 +535,8 @@ bool router_blocked_may_move(struct req *r)
         return false;
     }
     if (ci->id == CMD_XREAD || ci->id == CMD_XREADGROUP) {
-        return router_xread_blocks(r) && !router_xread_from_now(r);
+        struct router_xread x = router_xread(r);
+        return x.blocks && !x.from_now;
     }
     for (size_t i = 0; i < sizeof(waits_for_data) / sizeof(waits_for_data[0]); i++) {
         if (strcmp(ci->name, waits_for_data[i]) == 0) {

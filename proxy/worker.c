@@ -420,9 +420,12 @@ static void worker_apply(struct worker *w, struct topology *t)
         if (t->switch_started > 0) {
             master->switch_started = t->switch_started;
         }
+        w->master = master;
         /* Blocking commands still waiting on a former master go to this
-         * one: they did not run there, and never will. */
-        for (be = w->backends; be != NULL; be = be->next) {
+         * one: they did not run there, and never will. (After the master
+         * is set: a reply read on the way may let its client go on.) */
+        for (be = w->backends; be != NULL; be = next) {
+            next = be->next;
             if (be != master) {
                 backend_release_blocked(be);
             }

@@ -477,3 +477,26 @@ def test_select_inline_and_inside_multi(redis_server, proxy):
     assert direct(db=5).get("after-discard") is None
     # Other clients never see another database.
     assert proxy.client().get("after-exec") is None
+
+
+@pytest.mark.parametrize("args", [
+    # BLOCK past the first sixteen arguments
+    ("XREAD",) + ("COUNT", "1") * 8 + ("BLOCK", "3000", "STREAMS", "s", "$"),
+    # a consumer named "streams"
+    ("XREADGROUP", "GROUP", "g", "streams", "BLOCK", "3000", "STREAMS", "s", ">"),
+])
+def test_xread_block_is_seen_wherever_it_stands(proxy, redis_server, args):
+    """An XREAD that blocks takes a dedicated connection, however its
+    options are written: on a shared one it would stall other clients."""
+    redis_server.client().xgroup_create("s", "g", id="$", mkstream=True)
+    c = proxy.client(socket_timeout=10)
+    t = threading.Thread(target=lambda: c.execute_command(*args))
+    t.start()
+    blocked_on(redis_server)
+    assert lent(proxy) == 1
+    others = proxy.client()
+    start = time.monotonic()
+    for i in range(20):
+        assert others.set("x%d" % i, i)
+    assert time.monotonic() - start < 2, "requests waited behind the XREAD"
+    t.join(10)
