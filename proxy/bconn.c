@@ -64,7 +64,7 @@ void bconn_take_back_unsent(struct bconn *bc)
     }
     /* One at a time: those still queued stay dispatched, so that a client
      * closed by a hand-back only orphans them (its other requests). */
-    while ((cut_prev != NULL ? cut_prev->bnext : bc->head) != NULL) {
+    while (bc->state != BC_CLOSED && (cut_prev != NULL ? cut_prev->bnext : bc->head) != NULL) {
         r = bconn_unqueue(bc, cut_prev);
         bconn_hand_back(bc, bc->be, r, bc->be->name);
     }
