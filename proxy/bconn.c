@@ -399,7 +399,8 @@ static void bconn_internal_reply(struct bconn *bc, struct req *r)
 }
 
 /* The facts about r, whose reply is complete, for router_reply_verdict. */
-static enum router_reply bconn_reply_verdict(const struct bconn *bc, struct req *r)
+static enum router_reply bconn_reply_verdict(const struct bconn *bc, struct req *r,
+                                             enum router_refusal *refusal)
 {
     const struct replyscan *rs = &bc->rs;
     struct router_fate f = {
@@ -419,6 +420,7 @@ static enum router_reply bconn_reply_verdict(const struct bconn *bc, struct req 
             ev_now(bc->w->loop) - r->since < (double)bconn_cfg(bc)->hold_timeout_ms / 1000.0;
         f.blocked_may_move = f.refusal == REFUSAL_UNBLOCKED && router_blocked_may_move(r);
     }
+    *refusal = f.refusal;
     return router_reply_verdict(&f);
 }
 
@@ -610,6 +612,7 @@ static void bconn_deliver(struct bconn *bc)
 {
     struct spans out = bc->cur;
     struct req *r;
+    enum router_refusal refusal;
 
     spans_init(&bc->cur);
     bconn_pop_noreply(bc);
@@ -627,7 +630,7 @@ static void bconn_deliver(struct bconn *bc)
     if (bc->rs.is_error) {
         r->flags |= REQ_ERROR;
     }
-    switch (bconn_reply_verdict(bc, r)) {
+    switch (bconn_reply_verdict(bc, r, &refusal)) {
     case REPLY_DELIVER:
         client_reply_done(r->client, r);
         break;
@@ -643,7 +646,7 @@ static void bconn_deliver(struct bconn *bc)
         client_undispatch(r->client, r);
         break;
     case REPLY_RETRY:
-        if (router_refusal(bc->rs.head, bc->rs.head_len, true) == REFUSAL_UNBLOCKED) {
+        if (refusal == REFUSAL_UNBLOCKED) {
             r->since = ev_now(bc->w->loop); /* released unexecuted: it waited for data */
         }
         bconn_retry_refused(bc, r);

@@ -176,14 +176,16 @@ static void local_topology(struct client *c, struct strbuf *sb)
     }
 }
 
-#define LOCAL_STAT(field)                                                                          \
+/* A counter summed over every worker: name, and its place in a worker. */
+#define LOCAL_SUM(name, member)                                                                    \
     do {                                                                                           \
         uint64_t sum = 0;                                                                          \
         for (int k = 0; k < px->nworkers; k++) {                                                   \
-            sum += __atomic_load_n(&px->workers[k].stats.field, __ATOMIC_RELAXED);                 \
+            sum += __atomic_load_n(&px->workers[k].member, __ATOMIC_RELAXED);                      \
         }                                                                                          \
-        strbuf_printf(sb, #field ":%llu\r\n", (unsigned long long)sum);                            \
+        strbuf_printf(sb, name ":%llu\r\n", (unsigned long long)sum);                              \
     } while (0)
+#define LOCAL_STAT(field) LOCAL_SUM(#field, stats.field)
 
 /* Dedicated connections of this worker: lent to a client, or spare. */
 static void local_dedicated(struct worker *w, struct strbuf *sb)
@@ -212,13 +214,7 @@ static void local_stats(struct client *c, struct strbuf *sb)
     LOCAL_STAT(connections);
     LOCAL_STAT(requests);
     LOCAL_STAT(local);
-    {
-        uint64_t sum = 0;
-        for (int k = 0; k < px->nworkers; k++) {
-            sum += __atomic_load_n(&px->workers[k].reqs.errors_sent, __ATOMIC_RELAXED);
-        }
-        strbuf_printf(sb, "errors_sent:%llu\r\n", (unsigned long long)sum);
-    }
+    LOCAL_SUM("errors_sent", reqs.errors_sent);
     LOCAL_STAT(retried);
     LOCAL_STAT(unknown);
     LOCAL_STAT(held_timeouts);

@@ -58,16 +58,17 @@ bool reader_next_chunk(struct reader *rd, struct chunk_pool *pool, struct spans 
     __attribute__((warn_unused_result));
 
 /* Room to read into: the current chunk while it has room; a fresh one for an
- * idle connection (the common case: inline) or in place of a full one. False
- * if out of memory. */
-static inline bool reader_room(struct reader *rd, struct chunk_pool *pool, struct spans *partial)
+ * idle connection (the common case: inline) or in place of a full one (only
+ * then is the frame in progress asked for). False if out of memory. */
+static inline __attribute__((always_inline)) bool
+reader_room(struct reader *rd, struct chunk_pool *pool, const struct reader_ops *ops, void *conn)
 {
     if (rd->chunk == NULL) {
         rd->chunk = chunk_get(pool);
         rd->pos = rd->start = 0;
         return rd->chunk != NULL;
     }
-    return chunk_room(rd->chunk) > 0 || reader_next_chunk(rd, pool, partial);
+    return chunk_room(rd->chunk) > 0 || reader_next_chunk(rd, pool, ops->partial(conn));
 }
 
 /* A read went on past the current chunk into nc: the frame in progress keeps
@@ -116,7 +117,7 @@ reader_read(struct reader *rd, struct chunk_pool *pool, struct transport *t,
             st = READER_YIELD;
             break;
         }
-        if (!reader_room(rd, pool, ops->partial(conn))) {
+        if (!reader_room(rd, pool, ops, conn)) {
             return READER_NOMEM;
         }
         n = chunk_fill(pool, t, rd->chunk, rd->bulk ? extra : 0, &more, &room);
