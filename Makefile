@@ -11,6 +11,7 @@
 #   make bench                redis-benchmark comparison (bench-quick: a few minutes)
 #   make bench-callgrind      instructions per request, counted by callgrind
 #   make bench-failover       kill -9 failover under load: proxy, redis-py Sentinel, haproxy
+#   make bench-stall          held requests (CLIENT PAUSE, busy script): what other clients wait
 #   make deps                 install the Debian packages needed to build and test
 #
 # `make test` and `make demo` run `make deps` first. Flags given on the command
@@ -60,7 +61,7 @@ FLAGS_STAMP := $(OBJDIR)/.flags
 BIN_STAMP := $(BUILD)/.flags-bin
 
 .PHONY: all test unit integration lint format fuzz demo bench bench-quick bench-callgrind \
-        bench-failover soak deps bench-deps clean FORCE
+        bench-failover bench-stall soak deps bench-deps clean FORCE
 
 all: $(BIN)
 
@@ -142,6 +143,9 @@ bench-callgrind: $(BIN)
 
 bench-failover: $(BIN)
 	$(PYTHON) bench/failover.py
+
+bench-stall: $(BIN)
+	SP_BINARY=$(abspath $(BIN)) $(PYTHON) bench/stall.py $(BENCH_ARGS)
 
 # Peers and the chart for the benchmarks (not needed to build or test).
 bench-deps:

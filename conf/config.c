@@ -58,6 +58,14 @@ static const struct config_key config_keys[] = {
      "a fixed Redis server used as master, for setups without Sentinel"},
     {"backend-connections", CT_INT, OFF(backend_connections), "2", 1, 64, NULL, false,
      "shared connections per backend per worker that client requests are multiplexed over"},
+    {"backend-connections-max", CT_INT, OFF(backend_connections_max), "8", 1, 64, NULL, false,
+     "most shared connections per backend per worker (at least backend-connections): more are "
+     "opened while the others are stalled"},
+    {"backend-connections-idle", CT_DURATION, OFF(backend_connections_idle_ms), "10s", 1, DAY, NULL,
+     true, "extra shared connections (beyond backend-connections) idle this long are closed"},
+    {"stall-threshold", CT_DURATION, OFF(stall_threshold_ms), "10ms", 0, 60 * SEC, NULL, false,
+     "a shared connection whose server answered nothing this long while a request waits is "
+     "stalled: new requests go to another (0 = off)"},
     {"backend-username", CT_STRING, OFF(backend_username), NULL, 0, 0, NULL, false,
      "ACL user the proxy authenticates as on backends (needs backend-password)"},
     {"backend-password", CT_STRING, OFF(backend_password), NULL, 0, 0, NULL, false,
@@ -734,6 +742,9 @@ bool config_validate(struct config *cfg, char *err, size_t errlen)
         config_format_amount(b, sizeof(b), CT_DURATION, (int64_t)cfg->reconnect_max_ms);
         return config_fail(err, errlen, "reconnect-min (%s) is larger than reconnect-max (%s)", a,
                            b);
+    }
+    if (cfg->backend_connections > cfg->backend_connections_max) {
+        cfg->backend_connections_max = cfg->backend_connections; /* the documented floor */
     }
     /* Redis has no user without a password: AUTH always takes one. */
     if (cfg->backend_username != NULL && cfg->backend_password == NULL) {

@@ -62,9 +62,12 @@ struct config {
     struct addr backend;
 
     /* backend connections */
-    int backend_connections; /* shared connections per backend per worker */
-    char *backend_username;  /* NULL = none */
-    char *backend_password;  /* NULL = none */
+    int backend_connections;              /* shared connections per backend per worker */
+    int backend_connections_max;          /* ... and more while some are stalled, up to this */
+    uint64_t backend_connections_idle_ms; /* extra ones idle this long close */
+    uint64_t stall_threshold_ms; /* no answer this long with a request waiting: stalled (0 = off) */
+    char *backend_username;      /* NULL = none */
+    char *backend_password;      /* NULL = none */
     uint64_t connect_timeout_ms;
     uint64_t reconnect_min_ms; /* first retry after this, doubling ... */
     uint64_t reconnect_max_ms; /* ... up to this */

@@ -5,6 +5,7 @@
  */
 #include "proxy/backend.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #include "conf/config.h"
@@ -47,7 +48,11 @@ struct backend *backend_new(struct worker *w, const struct addr *a, enum backend
     addr_format(a, be->name, sizeof(be->name));
     be->role = (uint8_t)role;
     be->nshared = w->px->cfg->backend_connections;
-    be->shared = calloc((size_t)be->nshared, sizeof(*be->shared));
+    be->nslots = w->px->cfg->backend_connections_max;
+    be->stall_after = w->px->cfg->stall_threshold_ms > 0
+                          ? (double)w->px->cfg->stall_threshold_ms / 1000.0
+                          : HUGE_VAL;
+    be->shared = calloc((size_t)be->nslots, sizeof(*be->shared));
     if (be->shared == NULL) {
         free(be);
         return NULL;
@@ -102,7 +107,7 @@ void backend_drain(struct backend *be, double grace)
         }
         busy = true;
         bc->retiring = true;
-        for (int i = 0; i < be->nshared; i++) {
+        for (int i = 0; i < be->nslots; i++) {
             if (be->shared[i] == bc) {
                 be->shared[i] = NULL; /* new requests get a new connection */
             }
@@ -287,17 +292,70 @@ void backend_warm(struct backend *be)
     }
 }
 
+/* The client's home connection is stalled: the first shared connection
+ * that is not, else a new one in a free slot, else the home one after all
+ * (every slot is taken by a stalled connection). */
+static struct bconn *backend_around_stall(struct backend *be, int home, double now)
+{
+    int free_slot = -1;
+
+    bconn_note_stall(be->shared[home]);
+    for (int i = 0; i < be->nslots; i++) {
+        struct bconn *bc = be->shared[i];
+        if (i == home) {
+            continue;
+        }
+        if (bc == NULL) {
+            free_slot = free_slot < 0 ? i : free_slot;
+        } else if (!bconn_stalled(bc, now, be->stall_after)) {
+            return bc;
+        } else {
+            bconn_note_stall(bc);
+        }
+    }
+    if (free_slot >= 0) {
+        struct bconn *bc = bconn_connect(be, false);
+        if (bc != NULL) {
+            be->shared[free_slot] = bc;
+            if (free_slot >= be->nshared) {
+                WORKER_COUNT(be->w, stall_conns_opened, 1);
+                log_debug("backend %s: shared connections stalled; extra connection %d opened",
+                          be->name, free_slot + 1);
+            }
+            return bc;
+        }
+    }
+    return be->shared[home];
+}
+
 struct bconn *backend_shared(struct backend *be, uint64_t client_id)
 {
     int slot = (int)(client_id % (uint64_t)be->nshared);
+    struct bconn *bc;
 
     if (!backend_usable(be)) {
         return NULL;
     }
-    if (be->shared[slot] == NULL) {
-        be->shared[slot] = bconn_connect(be, false);
+    bc = be->shared[slot];
+    if (bc == NULL) {
+        bc = be->shared[slot] = bconn_connect(be, false);
+    } else if (bconn_stalled(bc, ev_now(be->loop), be->stall_after)) {
+        bc = backend_around_stall(be, slot, ev_now(be->loop));
     }
-    return be->shared[slot];
+    return bc;
+}
+
+void backend_trim(struct backend *be, double now)
+{
+    double idle = (double)backend_cfg(be)->backend_connections_idle_ms / 1000.0;
+
+    for (int i = be->nshared; i < be->nslots; i++) {
+        struct bconn *bc = be->shared[i];
+        if (bc != NULL && bc->state == BC_READY && bc->nqueued == 0 &&
+            now - bc->progress_at >= idle) {
+            bconn_close(bc, NULL);
+        }
+    }
 }
 
 struct bconn *backend_dedicated(struct backend *be, struct client *owner)
@@ -342,9 +400,12 @@ void backend_forget(struct backend *be, struct bconn *bc)
 {
     struct bconn **pp;
 
-    for (int i = 0; i < be->nshared; i++) {
+    for (int i = 0; i < be->nslots; i++) {
         if (be->shared[i] == bc) {
             be->shared[i] = NULL;
+            if (i >= be->nshared) {
+                WORKER_COUNT(be->w, stall_conns_closed, 1);
+            }
         }
     }
     for (pp = &be->spare; *pp != NULL; pp = &(*pp)->spare_next) {

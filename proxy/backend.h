@@ -7,6 +7,12 @@
  * at a time while its session holds server-side state (MULTI, SELECT,
  * SUBSCRIBE, a blocking command...). Clean dedicated connections are kept as
  * spares for reuse.
+ *
+ * A shared connection whose server has answered nothing on it for
+ * stall-threshold while a request waits is stalled (a paused write, a busy
+ * script, a slow command): clients take another shared connection, and
+ * while every one is stalled more are opened, up to backend-connections-max;
+ * those close again once idle.
  */
 #ifndef SP_BACKEND_H
 #define SP_BACKEND_H
@@ -42,8 +48,10 @@ struct backend {
     char name[ADDR_TEXT_MAX];
     enum backend_role role;
     enum backend_state state;
-    int nshared;
-    struct bconn **shared;
+    int nshared;           /* home slots: clients are spread over these */
+    int nslots;            /* ... and extra ones opened around stalls, up to this */
+    struct bconn **shared; /* nslots entries, NULL where none is open */
+    double stall_after;    /* seconds without an answer that make a stall (HUGE_VAL: off) */
     struct bconn *spare;
     int nspare;
     struct bconn *conns; /* every connection of this backend */
@@ -98,9 +106,14 @@ static inline bool backend_usable(const struct backend *be)
            (be->suspect_until == 0 || ev_now(be->loop) >= be->suspect_until);
 }
 
-/* The shared connection for a client with the given id, connecting it if
- * needed; NULL when the backend is down. */
+/* The shared connection for a client with the given id: its home slot,
+ * connected if needed, or another when that one is stalled; NULL when the
+ * backend is down. */
 struct bconn *backend_shared(struct backend *be, uint64_t client_id);
+
+/* Close the extra shared connections that have been idle for a while
+ * (worker tick). */
+void backend_trim(struct backend *be, double now);
 
 /* Lend a dedicated connection to a client: a clean spare or a new one. NULL
  * when the backend is down or memory ran out. */

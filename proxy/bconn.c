@@ -109,9 +109,12 @@ static bool bconn_handshake(struct bconn *bc)
         if (r == NULL) {
             return false;
         }
+        r->flags |= REQ_CREDENTIALS;
         bconn_enqueue(bc, r);
     }
     if (!bc->dedicated) {
+        /* Only a name: a server busy with a script or loading refuses it,
+         * and the connection works without it. */
         const char *argv[] = {"CLIENT", "SETNAME", "sentinel-proxy"};
         size_t argl[] = {6, 7, 14};
         r = req_internal(&w->reqs, 3, argv, argl);
@@ -180,6 +183,7 @@ void bconn_enqueue(struct bconn *bc, struct req *r)
         bc->tail->bnext = r;
     } else {
         bc->head = r;
+        bc->progress_at = ev_now(bc->w->loop); /* it waits from now */
     }
     bc->tail = r;
     if (bc->unsent == NULL) {
@@ -378,6 +382,11 @@ static void bconn_internal_reply(struct bconn *bc, struct req *r)
             n--;
         }
         text[n] = '\0';
+        if (!bc->dedicated && !(r->flags & REQ_CREDENTIALS)) {
+            log_debug("backend %s: CLIENT SETNAME refused: %s", bc->be->name, text);
+            req_free(&bc->w->reqs, r);
+            return;
+        }
         log_warn("backend %s: the proxy's own command failed: %s", bc->be->name, text);
         if (bc->dedicated && (r->flags & REQ_CREDENTIALS) && bc->owner != NULL) {
             /* The client's own credentials were refused on a new
@@ -775,6 +784,28 @@ static void bconn_connected(struct bconn *bc)
     worker_mark_bconn(bc->w, bc);
 }
 
+void bconn_note_stall(struct bconn *bc)
+{
+    if (!bc->stalled) {
+        bc->stalled = true;
+        WORKER_COUNT(bc->w, stalls, 1);
+        log_debug("backend %s: shared connection stalled: nothing answered for %.0f ms",
+                  bc->be->name, (ev_now(bc->w->loop) - bc->progress_at) * 1000.0);
+    }
+}
+
+/* The server sent something on a stalled connection (or it closed): the
+ * stall is over; remember the longest. */
+static void bconn_stall_over(struct bconn *bc, double now)
+{
+    uint64_t us = (uint64_t)((now - bc->progress_at) * 1e6);
+
+    bc->stalled = false;
+    if (us > bc->w->stats.stall_longest_us) {
+        __atomic_store_n(&bc->w->stats.stall_longest_us, us, __ATOMIC_RELAXED);
+    }
+}
+
 static void bconn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct bconn *bc = io->data;
@@ -785,6 +816,10 @@ static void bconn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
         return;
     }
     if (revents & EV_READ) {
+        if (__builtin_expect(bc->stalled, 0)) {
+            bconn_stall_over(bc, ev_now(loop));
+        }
+        bc->progress_at = ev_now(loop);
         bconn_read(bc);
     }
     if ((revents & EV_WRITE) && bc->state == BC_READY) {
@@ -912,6 +947,9 @@ static void bconn_close_how(struct bconn *bc, const char *why, bool abort)
     if (why != NULL) {
         log_info("backend %s: %s connection closed: %s", addr,
                  bc->dedicated ? "dedicated" : "shared", why);
+    }
+    if (bc->stalled) {
+        bconn_stall_over(bc, ev_now(w->loop));
     }
     bc->state = BC_CLOSED;
     ev_io_stop(w->loop, &bc->io);

@@ -56,6 +56,7 @@ struct bconn {
     bool released;      /* reset with its blocked commands unexecuted (bconn_release) */
     bool paused;        /* dedicated: not read while its owner is over its backlog limit */
     bool lagging;       /* ... and not read to the end since: the server may have given up */
+    bool stalled;       /* shared: seen stalled (bconn_stalled), and nothing read since */
     uint8_t resp;       /* protocol version spoken (2 or 3) */
     int db;             /* selected database */
     unsigned io_events; /* events io is armed with */
@@ -63,14 +64,27 @@ struct bconn {
     struct req *head, *tail; /* queue: head is the oldest request awaiting its reply */
     struct req *unsent;      /* first request not completely written */
     uint32_t nqueued;
-    struct reader rd; /* its replies' bytes as they are read */
-    struct spans cur; /* earlier parts of the reply in progress */
+    double progress_at; /* last read, or when a request was queued on an empty queue */
+    struct reader rd;   /* its replies' bytes as they are read */
+    struct spans cur;   /* earlier parts of the reply in progress */
     struct replyscan rs;
     struct bconn *dnext;       /* worker flush list */
     struct bconn *rnext;       /* worker reap list */
     struct bconn *prev, *next; /* backend's list of connections */
     struct bconn *spare_next;  /* backend's spare list */
 };
+
+/* True when a request waits and the server has sent nothing on bc for
+ * longer than after seconds, as of now (the loop's time); a reply already
+ * waiting to be read (the read event pending in this loop turn) is progress.
+ * Every shared dispatch asks: inline. */
+static inline bool bconn_stalled(const struct bconn *bc, double now, double after)
+{
+    return bc->head != NULL && now - bc->progress_at > after && !ev_is_pending(&bc->io);
+}
+
+/* Count a stall once per episode (it ends at the next read). */
+void bconn_note_stall(struct bconn *bc);
 
 /* Open a new connection (shared or dedicated) to be; NULL when the attempt
  * failed at once (the backend is then marked down). */

@@ -512,6 +512,20 @@ static bool client_send(struct client *c, struct req *r, struct bconn *bc)
     return true;
 }
 
+/* A shared connection to be for c's next request: while its requests are in
+ * flight on one, that one, even stalled, so that they run in the order sent
+ * (backend_shared picks another only for a client with nothing in flight). */
+static struct bconn *client_shared(struct client *c, struct backend *be)
+{
+    struct bconn *last = c->last;
+
+    if (c->inflight > 0 && last->state != BC_CLOSED && last->be == be && !last->dedicated &&
+        !last->retiring) {
+        return last;
+    }
+    return backend_shared(be, c->id);
+}
+
 /* Decide where r goes (router.c) and queue it there. */
 static enum dispatch_result client_route(struct client *c, struct req *r)
 {
@@ -542,7 +556,7 @@ static enum dispatch_result client_route(struct client *c, struct req *r)
         bc = c->ded;
         break;
     case ROUTE_SHARED:
-        bc = backend_shared(rt.be, c->id);
+        bc = client_shared(c, rt.be);
         if (bc == NULL) {
             return client_hold(c, r, "backend");
         }

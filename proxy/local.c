@@ -187,6 +187,18 @@ static void local_topology(struct client *c, struct strbuf *sb)
     } while (0)
 #define LOCAL_STAT(field) LOCAL_SUM(#field, stats.field)
 
+/* The longest stall any worker saw, in milliseconds. */
+static void local_stall_longest(struct proxy *px, struct strbuf *sb)
+{
+    uint64_t most = 0;
+
+    for (int k = 0; k < px->nworkers; k++) {
+        uint64_t us = __atomic_load_n(&px->workers[k].stats.stall_longest_us, __ATOMIC_RELAXED);
+        most = us > most ? us : most;
+    }
+    strbuf_printf(sb, "stall_longest_ms:%llu\r\n", (unsigned long long)(most / 1000));
+}
+
 /* Dedicated connections of this worker: lent to a client, or spare. */
 static void local_dedicated(struct worker *w, struct strbuf *sb)
 {
@@ -228,6 +240,10 @@ static void local_stats(struct client *c, struct strbuf *sb)
     LOCAL_STAT(reads_master);
     LOCAL_STAT(reads_replicas);
     LOCAL_STAT(ryw_to_master);
+    LOCAL_STAT(stalls);
+    LOCAL_STAT(stall_conns_opened);
+    LOCAL_STAT(stall_conns_closed);
+    local_stall_longest(px, sb);
     strbuf_printf(sb, "held_bytes_worker:%llu\r\n", (unsigned long long)c->w->held_bytes);
     local_dedicated(c->w, sb);
     strbuf_printf(sb, "chunks_live_worker:%zu\r\n", c->w->pool.live);

@@ -509,7 +509,10 @@ static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
         next = be->next;
         if (be->role == BACKEND_RETIRED && be->conns == NULL) {
             backend_free(be);
-        } else if (be->suspect_until > 0 && now >= be->suspect_until) {
+            continue;
+        }
+        backend_trim(be, now);
+        if (be->suspect_until > 0 && now >= be->suspect_until) {
             be->suspect_until = 0;
             worker_wake_later(w); /* requests held for it may go again */
         }

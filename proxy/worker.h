@@ -60,9 +60,13 @@ struct worker_stats {
     uint64_t backend_lost;     /* ... of them closed by the server, or failed */
     uint64_t backend_reads;    /* read syscalls on backends */
     uint64_t backend_writes;
-    uint64_t reads_master;   /* read-only requests sent to the master */
-    uint64_t reads_replicas; /* read-only requests sent to replicas */
-    uint64_t ryw_to_master;  /* reads kept off lagging replicas by read-your-writes */
+    uint64_t reads_master;       /* read-only requests sent to the master */
+    uint64_t reads_replicas;     /* read-only requests sent to replicas */
+    uint64_t ryw_to_master;      /* reads kept off lagging replicas by read-your-writes */
+    uint64_t stalls;             /* shared connections seen stalled (once per episode) */
+    uint64_t stall_conns_opened; /* extra shared connections opened around stalls */
+    uint64_t stall_conns_closed; /* ... and closed */
+    uint64_t stall_longest_us;   /* the longest stall seen to its end (a maximum, not a sum) */
     uint64_t client_reads;
     uint64_t client_writes;
 };

@@ -1,0 +1,239 @@
+"""Head-of-line blocking: a request that redis-server holds (a paused write,
+a busy script, a slow command) must not hold other clients' requests queued
+behind it on a shared connection. Latency bounds are loose on purpose ("well
+under the pause"): they tell a stall that is routed around from one that is
+not, on a noisy machine."""
+import threading
+import time
+
+import pytest
+
+from harness import Conn, Proxy, RedisServer, proxy_stats, topology, wait_for
+
+SPIN_SCRIPT = "local i = 0 while true do i = i + 1 end"
+SPIN_LIBRARY = ("#!lua name=spinlib\n"
+                "redis.register_function('spin', function() local i = 0 "
+                "while true do i = i + 1 end end)")
+
+
+class Pending:
+    """One connection with a command sent; its reply is read in the
+    background."""
+
+    def __init__(self, port, *cmds):
+        self.conn = Conn(port, timeout=20)
+        self.replies = []
+        self.n = len(cmds)
+        self.conn.send(*cmds)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for _ in range(self.n):
+            self.replies.append(self.conn.read())
+
+    def done(self, timeout=10):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "no reply within %ss" % timeout
+        self.conn.close()
+        return self.replies
+
+
+def timed_calls(port, n, *cmd):
+    """n clients send cmd at once; (slowest seconds, replies)."""
+    conns = [Conn(port, timeout=20) for _ in range(n)]
+    out = [None] * n
+
+    def one(i):
+        t0 = time.monotonic()
+        reply = conns[i].call(*cmd)
+        out[i] = (time.monotonic() - t0, reply)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for c in conns:
+        c.close()
+    assert all(o is not None for o in out), out
+    return max(o[0] for o in out), [o[1] for o in out]
+
+
+@pytest.fixture
+def server(workdir):
+    s = RedisServer(workdir, args=["--enable-debug-command", "yes"]).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def sp(workdir, server):
+    p = Proxy(workdir, backend=server.port,
+              args=["--set", "backend-connections-idle=500ms"]).start()
+    yield p
+    p.stop()
+
+
+def test_paused_writes_do_not_stall_reads(server, sp):
+    """CLIENT PAUSE WRITE blocks the writers; other clients' reads are
+    answered at once, CLIENT UNPAUSE from another client too, and each
+    writer's own GET still runs after its SET."""
+    assert Conn(server.port).call("CLIENT", "PAUSE", "4000", "WRITE") == b"+OK\r\n"
+    paused_at = time.monotonic()
+    writers = [Pending(sp.port, ("SET", "w%d" % i, "v%d" % i), ("GET", "w%d" % i))
+               for i in range(4)]
+    time.sleep(0.2)  # the writers' connections stall
+    slowest, replies = timed_calls(sp.port, 10, "GET", "nokey")
+    assert replies == [b"$-1\r\n"] * 10
+    assert slowest < 1.0, "reads waited %.2fs behind paused writes" % slowest
+    unpause = Conn(sp.port).call("CLIENT", "UNPAUSE")
+    assert unpause == b"+OK\r\n"
+    assert time.monotonic() - paused_at < 3.0, "CLIENT UNPAUSE waited for the pause"
+    for i, w in enumerate(writers):
+        assert w.done() == [b"+OK\r\n", b"$2\r\nv%d\r\n" % i]
+    st = proxy_stats(sp.port)
+    assert int(st["stalls"]) >= 1
+    assert int(st["stall_conns_opened"]) >= 1
+    assert int(st["stall_longest_ms"]) >= 150
+    # The extra connections close once idle; the home ones stay.
+    wait_for(lambda: int(proxy_stats(sp.port)["stall_conns_closed"]) ==
+             int(st["stall_conns_opened"]), timeout=10, what="extra connections to close")
+    assert sp.client().set("after", "1")
+
+
+@pytest.mark.parametrize("how", ["script", "function"])
+def test_busy_script_answers_busy_and_can_be_killed(server, sp, how):
+    """Past busy-reply-threshold, other clients get -BUSY at once and a
+    SCRIPT KILL / FUNCTION KILL from any of them stops the script."""
+    d = server.client()
+    d.config_set("busy-reply-threshold", "300")
+    if how == "script":
+        runner = Pending(sp.port, ("EVAL", SPIN_SCRIPT, "0"))
+        kill = ("SCRIPT", "KILL")
+    else:
+        d.function_load(SPIN_LIBRARY, replace=True)
+        runner = Pending(sp.port, ("FCALL", "spin", "0"))
+        kill = ("FUNCTION", "KILL")
+    time.sleep(0.6)
+    slowest, replies = timed_calls(sp.port, 10, "GET", "k")
+    assert all(r.startswith(b"-BUSY") for r in replies), replies
+    assert slowest < 1.0, "waited %.2fs behind the script" % slowest
+    killer = Conn(sp.port)
+    t0 = time.monotonic()
+    assert killer.call(*kill) == b"+OK\r\n"
+    assert time.monotonic() - t0 < 1.0
+    (reply,) = runner.done()
+    assert reply.startswith(b"-") and b"killed" in reply.lower(), reply
+    wait_for(lambda: sp.client().ping(), what="the server to serve again")
+    assert killer.call("SET", "k", "1") == b"+OK\r\n"
+
+
+def test_slow_command_delays_only_what_was_behind_it(server, sp):
+    """A slow command holds the whole server (it is single-threaded): others
+    wait as long as they would directly, and nothing more; afterwards every
+    client is served as before."""
+    sleeper = Pending(sp.port, ("DEBUG", "SLEEP", "0.5"))
+    time.sleep(0.05)
+    slowest, replies = timed_calls(sp.port, 10, "PING")
+    assert replies == [b"+PONG\r\n"] * 10
+    assert slowest < 2.0
+    assert sleeper.done() == [b"+OK\r\n"]
+    slowest, _ = timed_calls(sp.port, 10, "PING")
+    assert slowest < 0.5
+
+
+def test_client_order_kept_across_a_stall(server, sp):
+    """A client whose requests sit on a stalled connection has the rest of
+    its pipeline run after them, in the order sent, while other clients move
+    to other connections."""
+    a = Conn(sp.port, timeout=20)
+    assert a.call("GET", "ord") == b"$-1\r\n"  # its replies' size is known
+    assert Conn(server.port).call("CLIENT", "PAUSE", "1000", "WRITE") == b"+OK\r\n"
+    a.send(("SET", "ord", "0"))
+    time.sleep(0.2)  # its connection is stalled now
+    cmds = [("INCR", "ord") if i % 2 == 0 else ("GET", "ord") for i in range(20)]
+    a.send(*cmds)
+    slowest, _ = timed_calls(sp.port, 6, "GET", "other")
+    assert slowest < 0.7
+    assert a.read() == b"+OK\r\n"
+    for i in range(20):
+        n = i // 2 + 1
+        want = b":%d\r\n" % n if i % 2 == 0 else b"$%d\r\n%d\r\n" % (len(str(n)), n)
+        assert a.read() == want, i
+    a.close()
+
+
+def test_stall_detection_off(workdir, server):
+    """stall-threshold 0 turns it off: nothing is counted or opened."""
+    p = Proxy(workdir, backend=server.port, args=["--set", "stall-threshold=0"]).start()
+    try:
+        sleeper = Pending(p.port, ("DEBUG", "SLEEP", "0.3"))
+        time.sleep(0.1)
+        timed_calls(p.port, 4, "PING")
+        sleeper.done()
+        st = proxy_stats(p.port)
+        assert st["stalls"] == 0 and st["stall_conns_opened"] == 0
+    finally:
+        p.stop()
+
+
+def test_extra_connections_bounded(workdir, server):
+    """Every shared connection stalled: at most backend-connections-max are
+    open to the server at once; requests queue on the stalled ones."""
+    p = Proxy(workdir, backend=server.port,
+              args=["--set", "backend-connections=1", "--set", "backend-connections-max=3"]).start()
+    try:
+        before = server.client().info("clients")["connected_clients"]
+        assert Conn(server.port).call("CLIENT", "PAUSE", "1500", "WRITE") == b"+OK\r\n"
+        writers = []
+        for i in range(8):
+            writers.append(Pending(p.port, ("SET", "b%d" % i, "1")))
+            time.sleep(0.05)  # each lands after the previous ones stalled
+        for w in writers:
+            assert w.done() == [b"+OK\r\n"]
+        st = proxy_stats(p.port)
+        assert int(st["stall_conns_opened"]) == 2
+        after = server.client().info("clients")["connected_clients"]
+        assert after - before <= 2 + 1  # two extras (and the admin connection)
+    finally:
+        p.stop()
+
+
+@pytest.mark.parametrize("how", ["busy", "pause"])
+def test_sentinel_master_released_before_failover(cluster, how):
+    """In the Sentinel layout (down-after 1000 ms), a master held by a script
+    past busy-reply-threshold, or by CLIENT PAUSE WRITE, answers other
+    clients' writes (-BUSY) or is released (CLIENT UNPAUSE) through the proxy
+    well before down-after, and no failover happens. One shared connection,
+    so that every client's home is the held one."""
+    p = Proxy(cluster.workdir,
+              args=cluster.proxy_args() + ["--set", "backend-connections=1"]).start()
+    try:
+        master = cluster.master.port
+        wait_for(lambda: topology(p.client()).get("master") == "127.0.0.1:%d" % master,
+                 what="proxy to find the master")
+        if how == "busy":
+            cluster.master.client().config_set("busy-reply-threshold", "200")
+            holder = Pending(p.port, ("EVAL", SPIN_SCRIPT, "0"))
+        else:
+            assert Conn(p.port).call("CLIENT", "PAUSE", "5000", "WRITE") == b"+OK\r\n"
+            holder = Pending(p.port, ("SET", "held", "1"))
+        time.sleep(0.4)
+        t0 = time.monotonic()
+        if how == "busy":
+            slowest, replies = timed_calls(p.port, 5, "SET", "k", "v")
+            assert all(r.startswith(b"-BUSY") for r in replies), replies
+            assert slowest < 0.5, "writes waited %.2fs behind the script" % slowest
+            release = ("SCRIPT", "KILL")
+        else:
+            release = ("CLIENT", "UNPAUSE")
+        assert Conn(p.port).call(*release) == b"+OK\r\n"
+        assert time.monotonic() - t0 < 0.8, "released too late"
+        holder.done()
+        time.sleep(2.0)  # past down-after: a failover would have started
+        assert cluster.master_port() == master
+        assert topology(p.client()).get("master") == "127.0.0.1:%d" % master
+        assert Conn(p.port).call("SET", "after", "1") == b"+OK\r\n"
+    finally:
+        p.stop()
