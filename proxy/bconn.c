@@ -388,6 +388,19 @@ static void bconn_internal_reply(struct bconn *bc, struct req *r)
             return;
         }
         log_warn("backend %s: the proxy's own command failed: %s", bc->be->name, text);
+        if (bc->dedicated && (r->flags & REQ_STATE)) {
+            /* The session's database was not selected (the server is busy
+             * with a script, or loading): nothing more may run here. What
+             * was sent behind it is answered with the same refusal; the
+             * session moves to a new connection once the server is avoided
+             * for a moment. */
+            struct backend *be = bc->be;
+            be->suspect_until = ev_now(bc->w->loop) + BCONN_SUSPECT_TIME;
+            bc->retiring = true;
+            bc->tainted = true;
+            req_free(&bc->w->reqs, r);
+            return;
+        }
         if (bc->dedicated && (r->flags & REQ_CREDENTIALS) && bc->owner != NULL) {
             /* The client's own credentials were refused on a new
              * connection: it must not go on with the proxy's. */

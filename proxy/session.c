@@ -144,13 +144,14 @@ void session_lost_multi_over(struct session *s)
 }
 
 static bool session_queue(struct worker *w, struct bconn *bc, int argc, const char *const *argv,
-                          const size_t *argl)
+                          const size_t *argl, uint16_t flags)
 {
     struct req *r = req_internal(&w->reqs, argc, argv, argl);
 
     if (r == NULL) {
         return false;
     }
+    r->flags |= flags;
     bconn_enqueue(bc, r);
     return true;
 }
@@ -192,7 +193,7 @@ bool session_replay(struct client *c, struct bconn *bc, unsigned *effects)
     if (s->name != NULL) {
         const char *argv[] = {"CLIENT", "SETNAME", s->name};
         size_t argl[] = {6, 7, s->name_len};
-        if (!session_queue(w, bc, 3, argv, argl)) {
+        if (!session_queue(w, bc, 3, argv, argl, 0)) {
             return false;
         }
         *effects |= SESSION_CONN_TAINT;
@@ -201,7 +202,7 @@ bool session_replay(struct client *c, struct bconn *bc, unsigned *effects)
         int n = snprintf(db, sizeof(db), "%d", s->db);
         const char *argv[] = {"SELECT", db};
         size_t argl[] = {6, (size_t)n};
-        if (!session_queue(w, bc, 2, argv, argl)) {
+        if (!session_queue(w, bc, 2, argv, argl, REQ_STATE)) {
             return false;
         }
         *effects |= SESSION_CONN_DB;
@@ -426,7 +427,7 @@ unsigned session_before_send(struct client *c, struct req *r, struct bconn *bc)
          * cover them. */
         const char *argv[] = {"SPUBLISH", "__sentinel-proxy__:wait", ""};
         size_t argl[] = {8, 23, 0};
-        if (!session_queue(c->w, bc, 3, argv, argl)) {
+        if (!session_queue(c->w, bc, 3, argv, argl, 0)) {
             log_warn("client %llu: out of memory before WAIT", (unsigned long long)c->id);
         }
     }

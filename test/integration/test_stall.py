@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from harness import Conn, Proxy, RedisServer, proxy_stats, topology, wait_for
+from harness import (Conn, Proxy, RedisServer, kill_proxy_connections, proxy_stats, topology,
+                     wait_for)
 
 SPIN_SCRIPT = "local i = 0 while true do i = i + 1 end"
 SPIN_LIBRARY = ("#!lua name=spinlib\n"
@@ -162,6 +163,27 @@ def test_client_order_kept_across_a_stall(server, sp):
         want = b":%d\r\n" % n if i % 2 == 0 else b"$%d\r\n%d\r\n" % (len(str(n)), n)
         assert a.read() == want, i
     a.close()
+
+
+def test_database_not_restored_during_busy_script(server, sp):
+    """A session in database 5 whose connection was lost gets a new one with
+    SELECT 5 replayed; when a busy script refuses that SELECT, nothing of the
+    session runs on that connection: its command gets the server's -BUSY, and
+    once the script is gone its writes land in database 5, not 0."""
+    c = Conn(sp.port)
+    assert c.call("SELECT", "5") == b"+OK\r\n"
+    assert c.call("SET", "before", "1") == b"+OK\r\n"
+    kill_proxy_connections(server, sp.port)
+    server.client().config_set("busy-reply-threshold", "100")
+    runner = Pending(server.port, ("EVAL", SPIN_SCRIPT, "0"))
+    time.sleep(0.3)
+    assert c.call("SET", "during", "1").startswith(b"-BUSY")
+    assert Conn(server.port).call("SCRIPT", "KILL") == b"+OK\r\n"
+    runner.done()
+    assert c.call("SET", "after", "1") == b"+OK\r\n"
+    assert c.call("GET", "before") == b"$1\r\n1\r\n"
+    assert sorted(server.client(db=5).keys()) == [b"after", b"before"]
+    assert server.client(db=0).keys() == []
 
 
 def test_stall_detection_off(workdir, server):
