@@ -201,6 +201,9 @@ def main():
                     help="one redis-server and the proxy with a fixed backend, instead of the "
                          "classic Sentinel layout (1 master, 2 replicas, 3 Sentinels)")
     ap.add_argument("--no-peers", action="store_true", help="skip haproxy and twemproxy")
+    ap.add_argument("--baseline", metavar="BINARY", default=None,
+                    help="also run another sentinel-proxy binary (an earlier build, say) "
+                         "with the same settings, as 'baseline'")
     ap.add_argument("--out", default=os.path.join(HERE, "results"), help="report directory")
     ap.add_argument("--readme", action="store_true",
                     help="also put the table into README.md (between its bench markers)")
@@ -232,16 +235,23 @@ def main():
             base = ["--workers", str(nw), "--set", "max-clients=9000"]
             tag = "" if "," not in str(args.workers) else " w%d" % nw
             if cluster is None:
-                sp = Proxy(workdir, backend=master.port, args=base).start()
-                procs.append(sp)
-                targets.append(Target("sentinel-proxy" + tag, sp.port, sp.proc.pid))
+                builds = [("sentinel-proxy" + tag, None)]
+                if args.baseline:
+                    builds.append(("baseline" + tag, args.baseline))
+                for name, binary in builds:
+                    sp = Proxy(workdir, backend=master.port, args=base, binary=binary).start()
+                    procs.append(sp)
+                    targets.append(Target(name, sp.port, sp.proc.pid))
                 continue
             variants = [("sentinel-proxy" + tag, ["--read-from", "master"]),
                         ("sentinel-proxy%s reads on replicas" % tag, ["--read-from", "replicas"]),
                         ("sentinel-proxy%s reads on replicas, no read-your-writes" % tag,
                          ["--read-from", "replicas", "--set", "read-your-writes=false"])]
-            for name, extra in variants:
-                sp = Proxy(workdir, args=cluster.proxy_args() + base + extra).start()
+            if args.baseline:
+                variants.append(("baseline" + tag, ["--read-from", "master"], args.baseline))
+            for name, extra, *binary in variants:
+                sp = Proxy(workdir, args=cluster.proxy_args() + base + extra,
+                           binary=binary[0] if binary else None).start()
                 wait_for(lambda: topology(sp.client()).get("master") ==
                          "127.0.0.1:%d" % master.port, what="proxy to find the master")
                 procs.append(sp)

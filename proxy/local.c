@@ -164,10 +164,15 @@ static void local_topology(struct client *c, struct strbuf *sb)
     local_backend_totals(w, sb);
     strbuf_printf(sb, "# Backends (worker %d)\r\n", w->id);
     for (struct backend *be = w->backends; be != NULL; be = be->next, i++) {
+        int shared = 0, stalled = 0;
+        for (int k = 0; k < be->nslots; k++) {
+            shared += be->shared[k] != NULL;
+            stalled += be->shared[k] != NULL && be->shared[k]->stalled;
+        }
         strbuf_printf(sb,
-                      "backend%d:addr=%s,role=%s,state=%s,requests=%llu,inflight=%u,"
-                      "failures=%llu,healthy=%d,offset=%llu\r\n",
-                      i, be->name, local_role(be->role), local_backend_state(be),
+                      "backend%d:addr=%s,role=%s,state=%s,shared=%d,stalled=%d,requests=%llu,"
+                      "inflight=%u,failures=%llu,healthy=%d,offset=%llu\r\n",
+                      i, be->name, local_role(be->role), local_backend_state(be), shared, stalled,
                       (unsigned long long)be->nrequests, be->inflight,
                       (unsigned long long)be->nerrors,
                       be->role == BACKEND_MASTER ? 1 : (int)be->healthy,

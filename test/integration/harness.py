@@ -171,7 +171,9 @@ class RedisServer:
 class Proxy:
     """sentinel-proxy started with flags (and optionally a config file)."""
 
-    def __init__(self, workdir, backend=None, args=(), config=None, port=None, listen_flag=True):
+    def __init__(self, workdir, backend=None, args=(), config=None, port=None, listen_flag=True,
+                 binary=None):
+        self.binary = binary or PROXY_BIN
         self.port = port or free_port()
         self.listen_flag = listen_flag
         self.dir = workdir
@@ -181,7 +183,7 @@ class Proxy:
         self.proc = None
 
     def argv(self):
-        argv = [PROXY_BIN]
+        argv = [self.binary]
         if self.listen_flag:
             argv += ["--listen", "127.0.0.1:%d" % self.port]
         if self.config is not None:

@@ -88,6 +88,8 @@ def test_paused_writes_do_not_stall_reads(server, sp):
     slowest, replies = timed_calls(sp.port, 10, "GET", "nokey")
     assert replies == [b"$-1\r\n"] * 10
     assert slowest < 1.0, "reads waited %.2fs behind paused writes" % slowest
+    backend = topology(sp.client())["backend0"]
+    assert ",stalled=2," in backend and ",shared=3," in backend, backend
     unpause = Conn(sp.port).call("CLIENT", "UNPAUSE")
     assert unpause == b"+OK\r\n"
     assert time.monotonic() - paused_at < 3.0, "CLIENT UNPAUSE waited for the pause"
