@@ -313,11 +313,12 @@ static struct bconn *backend_around_stall(struct backend *be, int home, double n
             bconn_note_stall(bc);
         }
     }
-    if (free_slot >= 0) {
+    if (free_slot >= 0 && (free_slot < be->nshared || now >= be->extra_after)) {
         struct bconn *bc = bconn_connect(be, false);
         if (bc != NULL) {
             be->shared[free_slot] = bc;
             if (free_slot >= be->nshared) {
+                bc->extra = true;
                 WORKER_COUNT(be->w, stall_conns_opened, 1);
                 log_debug("backend %s: shared connections stalled; extra connection %d opened",
                           be->name, free_slot + 1);
@@ -403,9 +404,6 @@ void backend_forget(struct backend *be, struct bconn *bc)
     for (int i = 0; i < be->nslots; i++) {
         if (be->shared[i] == bc) {
             be->shared[i] = NULL;
-            if (i >= be->nshared) {
-                WORKER_COUNT(be->w, stall_conns_closed, 1);
-            }
         }
     }
     for (pp = &be->spare; *pp != NULL; pp = &(*pp)->spare_next) {

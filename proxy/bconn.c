@@ -109,18 +109,16 @@ static bool bconn_handshake(struct bconn *bc)
         if (r == NULL) {
             return false;
         }
-        r->flags |= REQ_CREDENTIALS;
         bconn_enqueue(bc, r);
     }
     if (!bc->dedicated) {
-        /* Only a name: a server busy with a script or loading refuses it,
-         * and the connection works without it. */
         const char *argv[] = {"CLIENT", "SETNAME", "sentinel-proxy"};
         size_t argl[] = {6, 7, 14};
         r = req_internal(&w->reqs, 3, argv, argl);
         if (r == NULL) {
             return false;
         }
+        r->flags |= REQ_NAME;
         bconn_enqueue(bc, r);
     }
     return true;
@@ -363,6 +361,26 @@ static bool bconn_owner_full(struct bconn *bc)
 
 /* ---- replies ------------------------------------------------------------- */
 
+/* The server refused a new shared connection's handshake (credentials,
+ * maxclients...): what was written behind it did not run there (refused the
+ * same way, or never read), so it goes elsewhere as never sent. */
+static void bconn_refused(struct bconn *bc, struct req *r, const char *text)
+{
+    struct backend *be = bc->be;
+    bool credentials = strstr(text, "WRONGPASS") != NULL || strstr(text, "NOAUTH") != NULL ||
+                       strstr(text, "password") != NULL;
+    char why[192];
+
+    req_free(&bc->w->reqs, r);
+    for (struct req *q = bc->head; q != NULL; q = q->bnext) {
+        q->sent = 0;
+    }
+    snprintf(why, sizeof(why), "handshake refused: %s%s", text,
+             credentials ? " (check backend-username/backend-password)" : "");
+    bconn_close(bc, why);
+    backend_mark_down(be, why);
+}
+
 static void bconn_internal_reply(struct bconn *bc, struct req *r)
 {
     if (r->flags & REQ_PROBE) {
@@ -375,6 +393,9 @@ static void bconn_internal_reply(struct bconn *bc, struct req *r)
         req_free(&bc->w->reqs, r);
         return;
     }
+    if ((r->flags & REQ_NAME) && !(r->flags & REQ_ERROR)) {
+        bc->greeted = true; /* the server took the connection */
+    }
     if (r->flags & REQ_ERROR) {
         char text[128];
         size_t n = spans_copy(&r->out, 0, text, sizeof(text) - 1);
@@ -382,7 +403,11 @@ static void bconn_internal_reply(struct bconn *bc, struct req *r)
             n--;
         }
         text[n] = '\0';
-        if (!bc->dedicated && !(r->flags & REQ_CREDENTIALS)) {
+        if ((r->flags & REQ_NAME) &&
+            (strncmp(text, "-BUSY ", 6) == 0 || strncmp(text, "-LOADING ", 9) == 0)) {
+            /* Only the name: a server busy with a script, or loading,
+             * refuses it, and the connection works without it. */
+            bc->greeted = true;
             log_debug("backend %s: CLIENT SETNAME refused: %s", bc->be->name, text);
             req_free(&bc->w->reqs, r);
             return;
@@ -410,10 +435,7 @@ static void bconn_internal_reply(struct bconn *bc, struct req *r)
             return;
         }
         if (!bc->dedicated) {
-            struct backend *be = bc->be;
-            req_free(&bc->w->reqs, r);
-            bconn_close(bc, "handshake failed");
-            backend_mark_down(be, "handshake failed (check backend-username/backend-password)");
+            bconn_refused(bc, r, text);
             return;
         }
     }
@@ -664,7 +686,7 @@ static void bconn_deliver(struct bconn *bc)
         break;
     case REPLY_TO_MASTER:
         spans_clear(&r->out);
-        r->flags = (uint16_t)((r->flags & ~REQ_ERROR) | REQ_MASTER_ONLY);
+        r->flags = (r->flags & ~REQ_ERROR) | REQ_MASTER_ONLY;
         client_undispatch(r->client, r);
         break;
     case REPLY_RETRY:
@@ -792,6 +814,7 @@ static void bconn_connected(struct bconn *bc)
     ev_timer_stop(bc->w->loop, &bc->timer);
     net_tune(bc->t.fd, (int)(bconn_cfg(bc)->tcp_keepalive_ms / 1000));
     bc->state = BC_READY;
+    bc->progress_at = ev_now(bc->w->loop); /* what is queued waits on the server from now */
     backend_mark_up(bc->be);
     bconn_set_events(bc, bconn_wanted(bc));
     worker_mark_bconn(bc->w, bc);
@@ -963,6 +986,14 @@ static void bconn_close_how(struct bconn *bc, const char *why, bool abort)
     }
     if (bc->stalled) {
         bconn_stall_over(bc, ev_now(w->loop));
+    }
+    if (bc->extra) {
+        WORKER_COUNT(w, stall_conns_closed, 1);
+        if (!bc->greeted) {
+            /* The server did not take it: no more extra connections for a
+             * moment, or every stalled request would cost one more. */
+            be->extra_after = ev_now(w->loop) + (double)bconn_cfg(bc)->reconnect_min_ms / 1000.0;
+        }
     }
     bc->state = BC_CLOSED;
     ev_io_stop(w->loop, &bc->io);

@@ -57,6 +57,8 @@ struct bconn {
     bool paused;        /* dedicated: not read while its owner is over its backlog limit */
     bool lagging;       /* ... and not read to the end since: the server may have given up */
     bool stalled;       /* shared: seen stalled (bconn_stalled), and nothing read since */
+    bool extra;         /* shared, opened around a stall beyond backend-connections */
+    bool greeted;       /* shared: the server answered its handshake (it took the connection) */
     uint8_t resp;       /* protocol version spoken (2 or 3) */
     int db;             /* selected database */
     unsigned io_events; /* events io is armed with */
@@ -77,10 +79,13 @@ struct bconn {
 /* True when a request waits and the server has sent nothing on bc for
  * longer than after seconds, as of now (the loop's time); a reply already
  * waiting to be read (the read event pending in this loop turn) is progress.
+ * A connection still connecting is not stalled: a server that does not
+ * accept is not helped by more attempts (connect-timeout deals with it).
  * Every shared dispatch asks: inline. */
 static inline bool bconn_stalled(const struct bconn *bc, double now, double after)
 {
-    return bc->head != NULL && now - bc->progress_at > after && !ev_is_pending(&bc->io);
+    return bc->head != NULL && now - bc->progress_at > after && !ev_is_pending(&bc->io) &&
+           bc->state == BC_READY;
 }
 
 /* Count a stall once per episode (it ends at the next read). */

@@ -36,6 +36,7 @@ enum {
     REQ_DEDICATED = 1u << 12,   /* queued on a dedicated connection */
     REQ_COMMANDS = 1u << 13,    /* the proxy's COMMAND: its reply becomes the command table */
     REQ_CREDENTIALS = 1u << 14, /* a session's AUTH/HELLO replayed on a new connection */
+    REQ_NAME = 1u << 16,        /* the proxy's CLIENT SETNAME on a new shared connection */
     REQ_STATE = 1u << 15, /* a session's SELECT replayed: the connection is unfit without it */
 };
 
@@ -50,7 +51,7 @@ struct req {
     uint64_t sent;             /* bytes of in written to the backend */
     uint64_t written;          /* bytes of out written to the client */
     double since;              /* when it became ready to dispatch (ev_now) */
-    uint16_t flags;
+    uint32_t flags;
     int32_t intarg; /* a parsed argument (SELECT db, HELLO version) or -1 */
     uint32_t argc;  /* argument count */
     uint64_t seq;   /* position in the client's stream */

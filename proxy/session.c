@@ -144,7 +144,7 @@ void session_lost_multi_over(struct session *s)
 }
 
 static bool session_queue(struct worker *w, struct bconn *bc, int argc, const char *const *argv,
-                          const size_t *argl, uint16_t flags)
+                          const size_t *argl, uint32_t flags)
 {
     struct req *r = req_internal(&w->reqs, argc, argv, argl);
 

@@ -188,6 +188,43 @@ def test_database_not_restored_during_busy_script(server, sp):
     assert server.client(db=0).keys() == []
 
 
+def test_extra_connection_refused_at_maxclients(workdir):
+    """The server is full (maxclients) while the one shared connection is
+    stalled: the extra connection it refuses costs no client an error (what
+    was written behind its handshake never ran, and is sent again), and no
+    connection is attempted for every request."""
+    server = RedisServer(workdir, args=["--maxclients", "3"]).start()
+    p = Proxy(workdir, backend=server.port, args=["--set", "backend-connections=1"]).start()
+    try:
+        assert p.client().get("warm") is None
+        admin = server.client()
+        fillers = []
+        while admin.info("clients")["connected_clients"] < 3:
+            f = server.client()
+            f.ping()
+            fillers.append(f)
+        before = proxy_stats(p.port)
+        admin.execute_command("CLIENT", "PAUSE", "1500", "WRITE")
+        held = Pending(p.port, ("SET", "held", "1"))
+        time.sleep(0.05)
+        writers = []
+        for i in range(5):
+            writers.append(Pending(p.port, ("SET", "w%d" % i, "1")))
+            time.sleep(0.03)
+        assert held.done() == [b"+OK\r\n"]
+        for w in writers:
+            assert w.done() == [b"+OK\r\n"]
+        after = proxy_stats(p.port)
+        assert after["unknown"] == before["unknown"]
+        assert after["backend_connects"] - before["backend_connects"] <= 3
+        assert "handshake refused: -ERR max number of clients reached" in p.log()
+        for f in fillers:
+            f.close()
+    finally:
+        p.stop()
+        server.stop()
+
+
 def test_stall_detection_off(workdir, server):
     """stall-threshold 0 turns it off: nothing is counted or opened."""
     p = Proxy(workdir, backend=server.port, args=["--set", "stall-threshold=0"]).start()
