@@ -63,6 +63,9 @@ static const struct config_key config_keys[] = {
      "opened while the others are stalled"},
     {"backend-connections-idle", CT_DURATION, OFF(backend_connections_idle_ms), "10s", 1, DAY, NULL,
      true, "extra shared connections (beyond backend-connections) idle this long are closed"},
+    {"backend-window", CT_INT, OFF(backend_window), "256", 0, 1000000, NULL, false,
+     "most requests written to a shared connection ahead of their replies; the rest wait in "
+     "the proxy, where a stall does not trap them (0 = no limit)"},
     {"stall-threshold", CT_DURATION, OFF(stall_threshold_ms), "10ms", 0, 60 * SEC, NULL, false,
      "a shared connection whose server answered nothing this long while a request waits is "
      "stalled: new requests go to another (0 = off)"},

@@ -65,6 +65,7 @@ struct config {
     int backend_connections;              /* shared connections per backend per worker */
     int backend_connections_max;          /* ... and more while some are stalled, up to this */
     uint64_t backend_connections_idle_ms; /* extra ones idle this long close */
+    int backend_window;          /* requests written ahead on a shared connection (0 = no limit) */
     uint64_t stall_threshold_ms; /* no answer this long with a request waiting: stalled (0 = off) */
     char *backend_username;      /* NULL = none */
     char *backend_password;      /* NULL = none */

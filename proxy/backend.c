@@ -300,6 +300,9 @@ static struct bconn *backend_around_stall(struct backend *be, int home, double n
     int free_slot = -1;
 
     bconn_note_stall(be->shared[home]);
+    if (be->shared[home] == NULL) {
+        return NULL; /* closed by what was handed back (out of memory) */
+    }
     for (int i = 0; i < be->nslots; i++) {
         struct bconn *bc = be->shared[i];
         if (i == home) {
@@ -346,15 +349,20 @@ struct bconn *backend_shared(struct backend *be, uint64_t client_id)
     return bc;
 }
 
-void backend_trim(struct backend *be, double now)
+void backend_tick(struct backend *be, double now)
 {
     double idle = (double)backend_cfg(be)->backend_connections_idle_ms / 1000.0;
 
-    for (int i = be->nshared; i < be->nslots; i++) {
+    for (int i = 0; i < be->nslots; i++) {
         struct bconn *bc = be->shared[i];
-        if (bc != NULL && bc->state == BC_READY && bc->nqueued == 0 &&
+        if (bc == NULL) {
+            continue;
+        }
+        if (i >= be->nshared && bc->state == BC_READY && bc->nqueued == 0 &&
             now - bc->progress_at >= idle) {
             bconn_close(bc, NULL);
+        } else if (bc->unsent != NULL && bconn_stalled(bc, now, be->stall_after)) {
+            bconn_note_stall(bc); /* no dispatch came to see it: what waits in its window goes */
         }
     }
 }

@@ -112,9 +112,10 @@ static inline bool backend_usable(const struct backend *be)
  * backend is down. */
 struct bconn *backend_shared(struct backend *be, uint64_t client_id);
 
-/* Close the extra shared connections that have been idle for a while
- * (worker tick). */
-void backend_trim(struct backend *be, double now);
+/* Worker tick: close the extra shared connections that have been idle for
+ * a while, and find stalls that no dispatch saw where requests wait in a
+ * connection's window. */
+void backend_tick(struct backend *be, double now);
 
 /* Lend a dedicated connection to a client: a clean spare or a new one. NULL
  * when the backend is down or memory ran out. */

@@ -76,7 +76,8 @@ void bconn_take_back_unsent(struct bconn *bc)
  * something is left to write. */
 static unsigned bconn_wanted(const struct bconn *bc)
 {
-    return (bc->paused ? 0u : (unsigned)EV_READ) | (bc->unsent != NULL ? (unsigned)EV_WRITE : 0u);
+    return (bc->paused ? 0u : (unsigned)EV_READ) |
+           (bc->unsent != NULL && bc->nwritten < bc->window ? (unsigned)EV_WRITE : 0u);
 }
 
 static void bconn_set_events(struct bconn *bc, unsigned ev)
@@ -146,6 +147,9 @@ struct bconn *bconn_connect(struct backend *be, bool dedicated)
     bc->w = w;
     bc->id = ++w->next_bconn_id;
     bc->dedicated = dedicated;
+    bc->window = dedicated || bconn_cfg(bc)->backend_window == 0
+                     ? UINT32_MAX
+                     : (uint32_t)bconn_cfg(bc)->backend_window;
     bc->resp = 2;
     transport_plain(&bc->t, fd);
     replyscan_init(&bc->rs, BCONN_MAX_BULK);
@@ -216,7 +220,9 @@ static struct req *bconn_unqueue(struct bconn *bc, struct req *prev)
         bc->tail = prev;
     }
     if (bc->unsent == r) {
-        bc->unsent = r->bnext;
+        bc->unsent = r->bnext; /* not written completely */
+    } else if (r->sent == r->in.bytes && bc->nwritten > 0) {
+        bc->nwritten--;
     }
     bc->nqueued--;
     if (!(r->flags & REQ_NOREPLY)) {
@@ -292,6 +298,7 @@ void bconn_flush(struct bconn *bc)
     struct req *r;
     ssize_t n;
     int k = 0;
+    uint32_t ahead;
     bool clients = false;
 
     if (bc->state != BC_READY) {
@@ -299,7 +306,8 @@ void bconn_flush(struct bconn *bc)
     }
     offsets_before_flush(bc);
     bconn_ask_commands(bc);
-    for (r = bc->unsent; r != NULL && k < BCONN_IOV_MAX; r = r->bnext) {
+    for (r = bc->unsent, ahead = bc->nwritten; r != NULL && k < BCONN_IOV_MAX && ahead < bc->window;
+         r = r->bnext, ahead++) {
         k = spans_iov(&r->in, r->sent, iov, k, BCONN_IOV_MAX);
         clients |= !(r->flags & REQ_INTERNAL);
     }
@@ -331,6 +339,7 @@ void bconn_flush(struct bconn *bc)
         n -= (ssize_t)take;
         if (r->sent == r->in.bytes) {
             bc->unsent = r->bnext;
+            bc->nwritten++;
         }
     }
     bconn_pop_noreply(bc);
@@ -375,6 +384,7 @@ static void bconn_refused(struct bconn *bc, struct req *r, const char *text)
     for (struct req *q = bc->head; q != NULL; q = q->bnext) {
         q->sent = 0;
     }
+    bc->nwritten = 0;
     snprintf(why, sizeof(why), "handshake refused: %s%s", text,
              credentials ? " (check backend-username/backend-password)" : "");
     bconn_close(bc, why);
@@ -733,6 +743,9 @@ static void bconn_scan(struct bconn *bc)
         rd->start = rd->pos;
         bconn_deliver(bc);
     }
+    if (bc->unsent != NULL && bc->state == BC_READY) {
+        worker_mark_bconn(bc->w, bc); /* replies made room in its window */
+    }
     chunk_unref(ch);
 }
 
@@ -822,11 +835,19 @@ static void bconn_connected(struct bconn *bc)
 
 void bconn_note_stall(struct bconn *bc)
 {
-    if (!bc->stalled) {
-        bc->stalled = true;
-        WORKER_COUNT(bc->w, stalls, 1);
-        log_debug("backend %s: shared connection stalled: nothing answered for %.0f ms",
-                  bc->be->name, (ev_now(bc->w->loop) - bc->progress_at) * 1000.0);
+    if (bc->stalled) {
+        return;
+    }
+    bc->stalled = true;
+    WORKER_COUNT(bc->w, stalls, 1);
+    log_debug("backend %s: shared connection stalled: nothing answered for %.0f ms", bc->be->name,
+              (ev_now(bc->w->loop) - bc->progress_at) * 1000.0);
+    if (bc->unsent != NULL) {
+        /* What its window kept in the proxy is not trapped behind the
+         * stall: it goes back to its clients, to be sent wherever they may
+         * go now (a client with requests written here comes back here). */
+        bconn_take_back_unsent(bc);
+        worker_wake_later(bc->w);
     }
 }
 

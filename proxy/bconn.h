@@ -66,6 +66,8 @@ struct bconn {
     struct req *head, *tail; /* queue: head is the oldest request awaiting its reply */
     struct req *unsent;      /* first request not completely written */
     uint32_t nqueued;
+    uint32_t nwritten;  /* ... of them written completely (awaiting their reply) */
+    uint32_t window;    /* most written ahead of their replies (backend-window; dedicated: all) */
     double progress_at; /* last read, or when a request was queued on an empty queue */
     struct reader rd;   /* its replies' bytes as they are read */
     struct spans cur;   /* earlier parts of the reply in progress */
@@ -88,7 +90,9 @@ static inline bool bconn_stalled(const struct bconn *bc, double now, double afte
            bc->state == BC_READY;
 }
 
-/* Count a stall once per episode (it ends at the next read). */
+/* Count a stall once per episode (it ends at the next read), and hand the
+ * requests not yet written back to their clients. May close bc (out of
+ * memory in a hand-back). */
 void bconn_note_stall(struct bconn *bc);
 
 /* Open a new connection (shared or dedicated) to be; NULL when the attempt

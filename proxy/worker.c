@@ -511,7 +511,7 @@ static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
             backend_free(be);
             continue;
         }
-        backend_trim(be, now);
+        backend_tick(be, now);
         if (be->suspect_until > 0 && now >= be->suspect_until) {
             be->suspect_until = 0;
             worker_wake_later(w); /* requests held for it may go again */

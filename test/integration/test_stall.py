@@ -188,6 +188,35 @@ def test_database_not_restored_during_busy_script(server, sp):
     assert server.client(db=0).keys() == []
 
 
+@pytest.mark.parametrize("window", [4, 0])
+def test_window_keeps_requests_out_of_a_stall(workdir, server, window):
+    """A client's pipeline fills the shared connection's window behind a
+    paused write; another client's GET queued right behind it (before the
+    stall can be seen) is not written, and goes to another connection once
+    the stall is seen, even with no other request arriving to see it. With
+    no window (0) it was written behind the paused writes and waits for the
+    pause: the case the window is for."""
+    p = Proxy(workdir, backend=server.port,
+              args=["--set", "backend-connections=1", "--set", "backend-window=%d" % window]).start()
+    try:
+        a = Conn(p.port, timeout=20)
+        assert a.call("GET", "warm") == b"$-1\r\n"  # its replies' size is known
+        assert Conn(server.port).call("CLIENT", "PAUSE", "2000", "WRITE") == b"+OK\r\n"
+        t0 = time.monotonic()
+        a.send(*[("SET", "p%d" % i, "1") for i in range(10)])
+        b = Pending(p.port, ("GET", "other"))
+        b.done(timeout=10)
+        waited = time.monotonic() - t0
+        if window:
+            assert waited < 1.0, "the GET waited %.2fs behind the paused writes" % waited
+        else:
+            assert waited > 1.5
+        for _ in range(10):
+            assert a.read() == b"+OK\r\n"
+    finally:
+        p.stop()
+
+
 def test_extra_connection_refused_at_maxclients(workdir):
     """The server is full (maxclients) while the one shared connection is
     stalled: the extra connection it refuses costs no client an error (what
