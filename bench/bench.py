@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "test", "integration"))
 
 from harness import (Cluster, Process, Proxy, RedisServer, free_port,  # noqa: E402
-                     make_workdir, port_open, topology, wait_for)
+                     make_workdir, port_open, proxy_stats, topology, wait_for)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -46,6 +46,16 @@ def rss_kb(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def proxy_stalls(port):
+    """(stalls, extra connections opened) from a sentinel-proxy's PROXY STATS;
+    None for the peers."""
+    try:
+        st = proxy_stats(port)
+        return st["stalls"], st["stall_conns_opened"]
+    except Exception:  # noqa: BLE001 - a peer does not know PROXY STATS
+        return None
 
 
 class Target:
@@ -289,7 +299,8 @@ def main():
         rss = {}
         for t in targets:
             if t.pid:
-                rss[t.name] = (rss_kb(t.pid), idle_rss_per_conn(t.pid, t.port, args.idle))
+                rss[t.name] = (rss_kb(t.pid), idle_rss_per_conn(t.pid, t.port, args.idle),
+                               proxy_stalls(t.port))
         report(args, workloads, targets, results, cpu, rss, rounds, requests)
     finally:
         for p in reversed(procs):
@@ -352,6 +363,11 @@ def report(args, workloads, targets, results, cpu, rss, rounds, requests):
     lines.append("|---|---|---|")
     for n in proxies:
         lines.append("| %s | %.1f MiB | %.0f bytes |" % (n, rss[n][0] / 1024.0, rss[n][1]))
+    for n in proxies:
+        if rss[n][2] is not None:
+            lines.append("")
+            lines.append("%s: %d stalls seen, %d extra connections opened around them, over "
+                         "every run." % ((n,) + rss[n][2]))
     text = "\n".join(lines) + "\n"
     print()
     print(text)

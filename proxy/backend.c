@@ -217,10 +217,12 @@ void backend_release_blocked(struct backend *be)
     }
 }
 
+/* A connection the server took: connected, and a shared one's handshake
+ * answered (one still waiting may yet be refused). */
 static bool backend_has_ready(const struct backend *be)
 {
     for (const struct bconn *bc = be->conns; bc != NULL; bc = bc->next) {
-        if (bc->state == BC_READY) {
+        if (bc->state == BC_READY && (bc->dedicated || bc->greeted)) {
             return true;
         }
     }

@@ -76,8 +76,10 @@ void bconn_take_back_unsent(struct bconn *bc)
  * something is left to write. */
 static unsigned bconn_wanted(const struct bconn *bc)
 {
-    return (bc->paused ? 0u : (unsigned)EV_READ) |
-           (bc->unsent != NULL && bc->nwritten < bc->window ? (unsigned)EV_WRITE : 0u);
+    bool more = bc->unsent != NULL && bc->nwritten < bc->window &&
+                (bc->gate == NULL || bc->gate->sent < bc->gate->in.bytes);
+
+    return (bc->paused ? 0u : (unsigned)EV_READ) | (more ? (unsigned)EV_WRITE : 0u);
 }
 
 static void bconn_set_events(struct bconn *bc, unsigned ev)
@@ -119,8 +121,12 @@ static bool bconn_handshake(struct bconn *bc)
         if (r == NULL) {
             return false;
         }
-        r->flags |= REQ_NAME;
+        /* Clients' requests are written once it is answered: a server that
+         * refuses the connection (maxclients, credentials) has then run
+         * none of them, and they can go elsewhere. */
+        r->flags |= REQ_NAME | REQ_GATE;
         bconn_enqueue(bc, r);
+        bc->gate = r;
     }
     return true;
 }
@@ -219,6 +225,9 @@ static struct req *bconn_unqueue(struct bconn *bc, struct req *prev)
     if (bc->tail == r) {
         bc->tail = prev;
     }
+    if (bc->gate == r) {
+        bc->gate = NULL; /* answered or gone: what follows may be written */
+    }
     if (bc->unsent == r) {
         bc->unsent = r->bnext; /* not written completely */
     } else if (r->sent == r->in.bytes && bc->nwritten > 0) {
@@ -306,10 +315,14 @@ void bconn_flush(struct bconn *bc)
     }
     offsets_before_flush(bc);
     bconn_ask_commands(bc);
-    for (r = bc->unsent, ahead = bc->nwritten; r != NULL && k < BCONN_IOV_MAX && ahead < bc->window;
+    r = bc->gate != NULL && bc->gate->sent == bc->gate->in.bytes ? NULL : bc->unsent;
+    for (ahead = bc->nwritten; r != NULL && k < BCONN_IOV_MAX && ahead < bc->window;
          r = r->bnext, ahead++) {
         k = spans_iov(&r->in, r->sent, iov, k, BCONN_IOV_MAX);
         clients |= !(r->flags & REQ_INTERNAL);
+        if (r == bc->gate) {
+            break;
+        }
     }
     if (k == 0) {
         bconn_set_events(bc, bconn_wanted(bc));
@@ -371,8 +384,8 @@ static bool bconn_owner_full(struct bconn *bc)
 /* ---- replies ------------------------------------------------------------- */
 
 /* The server refused a new shared connection's handshake (credentials,
- * maxclients...): what was written behind it did not run there (refused the
- * same way, or never read), so it goes elsewhere as never sent. */
+ * maxclients...): nothing of the clients' was written behind it (the gate),
+ * so their requests go elsewhere as never sent. */
 static void bconn_refused(struct bconn *bc, struct req *r, const char *text)
 {
     struct backend *be = bc->be;
@@ -381,14 +394,53 @@ static void bconn_refused(struct bconn *bc, struct req *r, const char *text)
     char why[192];
 
     req_free(&bc->w->reqs, r);
-    for (struct req *q = bc->head; q != NULL; q = q->bnext) {
-        q->sent = 0;
-    }
-    bc->nwritten = 0;
     snprintf(why, sizeof(why), "handshake refused: %s%s", text,
              credentials ? " (check backend-username/backend-password)" : "");
     bconn_close(bc, why);
     backend_mark_down(be, why);
+}
+
+/* A session's database could not be selected on a new dedicated
+ * connection; nothing of the session's was written behind it (the gate). A
+ * server busy with a script, or loading, may take it in a moment: the
+ * requests go back to the client and the session moves to another
+ * connection once the server has been avoided for a moment. Otherwise (no
+ * such database now) the client is closed, as a direct connection whose
+ * server went away would be, and would find its SELECT refused. */
+static void bconn_state_refused(struct bconn *bc, struct req *r, const char *text)
+{
+    struct client *owner = bc->owner;
+
+    req_free(&bc->w->reqs, r);
+    if (owner != NULL && strncmp(text, "-BUSY ", 6) != 0 && strncmp(text, "-LOADING ", 9) != 0) {
+        log_warn("client %llu closed: its database could not be selected on a new connection "
+                 "to %s (%s)",
+                 (unsigned long long)owner->id, bc->be->name, text);
+        bc->owner = NULL;
+        owner->ded = NULL;
+        bconn_close(bc, NULL);
+        client_close(owner, NULL);
+        return;
+    }
+    bc->be->suspect_until = ev_now(bc->w->loop) + BCONN_SUSPECT_TIME;
+    bc->retiring = true;
+    bc->tainted = true;
+    bconn_take_back_unsent(bc);
+}
+
+void bconn_gate_after(struct bconn *bc, struct req *before)
+{
+    struct req *gate = NULL;
+
+    for (struct req *r = before != NULL ? before->bnext : bc->head; r != NULL; r = r->bnext) {
+        if (!(r->flags & REQ_NOREPLY)) {
+            gate = r;
+        }
+    }
+    if (gate != NULL) {
+        gate->flags |= REQ_GATE;
+        bc->gate = gate;
+    }
 }
 
 static void bconn_internal_reply(struct bconn *bc, struct req *r)
@@ -413,10 +465,11 @@ static void bconn_internal_reply(struct bconn *bc, struct req *r)
             n--;
         }
         text[n] = '\0';
-        if ((r->flags & REQ_NAME) &&
-            (strncmp(text, "-BUSY ", 6) == 0 || strncmp(text, "-LOADING ", 9) == 0)) {
-            /* Only the name: a server busy with a script, or loading,
-             * refuses it, and the connection works without it. */
+        if ((r->flags & REQ_NAME) && strncmp(text, "-NOAUTH", 7) != 0 &&
+            strstr(text, "max number of clients") == NULL) {
+            /* Only the name (a server busy with a script or loading, or an
+             * ACL user without CLIENT SETNAME, refuses it): the connection
+             * works without it. */
             bc->greeted = true;
             log_debug("backend %s: CLIENT SETNAME refused: %s", bc->be->name, text);
             req_free(&bc->w->reqs, r);
@@ -424,16 +477,7 @@ static void bconn_internal_reply(struct bconn *bc, struct req *r)
         }
         log_warn("backend %s: the proxy's own command failed: %s", bc->be->name, text);
         if (bc->dedicated && (r->flags & REQ_STATE)) {
-            /* The session's database was not selected (the server is busy
-             * with a script, or loading): nothing more may run here. What
-             * was sent behind it is answered with the same refusal; the
-             * session moves to a new connection once the server is avoided
-             * for a moment. */
-            struct backend *be = bc->be;
-            be->suspect_until = ev_now(bc->w->loop) + BCONN_SUSPECT_TIME;
-            bc->retiring = true;
-            bc->tainted = true;
-            req_free(&bc->w->reqs, r);
+            bconn_state_refused(bc, r, text);
             return;
         }
         if (bc->dedicated && (r->flags & REQ_CREDENTIALS) && bc->owner != NULL) {

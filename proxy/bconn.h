@@ -65,6 +65,7 @@ struct bconn {
     struct client *owner;
     struct req *head, *tail; /* queue: head is the oldest request awaiting its reply */
     struct req *unsent;      /* first request not completely written */
+    struct req *gate;        /* nothing after it is written before its reply (set-up) */
     uint32_t nqueued;
     uint32_t nwritten;  /* ... of them written completely (awaiting their reply) */
     uint32_t window;    /* most written ahead of their replies (backend-window; dedicated: all) */
@@ -143,6 +144,12 @@ bool bconn_only_blocked(const struct bconn *bc);
 /* Apply what a step of its owner's session did to the connection
  * (enum session_effect bits). */
 void bconn_follow_session(struct bconn *bc, const struct session *s, unsigned effects);
+
+/* Write nothing queued after the last request that expects a reply, from
+ * the one after before (the head when NULL), until that reply is in: a
+ * session's state replayed on a new connection must be in place before its
+ * commands run there. */
+void bconn_gate_after(struct bconn *bc, struct req *before);
 
 /* A resubscription was queued: the first n stream replies confirm it and
  * are not the owner's. */

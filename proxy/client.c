@@ -455,15 +455,18 @@ static void client_unhold(struct client *c, struct req *r)
 static bool client_pin(struct client *c, struct backend *be)
 {
     unsigned effects;
+    struct req *before;
 
     c->ded = backend_dedicated(be, c);
     if (c->ded == NULL) {
         return false;
     }
+    before = c->ded->tail;
     if (!session_replay(c, c->ded, &effects)) {
         client_close(c, "out of memory");
         return false;
     }
+    bconn_gate_after(c->ded, before);
     bconn_follow_session(c->ded, &c->sess, effects);
     return true;
 }

@@ -169,9 +169,10 @@ def test_client_order_kept_across_a_stall(server, sp):
 
 def test_database_not_restored_during_busy_script(server, sp):
     """A session in database 5 whose connection was lost gets a new one with
-    SELECT 5 replayed; when a busy script refuses that SELECT, nothing of the
-    session runs on that connection: its command gets the server's -BUSY, and
-    once the script is gone its writes land in database 5, not 0."""
+    SELECT 5 replayed, and nothing of the session is written there before
+    that SELECT is answered. A busy script refuses it: the session's command
+    waits (the server is tried again shortly) and, once the script is gone,
+    runs in database 5, not 0."""
     c = Conn(sp.port)
     assert c.call("SELECT", "5") == b"+OK\r\n"
     assert c.call("SET", "before", "1") == b"+OK\r\n"
@@ -179,13 +180,38 @@ def test_database_not_restored_during_busy_script(server, sp):
     server.client().config_set("busy-reply-threshold", "100")
     runner = Pending(server.port, ("EVAL", SPIN_SCRIPT, "0"))
     time.sleep(0.3)
-    assert c.call("SET", "during", "1").startswith(b"-BUSY")
+    c.send(("SET", "during", "1"))
+    assert c.silent(0.5)  # held while the database cannot be selected
     assert Conn(server.port).call("SCRIPT", "KILL") == b"+OK\r\n"
     runner.done()
+    assert c.read() == b"+OK\r\n"
     assert c.call("SET", "after", "1") == b"+OK\r\n"
     assert c.call("GET", "before") == b"$1\r\n1\r\n"
-    assert sorted(server.client(db=5).keys()) == [b"after", b"before"]
+    assert sorted(server.client(db=5).keys()) == [b"after", b"before", b"during"]
     assert server.client(db=0).keys() == []
+
+
+def test_database_gone_closes_the_session(workdir):
+    """The server comes back with fewer databases than the session's: its
+    SELECT replayed on a new connection is refused for good, nothing of the
+    session runs in database 0, and the client is closed (as a direct
+    connection to a restarted server would be, its SELECT then refused)."""
+    server = RedisServer(workdir).start()
+    p = Proxy(workdir, backend=server.port).start()
+    try:
+        c = Conn(p.port)
+        assert c.call("SELECT", "12") == b"+OK\r\n"
+        assert c.call("SET", "before", "1") == b"+OK\r\n"
+        server.args = ["--databases", "4"]
+        server.restart()
+        c.send(("SET", "during", "1"))
+        assert c.closed(wait=10)
+        assert server.client(db=0).keys() == []
+        assert "its database could not be selected on a new connection" in p.log()
+        assert p.client().set("other", "1")  # everyone else is served
+    finally:
+        p.stop()
+        server.stop()
 
 
 @pytest.mark.parametrize("window", [4, 0])
