@@ -345,8 +345,8 @@ struct bconn *backend_shared(struct backend *be, uint64_t client_id)
     bc = be->shared[slot];
     if (bc == NULL) {
         bc = be->shared[slot] = bconn_connect(be, false);
-    } else if (bconn_stalled(bc, ev_now(be->loop), be->stall_after)) {
-        bc = backend_around_stall(be, slot, ev_now(be->loop));
+    } else if (bconn_stalled(bc, be->w->now, be->stall_after)) {
+        bc = backend_around_stall(be, slot, be->w->now);
     }
     return bc;
 }

@@ -191,7 +191,7 @@ void bconn_enqueue(struct bconn *bc, struct req *r)
         bc->tail->bnext = r;
     } else {
         bc->head = r;
-        bc->progress_at = ev_now(bc->w->loop); /* it waits from now */
+        bc->progress_at = bc->w->now; /* it waits from now */
     }
     bc->tail = r;
     if (bc->unsent == NULL) {
@@ -918,9 +918,9 @@ static void bconn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
     if (revents & EV_READ) {
         if (__builtin_expect(bc->stalled, 0)) {
-            bconn_stall_over(bc, ev_now(loop));
+            bconn_stall_over(bc, bc->w->now);
         }
-        bc->progress_at = ev_now(loop);
+        bc->progress_at = bc->w->now;
         bconn_read(bc);
     }
     if ((revents & EV_WRITE) && bc->state == BC_READY) {

@@ -140,7 +140,7 @@ static void client_append(struct client *c, struct req *r)
 {
     r->client = c;
     r->seq = ++c->seq;
-    r->since = ev_now(c->w->loop);
+    r->since = c->w->now;
     r->cprev = c->tail;
     r->cnext = NULL;
     if (c->tail != NULL) {
@@ -395,7 +395,7 @@ static void client_read(struct client *c)
 
     if (nreads > 0) {
         WORKER_COUNT(c->w, client_reads, nreads);
-        c->last_active = ev_now(c->w->loop);
+        c->last_active = c->w->now;
     }
     switch (st) {
     case READER_EOF:

@@ -27,6 +27,7 @@
 #define WORKER_PROBE_PERIOD 0.01 /* seconds between replica offset probes */
 
 static void worker_flush_cb(struct ev_loop *loop, ev_prepare *p, int revents);
+static void worker_clock_cb(struct ev_loop *loop, ev_check *c, int revents);
 static void worker_async_cb(struct ev_loop *loop, ev_async *a, int revents);
 static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void worker_probe_cb(struct ev_loop *loop, ev_timer *t, int revents);
@@ -57,6 +58,10 @@ bool worker_init(struct worker *w, struct proxy *px, int id, char *err, size_t e
     ev_prepare_init(&w->flush, worker_flush_cb);
     w->flush.data = w;
     ev_prepare_start(w->loop, &w->flush);
+    ev_check_init(&w->clock, worker_clock_cb);
+    w->clock.data = w;
+    ev_check_start(w->loop, &w->clock);
+    w->now = ev_now(w->loop);
     ev_timer_init(&w->tick, worker_tick_cb, WORKER_TICK, WORKER_TICK);
     w->tick.data = w;
     ev_timer_start(w->loop, &w->tick);
@@ -268,6 +273,15 @@ static void worker_reap(struct worker *w)
 
 /* Once per loop turn, before sleeping: everything queued during the turn is
  * written, backends first so that requests leave as early as possible. */
+/* Right after each poll, before any other callback of the turn. */
+static void worker_clock_cb(struct ev_loop *loop, ev_check *c, int revents)
+{
+    struct worker *w = c->data;
+
+    (void)revents;
+    w->now = ev_now(loop);
+}
+
 static void worker_flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     struct worker *w = p->data;

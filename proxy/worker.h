@@ -78,6 +78,8 @@ struct worker {
     pthread_t thread;
     ev_async wake;
     ev_prepare flush;
+    ev_check clock; /* sets now after each poll */
+    double now;     /* the loop's time this turn (ev_now without a call), for the hot path */
     ev_timer tick;
     ev_timer probe; /* replica offset probes */
     struct chunk_pool pool;
