@@ -279,9 +279,13 @@ static void backend_retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
         return;
     }
     /* One probe connection; the others follow once it succeeds (one still
-     * connecting reports its own outcome). */
+     * connecting or greeting reports its own outcome, but is looked at
+     * again in case it never does). */
     if (be->shared[0] == NULL) {
         be->shared[0] = bconn_connect(be, false);
+    } else {
+        ev_timer_set(&be->retry, be->backoff, 0);
+        ev_timer_start(be->w->loop, &be->retry);
     }
 }
 
@@ -318,7 +322,7 @@ static struct bconn *backend_around_stall(struct backend *be, int home, double n
             bconn_note_stall(bc);
         }
     }
-    if (free_slot >= 0 && (free_slot < be->nshared || now >= be->extra_after)) {
+    if (free_slot >= 0 && now >= be->connect_after) {
         struct bconn *bc = bconn_connect(be, false);
         if (bc != NULL) {
             be->shared[free_slot] = bc;
@@ -334,6 +338,22 @@ static struct bconn *backend_around_stall(struct backend *be, int home, double n
     return be->shared[home];
 }
 
+/* Connect the client's empty home slot; shortly after a connection was
+ * refused, another open shared connection instead (NULL if there is none),
+ * so that a refusal does not become a connection attempt per request. */
+static struct bconn *backend_open_slot(struct backend *be, int slot)
+{
+    if (be->w->now < be->connect_after) {
+        for (int i = 0; i < be->nslots; i++) {
+            if (be->shared[i] != NULL) {
+                return be->shared[i];
+            }
+        }
+        return NULL;
+    }
+    return be->shared[slot] = bconn_connect(be, false);
+}
+
 struct bconn *backend_shared(struct backend *be, uint64_t client_id)
 {
     int slot = (int)(client_id % (uint64_t)be->nshared);
@@ -344,7 +364,7 @@ struct bconn *backend_shared(struct backend *be, uint64_t client_id)
     }
     bc = be->shared[slot];
     if (bc == NULL) {
-        bc = be->shared[slot] = bconn_connect(be, false);
+        bc = backend_open_slot(be, slot);
     } else if (bconn_stalled(bc, be->w->now, be->stall_after)) {
         bc = backend_around_stall(be, slot, be->w->now);
     }

@@ -52,7 +52,7 @@ struct backend {
     int nslots;            /* ... and extra ones opened around stalls, up to this */
     struct bconn **shared; /* nslots entries, NULL where none is open */
     double stall_after;    /* seconds without an answer that make a stall (HUGE_VAL: off) */
-    double extra_after;    /* no extra connection before then (the last one was refused) */
+    double connect_after;  /* no new shared connection before then (the last was refused) */
     struct bconn *spare;
     int nspare;
     struct bconn *conns; /* every connection of this backend */

@@ -400,6 +400,16 @@ static void bconn_refused(struct bconn *bc, struct req *r, const char *text)
     backend_mark_down(be, why);
 }
 
+static bool bconn_has_noreply(const struct bconn *bc)
+{
+    for (const struct req *q = bc->head; q != NULL; q = q->bnext) {
+        if (q->flags & REQ_NOREPLY) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* A session's database could not be selected on a new dedicated
  * connection; nothing of the session's was written behind it (the gate). A
  * server busy with a script, or loading, may take it in a moment: the
@@ -422,7 +432,15 @@ static void bconn_state_refused(struct bconn *bc, struct req *r, const char *tex
         client_close(owner, NULL);
         return;
     }
-    bc->be->suspect_until = ev_now(bc->w->loop) + BCONN_SUSPECT_TIME;
+    bc->be->suspect_until = bc->w->now + BCONN_SUSPECT_TIME;
+    if (bc->streaming || bconn_has_noreply(bc)) {
+        /* A streaming session (subscriptions replayed, CLIENT REPLY OFF):
+         * what it queued expects no reply and must not be written here
+         * either; the session is replayed on a new connection (its
+         * subscriptions re-established) once the server is usable. */
+        bconn_close(bc, "the session's database could not be selected yet");
+        return;
+    }
     bc->retiring = true;
     bc->tainted = true;
     bconn_take_back_unsent(bc);
@@ -443,6 +461,14 @@ void bconn_gate_after(struct bconn *bc, struct req *before)
     }
 }
 
+/* The server answered a new shared connection's handshake: it took the
+ * connection, and the backend is up. */
+static void bconn_greeted(struct bconn *bc)
+{
+    bc->greeted = true;
+    backend_mark_up(bc->be);
+}
+
 static void bconn_internal_reply(struct bconn *bc, struct req *r)
 {
     if (r->flags & REQ_PROBE) {
@@ -456,7 +482,9 @@ static void bconn_internal_reply(struct bconn *bc, struct req *r)
         return;
     }
     if ((r->flags & REQ_NAME) && !(r->flags & REQ_ERROR)) {
-        bc->greeted = true; /* the server took the connection */
+        bconn_greeted(bc);
+        req_free(&bc->w->reqs, r);
+        return;
     }
     if (r->flags & REQ_ERROR) {
         char text[128];
@@ -470,8 +498,8 @@ static void bconn_internal_reply(struct bconn *bc, struct req *r)
             /* Only the name (a server busy with a script or loading, or an
              * ACL user without CLIENT SETNAME, refuses it): the connection
              * works without it. */
-            bc->greeted = true;
             log_debug("backend %s: CLIENT SETNAME refused: %s", bc->be->name, text);
+            bconn_greeted(bc);
             req_free(&bc->w->reqs, r);
             return;
         }
@@ -871,8 +899,10 @@ static void bconn_connected(struct bconn *bc)
     ev_timer_stop(bc->w->loop, &bc->timer);
     net_tune(bc->t.fd, (int)(bconn_cfg(bc)->tcp_keepalive_ms / 1000));
     bc->state = BC_READY;
-    bc->progress_at = ev_now(bc->w->loop); /* what is queued waits on the server from now */
-    backend_mark_up(bc->be);
+    bc->progress_at = bc->w->now; /* what is queued waits on the server from now */
+    if (bc->dedicated) {
+        backend_mark_up(bc->be); /* a shared one once the server answers its handshake */
+    }
     bconn_set_events(bc, bconn_wanted(bc));
     worker_mark_bconn(bc->w, bc);
 }
@@ -1054,11 +1084,11 @@ static void bconn_close_how(struct bconn *bc, const char *why, bool abort)
     }
     if (bc->extra) {
         WORKER_COUNT(w, stall_conns_closed, 1);
-        if (!bc->greeted) {
-            /* The server did not take it: no more extra connections for a
-             * moment, or every stalled request would cost one more. */
-            be->extra_after = ev_now(w->loop) + (double)bconn_cfg(bc)->reconnect_min_ms / 1000.0;
-        }
+    }
+    if (!bc->dedicated && !bc->greeted) {
+        /* The server did not take it: no new shared connection for a
+         * moment, or every request sent back would cost one more. */
+        be->connect_after = w->now + (double)bconn_cfg(bc)->reconnect_min_ms / 1000.0;
     }
     bc->state = BC_CLOSED;
     ev_io_stop(w->loop, &bc->io);

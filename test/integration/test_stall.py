@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from harness import (Conn, Proxy, RedisServer, kill_proxy_connections, proxy_stats, topology,
-                     wait_for)
+from harness import (Conn, Proxy, RedisServer, kill_proxy_connections, proxy_stats,
+                     subscribed_on, topology, wait_for)
 
 SPIN_SCRIPT = "local i = 0 while true do i = i + 1 end"
 SPIN_LIBRARY = ("#!lua name=spinlib\n"
@@ -278,6 +278,92 @@ def test_extra_connection_refused_at_maxclients(workdir):
     finally:
         p.stop()
         server.stop()
+
+
+def server_full_but_one(server):
+    """maxclients set so that one more connection fits; returns a direct
+    connection to put it back with."""
+    ctl = Conn(server.port)
+    info = ctl.call("INFO", "clients").decode()
+    n = int(next(ln for ln in info.split("\r\n") if ln.startswith("connected_clients:"))
+            .split(":")[1])
+    assert ctl.call("CONFIG", "SET", "maxclients", str(n + 1)) == b"+OK\r\n"
+    return ctl
+
+
+@pytest.mark.parametrize("conns", [1, 2])
+def test_refused_connections_neither_hang_nor_storm(workdir, conns):
+    """The proxy's connections are gone and the server, paused, has room
+    for one more: the one that fits waits for its handshake while the others
+    are refused. The backend comes up as soon as the server answers, every
+    client is answered, and a refusal costs a connection attempt per
+    reconnect-min, not one per request."""
+    server = RedisServer(workdir).start()
+    p = Proxy(workdir, backend=server.port,
+              args=["--set", "hold-timeout=5s", "--set", "backend-connections=%d" % conns]).start()
+    try:
+        assert Conn(p.port).call("SET", "k", "v") == b"+OK\r\n"
+        kill_proxy_connections(server, p.port)
+        ctl = server_full_but_one(server)
+        assert ctl.call("CLIENT", "PAUSE", "1000", "ALL") == b"+OK\r\n"
+        before = proxy_stats(p.port)
+        clients = [Pending(p.port, ("GET", "k")) for _ in range(4)]
+        for c in clients:
+            assert c.done() == [b"$1\r\nv\r\n"]
+        after = proxy_stats(p.port)
+        assert after["backend_connects"] - before["backend_connects"] < 40
+        assert ctl.call("CONFIG", "SET", "maxclients", "10000") == b"+OK\r\n"
+        assert "state=up" in topology(p.client())["backend0"]
+        assert Conn(p.port).call("GET", "k") == b"$1\r\nv\r\n"
+    finally:
+        p.stop()
+        server.stop()
+
+
+def test_subscriber_resubscribed_after_busy_script(server, sp):
+    """A subscriber in database 5 loses its connection while a script keeps
+    the server busy: the SELECT replayed for its resubscription is refused,
+    nothing of its stream is written there, and it is subscribed again once
+    the script is gone."""
+    sub = Conn(sp.port)
+    assert sub.call("SELECT", "5") == b"+OK\r\n"
+    assert sub.call("SUBSCRIBE", "ch").startswith(b"*3\r\n$9\r\nsubscribe")
+    subscribed_on(server, "ch")
+    server.client().config_set("busy-reply-threshold", "100")
+    runner = Pending(server.port, ("MULTI",), ("CLIENT", "KILL", "TYPE", "pubsub"),
+                     ("EVAL", SPIN_SCRIPT, "0"), ("EXEC",))
+    time.sleep(0.5)
+    assert Conn(server.port).call("SCRIPT", "KILL") == b"+OK\r\n"
+    runner.done()
+    subscribed_on(server, "ch")
+    assert server.client().publish("ch", "hello") == 1
+    assert sub.read() == b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhello\r\n"
+
+
+def test_reply_off_session_during_busy_script(server, sp):
+    """A CLIENT REPLY OFF session in database 5 gets a new connection while a
+    script keeps the server busy: it gets no reply it did not ask for, its
+    commands never run in database 0, and it works again afterwards (a
+    command sent during the script is refused by the server, silently, as on
+    a direct connection)."""
+    c = Conn(sp.port)
+    assert c.call("SELECT", "5") == b"+OK\r\n"
+    c.send(("CLIENT", "REPLY", "OFF"), ("SET", "before", "1"))
+    wait_for(lambda: server.client(db=5).get("before") == b"1", what="the first SET")
+    kill_proxy_connections(server, sp.port)
+    server.client().config_set("busy-reply-threshold", "100")
+    runner = Pending(server.port, ("EVAL", SPIN_SCRIPT, "0"))
+    time.sleep(0.3)
+    c.send(("SET", "during", "1"))
+    time.sleep(0.3)
+    assert Conn(server.port).call("SCRIPT", "KILL") == b"+OK\r\n"
+    runner.done()
+    c.send(("SET", "after", "1"))
+    wait_for(lambda: server.client(db=5).get("after") == b"1", what="the SET after the script")
+    assert c.silent(0.3)
+    c.send(("CLIENT", "REPLY", "ON"))
+    assert c.read() == b"+OK\r\n"
+    assert server.client(db=0).keys() == []
 
 
 def test_stall_detection_off(workdir, server):
