@@ -124,7 +124,7 @@ static bool bconn_handshake(struct bconn *bc)
         /* Clients' requests are written once it is answered: a server that
          * refuses the connection (maxclients, credentials) has then run
          * none of them, and they can go elsewhere. */
-        r->flags |= REQ_NAME | REQ_GATE;
+        r->flags |= REQ_NAME;
         bconn_enqueue(bc, r);
         bc->gate = r;
     }
@@ -456,7 +456,6 @@ void bconn_gate_after(struct bconn *bc, struct req *before)
         }
     }
     if (gate != NULL) {
-        gate->flags |= REQ_GATE;
         bc->gate = gate;
     }
 }

@@ -36,9 +36,8 @@ enum {
     REQ_DEDICATED = 1u << 12,   /* queued on a dedicated connection */
     REQ_COMMANDS = 1u << 13,    /* the proxy's COMMAND: its reply becomes the command table */
     REQ_CREDENTIALS = 1u << 14, /* a session's AUTH/HELLO replayed on a new connection */
-    REQ_NAME = 1u << 16,        /* the proxy's CLIENT SETNAME on a new shared connection */
-    REQ_GATE = 1u << 17,        /* nothing queued after it is written before its reply */
     REQ_STATE = 1u << 15, /* a session's SELECT replayed: the connection is unfit without it */
+    REQ_NAME = 1u << 16,  /* the proxy's CLIENT SETNAME on a new shared connection */
 };
 
 struct req {

@@ -271,8 +271,6 @@ static void worker_reap(struct worker *w)
     }
 }
 
-/* Once per loop turn, before sleeping: everything queued during the turn is
- * written, backends first so that requests leave as early as possible. */
 /* Right after each poll, before any other callback of the turn. */
 static void worker_clock_cb(struct ev_loop *loop, ev_check *c, int revents)
 {
@@ -282,6 +280,8 @@ static void worker_clock_cb(struct ev_loop *loop, ev_check *c, int revents)
     w->now = ev_now(loop);
 }
 
+/* Once per loop turn, before sleeping: everything queued during the turn is
+ * written, backends first so that requests leave as early as possible. */
 static void worker_flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     struct worker *w = p->data;
