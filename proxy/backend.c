@@ -349,6 +349,12 @@ static struct bconn *backend_open_slot(struct backend *be, int slot)
                 return be->shared[i];
             }
         }
+        if (!ev_is_active(&be->retry)) {
+            /* The request is held: this wakes it (backend_mark_up) or
+             * connects again once the pause is over. */
+            ev_timer_set(&be->retry, be->connect_after - be->w->now, 0);
+            ev_timer_start(be->w->loop, &be->retry);
+        }
         return NULL;
     }
     return be->shared[slot] = bconn_connect(be, false);

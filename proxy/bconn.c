@@ -1036,10 +1036,18 @@ void bconn_close(struct bconn *bc, const char *why)
 
 void bconn_lost(struct bconn *bc, const char *why)
 {
+    struct backend *be = bc->be;
+    /* A shared connection the server dropped before answering its
+     * handshake is a failed attempt, as a refused connect is. */
+    bool attempt = bc->state == BC_READY && !bc->dedicated && !bc->greeted;
+
     if (bc->state != BC_CLOSED) {
         WORKER_COUNT(bc->w, backend_lost, 1);
     }
     bconn_close_how(bc, why, false);
+    if (attempt) {
+        backend_mark_down(be, why);
+    }
 }
 
 void bconn_expire(struct bconn *bc, const char *why)

@@ -320,6 +320,68 @@ def test_refused_connections_neither_hang_nor_storm(workdir, conns):
         server.stop()
 
 
+def drop_shared_connections(server, proxy):
+    """Kill the proxy's shared connections (subscribers keep theirs) and wait
+    until it has seen them go."""
+    before = proxy_stats(proxy.port)
+    ctl = Conn(server.port)
+    ctl.call("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    wait_for(lambda: proxy_stats(proxy.port)["backend_lost"] > before["backend_lost"],
+             what="the proxy to see its shared connection killed")
+    return ctl
+
+
+def test_refused_while_a_subscriber_keeps_the_server_reachable(workdir):
+    """A subscriber's own connection stays up while the server, full, refuses
+    the new shared connection: the request waits, and goes as soon as the
+    server has room (within reconnect-min), not at hold-timeout."""
+    server = RedisServer(workdir).start()
+    p = Proxy(workdir, backend=server.port,
+              args=["--set", "hold-timeout=5s", "--set", "backend-connections=1"]).start()
+    try:
+        sub = Conn(p.port)
+        assert b"subscribe" in sub.call("SUBSCRIBE", "ch")
+        assert Conn(p.port).call("SET", "k", "v") == b"+OK\r\n"
+        ctl = drop_shared_connections(server, p)
+        assert ctl.call("CONFIG", "SET", "maxclients", "1") == b"+OK\r\n"  # full now
+        c = Conn(p.port, timeout=20)
+        t0 = time.monotonic()
+        c.send(("GET", "k"))
+        time.sleep(0.5)
+        assert ctl.call("CONFIG", "SET", "maxclients", "10000") == b"+OK\r\n"
+        assert c.read() == b"$1\r\nv\r\n"
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        p.stop()
+        server.stop()
+
+
+def test_server_dies_while_greeting(workdir):
+    """The server dies (kill -9) while a new shared connection waits for the
+    answer to its handshake, and comes back on the same port: that is a
+    failed attempt, the proxy retries, and the request is answered once the
+    server is back."""
+    server = RedisServer(workdir).start()
+    p = Proxy(workdir, backend=server.port,
+              args=["--set", "hold-timeout=5s", "--set", "backend-connections=1"]).start()
+    try:
+        assert Conn(p.port).call("SET", "k", "v") == b"+OK\r\n"
+        ctl = drop_shared_connections(server, p)
+        assert ctl.call("CLIENT", "PAUSE", "5000", "ALL") == b"+OK\r\n"
+        c = Conn(p.port, timeout=20)
+        t0 = time.monotonic()
+        c.send(("GET", "k"))
+        time.sleep(0.3)
+        server.kill9()
+        time.sleep(0.2)
+        server.start()
+        assert c.read() == b"$-1\r\n"
+        assert time.monotonic() - t0 < 3.0
+    finally:
+        p.stop()
+        server.stop()
+
+
 def test_subscriber_resubscribed_after_busy_script(server, sp):
     """A subscriber in database 5 loses its connection while a script keeps
     the server busy: the SELECT replayed for its resubscription is refused,
