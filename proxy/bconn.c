@@ -228,6 +228,9 @@ static struct req *bconn_unqueue(struct bconn *bc, struct req *prev)
     if (bc->gate == r) {
         bc->gate = NULL; /* answered or gone: what follows may be written */
     }
+    if (bc->probed == r) {
+        bc->probed = NULL; /* looked at again from the first unsent */
+    }
     if (bc->unsent == r) {
         bc->unsent = r->bnext; /* not written completely */
     } else if (r->sent == r->in.bytes && bc->nwritten > 0) {

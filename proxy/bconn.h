@@ -66,6 +66,7 @@ struct bconn {
     struct req *head, *tail; /* queue: head is the oldest request awaiting its reply */
     struct req *unsent;      /* first request not completely written */
     struct req *gate;        /* nothing after it is written before its reply (set-up) */
+    struct req *probed;      /* the last request offsets_before_flush looked at */
     uint32_t nqueued;
     uint32_t nwritten;  /* ... of them written completely (awaiting their reply) */
     uint32_t window;    /* most written ahead of their replies (backend-window; dedicated: all) */

@@ -58,7 +58,7 @@ void offsets_before_flush(struct bconn *bc)
 {
     struct worker *w = bc->w;
     bool need = w->ofs.probe_wanted;
-    struct req *r, *probe;
+    struct req *r, *probe, *start;
     uint64_t seq;
 
     /* Without reads on replicas there is nothing to wait for. */
@@ -67,14 +67,18 @@ void offsets_before_flush(struct bconn *bc)
         w->ofs.probes == NULL) {
         return;
     }
-    for (r = bc->unsent; r != NULL && !need; r = r->bnext) {
+    /* Requests are looked at once: from the one after the last looked at
+     * (what waits in the connection's window was seen by earlier passes). */
+    start = bc->probed != NULL ? bc->probed->bnext : bc->unsent;
+    for (r = start; r != NULL && !need; r = r->bnext) {
         need = offsets_is_write(r) && r->probe == 0;
     }
     if (!need || (probe = offsets_role_req(w)) == NULL) {
+        bc->probed = need ? bc->probed : bc->tail;
         return;
     }
     seq = ++w->ofs.probe_seq;
-    for (r = bc->unsent; r != NULL; r = r->bnext) {
+    for (r = start; r != NULL; r = r->bnext) {
         if (offsets_is_write(r) && r->probe == 0) {
             r->probe = seq;
         }
@@ -83,6 +87,7 @@ void offsets_before_flush(struct bconn *bc)
     *offsets_slot(w, seq) = (struct offsets_probe){seq, 0, PROBE_PENDING};
     w->ofs.probe_wanted = false;
     bconn_enqueue(bc, probe);
+    bc->probed = probe;
 }
 
 void offsets_tick(struct worker *w, double now)
