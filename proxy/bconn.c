@@ -121,12 +121,12 @@ static bool bconn_handshake(struct bconn *bc)
         if (r == NULL) {
             return false;
         }
+        r->flags |= REQ_NAME;
+        bconn_enqueue(bc, r);
         /* Clients' requests are written once it is answered: a server that
          * refuses the connection (maxclients, credentials) has then run
          * none of them, and they can go elsewhere. */
-        r->flags |= REQ_NAME;
-        bconn_enqueue(bc, r);
-        bc->gate = r;
+        bconn_gate_after(bc, NULL);
     }
     return true;
 }

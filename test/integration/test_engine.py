@@ -32,6 +32,21 @@ def uses(p, srv):
     return topology(p.client()).get("master") == "127.0.0.1:%d" % srv.port
 
 
+def proxy_using_x(workdir, *extra):
+    """Two servers X and Y, three Sentinels naming X at epoch 1, and a proxy
+    following them, once it uses X: (x, y, fakes, proxy). Stops what it
+    started if the proxy never gets there."""
+    x, y = RedisServer(workdir).start(), RedisServer(workdir).start()
+    fakes = [FakeSentinel("stale", master=("127.0.0.1", x.port), epoch=1) for _ in range(3)]
+    p = fakes_proxy(workdir, fakes, *extra)
+    try:
+        wait_for(lambda: uses(p, x), what="proxy to use X")
+    except BaseException:
+        stop_all(p, fakes, x, y)
+        raise
+    return x, y, fakes, p
+
+
 def test_epoch_never_goes_backwards(workdir):
     """Two Sentinels name X at epoch 5, one names Y at epoch 4; when the two
     stop answering, the one stale Sentinel left must not move writes to Y."""
@@ -62,11 +77,8 @@ def test_epoch_never_goes_backwards(workdir):
 def test_dedicated_sessions_leave_the_old_master(workdir):
     """A session with state (SELECT 1, a BLPOP in flight) continues on the
     new master after a switch: nothing it sends later reaches the old one."""
-    x, y = RedisServer(workdir).start(), RedisServer(workdir).start()
-    fakes = [FakeSentinel("stale", master=("127.0.0.1", x.port), epoch=1) for _ in range(3)]
-    p = fakes_proxy(workdir, fakes)
+    x, y, fakes, p = proxy_using_x(workdir)
     try:
-        wait_for(lambda: uses(p, x), what="proxy to use X")
         c = p.client(socket_timeout=20)
         c.execute_command("SELECT", "1")
         res = {}
@@ -320,11 +332,8 @@ def switch_fakes(p, fakes, srv):
 def test_a_blocked_xread_from_dollar_is_not_sent_again(workdir):
     """XREAD BLOCK from $ blocked on a master that loses its role: sent
     again, it would skip what came meanwhile, so it fails instead."""
-    x, y = RedisServer(workdir).start(), RedisServer(workdir).start()
-    fakes = [FakeSentinel("stale", master=("127.0.0.1", x.port), epoch=1) for _ in range(3)]
-    p = fakes_proxy(workdir, fakes)
+    x, y, fakes, p = proxy_using_x(workdir)
     try:
-        wait_for(lambda: uses(p, x), what="proxy to use X")
         c = p.client(socket_timeout=30)
         res = {}
 
@@ -349,11 +358,8 @@ def test_a_blpop_released_by_a_demoted_master_waits_again(workdir):
     """The old master, turning into a replica, releases a BLPOP with
     -UNBLOCKED: it did not run, and waits again on the new master, also when
     it had waited longer than hold-timeout."""
-    x, y = RedisServer(workdir).start(), RedisServer(workdir).start()
-    fakes = [FakeSentinel("stale", master=("127.0.0.1", x.port), epoch=1) for _ in range(3)]
-    p = fakes_proxy(workdir, fakes, "--set", "hold-timeout=1s")
+    x, y, fakes, p = proxy_using_x(workdir, "--set", "hold-timeout=1s")
     try:
-        wait_for(lambda: uses(p, x), what="proxy to use X")
         c = p.client(socket_timeout=30)
         res = {}
         t = threading.Thread(target=lambda: res.update(v=c.blpop("q", timeout=0)))
