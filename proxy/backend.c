@@ -52,7 +52,7 @@ struct backend *backend_new(struct worker *w, const struct addr *a, enum backend
     be->stall_after = w->px->cfg->stall_threshold_ms > 0
                           ? (double)w->px->cfg->stall_threshold_ms / 1000.0
                           : HUGE_VAL;
-    be->shared = calloc((size_t)be->nslots, sizeof(*be->shared));
+    be->shared = calloc((size_t)backend_all_slots(be), sizeof(*be->shared));
     if (be->shared == NULL) {
         free(be);
         return NULL;
@@ -89,6 +89,7 @@ void backend_free(struct backend *be)
     if (w->commands_from == be) {
         w->commands_from = NULL;
     }
+    hello_forget(&be->hello);
     free(be->shared);
     free(be);
 }
@@ -107,7 +108,7 @@ void backend_drain(struct backend *be, double grace)
         }
         busy = true;
         bc->retiring = true;
-        for (int i = 0; i < be->nslots; i++) {
+        for (int i = 0; i < backend_all_slots(be); i++) {
             if (be->shared[i] == bc) {
                 be->shared[i] = NULL; /* new requests get a new connection */
             }
@@ -282,7 +283,7 @@ static void backend_retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
      * connecting or greeting reports its own outcome, but is looked at
      * again in case it never does). */
     if (be->shared[0] == NULL) {
-        be->shared[0] = bconn_connect(be, false);
+        be->shared[0] = bconn_connect(be, false, 2);
     } else {
         ev_timer_set(&be->retry, be->backoff, 0);
         ev_timer_start(be->w->loop, &be->retry);
@@ -291,17 +292,25 @@ static void backend_retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 void backend_warm(struct backend *be)
 {
+    /* The RESP2 pool: RESP3 connections open when RESP3 clients come. */
     for (int i = 0; i < be->nshared && backend_usable(be); i++) {
         if (be->shared[i] == NULL) {
-            be->shared[i] = bconn_connect(be, false);
+            be->shared[i] = bconn_connect(be, false, 2);
         }
     }
 }
 
-/* The client's home connection is stalled: the first shared connection
- * that is not, else a new one in a free slot, else the home one after all
- * (every slot is taken by a stalled connection). */
-static struct bconn *backend_around_stall(struct backend *be, int home, double now)
+/* The pool's first slot in be->shared. */
+static int backend_pool(const struct backend *be, int resp)
+{
+    return resp == 3 ? be->nslots : 0;
+}
+
+/* The client's home connection (slot home of the pool at base) is stalled:
+ * the first shared connection of the pool that is not, else a new one in a
+ * free slot, else the home one after all (every slot is taken by a stalled
+ * connection). */
+static struct bconn *backend_around_stall(struct backend *be, int base, int home, double now)
 {
     int free_slot = -1;
 
@@ -309,7 +318,7 @@ static struct bconn *backend_around_stall(struct backend *be, int home, double n
     if (be->shared[home] == NULL) {
         return NULL; /* closed by what was handed back (out of memory) */
     }
-    for (int i = 0; i < be->nslots; i++) {
+    for (int i = base; i < base + be->nslots; i++) {
         struct bconn *bc = be->shared[i];
         if (i == home) {
             continue;
@@ -323,14 +332,14 @@ static struct bconn *backend_around_stall(struct backend *be, int home, double n
         }
     }
     if (free_slot >= 0 && now >= be->connect_after) {
-        struct bconn *bc = bconn_connect(be, false);
+        struct bconn *bc = bconn_connect(be, false, base == 0 ? 2 : 3);
         if (bc != NULL) {
             be->shared[free_slot] = bc;
-            if (free_slot >= be->nshared) {
+            if (free_slot - base >= be->nshared) {
                 bc->extra = true;
                 WORKER_COUNT(be->w, stall_conns_opened, 1);
                 log_debug("backend %s: shared connections stalled; extra connection %d opened",
-                          be->name, free_slot + 1);
+                          be->name, free_slot - base + 1);
             }
             return bc;
         }
@@ -338,13 +347,14 @@ static struct bconn *backend_around_stall(struct backend *be, int home, double n
     return be->shared[home];
 }
 
-/* Connect the client's empty home slot; shortly after a connection was
- * refused, another open shared connection instead (NULL if there is none),
- * so that a refusal does not become a connection attempt per request. */
-static struct bconn *backend_open_slot(struct backend *be, int slot)
+/* Connect the client's empty home slot (of the pool at base); shortly
+ * after a connection was refused, another open shared connection of the
+ * pool instead (NULL if there is none), so that a refusal does not become a
+ * connection attempt per request. */
+static struct bconn *backend_open_slot(struct backend *be, int base, int slot)
 {
     if (be->w->now < be->connect_after) {
-        for (int i = 0; i < be->nslots; i++) {
+        for (int i = base; i < base + be->nslots; i++) {
             if (be->shared[i] != NULL) {
                 return be->shared[i];
             }
@@ -357,22 +367,23 @@ static struct bconn *backend_open_slot(struct backend *be, int slot)
         }
         return NULL;
     }
-    return be->shared[slot] = bconn_connect(be, false);
+    return be->shared[slot] = bconn_connect(be, false, base == 0 ? 2 : 3);
 }
 
-struct bconn *backend_shared(struct backend *be, uint64_t client_id)
+struct bconn *backend_shared(struct backend *be, uint64_t client_id, int resp)
 {
-    int slot = (int)(client_id % (uint64_t)be->nshared);
+    int base = backend_pool(be, resp);
+    int slot = base + (int)(client_id % (uint64_t)be->nshared);
     struct bconn *bc;
 
-    if (!backend_usable(be)) {
+    if (!backend_usable(be) || (resp == 3 && be->hello.resp3 == HELLO_NO_RESP3)) {
         return NULL;
     }
     bc = be->shared[slot];
     if (bc == NULL) {
-        bc = backend_open_slot(be, slot);
+        bc = backend_open_slot(be, base, slot);
     } else if (bconn_stalled(bc, be->w->now, be->stall_after)) {
-        bc = backend_around_stall(be, slot, be->w->now);
+        bc = backend_around_stall(be, base, slot, be->w->now);
     }
     return bc;
 }
@@ -381,12 +392,12 @@ void backend_tick(struct backend *be, double now)
 {
     double idle = (double)backend_cfg(be)->backend_connections_idle_ms / 1000.0;
 
-    for (int i = 0; i < be->nslots; i++) {
+    for (int i = 0; i < backend_all_slots(be); i++) {
         struct bconn *bc = be->shared[i];
         if (bc == NULL) {
             continue;
         }
-        if (i >= be->nshared && bc->state == BC_READY && bc->nqueued == 0 &&
+        if (i % be->nslots >= be->nshared && bc->state == BC_READY && bc->nqueued == 0 &&
             now - bc->progress_at >= idle) {
             bconn_close(bc, NULL);
         } else if (bc->unsent != NULL && bconn_stalled(bc, now, be->stall_after)) {
@@ -408,7 +419,7 @@ struct bconn *backend_dedicated(struct backend *be, struct client *owner)
         bc->spare_next = NULL;
         be->nspare--;
     } else {
-        bc = bconn_connect(be, true);
+        bc = bconn_connect(be, true, 2);
         if (bc == NULL) {
             return NULL;
         }
@@ -422,7 +433,9 @@ void backend_return(struct bconn *bc)
     struct backend *be = bc->be;
 
     bc->owner = NULL;
-    if (bc->state == BC_READY && !bc->tainted && !bc->streaming && bc->db == 0 && bc->resp == 2 &&
+    /* Either protocol: lent again, it is switched to the next owner's
+     * (session_replay). */
+    if (bc->state == BC_READY && !bc->tainted && !bc->streaming && bc->db == 0 &&
         bc->nqueued == 0 && be->role != BACKEND_RETIRED &&
         be->nspare < backend_cfg(be)->dedicated_spare) {
         bc->spare_next = be->spare;
@@ -437,7 +450,7 @@ void backend_forget(struct backend *be, struct bconn *bc)
 {
     struct bconn **pp;
 
-    for (int i = 0; i < be->nslots; i++) {
+    for (int i = 0; i < backend_all_slots(be); i++) {
         if (be->shared[i] == bc) {
             be->shared[i] = NULL;
         }

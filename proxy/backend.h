@@ -8,6 +8,9 @@
  * SUBSCRIBE, a blocking command...). Clean dedicated connections are kept as
  * spares for reuse.
  *
+ * Shared connections come in two pools, one per protocol (RESP2 and RESP3),
+ * so that a reply is only ever read by a client that speaks its protocol.
+ *
  * A shared connection whose server has answered nothing on it for
  * stall-threshold while a request waits is stalled (a paused write, a busy
  * script, a slow command): clients take another shared connection, and
@@ -22,6 +25,7 @@
 #include <stdint.h>
 
 #include "lib/addr.h"
+#include "proxy/hello.h"
 #include "proxy/offsets.h"
 
 struct worker;
@@ -48,11 +52,12 @@ struct backend {
     char name[ADDR_TEXT_MAX];
     enum backend_role role;
     enum backend_state state;
-    int nshared;           /* home slots: clients are spread over these */
-    int nslots;            /* ... and extra ones opened around stalls, up to this */
-    struct bconn **shared; /* nslots entries, NULL where none is open */
-    double stall_after;    /* seconds without an answer that make a stall (HUGE_VAL: off) */
-    double connect_after;  /* no new shared connection before then (the last was refused) */
+    int nshared;              /* home slots per pool: clients are spread over these */
+    int nslots;               /* ... and extra ones opened around stalls, up to this */
+    struct bconn **shared;    /* 2 * nslots: the RESP2 pool, then the RESP3 pool (NULL: none) */
+    struct hello_facts hello; /* what its HELLO 3 said (RESP3, version...) */
+    double stall_after;       /* seconds without an answer that make a stall (HUGE_VAL: off) */
+    double connect_after;     /* no new shared connection before then (the last was refused) */
     struct bconn *spare;
     int nspare;
     struct bconn *conns; /* every connection of this backend */
@@ -107,10 +112,16 @@ static inline bool backend_usable(const struct backend *be)
            (be->suspect_until == 0 || ev_now(be->loop) >= be->suspect_until);
 }
 
-/* The shared connection for a client with the given id: its home slot,
- * connected if needed, or another when that one is stalled; NULL when the
- * backend is down. */
-struct bconn *backend_shared(struct backend *be, uint64_t client_id);
+/* Shared slots of both pools (the index bound of be->shared). */
+static inline int backend_all_slots(const struct backend *be)
+{
+    return 2 * be->nslots;
+}
+
+/* The shared connection of the resp (2 or 3) pool for a client with the
+ * given id: its home slot, connected if needed, or another when that one is
+ * stalled; NULL when the backend is down or does not speak RESP3. */
+struct bconn *backend_shared(struct backend *be, uint64_t client_id, int resp);
 
 /* Worker tick: close the extra shared connections that have been idle for
  * a while, and find stalls that no dispatch saw where requests wait in a

@@ -30,7 +30,8 @@
 #define BCONN_IOV_MAX         IOV_MAX
 #define BCONN_FILL_EXTRA      3 /* chunks a bulk read may fill beyond the current one */
 #define BCONN_MAX_BULK        ((uint64_t)1 << 40) /* replies are bounded by client-output-limit */
-#define BCONN_SUSPECT_TIME    0.2 /* seconds a backend that refused a command is avoided */
+#define BCONN_SUSPECT_TIME    0.2        /* seconds a backend that refused a command is avoided */
+#define BCONN_HELLO_MAX       (1u << 20) /* largest HELLO reply read (modules listed) */
 
 static void bconn_io_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
@@ -90,7 +91,9 @@ static void bconn_set_events(struct bconn *bc, unsigned ev)
 }
 
 /* The proxy's own first requests on a new connection: credentials for the
- * backend, and a name that shows in CLIENT LIST. */
+ * backend, the protocol of a RESP3 pool's connection (its reply tells the
+ * proxy what the server is: hello.h), and a name that shows in CLIENT
+ * LIST. */
 static bool bconn_handshake(struct bconn *bc)
 {
     const struct config *cfg = bconn_cfg(bc);
@@ -114,6 +117,16 @@ static bool bconn_handshake(struct bconn *bc)
         }
         bconn_enqueue(bc, r);
     }
+    if (bc->resp == 3) {
+        const char *argv[] = {"HELLO", "3"};
+        size_t argl[] = {5, 1};
+        r = req_internal(&w->reqs, 2, argv, argl);
+        if (r == NULL) {
+            return false;
+        }
+        r->flags |= REQ_HELLO;
+        bconn_enqueue(bc, r);
+    }
     if (!bc->dedicated) {
         const char *argv[] = {"CLIENT", "SETNAME", "sentinel-proxy"};
         size_t argl[] = {6, 7, 14};
@@ -131,7 +144,7 @@ static bool bconn_handshake(struct bconn *bc)
     return true;
 }
 
-struct bconn *bconn_connect(struct backend *be, bool dedicated)
+struct bconn *bconn_connect(struct backend *be, bool dedicated, int resp)
 {
     struct worker *w = be->w;
     char err[256];
@@ -156,7 +169,7 @@ struct bconn *bconn_connect(struct backend *be, bool dedicated)
     bc->window = dedicated || bconn_cfg(bc)->backend_window == 0
                      ? UINT32_MAX
                      : (uint32_t)bconn_cfg(bc)->backend_window;
-    bc->resp = 2;
+    bc->resp = (uint8_t)resp;
     transport_plain(&bc->t, fd);
     replyscan_init(&bc->rs, BCONN_MAX_BULK);
     spans_init(&bc->cur);
@@ -275,7 +288,7 @@ static void bconn_ask_commands(struct bconn *bc)
     struct worker *w = bc->w;
     struct req *r;
 
-    if (w->id != 0 || bc->dedicated || bc->be->role != BACKEND_MASTER ||
+    if (w->id != 0 || bc->dedicated || bc->resp != 2 || bc->be->role != BACKEND_MASTER ||
         w->commands_from == bc->be || (r = req_internal(&w->reqs, 1, argv, argl)) == NULL) {
         return;
     }
@@ -471,6 +484,42 @@ static void bconn_greeted(struct bconn *bc)
     backend_mark_up(bc->be);
 }
 
+/* The reply to a RESP3 pool connection's HELLO 3: what the server is, or
+ * that it does not speak RESP3 (RESP3 clients then get dedicated
+ * connections, where the server answers their HELLO itself). */
+static void bconn_hello_reply(struct bconn *bc, struct req *r)
+{
+    struct backend *be = bc->be;
+    size_t len = 0;
+    char *buf = (r->flags & REQ_ERROR) ? NULL : req_flatten_out(r, BCONN_HELLO_MAX, &len);
+    bool learnt = buf != NULL && hello_learn(&be->hello, buf, len);
+    char text[128];
+    size_t n;
+
+    free(buf);
+    if (learnt) {
+        req_free(&bc->w->reqs, r);
+        return;
+    }
+    n = spans_copy(&r->out, 0, text, sizeof(text) - 1);
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r')) {
+        n--;
+    }
+    text[n] = '\0';
+    if ((r->flags & REQ_ERROR) &&
+        (strncmp(text, "-NOAUTH", 7) == 0 || strstr(text, "max number of clients") != NULL)) {
+        bconn_refused(bc, r, text);
+        return;
+    }
+    req_free(&bc->w->reqs, r);
+    log_warn("backend %s does not speak RESP3 (HELLO 3: %s): RESP3 clients get dedicated "
+             "connections",
+             be->name, text);
+    be->hello.resp3 = HELLO_NO_RESP3;
+    bconn_close(bc, "the server does not speak RESP3");
+    worker_wake_later(bc->w); /* HELLO requests waiting for the answer */
+}
+
 static void bconn_internal_reply(struct bconn *bc, struct req *r)
 {
     if (r->flags & REQ_PROBE) {
@@ -481,6 +530,10 @@ static void bconn_internal_reply(struct bconn *bc, struct req *r)
     if (r->flags & REQ_COMMANDS) {
         bconn_commands_reply(bc, r);
         req_free(&bc->w->reqs, r);
+        return;
+    }
+    if (r->flags & REQ_HELLO) {
+        bconn_hello_reply(bc, r);
         return;
     }
     if ((r->flags & REQ_NAME) && !(r->flags & REQ_ERROR)) {

@@ -97,9 +97,10 @@ static inline bool bconn_stalled(const struct bconn *bc, double now, double afte
  * memory in a hand-back). */
 void bconn_note_stall(struct bconn *bc);
 
-/* Open a new connection (shared or dedicated) to be; NULL when the attempt
- * failed at once (the backend is then marked down). */
-struct bconn *bconn_connect(struct backend *be, bool dedicated);
+/* Open a new connection (shared or dedicated) to be, speaking protocol resp
+ * (2 or 3); NULL when the attempt failed at once (the backend is then
+ * marked down). */
+struct bconn *bconn_connect(struct backend *be, bool dedicated, int resp);
 
 /* Queue a request on a connection (it is written at the next flush). */
 void bconn_enqueue(struct bconn *bc, struct req *r);

@@ -515,18 +515,19 @@ static bool client_send(struct client *c, struct req *r, struct bconn *bc)
     return true;
 }
 
-/* A shared connection to be for c's next request: while its requests are in
- * flight on one, that one, even stalled, so that they run in the order sent
- * (backend_shared picks another only for a client with nothing in flight). */
+/* A shared connection to be, of the client's protocol, for c's next
+ * request: while its requests are in flight on one, that one, even stalled,
+ * so that they run in the order sent (backend_shared picks another only for
+ * a client with nothing in flight). */
 static struct bconn *client_shared(struct client *c, struct backend *be)
 {
     struct bconn *last = c->last;
 
     if (c->inflight > 0 && last->state != BC_CLOSED && last->be == be && !last->dedicated &&
-        !last->retiring) {
+        !last->retiring && last->resp == c->sess.resp) {
         return last;
     }
-    return backend_shared(be, c->id);
+    return backend_shared(be, c->id, c->sess.resp);
 }
 
 /* Decide where r goes (router.c) and queue it there. */

@@ -23,6 +23,7 @@
 #include "proxy/bconn.h"
 #include "proxy/client.h"
 #include "proxy/commands.h"
+#include "proxy/hello.h"
 #include "proxy/proxy.h"
 #include "proxy/req.h"
 #include "proxy/session.h"
@@ -164,16 +165,17 @@ static void local_topology(struct client *c, struct strbuf *sb)
     local_backend_totals(w, sb);
     strbuf_printf(sb, "# Backends (worker %d)\r\n", w->id);
     for (struct backend *be = w->backends; be != NULL; be = be->next, i++) {
-        int shared = 0, stalled = 0;
-        for (int k = 0; k < be->nslots; k++) {
+        int shared = 0, stalled = 0, resp3 = 0;
+        for (int k = 0; k < backend_all_slots(be); k++) {
             shared += be->shared[k] != NULL;
+            resp3 += be->shared[k] != NULL && k >= be->nslots;
             stalled += be->shared[k] != NULL && be->shared[k]->stalled;
         }
         strbuf_printf(sb,
-                      "backend%d:addr=%s,role=%s,state=%s,shared=%d,stalled=%d,requests=%llu,"
-                      "inflight=%u,failures=%llu,healthy=%d,offset=%llu\r\n",
-                      i, be->name, local_role(be->role), local_backend_state(be), shared, stalled,
-                      (unsigned long long)be->nrequests, be->inflight,
+                      "backend%d:addr=%s,role=%s,state=%s,shared=%d,resp3=%d,stalled=%d,"
+                      "requests=%llu,inflight=%u,failures=%llu,healthy=%d,offset=%llu\r\n",
+                      i, be->name, local_role(be->role), local_backend_state(be), shared, resp3,
+                      stalled, (unsigned long long)be->nrequests, be->inflight,
                       (unsigned long long)be->nerrors,
                       be->role == BACKEND_MASTER ? 1 : (int)be->healthy,
                       (unsigned long long)(be->role == BACKEND_MASTER ? w->ofs.master_offset
@@ -300,7 +302,7 @@ static void local_client(struct client *c, struct req *r)
         struct strbuf sb;
         strbuf_init(&sb);
         if (c->sess.name == NULL) {
-            strbuf_append(&sb, "$-1\r\n", 5);
+            strbuf_append(&sb, c->sess.resp == 3 ? "_\r\n" : "$-1\r\n", c->sess.resp == 3 ? 3 : 5);
         } else {
             strbuf_bulk(&sb, c->sess.name, c->sess.name_len);
         }
@@ -405,6 +407,51 @@ static void local_unknown_command(struct client *c, struct req *r)
     free(a.buf);
 }
 
+/* ---- HELLO from a client that shares connections ------------------------- */
+
+/* Answer HELLO as the master would (router_hello sent it here: no other
+ * credentials than the proxy's, and the master's facts known unless the
+ * HELLO is refused). The protocol changes for the requests that follow. */
+static void local_hello(struct client *c, struct req *r)
+{
+    const struct backend *master = c->w->master;
+    struct req_args a;
+    struct hello_args h;
+    struct strbuf sb;
+
+    req_args_all(r, 64u << 10, &a);
+    if (a.argc < 1) {
+        req_reply_error(&c->w->reqs, r, "ERR sentinel-proxy: cannot answer this HELLO");
+        req_args_free(&a);
+        return;
+    }
+    hello_parse(&a, &h);
+    if (h.error[0] != '\0') {
+        req_reply_error(&c->w->reqs, r, h.error);
+    } else if (c->w->px->cfg->backend_password != NULL && !c->sess.authed && h.auth == 0) {
+        req_reply_error(&c->w->reqs, r,
+                        "NOAUTH HELLO must be called with the client already authenticated, "
+                        "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
+                        "authenticate the client and select the RESP protocol version at the "
+                        "same time");
+    } else if (master == NULL || master->hello.resp3 != HELLO_RESP3) {
+        req_reply_error(&c->w->reqs, r, "ERR sentinel-proxy: cannot answer HELLO now");
+    } else if (h.name != 0 && !session_set_name(&c->sess, a.argv[h.name], a.argl[h.name])) {
+        req_reply_error(&c->w->reqs, r, "ERR sentinel-proxy: out of memory");
+    } else {
+        if (h.auth != 0) {
+            session_login(&c->sess); /* the proxy's credentials (router_hello said so) */
+        }
+        if (h.proto != 0) {
+            c->sess.resp = (uint8_t)h.proto;
+        }
+        strbuf_init(&sb);
+        hello_reply(&master->hello, c->sess.resp, c->id, &sb);
+        local_reply_sb(c, r, &sb);
+    }
+    req_args_free(&a);
+}
+
 /* Before a client has authenticated (backend-password set). */
 static void local_unauthenticated(struct client *c, struct req *r)
 {
@@ -415,11 +462,7 @@ static void local_unauthenticated(struct client *c, struct req *r)
         session_login(&c->sess);
         local_reply(c, r, "+OK\r\n", 5);
     } else if (r->ci != NULL && r->ci->id == CMD_HELLO) {
-        req_reply_error(&c->w->reqs, r,
-                        "NOAUTH HELLO must be called with the client already authenticated, "
-                        "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
-                        "authenticate the client and select the RESP protocol version at the "
-                        "same time");
+        local_hello(c, r); /* refused without the proxy's credentials */
     } else {
         req_reply_error(&c->w->reqs, r, "NOAUTH Authentication required.");
     }
@@ -480,6 +523,9 @@ void local_handle(struct client *c, struct req *r)
         return;
     case CMD_CLIENT:
         local_client(c, r);
+        return;
+    case CMD_HELLO:
+        local_hello(c, r);
         return;
     case CMD_UNSUBSCRIBE:
     case CMD_PUNSUBSCRIBE:

@@ -93,7 +93,7 @@ void offsets_before_flush(struct bconn *bc)
 void offsets_tick(struct worker *w, double now)
 {
     if (w->ofs.probe_wanted && w->master != NULL && backend_usable(w->master)) {
-        struct bconn *mc = backend_shared(w->master, 0);
+        struct bconn *mc = backend_shared(w->master, 0, 2);
         if (mc != NULL && mc->state == BC_READY) {
             worker_mark_bconn(w, mc); /* its flush adds the probe */
         }
@@ -106,7 +106,7 @@ void offsets_tick(struct worker *w, double now)
             !backend_usable(be)) {
             continue;
         }
-        bc = backend_shared(be, 0);
+        bc = backend_shared(be, 0, 2);
         if (bc == NULL || (r = offsets_role_req(w)) == NULL) {
             continue;
         }

@@ -38,6 +38,7 @@ enum {
     REQ_CREDENTIALS = 1u << 14, /* a session's AUTH/HELLO replayed on a new connection */
     REQ_STATE = 1u << 15, /* a session's SELECT replayed: the connection is unfit without it */
     REQ_NAME = 1u << 16,  /* the proxy's CLIENT SETNAME on a new shared connection */
+    REQ_HELLO = 1u << 17, /* the proxy's HELLO 3 on a new RESP3 shared connection */
 };
 
 struct req {

@@ -32,6 +32,7 @@
 #include "proxy/bconn.h"
 #include "proxy/client.h"
 #include "proxy/commands.h"
+#include "proxy/hello.h"
 #include "proxy/listener.h"
 #include "proxy/offsets.h"
 #include "proxy/proxy.h"
@@ -40,55 +41,41 @@
 #include "proxy/worker.h"
 
 #define ROUTER_CANDIDATES  64
-#define ROUTER_SILENT      1.0 /* seconds a replica may leave a ROLE probe unanswered */
-#define ROUTER_CURSOR_ARGS 3   /* HSCAN key cursor: the cursor is argument 2 */
+#define ROUTER_SILENT      1.0         /* seconds a replica may leave a ROLE probe unanswered */
+#define ROUTER_CURSOR_ARGS 3           /* HSCAN key cursor: the cursor is argument 2 */
+#define ROUTER_HELLO_MAX   (64u << 10) /* largest HELLO read here (larger: the server's) */
 
 /* ---- session commands: which need a dedicated connection ----------------- */
 
+/* True when user (NULL: AUTH with a password only) and pass are the
+ * proxy's backend credentials. */
+static bool router_creds_are_proxys(const struct config *cfg, const char *user, size_t ulen,
+                                    const char *pass, size_t plen)
+{
+    const char *mine = cfg->backend_username != NULL ? cfg->backend_username : "default";
+
+    if (cfg->backend_password == NULL || plen != strlen(cfg->backend_password) ||
+        memcmp(pass, cfg->backend_password, plen) != 0) {
+        return false;
+    }
+    return user == NULL ? strcmp(mine, "default") == 0
+                        : ulen == strlen(mine) && memcmp(user, mine, ulen) == 0;
+}
+
 bool router_auth_is_proxys(const struct config *cfg, struct req *r)
 {
-    const char *user = cfg->backend_username != NULL ? cfg->backend_username : "default";
     struct req_first_args a;
     bool match = false;
 
-    if (cfg->backend_password == NULL) {
-        return false;
-    }
     if (req_args_first(r, &a)) {
         if (a.argc == 2) {
-            match = strcmp(user, "default") == 0 && a.argl[1] == strlen(cfg->backend_password) &&
-                    memcmp(a.argv[1], cfg->backend_password, a.argl[1]) == 0;
+            match = router_creds_are_proxys(cfg, NULL, 0, a.argv[1], a.argl[1]);
         } else if (a.argc == 3) {
-            match = a.argl[1] == strlen(user) && memcmp(a.argv[1], user, a.argl[1]) == 0 &&
-                    a.argl[2] == strlen(cfg->backend_password) &&
-                    memcmp(a.argv[2], cfg->backend_password, a.argl[2]) == 0;
+            match = router_creds_are_proxys(cfg, a.argv[1], a.argl[1], a.argv[2], a.argl[2]);
         }
     }
     free(a.buf);
     return match;
-}
-
-/* HELLO carries an AUTH option, found as redis-server walks the options
- * (AUTH takes two arguments, SETNAME one). */
-static bool router_hello_has_auth(struct req *r)
-{
-    struct req_first_args a;
-    bool found = false;
-
-    if (req_args_first(r, &a)) {
-        for (int j = 2; j < a.argc && !found; j++) {
-            int more = a.argc - 1 - j;
-            if (req_arg_is(&a, j, "auth") && more >= 2) {
-                found = true;
-            } else if (req_arg_is(&a, j, "setname") && more >= 1) {
-                j++;
-            } else {
-                break; /* a syntax error: nothing runs */
-            }
-        }
-    }
-    free(a.buf);
-    return found;
 }
 
 /* How an XREAD or XREADGROUP reads, from its options walked as redis-server
@@ -146,7 +133,55 @@ enum router_need {
     NEED_DEDICATED = 1, /* the client's dedicated connection */
     NEED_LOCAL = 2,     /* answered by the proxy (local.c) */
     NEED_WAIT = 3,      /* wait for in-flight replies first */
+    NEED_FACTS = 4,     /* answered by the proxy once the master's HELLO facts are known */
 };
+
+/* A client's HELLO. The proxy answers it (local.c, hello.h) from what the
+ * master said to the proxy's own HELLO 3, keeping the client on shared
+ * connections of its protocol; redis-server's own errors too. The server
+ * answers it on a dedicated connection when the session is there already,
+ * when the HELLO carries other credentials than the proxy's (the server
+ * checks them), and when the master does not speak RESP3. */
+static enum router_need router_hello(struct client *c, struct req *r, bool pinned)
+{
+    const struct config *cfg = c->w->px->cfg;
+    const struct backend *master = c->w->master;
+    struct req_args a;
+    struct hello_args h;
+    bool other_creds;
+    int facts = master != NULL ? master->hello.resp3 : HELLO_UNKNOWN;
+    bool plain; /* HELLO or HELLO 2 without options: reports facts only */
+
+    if (pinned) {
+        return NEED_DEDICATED;
+    }
+    req_args_all(r, ROUTER_HELLO_MAX, &a);
+    if (a.argc < 1) {
+        req_args_free(&a);
+        return NEED_DEDICATED; /* too large to read here: the server reads it */
+    }
+    hello_parse(&a, &h);
+    other_creds = h.auth != 0 && !router_creds_are_proxys(cfg, a.argv[h.auth], a.argl[h.auth],
+                                                          a.argv[h.auth + 1], a.argl[h.auth + 1]);
+    plain = a.argc == 1 || (a.argc == 2 && h.proto == 2);
+    req_args_free(&a);
+    if (h.error[0] != '\0') {
+        return NEED_LOCAL; /* refused as the server refuses it: nothing changes */
+    }
+    if (other_creds) {
+        return NEED_DEDICATED;
+    }
+    if (cfg->backend_password != NULL && !c->sess.authed && h.auth == 0) {
+        return NEED_LOCAL; /* NOAUTH */
+    }
+    if (facts == HELLO_RESP3) {
+        return NEED_LOCAL;
+    }
+    if (plain && (facts == HELLO_NO_RESP3 || c->sess.resp == 2)) {
+        return NEED_SHARED; /* the server's own answer changes nothing */
+    }
+    return facts == HELLO_NO_RESP3 ? NEED_DEDICATED : NEED_FACTS;
+}
 
 static enum router_need router_session_cmd(struct client *c, struct req *r, bool pinned)
 {
@@ -160,11 +195,7 @@ static enum router_need router_session_cmd(struct client *c, struct req *r, bool
     case CMD_AUTH:
         return !pinned && router_auth_is_proxys(c->w->px->cfg, r) ? NEED_LOCAL : NEED_DEDICATED;
     case CMD_HELLO:
-        /* HELLO or HELLO 2 without options only reports server facts. */
-        if (!pinned && (r->argc == 1 || (r->argc == 2 && r->intarg == 2))) {
-            return NEED_SHARED;
-        }
-        return NEED_DEDICATED;
+        return router_hello(c, r, pinned);
     default:
         return NEED_DEDICATED;
     }
@@ -194,11 +225,10 @@ static bool router_unauthenticated(struct client *c, struct req *r, enum router_
     }
     if (id == CMD_AUTH) {
         *need = router_auth_is_proxys(c->w->px->cfg, r) ? NEED_LOCAL : NEED_DEDICATED;
-    } else if (id == CMD_HELLO && router_hello_has_auth(r)) {
-        /* HELLO ... AUTH user pass: the server checks it. Any other HELLO
-         * would succeed there (the proxy's connections are logged in), so
-         * local.c refuses it as redis-server refuses a HELLO without AUTH. */
-        *need = NEED_DEDICATED;
+    } else if (id == CMD_HELLO) {
+        /* With the proxy's credentials it logs the client in; a HELLO
+         * without AUTH is refused as redis-server refuses it. */
+        *need = router_hello(c, r, c->ded != NULL);
     } else {
         *need = NEED_LOCAL;
     }
@@ -417,7 +447,8 @@ static struct backend *router_pick_read(struct client *c, enum config_read_from 
     }
     for (size_t i = 0; i < w->nreplicas && n < ROUTER_CANDIDATES; i++) {
         struct backend *be = w->replicas[i];
-        if (!router_replica_ok(w, be, cfg->max_replica_lag)) {
+        if (!router_replica_ok(w, be, cfg->max_replica_lag) ||
+            (c->sess.resp == 3 && be->hello.resp3 == HELLO_NO_RESP3)) {
             continue;
         }
         if (need > 0 && be->ofs.offset < need) {
@@ -473,6 +504,15 @@ void router_route(struct client *c, struct req *r, struct route *rt)
         return;
     case NEED_WAIT:
         rt->kind = ROUTE_WAIT; /* a state change pending on in-flight replies */
+        return;
+    case NEED_FACTS:
+        /* The master's facts come with the HELLO 3 of its first RESP3 shared
+         * connection (opened here); its answer wakes the request. */
+        if (master != NULL && backend_usable(master)) {
+            (void)backend_shared(master, c->id, 3);
+        }
+        rt->kind = ROUTE_HOLD;
+        rt->what = "master";
         return;
     case NEED_DEDICATED:
         if (c->ded != NULL && c->ded->retiring) {

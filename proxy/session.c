@@ -21,6 +21,7 @@
 #include "proxy/bconn.h"
 #include "proxy/client.h"
 #include "proxy/commands.h"
+#include "proxy/hello.h"
 #include "proxy/nameset.h"
 #include "proxy/proxy.h"
 #include "proxy/req.h"
@@ -189,6 +190,16 @@ bool session_replay(struct client *c, struct bconn *bc, unsigned *effects)
     }
     if (s->auth != NULL || s->hello != NULL) {
         *effects |= SESSION_CONN_TAINT | SESSION_CONN_RESP;
+    }
+    if (s->hello != NULL || bc->resp != s->resp) {
+        /* The session's protocol (a spare of the other one, or a HELLO the
+         * proxy answered while the client shared connections). */
+        const char *argv[] = {"HELLO", s->resp == 3 ? "3" : "2"};
+        size_t argl[] = {5, 1};
+        if (!session_queue(w, bc, 2, argv, argl, REQ_STATE)) {
+            return false;
+        }
+        *effects |= SESSION_CONN_RESP;
     }
     if (s->name != NULL) {
         const char *argv[] = {"CLIENT", "SETNAME", s->name};
@@ -454,25 +465,38 @@ static void session_keep(struct req *r, char **dst, size_t *dlen)
     *dlen = len;
 }
 
-static void session_after_hello(struct client *c, struct req *r)
+/* A HELLO succeeded on the client's dedicated connection: its protocol and
+ * name; its credentials, if it carried some, are kept for replay. Returns
+ * enum session_effect bits. */
+static unsigned session_after_hello(struct client *c, struct req *r)
 {
-    struct req_first_args a;
+    struct req_args a;
+    struct hello_args h;
+    unsigned effects = SESSION_CONN_RESP;
 
-    session_keep(r, &c->sess.hello, &c->sess.hello_len);
-    if (r->intarg == 2 || r->intarg == 3) {
-        c->sess.resp = (uint8_t)r->intarg;
+    req_args_all(r, SESSION_REQ_MAX, &a);
+    if (a.argc < 1) {
+        /* Too large to read again: kept whole, as the server saw it. */
+        session_keep(r, &c->sess.hello, &c->sess.hello_len);
+        req_args_free(&a);
+        return effects | SESSION_CONN_TAINT;
     }
-    if (!req_args_first(r, &a)) {
-        free(a.buf);
-        return;
+    hello_parse(&a, &h);
+    if (h.proto != 0) {
+        c->sess.resp = (uint8_t)h.proto;
     }
-    for (int i = 2; i + 1 < a.argc; i++) {
-        if (req_arg_is(&a, i, "setname") &&
-            !session_set_name(&c->sess, a.argv[i + 1], a.argl[i + 1])) {
+    if (h.auth != 0) {
+        session_keep(r, &c->sess.hello, &c->sess.hello_len);
+        effects |= SESSION_CONN_TAINT;
+    }
+    if (h.name != 0) {
+        if (!session_set_name(&c->sess, a.argv[h.name], a.argl[h.name])) {
             log_warn("client %llu: out of memory keeping its name", (unsigned long long)c->id);
         }
+        effects |= SESSION_CONN_TAINT;
     }
-    free(a.buf);
+    req_args_free(&a);
+    return effects;
 }
 
 static void session_after_client(struct client *c, struct req *r)
@@ -596,8 +620,7 @@ unsigned session_after_reply(struct client *c, struct req *r)
     case CMD_HELLO:
         if (ok && c->ded != NULL) {
             c->sess.authed = true;
-            session_after_hello(c, r);
-            return SESSION_CONN_TAINT | SESSION_CONN_RESP;
+            return session_after_hello(c, r);
         }
         return 0;
     case CMD_MULTI:
