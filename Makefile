@@ -13,8 +13,11 @@
 #   make bench-failover       kill -9 failover under load: proxy, redis-py Sentinel, haproxy
 #   make bench-stall          held requests (CLIENT PAUSE, busy script): what other clients wait
 #   make deps                 install the Debian packages needed to build and test
+#   make node-deps            install the Node.js clients (ioredis, node-redis) of
+#                             test/clients/package-lock.json; skipped without node/npm
 #
-# `make test` and `make demo` run `make deps` first. Flags given on the command
+# `make test` and `make demo` run `make deps` first (`make test` also `make
+# node-deps` when the Node.js clients are not installed). Flags given on the command
 # line (CFLAGS=-O0, LDFLAGS=...) are added to the project's own, never in
 # their place, and every object is rebuilt when the flags change.
 
@@ -61,7 +64,7 @@ FLAGS_STAMP := $(OBJDIR)/.flags
 BIN_STAMP := $(BUILD)/.flags-bin
 
 .PHONY: all test unit integration lint format fuzz demo bench bench-quick bench-callgrind \
-        bench-failover bench-stall soak deps bench-deps clean FORCE
+        bench-failover bench-stall soak deps bench-deps node-deps clean FORCE
 
 all: $(BIN)
 
@@ -99,6 +102,8 @@ integration: $(BIN)
 
 test:
 	@$(MAKE) --no-print-directory deps
+	@[ -d test/clients/node_modules ] || $(MAKE) --no-print-directory node-deps || \
+	  echo "warning: npm could not install the Node.js clients; their tests will be skipped"
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
@@ -172,6 +177,13 @@ deps:
 	elif [ -n "$$missing" ]; then echo "missing packages; run as root:"; \
 	  echo "  apt-get update && apt-get install -y $$missing $$fuzz"; exit 1; \
 	else echo "for make fuzz, run as root: apt-get install -y $$fuzz"; fi
+
+# The Node.js clients that test/integration/test_node_clients.py drives (that
+# module is skipped while they are not installed).
+node-deps:
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+	  npm ci --prefix test/clients --no-audit --no-fund; \
+	else echo "node/npm not found: the Node.js client tests will be skipped"; fi
 
 clean:
 	rm -rf $(BUILD)
