@@ -3,12 +3,14 @@ of their own protocol with each other, get their reads sent to replicas, move
 to a dedicated connection only for what needs one and come back, never see a
 push message they did not ask for, and get the HELLO reply the master would
 give them without a round trip to it."""
+import threading
 import time
 
 import pytest
 
 from harness import (Conn, Proxy, RedisServer, enc, lent, proxy_stats, raw_exchange,
                      reply_value, subscribed_on, wait_for)
+from test_sentinel import wait_proxy_master
 from test_split import cmdstat, split_proxy
 
 
@@ -231,3 +233,45 @@ def test_a_resp3_subscriber_is_subscribed_again_after_its_connection_is_lost(pro
     assert a.silent()
     assert reply_value(a.call("UNSUBSCRIBE", "ch")) == (">", [b"unsubscribe", b"ch", 0])
     assert a.call("HGETALL", "nohash") == b"%0\r\n"
+
+
+def test_resp3_clients_through_a_planned_failover(cluster, sproxy):
+    """RESP3 clients keep their connections and get no error through a
+    SENTINEL FAILOVER; the new master's RESP3 pool opens with its first
+    RESP3 request, and a client that connects afterwards gets the new
+    master's HELLO."""
+    errors, ops, stop = [], [0], threading.Event()
+
+    def work(i):
+        c = Conn(sproxy.port, timeout=30)
+        hello3(c)
+        n = 0
+        while not stop.is_set():
+            n += 1
+            for args, want in [(("SET", "r3:%d" % i, n), b"+OK\r\n"),
+                               (("GET", "r3:%d" % i), b"$%d\r\n%d\r\n" % (len(str(n)), n))]:
+                got = c.call(*args)
+                if got != want:
+                    errors.append((args, got))
+            ops[0] += 1
+        c.close()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(5)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: ops[0] >= 50, what="load")
+    old = cluster.master.port
+    cluster.sentinels[0].client().sentinel_failover(cluster.name)
+    new_port = cluster.wait_master_change(old)
+    wait_proxy_master(sproxy, new_port)
+    seen = ops[0]
+    wait_for(lambda: ops[0] >= seen + 50, what="load on the new master")
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    late = Conn(sproxy.port)
+    assert hello3(late)[b"proto"] == 3
+    assert late.call("HSET", "h", "f", "v") == b":1\r\n"
+    assert late.call("HGETALL", "h") == b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n"
+    assert len(proxy_conns(cluster.server_on(new_port), 3)) >= 1
