@@ -30,18 +30,20 @@ WORKLOADS = [
 ]
 
 
-def proxy_instructions(workdir, backend, test, pipeline, requests, clients):
-    """Total instructions of one proxy run that served `requests` requests."""
+def proxy_instructions(workdir, backend, test, pipeline, requests, clients, resp3=False,
+                       binary=PROXY_BIN):
+    """Total instructions of one proxy run that served `requests` requests
+    (from RESP3 clients with resp3)."""
     port = free_port()
     out = os.path.join(workdir, "callgrind.out.%d" % port)
     argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
-            PROXY_BIN, "--listen", "127.0.0.1:%d" % port, "--backend", "127.0.0.1:%d" % backend,
+            binary, "--listen", "127.0.0.1:%d" % port, "--backend", "127.0.0.1:%d" % backend,
             "--workers", "1", "--log-level", "warn"]
     proc = Process(argv, os.path.join(workdir, "valgrind-%d.log" % port)).start()
     try:
         wait_for(lambda: port_open(port), timeout=60, what="proxy under callgrind")
         subprocess.run(["redis-benchmark", "-p", str(port), "-t", test, "-c", str(clients),
-                        "-n", str(requests), "-P", str(pipeline), "-q"],
+                        "-n", str(requests), "-P", str(pipeline), "-q"] + (["-3"] if resp3 else []),
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     finally:
         proc.stop(sig=signal.SIGINT, timeout=120)
@@ -58,6 +60,8 @@ def main():
     ap.add_argument("-n", type=int, default=20000, help="requests of the shorter run")
     ap.add_argument("-c", type=int, default=50, help="redis-benchmark clients")
     ap.add_argument("--only", help="TEST or TEST:P, e.g. get:16")
+    ap.add_argument("--resp3", action="store_true", help="clients speak RESP3 (redis-benchmark -3)")
+    ap.add_argument("--binary", default=PROXY_BIN, help="the sentinel-proxy to count")
     args = ap.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind)")
@@ -68,8 +72,10 @@ def main():
         for test, pipeline in WORKLOADS:
             if args.only and args.only not in (test, "%s:%d" % (test, pipeline)):
                 continue
-            one = proxy_instructions(workdir, srv.port, test, pipeline, args.n, args.c)
-            two = proxy_instructions(workdir, srv.port, test, pipeline, 2 * args.n, args.c)
+            one = proxy_instructions(workdir, srv.port, test, pipeline, args.n, args.c, args.resp3,
+                                     args.binary)
+            two = proxy_instructions(workdir, srv.port, test, pipeline, 2 * args.n, args.c,
+                                     args.resp3, args.binary)
             per = (two - one) / args.n
             rows.append((test.upper(), pipeline, per))
             print("%-4s -P %-2d %8.0f instructions per request" % (test.upper(), pipeline, per),
@@ -81,7 +87,8 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
     print("\n| workload | instructions per request |\n|---|---|")
     for test, pipeline, per in rows:
-        print("| %s `-c %d -P %d` | %.0f |" % (test, args.c, pipeline, per))
+        print("| %s `-c %d -P %d%s` | %.0f |" % (test, args.c, pipeline, " -3" if args.resp3 else "",
+                                              per))
 
 
 if __name__ == "__main__":
