@@ -12,6 +12,7 @@
 #   make bench-callgrind      instructions per request, counted by callgrind
 #   make bench-failover       kill -9 failover under load: proxy, redis-py Sentinel, haproxy
 #   make bench-stall          held requests (CLIENT PAUSE, busy script): what other clients wait
+#   make bench-clients        50 ioredis clients, RESP3 and RESP2: speed, replicas, connections
 #   make deps                 install the Debian packages needed to build and test
 #   make node-deps            install the Node.js clients (ioredis, node-redis) of
 #                             test/clients/package-lock.json; skipped without node/npm
@@ -64,7 +65,7 @@ FLAGS_STAMP := $(OBJDIR)/.flags
 BIN_STAMP := $(BUILD)/.flags-bin
 
 .PHONY: all test unit integration lint format fuzz demo bench bench-quick bench-callgrind \
-        bench-failover bench-stall soak deps bench-deps node-deps clean FORCE
+        bench-failover bench-stall bench-clients soak deps bench-deps node-deps clean FORCE
 
 all: $(BIN)
 
@@ -151,6 +152,10 @@ bench-failover: $(BIN)
 
 bench-stall: $(BIN)
 	SP_BINARY=$(abspath $(BIN)) $(PYTHON) bench/stall.py $(BENCH_ARGS)
+
+bench-clients: $(BIN)
+	@[ -d test/clients/node_modules ] || $(MAKE) --no-print-directory node-deps
+	SP_BINARY=$(abspath $(BIN)) $(PYTHON) bench/clients.py $(BENCH_ARGS)
 
 # Peers and the chart for the benchmarks (not needed to build or test).
 bench-deps:
