@@ -207,7 +207,7 @@ static bool hello_int(const char *p, size_t len, long long *out)
     unsigned long long v = 0;
     size_t i = p != NULL && len > 0 && p[0] == '-' ? 1 : 0;
 
-    if (p == NULL || i == len || len - i > 19 || (p[i] == '0' && len - i > 1)) {
+    if (p == NULL || i == len || len - i > 19 || (p[i] == '0' && (len - i > 1 || i == 1))) {
         return false;
     }
     for (size_t k = i; k < len; k++) {
@@ -216,10 +216,10 @@ static bool hello_int(const char *p, size_t len, long long *out)
         }
         v = v * 10 + (unsigned long long)(p[k] - '0');
     }
-    if (v > (unsigned long long)INT64_MAX) {
+    if (v > (unsigned long long)INT64_MAX + (i == 1 ? 1u : 0u)) {
         return false;
     }
-    *out = i == 1 ? -(long long)v : (long long)v;
+    *out = i == 1 ? (long long)(0 - v) : (long long)v;
     return true;
 }
 
@@ -265,8 +265,8 @@ void hello_parse(const struct req_args *a, struct hello_args *h)
             h->name = j + 1;
             j++;
         } else {
-            /* The option as given, at most 64 bytes, on one line. */
-            int n = a->argl[j] > 64 ? 64 : (int)a->argl[j];
+            /* The option as given (at most 120 bytes), on one line. */
+            int n = a->argl[j] > 120 ? 120 : (int)a->argl[j];
             int at = snprintf(h->error, sizeof(h->error), "ERR Syntax error in HELLO option '");
             for (int k = 0; k < n; k++) {
                 char ch = a->argv[j][k];

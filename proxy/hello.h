@@ -46,7 +46,7 @@ struct hello_args {
     int proto;       /* 2 or 3; 0 when not given */
     int auth;        /* index of AUTH's user name (its password follows); 0: none */
     int name;        /* index of SETNAME's name; 0: none */
-    char error[160]; /* the error redis-server gives it (no leading '-'); "" when valid */
+    char error[192]; /* the error redis-server gives it (no leading '-'); "" when valid */
 };
 
 /* Read the reply (buf, len) to the proxy's HELLO 3 into f; false (f

@@ -158,7 +158,9 @@ static enum router_need router_hello(struct client *c, struct req *r, bool pinne
     req_args_all(r, ROUTER_HELLO_MAX, &a);
     if (a.argc < 1) {
         req_args_free(&a);
-        return NEED_DEDICATED; /* too large to read here: the server reads it */
+        /* Too large to read here: the server reads it, but only for a client
+         * logged in (the proxy's connections are; local.c refuses it). */
+        return cfg->backend_password != NULL && !c->sess.authed ? NEED_LOCAL : NEED_DEDICATED;
     }
     hello_parse(&a, &h);
     other_creds = h.auth != 0 && !router_creds_are_proxys(cfg, a.argv[h.auth], a.argl[h.auth],
@@ -175,7 +177,9 @@ static enum router_need router_hello(struct client *c, struct req *r, bool pinne
         return NEED_LOCAL; /* NOAUTH */
     }
     if (facts == HELLO_RESP3) {
-        return NEED_LOCAL;
+        /* A new protocol applies to what follows: requests in flight, which
+         * may yet be sent again, keep theirs until they are answered. */
+        return c->inflight > 0 && h.proto != 0 && h.proto != c->sess.resp ? NEED_WAIT : NEED_LOCAL;
     }
     if (plain && (facts == HELLO_NO_RESP3 || c->sess.resp == 2)) {
         return NEED_SHARED; /* the server's own answer changes nothing */
@@ -278,6 +282,9 @@ static enum router_need router_need(struct client *c, struct req *r)
         /* On a dedicated connection the server keeps the session itself. */
         if (pinned && (ci->id == CMD_RESET || ci->id == CMD_CLIENT)) {
             return NEED_DEDICATED;
+        }
+        if (ci->id == CMD_RESET && s->resp != 2 && c->inflight > 0) {
+            return NEED_WAIT; /* back to RESP2 once what is in flight is answered */
         }
         return NEED_LOCAL;
     case CMDP_BLOCKING:

@@ -622,7 +622,9 @@ unsigned session_after_reply(struct client *c, struct req *r)
             c->sess.authed = true;
             return session_after_hello(c, r);
         }
-        return 0;
+        /* redis-server applies AUTH and SETNAME one option at a time, and
+         * keeps those before a bad one: the connection may carry them. */
+        return c->ded != NULL && r->argc > 2 ? SESSION_CONN_TAINT : 0;
     case CMD_MULTI:
         if (ok && !c->sess.multi) {
             txn_clear(&c->sess.txn);

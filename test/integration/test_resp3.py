@@ -275,3 +275,63 @@ def test_resp3_clients_through_a_planned_failover(cluster, sproxy):
     assert late.call("HSET", "h", "f", "v") == b":1\r\n"
     assert late.call("HGETALL", "h") == b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n"
     assert len(proxy_conns(cluster.server_on(new_port), 3)) >= 1
+
+
+def test_a_hello_too_large_to_read_does_not_log_in(authed):
+    srv, p = authed
+    a = Conn(p.port)
+    name = "n" * 16384
+    reply = a.call("HELLO", "3", "SETNAME", name, "SETNAME", name, "SETNAME", name,
+                   "SETNAME", name)
+    assert reply.startswith(b"-"), reply[:60]
+    assert a.call("SET", "k", "stolen").startswith(b"-NOAUTH")
+    assert a.call("CONFIG", "GET", "requirepass").startswith(b"-NOAUTH")
+
+
+@pytest.mark.parametrize("switch", ["hello", "reset"])
+def test_requests_sent_before_a_protocol_switch_keep_their_protocol(workdir, redis_server,
+                                                                   switch):
+    """A request written before HELLO or RESET but sent again (here: taken
+    back from a connection held by CLIENT PAUSE) is answered in the protocol
+    it was sent in."""
+    p = Proxy(workdir, backend=redis_server.port,
+              args=["--set", "backend-connections=1", "--set", "backend-window=1"]).start()
+    try:
+        d = Conn(redis_server.port)
+        d.call("HSET", "h", "f", "v")
+        hello3(Conn(p.port))  # the master's facts are known
+        a = Conn(p.port)
+        if switch == "reset":
+            hello3(a)
+        for _ in range(3):
+            a.call("GET", "x")  # a reply size estimate: pipelining is allowed
+        d.call("CLIENT", "PAUSE", "300", "WRITE")
+        a.send(("SET", "x", "1"), ("HGETALL", "h"),
+               ("HELLO", "3") if switch == "hello" else ("RESET",), ("HGETALL", "h"))
+        got = [a.read() for _ in range(4)]
+        resp2, resp3 = b"*2\r\n$1\r\nf\r\n$1\r\nv\r\n", b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n"
+        assert got[0] == b"+OK\r\n"
+        assert (got[1], got[3]) == ((resp2, resp3) if switch == "hello" else (resp3, resp2))
+    finally:
+        p.stop()
+
+
+def test_a_failed_hello_on_a_dedicated_connection_is_not_lent_again(workdir, redis_server):
+    """redis-server keeps the AUTH and SETNAME options before a bad one: the
+    connection that ran such a HELLO is not given to another client."""
+    redis_server.client().acl_setuser("ro", enabled=True, passwords=["+ropw"],
+                                      commands=["+@read", "+acl", "+select", "+hello"],
+                                      keys=["*"])
+    p = Proxy(workdir, backend=redis_server.port, args=["--workers", "1"]).start()
+    try:
+        a = Conn(p.port)
+        assert a.call("SELECT", "1") == b"+OK\r\n"
+        assert a.call("HELLO", "2", "AUTH", "ro", "ropw", "SETNAME", "nm", "FOO").startswith(
+            b"-ERR Syntax error")
+        assert a.call("SELECT", "0") == b"+OK\r\n"
+        b = Conn(p.port)
+        assert b.call("SELECT", "1") == b"+OK\r\n"
+        assert b.call("ACL", "WHOAMI") == b"$7\r\ndefault\r\n"
+        assert b.call("SET", "k", "v") == b"+OK\r\n"
+    finally:
+        p.stop()
