@@ -95,3 +95,13 @@ def sproxy(workdir, cluster):
              what="proxy to find the master")
     yield p
     p.stop()
+
+
+@pytest.fixture
+def authed(workdir):
+    """redis-server with requirepass pw, and the proxy with backend-password pw."""
+    srv = RedisServer(workdir, args=["--requirepass", "pw"], password="pw").start()
+    p = Proxy(workdir, backend=srv.port, args=["--set", "backend-password=pw"]).start()
+    yield srv, p
+    p.stop()
+    srv.stop()

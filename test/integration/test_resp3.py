@@ -144,15 +144,6 @@ def test_a_push_redirected_to_a_shared_connection_reaches_nobody(proxy, redis_se
     tracker.execute_command("CLIENT", "TRACKING", "OFF")
 
 
-@pytest.fixture
-def authed(workdir):
-    srv = RedisServer(workdir, args=["--requirepass", "pw"], password="pw").start()
-    p = Proxy(workdir, backend=srv.port, args=["--set", "backend-password=pw"]).start()
-    yield srv, p
-    p.stop()
-    srv.stop()
-
-
 def test_hello_with_the_proxys_credentials_shares_connections(authed):
     srv, p = authed
     srv.client().acl_setuser("bob", enabled=True, passwords=["+bobpw"], commands=["+@all"],

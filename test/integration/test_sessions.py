@@ -13,15 +13,6 @@ from harness import (Conn, Proxy, RedisServer, blocked_on, enc, kill_proxy_conne
                      proxy_stats, raw_exchange, subscribed_on, wait_for)
 
 
-@pytest.fixture
-def authed(workdir):
-    srv = RedisServer(workdir, args=["--requirepass", "pw"], password="pw").start()
-    p = Proxy(workdir, backend=srv.port, args=["--set", "backend-password=pw"]).start()
-    yield srv, p
-    p.stop()
-    srv.stop()
-
-
 def test_reset_does_not_lend_a_logged_out_connection(authed):
     srv, p = authed
     a = Conn(p.port)
