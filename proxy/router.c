@@ -6,7 +6,7 @@
  * Forward (router_route): a session with server-side state lives on a
  * dedicated connection to the master; commands that only read or reset
  * session state stay on shared connections where that is indistinguishable
- * from a direct connection (SELECT 0, HELLO 2, the proxy's own AUTH); some
+ * from a direct connection (SELECT 0, HELLO, the proxy's own AUTH); some
  * commands are answered by the proxy (local.c). On shared connections,
  * writes and everything that is not a read-only command go to the master;
  * read-only commands follow the listener's read-from policy: "master",

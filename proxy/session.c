@@ -5,7 +5,7 @@
  * State changes are applied when the reply says the command succeeded, in
  * reply order, so the proxy's view matches the server's. Commands that only
  * read or reset session state are kept on shared connections where that is
- * indistinguishable from a direct connection (SELECT 0, HELLO 2, the name).
+ * indistinguishable from a direct connection (SELECT 0, HELLO, the name).
  */
 #include "proxy/session.h"
 
