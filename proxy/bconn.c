@@ -484,6 +484,24 @@ static void bconn_greeted(struct bconn *bc)
     backend_mark_up(bc->be);
 }
 
+/* The first line of r's reply, without its CRLF, into text (size bytes). */
+static void bconn_reply_text(struct req *r, char *text, size_t size)
+{
+    size_t n = spans_copy(&r->out, 0, text, size - 1);
+
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r')) {
+        n--;
+    }
+    text[n] = '\0';
+}
+
+/* True when an error refuses the connection itself (credentials,
+ * maxclients), not just the command it answers. */
+static bool bconn_refuses_connection(const char *text)
+{
+    return strncmp(text, "-NOAUTH", 7) == 0 || strstr(text, "max number of clients") != NULL;
+}
+
 /* The reply to a RESP3 pool connection's HELLO 3: what the server is, or
  * that it does not speak RESP3 (RESP3 clients then get dedicated
  * connections, where the server answers their HELLO itself). */
@@ -494,20 +512,14 @@ static void bconn_hello_reply(struct bconn *bc, struct req *r)
     char *buf = (r->flags & REQ_ERROR) ? NULL : req_flatten_out(r, BCONN_HELLO_MAX, &len);
     bool learnt = buf != NULL && hello_learn(&be->hello, buf, len);
     char text[128];
-    size_t n;
 
     free(buf);
     if (learnt) {
         req_free(&bc->w->reqs, r);
         return;
     }
-    n = spans_copy(&r->out, 0, text, sizeof(text) - 1);
-    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r')) {
-        n--;
-    }
-    text[n] = '\0';
-    if ((r->flags & REQ_ERROR) &&
-        (strncmp(text, "-NOAUTH", 7) == 0 || strstr(text, "max number of clients") != NULL)) {
+    bconn_reply_text(r, text, sizeof(text));
+    if ((r->flags & REQ_ERROR) && bconn_refuses_connection(text)) {
         bconn_refused(bc, r, text);
         return;
     }
@@ -543,13 +555,8 @@ static void bconn_internal_reply(struct bconn *bc, struct req *r)
     }
     if (r->flags & REQ_ERROR) {
         char text[128];
-        size_t n = spans_copy(&r->out, 0, text, sizeof(text) - 1);
-        while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r')) {
-            n--;
-        }
-        text[n] = '\0';
-        if ((r->flags & REQ_NAME) && strncmp(text, "-NOAUTH", 7) != 0 &&
-            strstr(text, "max number of clients") == NULL) {
+        bconn_reply_text(r, text, sizeof(text));
+        if ((r->flags & REQ_NAME) && !bconn_refuses_connection(text)) {
             /* Only the name (a server busy with a script or loading, or an
              * ACL user without CLIENT SETNAME, refuses it): the connection
              * works without it. */
