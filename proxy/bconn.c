@@ -815,6 +815,13 @@ static void bconn_deliver(struct bconn *bc)
     }
     r = bconn_pop(bc);
     r->out = out;
+    if ((r->flags & REQ_RYW_CHECK) && r->client != NULL && !offsets_check_read(bc, r)) {
+        /* It may not have seen the client's writes: dropped, sent again. */
+        spans_clear(&r->out);
+        client_undispatch(r->client, r);
+        worker_wake_later(bc->w);
+        return;
+    }
     if (bc->rs.is_error) {
         r->flags |= REQ_ERROR;
     }

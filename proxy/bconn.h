@@ -67,6 +67,7 @@ struct bconn {
     struct req *unsent;      /* first request not completely written */
     struct req *gate;        /* nothing after it is written before its reply (set-up) */
     struct req *probed;      /* the last request offsets_before_flush looked at */
+    uint64_t role_offset;    /* replica offset in the last ROLE answered here */
     uint32_t nqueued;
     uint32_t nwritten;  /* ... of them written completely (awaiting their reply) */
     uint32_t window;    /* most written ahead of their replies (backend-window; dedicated: all) */

@@ -536,6 +536,9 @@ static enum dispatch_result client_route(struct client *c, struct req *r)
     struct route rt;
     struct bconn *bc = NULL;
 
+    if (c->flags & CL_RYW_CHECK) {
+        return DISPATCH_WAIT; /* the checked read may have to be sent again first */
+    }
     if (c->sess.lost_multi) {
         session_before_dispatch(&c->sess, r);
     }
@@ -568,6 +571,15 @@ static enum dispatch_result client_route(struct client *c, struct req *r)
     }
     if (c->inflight > 0 && bc != c->last) {
         return DISPATCH_WAIT; /* keep this client's commands in order */
+    }
+    if (rt.check != 0) {
+        if (!offsets_send_check(bc)) {
+            return client_hold(c, r, "backend");
+        }
+        WORKER_COUNT(c->w, ryw_checked, 1);
+        r->flags |= REQ_RYW_CHECK;
+        r->need = rt.check;
+        c->flags |= CL_RYW_CHECK;
     }
     client_unhold(c, r);
     return client_send(c, r, bc) ? DISPATCH_SENT : DISPATCH_LOCAL;
@@ -679,10 +691,21 @@ static bool client_reply_exec_nil(struct client *c, struct req *r)
     return req_reply_raw(&c->w->reqs, r, resp3 ? "_\r\n" : "*-1\r\n", resp3 ? 3 : 5);
 }
 
+/* r, a checked read, is answered or on its way again: the client's next
+ * requests may go. */
+static void client_check_over(struct client *c, struct req *r)
+{
+    if (r->flags & REQ_RYW_CHECK) {
+        r->flags &= ~REQ_RYW_CHECK;
+        c->flags &= ~CL_RYW_CHECK;
+    }
+}
+
 void client_reply_done(struct client *c, struct req *r)
 {
     unsigned effects;
 
+    client_check_over(c, r);
     if (!(r->flags & REQ_NOREPLY) && c->inflight > 0) {
         c->inflight--;
     }
@@ -769,6 +792,7 @@ void client_push(struct client *c, struct spans *out)
 
 void client_undispatch(struct client *c, struct req *r)
 {
+    client_check_over(c, r);
     r->flags &= ~REQ_DISPATCHED;
     r->bc = NULL;
     r->sent = 0;

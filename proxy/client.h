@@ -38,6 +38,7 @@ enum {
     CL_DIRTY = 1u << 3,       /* on the worker's flush list */
     CL_WAITING = 1u << 4,     /* on the worker's waiting list: requests held */
     CL_WBLOCKED = 1u << 5,    /* its socket took less than offered: it reads slowly */
+    CL_RYW_CHECK = 1u << 6,   /* a checked read in flight: nothing is sent after it */
 };
 
 struct client {

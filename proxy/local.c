@@ -247,6 +247,8 @@ static void local_stats(struct client *c, struct strbuf *sb)
     LOCAL_STAT(reads_master);
     LOCAL_STAT(reads_replicas);
     LOCAL_STAT(ryw_to_master);
+    LOCAL_STAT(ryw_checked);
+    LOCAL_STAT(ryw_again);
     LOCAL_STAT(stalls);
     LOCAL_STAT(stall_conns_opened);
     LOCAL_STAT(stall_conns_closed);

@@ -19,6 +19,7 @@
 
 #define OFFSETS_REPLICA_PERIOD 0.005 /* seconds between ROLE probes of one replica, at least */
 #define OFFSETS_REPLY_MAX      65536 /* bytes of a ROLE reply looked at */
+#define OFFSETS_CHECK_MISSES   8     /* checked reads that found a replica behind, in a row */
 
 bool offsets_init(struct worker *w)
 {
@@ -90,29 +91,92 @@ void offsets_before_flush(struct bconn *bc)
     bc->probed = probe;
 }
 
-void offsets_tick(struct worker *w, double now)
+/* Ask replica be for its offset now; false when no request or connection
+ * could be had (the next tick tries again). */
+static bool offsets_probe_replica(struct worker *w, struct backend *be)
 {
-    if (w->ofs.probe_wanted && w->master != NULL && backend_usable(w->master)) {
+    struct bconn *bc = backend_shared(be, 0, 2);
+    struct req *r;
+
+    if (bc == NULL || (r = offsets_role_req(w)) == NULL) {
+        return false;
+    }
+    be->ofs.probe_pending = true;
+    bconn_enqueue(bc, r);
+    return true;
+}
+
+/* The master ROLE that a write without a probe of its own waits for: sent
+ * with the master connection's next flush. */
+static void offsets_probe_master(struct worker *w)
+{
+    if (w->master != NULL && backend_usable(w->master)) {
         struct bconn *mc = backend_shared(w->master, 0, 2);
         if (mc != NULL && mc->state == BC_READY) {
             worker_mark_bconn(w, mc); /* its flush adds the probe */
         }
     }
+}
+
+void offsets_tick(struct worker *w, double now)
+{
+    if (w->ofs.probe_wanted) {
+        offsets_probe_master(w);
+    }
     for (size_t i = 0; i < w->nreplicas; i++) {
         struct backend *be = w->replicas[i];
-        struct bconn *bc;
-        struct req *r;
         if (be->ofs.probe_pending || now - be->ofs.at < OFFSETS_REPLICA_PERIOD ||
             !backend_usable(be)) {
             continue;
         }
-        bc = backend_shared(be, 0, 2);
-        if (bc == NULL || (r = offsets_role_req(w)) == NULL) {
-            continue;
-        }
-        be->ofs.probe_pending = true;
-        bconn_enqueue(bc, r);
+        (void)offsets_probe_replica(w, be);
     }
+}
+
+bool offsets_demand(struct worker *w, struct backend *be, uint64_t need)
+{
+    double now = ev_now(w->loop);
+
+    if (need == UINT64_MAX) {
+        if (w->ofs.probe_wanted) {
+            offsets_probe_master(w);
+        }
+        return false; /* or the master's probe is in flight: its reply wakes the read */
+    }
+    /* A read that finds the replica behind too often is not sent there
+     * again until the periodic probes have had time to see it catch up:
+     * a replica far behind is not asked for every waiting read. */
+    return be->ofs.offset < need && backend_usable(be) &&
+           (be->ofs.misses < OFFSETS_CHECK_MISSES ||
+            now - be->ofs.missed_at >= OFFSETS_REPLICA_PERIOD);
+}
+
+bool offsets_send_check(struct bconn *bc)
+{
+    struct req *r = offsets_role_req(bc->w);
+
+    if (r == NULL) {
+        return false;
+    }
+    r->flags |= REQ_CHECK_ROLE;
+    bconn_enqueue(bc, r);
+    return true;
+}
+
+bool offsets_check_read(struct bconn *bc, struct req *r)
+{
+    struct offsets_replica *o = &bc->be->ofs;
+
+    if (bc->role_offset >= r->need) {
+        o->misses = 0;
+        return true;
+    }
+    if (o->misses < OFFSETS_CHECK_MISSES) {
+        o->misses++;
+    }
+    o->missed_at = ev_now(bc->w->loop);
+    WORKER_COUNT(bc->w, ryw_again, 1);
+    return false;
 }
 
 /* The replica backend at host:port, if this worker knows it. */
@@ -169,9 +233,11 @@ static void offsets_master_role(struct worker *w, struct resp_reader *rd, struct
     }
 }
 
-/* ["slave", master-host, master-port, state, processed-offset] */
-static void offsets_replica_role(struct backend *be, struct resp_reader *rd, double now)
+/* ["slave", master-host, master-port, state, processed-offset], answered
+ * on bc */
+static void offsets_replica_role(struct bconn *bc, struct resp_reader *rd, double now)
 {
+    struct backend *be = bc->be;
     struct resp_value v;
     int64_t offset;
 
@@ -183,6 +249,7 @@ static void offsets_replica_role(struct backend *be, struct resp_reader *rd, dou
     if (!resp_next(rd, &v) || !resp_int(&v, &offset) || offset < 0) {
         return;
     }
+    bc->role_offset = (uint64_t)offset;
     be->ofs.offset = (uint64_t)offset;
     be->ofs.at = now;
 }
@@ -196,7 +263,7 @@ void offsets_probe_reply(struct bconn *bc, struct req *r)
     size_t len = 0;
     char *buf;
 
-    if (be != NULL && r->probe == 0) {
+    if (be != NULL && r->probe == 0 && !(r->flags & REQ_CHECK_ROLE)) {
         be->ofs.probe_pending = false;
         be->ofs.at = ev_now(w->loop);
     }
@@ -210,7 +277,7 @@ void offsets_probe_reply(struct bconn *bc, struct req *r)
         if (resp_is(&v, "master")) {
             offsets_master_role(w, &rd, r);
         } else if (resp_is(&v, "slave") && be != NULL) {
-            offsets_replica_role(be, &rd, ev_now(w->loop));
+            offsets_replica_role(bc, &rd, ev_now(w->loop));
         }
     }
     free(buf);
@@ -230,7 +297,7 @@ void offsets_probe_lost(struct worker *w, struct backend *be, struct req *r)
         if (slot->seq == r->probe && slot->state == PROBE_PENDING) {
             slot->state = PROBE_FAILED;
         }
-    } else if (be != NULL) {
+    } else if (be != NULL && !(r->flags & REQ_CHECK_ROLE)) {
         be->ofs.probe_pending = false;
     }
 }

@@ -8,8 +8,12 @@
  * Each replica is asked ROLE every few milliseconds while it serves reads, so
  * its processed offset is known. A client whose writes reached offset X reads
  * only from replicas known to have processed X; until X is known its reads
- * stay on the master. The cost is one small command per write batch per
- * master connection and a few per second per replica.
+ * stay on the master (or, with read-from replicas, wait). A read that would
+ * wait only because a replica has not been seen at X yet is sent to it right
+ * behind a ROLE of its own: executed in that order, the ROLE's offset tells
+ * whether the read saw X; if not, its reply is dropped and it is sent again.
+ * So a read after a write costs no timer, only the replication delay. The cost is one small command
+ * per write batch per master connection and a few per second per replica.
  */
 #ifndef SP_OFFSETS_H
 #define SP_OFFSETS_H
@@ -56,6 +60,8 @@ struct offsets_replica {
     bool probe_pending; /* a ROLE probe is in flight */
     uint64_t offset;    /* replication offset it has processed (0 = unknown) */
     double at;          /* when offset was learnt */
+    uint32_t misses;    /* checked reads in a row that found it behind */
+    double missed_at;   /* when the last of them did */
 };
 
 struct worker;
@@ -76,6 +82,22 @@ void offsets_before_flush(struct bconn *bc);
 
 /* Worker tick: ask replicas for their offsets (ROLE) when due. */
 void offsets_tick(struct worker *w, double now);
+
+/* A read needs replica be to have reached offset need, which it has not
+ * been seen to reach (UINT64_MAX: the master's offset after the client's
+ * write is not known yet; a probe of the master is asked for if none is in
+ * flight). True when the read may be sent to be right behind a ROLE of its
+ * own (offsets_send_check), to be checked on its reply. */
+bool offsets_demand(struct worker *w, struct backend *be, uint64_t need);
+
+/* Queue on replica connection bc the ROLE that the checked read queued next
+ * is judged by; false if out of memory. */
+bool offsets_send_check(struct bconn *bc);
+
+/* The reply of checked read r (REQ_RYW_CHECK) came on bc: true when the ROLE
+ * before it showed the replica had processed r->need; false when the reply
+ * may be stale and the read must be sent again. */
+bool offsets_check_read(struct bconn *bc, struct req *r);
 
 /* A probe's reply is complete (r is the probe; bc its connection). */
 void offsets_probe_reply(struct bconn *bc, struct req *r);

@@ -36,9 +36,11 @@ enum {
     REQ_DEDICATED = 1u << 12,   /* queued on a dedicated connection */
     REQ_COMMANDS = 1u << 13,    /* the proxy's COMMAND: its reply becomes the command table */
     REQ_CREDENTIALS = 1u << 14, /* a session's AUTH/HELLO replayed on a new connection */
-    REQ_STATE = 1u << 15, /* a session's SELECT replayed: the connection is unfit without it */
-    REQ_NAME = 1u << 16,  /* the proxy's CLIENT SETNAME on a new shared connection */
-    REQ_HELLO = 1u << 17, /* the proxy's HELLO 3 on a new RESP3 shared connection */
+    REQ_STATE = 1u << 15,      /* a session's SELECT replayed: the connection is unfit without it */
+    REQ_NAME = 1u << 16,       /* the proxy's CLIENT SETNAME on a new shared connection */
+    REQ_HELLO = 1u << 17,      /* the proxy's HELLO 3 on a new RESP3 shared connection */
+    REQ_RYW_CHECK = 1u << 18,  /* a read sent behind a ROLE that says whether it saw need */
+    REQ_CHECK_ROLE = 1u << 19, /* that ROLE (a probe of the client's connection) */
 };
 
 struct req {
@@ -57,6 +59,7 @@ struct req {
     uint32_t argc;  /* argument count */
     uint64_t seq;   /* position in the client's stream */
     uint64_t probe; /* write: the ROLE probe sent after it on its connection (0 = none) */
+    uint64_t need;  /* REQ_RYW_CHECK: the offset its replica must have processed */
 };
 
 /* A worker's supply of requests: recycled request objects, and the chunk the

@@ -403,11 +403,11 @@ static struct backend *router_scan_home(struct client *c)
 }
 
 static struct backend *router_pick_read(struct client *c, enum config_read_from mode,
-                                        uint64_t prefer);
+                                        uint64_t prefer, uint64_t *check);
 
 /* The backend for a request on a shared connection, or NULL when none can
- * take it now (the request waits). */
-static struct backend *router_pick(struct client *c, struct req *r)
+ * take it now (the request waits); *check as route.check. */
+static struct backend *router_pick(struct client *c, struct req *r, uint64_t *check)
 {
     enum config_read_from mode = c->listener != NULL
                                      ? c->listener->read_from
@@ -428,7 +428,7 @@ static struct backend *router_pick(struct client *c, struct req *r)
     } else if (scan && router_continues_scan(r)) {
         return router_scan_home(c);
     } else {
-        be = router_pick_read(c, mode, scan ? c->scan_be : 0);
+        be = router_pick_read(c, mode, scan ? c->scan_be : 0, check);
     }
     if (scan && be != NULL) {
         c->scan_be = be->id;
@@ -438,16 +438,18 @@ static struct backend *router_pick(struct client *c, struct req *r)
 
 /* The backend for a read that a replica may take and that does not
  * continue a SCAN; among the replicas that qualify, the one with id prefer
- * when it is one of them. */
+ * when it is one of them. With read-from replicas and none known to have the
+ * client's writes, the one closest to them, with *check set, if it may be
+ * asked (offsets_demand). */
 static struct backend *router_pick_read(struct client *c, enum config_read_from mode,
-                                        uint64_t prefer)
+                                        uint64_t prefer, uint64_t *check)
 {
     const struct config *cfg = c->w->px->cfg;
     struct worker *w = c->w;
     struct backend *cand[ROUTER_CANDIDATES], *zoned[ROUTER_CANDIDATES];
-    size_t n = 0, nz = 0;
+    struct backend *behind[ROUTER_CANDIDATES];
+    size_t n = 0, nz = 0, nb = 0;
     uint64_t need = 0;
-    bool ryw_blocked = false;
 
     if (cfg->read_your_writes) {
         need = offsets_required(c);
@@ -459,7 +461,7 @@ static struct backend *router_pick_read(struct client *c, enum config_read_from 
             continue;
         }
         if (need > 0 && be->ofs.offset < need) {
-            ryw_blocked = true;
+            behind[nb++] = be;
             continue;
         }
         cand[n++] = be;
@@ -468,11 +470,30 @@ static struct backend *router_pick_read(struct client *c, enum config_read_from 
         }
     }
     if (n == 0) {
-        if (ryw_blocked) {
+        if (nb > 0) {
             WORKER_COUNT(w, ryw_to_master, 1);
         }
         if (mode == READ_FROM_REPLICAS) {
-            return NULL; /* wait for a replica (hold-timeout bounds it) */
+            /* Wait for a replica (hold-timeout bounds it), or send the read
+             * checked to one of those closest to the client's writes. */
+            struct backend *best = NULL;
+            size_t nc = 0;
+            for (size_t i = 0; i < nb; i++) {
+                if (nc > 0 && behind[i]->ofs.offset < cand[0]->ofs.offset) {
+                    continue;
+                }
+                if (nc > 0 && behind[i]->ofs.offset > cand[0]->ofs.offset) {
+                    nc = 0;
+                }
+                cand[nc++] = behind[i];
+            }
+            best = nc > 0 ? router_balance(w, cand, nc, cfg->balance) : NULL;
+            if (best != NULL && offsets_demand(w, best, need)) {
+                WORKER_COUNT(w, reads_replicas, 1);
+                *check = need;
+                return best;
+            }
+            return NULL;
         }
         WORKER_COUNT(w, reads_master, 1);
         return router_master(c);
@@ -505,6 +526,7 @@ void router_route(struct client *c, struct req *r, struct route *rt)
 
     rt->be = NULL;
     rt->what = NULL;
+    rt->check = 0;
     switch (router_need(c, r)) {
     case NEED_LOCAL:
         rt->kind = ROUTE_LOCAL;
@@ -547,7 +569,7 @@ void router_route(struct client *c, struct req *r, struct route *rt)
         rt->what = "master";
         return;
     }
-    rt->be = router_pick(c, r);
+    rt->be = router_pick(c, r, &rt->check);
     rt->kind = rt->be != NULL ? ROUTE_SHARED : ROUTE_HOLD;
     rt->what = "backend";
 }

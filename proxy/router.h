@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct backend;
 struct client;
@@ -28,6 +29,9 @@ struct route {
     enum route_kind kind;
     struct backend *be; /* ROUTE_PIN, ROUTE_SHARED */
     const char *what;   /* ROUTE_HOLD: "master" or "backend" */
+    uint64_t check;     /* ROUTE_SHARED to a replica not yet seen at the offset the
+                         * client's writes reached: that offset (0 = none); the read
+                         * goes behind a ROLE and is checked (offsets_send_check) */
 };
 
 /* Decide where r, the next request of c to dispatch, goes. */

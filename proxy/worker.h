@@ -63,6 +63,8 @@ struct worker_stats {
     uint64_t reads_master;       /* read-only requests sent to the master */
     uint64_t reads_replicas;     /* read-only requests sent to replicas */
     uint64_t ryw_to_master;      /* reads kept off lagging replicas by read-your-writes */
+    uint64_t ryw_checked;        /* reads sent to a replica behind a ROLE of their own */
+    uint64_t ryw_again;          /* ... whose ROLE showed the replica behind: sent again */
     uint64_t stalls;             /* shared connections seen stalled (once per episode) */
     uint64_t stall_conns_opened; /* extra shared connections opened around stalls */
     uint64_t stall_conns_closed; /* ... and closed */

@@ -501,3 +501,32 @@ def test_read_a_replica_refuses_goes_to_the_master(workdir, cluster):
         assert "answered READONLY" not in p.log()
     finally:
         p.stop()
+
+
+def test_read_after_write_on_replicas_is_checked_not_timed(workdir, cluster):
+    """With read-from replicas, a read right after the client's own write is
+    sent to a replica behind a ROLE of its own instead of waiting for the
+    periodic offset probe; the ROLE's offset says whether the read saw the
+    write. Under replication lag the check fails often: those reads are sent
+    again, and none is stale."""
+    p = split_proxy(workdir, cluster, "--read-from", "replicas")
+    try:
+        c = p.client()
+        gets_master = cmdstat(cluster.master, "get")[0]
+        before = proxy_stats(c)
+        with Lag(cluster.replicas):
+            assert set_then_get(c, 3000) == 0
+        after = proxy_stats(c)
+        assert after["ryw_checked"] - before["ryw_checked"] > 1000, after
+        assert after["ryw_again"] - before["ryw_again"] > 50, after  # the check caught lag
+        # A pipeline alternating writes and reads: each read follows its write.
+        pipe = c.pipeline(transaction=False)
+        for i in range(2000):
+            pipe.set("pp:%d" % i, i)
+            pipe.get("pp:%d" % i)
+        out = pipe.execute()
+        assert out[1::2] == [b"%d" % i for i in range(2000)]
+        assert proxy_stats(c)["ryw_checked"] - after["ryw_checked"] >= 1000
+        assert cmdstat(cluster.master, "get")[0] == gets_master, "a read reached the master"
+    finally:
+        p.stop()
