@@ -64,7 +64,7 @@ BIN := $(BUILD)/sentinel-proxy
 FLAGS_STAMP := $(OBJDIR)/.flags
 BIN_STAMP := $(BUILD)/.flags-bin
 
-.PHONY: all test unit integration lint format fuzz demo bench bench-quick bench-callgrind bench-ryw \
+.PHONY: all test unit integration lint format fuzz demo bench bench-quick bench-callgrind bench-ryw bench-anatomy \
         bench-failover bench-stall bench-clients soak deps bench-deps node-deps clean FORCE
 
 all: $(BIN)
@@ -152,6 +152,9 @@ bench-failover: $(BIN)
 
 bench-stall: $(BIN)
 	SP_BINARY=$(abspath $(BIN)) $(PYTHON) bench/stall.py $(BENCH_ARGS)
+
+bench-anatomy: $(BIN)
+	SP_BINARY=$(abspath $(BIN)) $(PYTHON) bench/anatomy.py $(BENCH_ARGS)
 
 bench-ryw: $(BIN)
 	SP_BINARY=$(abspath $(BIN)) $(PYTHON) bench/ryw.py $(BENCH_ARGS)

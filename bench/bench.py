@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""redis-benchmark comparisons: a direct connection, sentinel-proxy, haproxy
-and twemproxy, interleaved in one run.
+"""redis-benchmark comparisons: a direct connection, sentinel-proxy, haproxy,
+twemproxy and (when built, see bench/README.md) predixy, interleaved in one
+run.
 
     make bench                      full run (several minutes)
     make bench-quick                a quick run (a few minutes)
@@ -122,6 +123,53 @@ def start_twemproxy(workdir, master_port):
     return proc, port
 
 
+def start_predixy(workdir, binary, master_port, cluster=None):
+    """predixy with 1 worker thread in front of the same master: with a
+    Sentinel layout it asks the Sentinels (its Sentinel pool), with a fixed
+    backend it uses the master's address; reads stay on the master, as
+    sentinel-proxy's --read-from master does."""
+    port = free_port()
+    if cluster is not None:
+        source = "RefreshMethod sentinel\n    Sentinels {\n%s\n    }\n    Group %s {\n    }" % (
+            "\n".join("        + 127.0.0.1:%d" % s.port for s in cluster.sentinels), cluster.name)
+    else:
+        source = "RefreshMethod fixed\n    Group shard001 {\n        + 127.0.0.1:%d\n    }" % master_port
+    cfg = os.path.join(workdir, "predixy.conf")
+    with open(cfg, "w") as f:
+        f.write("""Name bench
+Bind 127.0.0.1:%d
+WorkerThreads 1
+ClientTimeout 0
+Log %s
+LogVerbSample 0
+LogDebugSample 0
+LogInfoSample 0
+LogNoticeSample 1
+LogWarnSample 1
+LogErrorSample 1
+Authority {
+    Auth {
+        Mode write
+    }
+}
+StandaloneServerPool {
+    Hash crc16
+    Distribution modula
+    MasterReadPriority 100
+    StaticSlaveReadPriority 0
+    DynamicSlaveReadPriority 0
+    RefreshInterval 1
+    %s
+}
+""" % (port, os.path.join(workdir, "predixy-run.log"), source))
+    proc = Process([binary, cfg], os.path.join(workdir, "predixy.log")).start()
+    wait_for(lambda: port_open(port), what="predixy")
+    wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "set", "predixy:up", "1"],
+                                    capture_output=True, text=True, timeout=5).stdout.strip() == "OK",
+             timeout=15, what="predixy to find the master")
+    return proc, port
+
+
 # redis-benchmark's LRANGE_<n> tests first run an LPUSH phase to fill the
 # list, in the same process: its CPU time and its line in the output would be
 # taken for the LRANGE's. The list is filled once beforehand instead (see
@@ -210,7 +258,10 @@ def main():
     ap.add_argument("--fixed", action="store_true",
                     help="one redis-server and the proxy with a fixed backend, instead of the "
                          "classic Sentinel layout (1 master, 2 replicas, 3 Sentinels)")
-    ap.add_argument("--no-peers", action="store_true", help="skip haproxy and twemproxy")
+    ap.add_argument("--no-peers", action="store_true", help="skip haproxy, twemproxy and predixy")
+    ap.add_argument("--predixy", metavar="PATH", default=os.environ.get("PREDIXY"),
+                    help="a predixy binary to run as a peer (default: $PREDIXY; see "
+                         "bench/README.md for building it)")
     ap.add_argument("--baseline", metavar="BINARY", default=None,
                     help="also run another sentinel-proxy binary (an earlier build, say) "
                          "with the same settings, as 'baseline'")
@@ -277,6 +328,10 @@ def main():
             tw, tport = start_twemproxy(workdir, master.port)
             procs.append(tw)
             targets.append(Target("twemproxy", tport, tw.pid))
+        if not args.no_peers and args.predixy:
+            pd, pport = start_predixy(workdir, args.predixy, master.port, cluster)
+            procs.append(pd)
+            targets.append(Target("predixy", pport, pd.pid))
 
         results = {}  # (workload, target) -> [rps]
         cpu = {}      # (workload, target) -> [cpu seconds per request]

@@ -1,0 +1,181 @@
+#!/usr/bin/python3
+"""Where a request's time goes, per process, with each proxy in front of one
+redis-server: the figures behind the -P 1 comparison.
+
+For every target (direct, sentinel-proxy, and the peers that are installed:
+haproxy, twemproxy, predixy with --predixy PATH or $PREDIXY) and every
+workload, redis-benchmark runs in interleaved rounds and the report gives
+medians of, per request:
+
+  rps           requests per second
+  bench/server/proxy us   CPU time (user + system) of redis-benchmark, of
+                redis-server and of the proxy
+  proxy wait us time the proxy's threads were runnable but waiting for a
+                CPU (/proc/PID/task/*/schedstat), and its context switches
+  req/read      requests redis-server took per read of a socket (its
+                total_reads_processed against total_commands_processed): how
+                full the pipelines the proxy sends are
+  req/write     requests per backend write and client reads per loop turn,
+                from sentinel-proxy's PROXY STATS
+
+    /usr/bin/python3 bench/anatomy.py [--rounds 5] [--requests 100000]
+"""
+import argparse
+import os
+import random
+import resource
+import shutil
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "test", "integration"))
+
+from harness import Proxy, RedisServer, make_workdir, proxy_stats  # noqa: E402
+from bench import (cpu_seconds, run_benchmark, start_haproxy, start_predixy,  # noqa: E402
+                   start_twemproxy)
+
+
+def schedstat(pid):
+    """(run ns, runnable-but-waiting ns, switches) summed over pid's threads."""
+    run = wait = switches = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+            a, b, _ = f.read().split()
+        run += int(a)
+        wait += int(b)
+        with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+            for line in f:
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    switches += int(line.split()[1])
+    return run, wait, switches
+
+
+def server_counts(server):
+    st = server.client().info("stats")
+    return st["total_commands_processed"], st["total_reads_processed"], st["total_writes_processed"]
+
+
+def children_cpu():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def measure(target, server, test, clients, pipeline, requests, size):
+    name, port, pid, sp = target
+    s0 = server_counts(server)
+    sc0 = cpu_seconds(server.proc.pid)
+    p0 = cpu_seconds(pid) if pid else 0
+    k0 = schedstat(pid) if pid else (0, 0, 0)
+    st0 = proxy_stats(port) if sp else None
+    b0 = children_cpu()
+    rps = run_benchmark(port, test, clients, pipeline, requests, size)
+    b1 = children_cpu()
+    s1 = server_counts(server)
+    sc1 = cpu_seconds(server.proc.pid)
+    row = {"rps": rps}
+    row["bench_us"] = (b1 - b0) / requests * 1e6
+    row["server_us"] = (sc1 - sc0) / requests * 1e6
+    cmds = s1[0] - s0[0]
+    row["req_per_read"] = cmds / max(1, s1[1] - s0[1])
+    row["req_per_write"] = cmds / max(1, s1[2] - s0[2])
+    if pid:
+        k1 = schedstat(pid)
+        row["proxy_us"] = (cpu_seconds(pid) - p0) / requests * 1e6
+        row["proxy_wait_us"] = (k1[1] - k0[1]) / requests / 1e3
+        row["proxy_switches"] = (k1[2] - k0[2]) / requests
+    if sp:
+        st1 = proxy_stats(port)
+        d = {k: st1[k] - st0[k] for k in ("requests", "backend_writes", "backend_reads",
+                                          "client_reads", "client_writes")}
+        row["sp_req_per_bwrite"] = d["requests"] / max(1, d["backend_writes"])
+        row["sp_req_per_bread"] = d["requests"] / max(1, d["backend_reads"])
+        row["sp_client_reads_per_req"] = d["client_reads"] / max(1, d["requests"])
+    return row
+
+
+COLUMNS = [("rps", "%.0f"), ("bench_us", "%.2f"), ("server_us", "%.2f"), ("proxy_us", "%.2f"),
+           ("proxy_wait_us", "%.2f"), ("proxy_switches", "%.2f"), ("req_per_read", "%.1f"),
+           ("req_per_write", "%.1f"), ("sp_req_per_bwrite", "%.1f"), ("sp_req_per_bread", "%.1f")]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--requests", type=int, default=100000)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--pipeline", type=int, default=1)
+    ap.add_argument("--tests", default="set,get")
+    ap.add_argument("--size", type=int, default=3)
+    ap.add_argument("--predixy", default=os.environ.get("PREDIXY"))
+    ap.add_argument("--conns", default="2,1", help="sentinel-proxy backend-connections to compare")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    args = ap.parse_args()
+
+    workdir = make_workdir("sp-anatomy-")
+    procs = []
+    try:
+        server = RedisServer(workdir).start()
+        procs.append(server)
+        targets = [("direct", server.port, None, False)]
+        for n in [int(x) for x in args.conns.split(",")]:
+            p = Proxy(workdir, backend=server.port,
+                      args=["--set", "backend-connections=%d" % n]).start()
+            procs.append(p)
+            targets.append(("sentinel-proxy conns=%d" % n, p.port, p.proc.pid, True))
+        if shutil.which("haproxy"):
+            hp, port = start_haproxy(workdir, [server.port], server.port)
+            procs.append(hp)
+            targets.append(("haproxy", port, hp.pid, False))
+        if shutil.which("nutcracker"):
+            tw, port = start_twemproxy(workdir, server.port)
+            procs.append(tw)
+            targets.append(("twemproxy", port, tw.pid, False))
+        if args.predixy:
+            pd, port = start_predixy(workdir, args.predixy, server.port)
+            procs.append(pd)
+            targets.append(("predixy", port, pd.pid, False))
+        rows = {}
+        for test in args.tests.split(","):
+            for rnd in range(args.rounds):
+                order = targets[:]
+                random.shuffle(order)
+                for t in order:
+                    row = measure(t, server, test, args.clients, args.pipeline, args.requests,
+                                  args.size)
+                    rows.setdefault((test, t[0]), []).append(row)
+                    print("%s round %d %-24s %s" % (test, rnd + 1, t[0], " ".join(
+                        "%s=%s" % (k, f % row[k]) for k, f in COLUMNS if k in row)), flush=True)
+    finally:
+        for p in reversed(procs):
+            if isinstance(p, Proxy):
+                p.stop(check=False)
+            else:
+                p.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    lines = ["redis-benchmark -c %d -P %d -d %d -n %d, one redis-server, %d interleaved rounds, "
+             "medians; CPU and waits per request in microseconds." % (
+                 args.clients, args.pipeline, args.size, args.requests, args.rounds), ""]
+    direct = {test: statistics.median(r["rps"] for r in rows[(test, "direct")])
+              for test in args.tests.split(",")}
+    lines.append("| workload | target | req/s (x direct) | " +
+                 " | ".join(k for k, _ in COLUMNS[1:]) + " |")
+    lines.append("|---|---|---|" + "---|" * (len(COLUMNS) - 1))
+    for (test, name), rs in rows.items():
+        med = {k: statistics.median(r[k] for r in rs) for k, _ in COLUMNS if k in rs[0]}
+        cells = ["%.0f (%.2fx)" % (med["rps"], med["rps"] / direct[test])]
+        cells += [(f % med[k]) if k in med else "-" for k, f in COLUMNS[1:]]
+        lines.append("| %s | %s | %s |" % (test.upper(), name, " | ".join(cells)))
+    text = "\n".join(lines)
+    print(text)
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "anatomy-%s.md" % time.strftime("%Y%m%d-%H%M%S"))
+    with open(path, "w") as f:
+        f.write(text + "\n")
+    print("written:", path)
+
+
+if __name__ == "__main__":
+    main()
