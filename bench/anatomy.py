@@ -15,6 +15,9 @@ medians of, per request:
   req/read      requests redis-server took per read of a socket (its
                 total_reads_processed against total_commands_processed): how
                 full the pipelines the proxy sends are
+  sys/req       system calls per request of the proxy and of redis-server,
+                with the proxy's by kind (perf stat tracepoints, when perf
+                works here)
   req/write     requests per backend write and client reads per loop turn,
                 from sentinel-proxy's PROXY STATS
 
@@ -25,7 +28,9 @@ import os
 import random
 import resource
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import time
 
@@ -52,6 +57,52 @@ def schedstat(pid):
     return run, wait, switches
 
 
+SYSCALLS = ("read", "write", "readv", "writev", "recvfrom", "sendto", "recvmsg", "sendmsg",
+            "epoll_wait", "epoll_ctl")
+
+
+def perf_works():
+    try:
+        return subprocess.run(["perf", "stat", "-e", "raw_syscalls:sys_enter", "true"],
+                              capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+class SyscallCount:
+    """perf stat counting the system calls of some processes while it runs."""
+
+    def __init__(self, workdir, pids):
+        self.path = os.path.join(workdir, "perf-%d.txt" % pids[0])
+        events = ["raw_syscalls:sys_enter"] + ["syscalls:sys_enter_" + s for s in SYSCALLS]
+        self.proc = subprocess.Popen(["perf", "stat", "-x", ",", "--per-thread", "-o", self.path,
+                                      "-e", ",".join(events), "-p", ",".join(map(str, pids))],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)  # attached before the load starts
+
+    def stop(self, pids_of):
+        """{name: {event: count}} for pids_of = {name: pid}."""
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=30)
+        tids = {name: set(os.listdir("/proc/%d/task" % pid)) for name, pid in pids_of.items()}
+        out = {name: {} for name in pids_of}
+        with open(self.path) as f:
+            for line in f:
+                parts = line.strip().split(",")
+                if len(parts) < 4 or "-" not in parts[0]:
+                    continue
+                tid = parts[0].rsplit("-", 1)[1]
+                try:
+                    count = int(parts[1])
+                except ValueError:
+                    continue
+                event = parts[3].split(":")[-1].replace("sys_enter_", "")
+                for name, ts in tids.items():
+                    if tid in ts:
+                        out[name][event] = out[name].get(event, 0) + count
+        return out
+
+
 def server_counts(server):
     st = server.client().info("stats")
     return st["total_commands_processed"], st["total_reads_processed"], st["total_writes_processed"]
@@ -62,8 +113,12 @@ def children_cpu():
     return ru.ru_utime + ru.ru_stime
 
 
-def measure(target, server, test, clients, pipeline, requests, size):
+def measure(target, server, test, clients, pipeline, requests, size, workdir, perf):
     name, port, pid, sp = target
+    pids = {"server": server.proc.pid}
+    if pid:
+        pids["proxy"] = pid
+    sc = SyscallCount(workdir, list(pids.values())) if perf else None
     s0 = server_counts(server)
     sc0 = cpu_seconds(server.proc.pid)
     p0 = cpu_seconds(pid) if pid else 0
@@ -72,9 +127,16 @@ def measure(target, server, test, clients, pipeline, requests, size):
     b0 = children_cpu()
     rps = run_benchmark(port, test, clients, pipeline, requests, size)
     b1 = children_cpu()
+    counts = sc.stop(pids) if sc else None
     s1 = server_counts(server)
     sc1 = cpu_seconds(server.proc.pid)
     row = {"rps": rps}
+    if counts:
+        row["server_sys"] = counts["server"].get("sys_enter", 0) / requests
+        if pid:
+            row["proxy_sys"] = counts["proxy"].get("sys_enter", 0) / requests
+            row["proxy_sys_kinds"] = {k: v / requests for k, v in counts["proxy"].items()
+                                      if k != "sys_enter" and v > 0}
     row["bench_us"] = (b1 - b0) / requests * 1e6
     row["server_us"] = (sc1 - sc0) / requests * 1e6
     cmds = s1[0] - s0[0]
@@ -96,7 +158,8 @@ def measure(target, server, test, clients, pipeline, requests, size):
 
 
 COLUMNS = [("rps", "%.0f"), ("bench_us", "%.2f"), ("server_us", "%.2f"), ("proxy_us", "%.2f"),
-           ("proxy_wait_us", "%.2f"), ("proxy_switches", "%.2f"), ("req_per_read", "%.1f"),
+           ("proxy_wait_us", "%.2f"), ("proxy_switches", "%.2f"), ("server_sys", "%.2f"),
+           ("proxy_sys", "%.2f"), ("req_per_read", "%.1f"),
            ("req_per_write", "%.1f"), ("sp_req_per_bwrite", "%.1f"), ("sp_req_per_bread", "%.1f")]
 
 
@@ -114,6 +177,9 @@ def main():
     args = ap.parse_args()
 
     workdir = make_workdir("sp-anatomy-")
+    perf = perf_works()
+    if not perf:
+        print("perf stat does not work here: no system call counts", flush=True)
     procs = []
     try:
         server = RedisServer(workdir).start()
@@ -143,7 +209,7 @@ def main():
                 random.shuffle(order)
                 for t in order:
                     row = measure(t, server, test, args.clients, args.pipeline, args.requests,
-                                  args.size)
+                                  args.size, workdir, perf)
                     rows.setdefault((test, t[0]), []).append(row)
                     print("%s round %d %-24s %s" % (test, rnd + 1, t[0], " ".join(
                         "%s=%s" % (k, f % row[k]) for k, f in COLUMNS if k in row)), flush=True)
@@ -168,6 +234,14 @@ def main():
         cells = ["%.0f (%.2fx)" % (med["rps"], med["rps"] / direct[test])]
         cells += [(f % med[k]) if k in med else "-" for k, f in COLUMNS[1:]]
         lines.append("| %s | %s | %s |" % (test.upper(), name, " | ".join(cells)))
+    kinds = [(key, rs) for key, rs in rows.items() if "proxy_sys_kinds" in rs[0]]
+    if kinds:
+        lines += ["", "The proxy's system calls per request, by kind (medians):", ""]
+        for (test, name), rs in kinds:
+            names = sorted({k for r in rs for k in r["proxy_sys_kinds"]})
+            lines.append("- %s %s: %s" % (test.upper(), name, ", ".join(
+                "%s %.2f" % (k, statistics.median(r["proxy_sys_kinds"].get(k, 0) for r in rs))
+                for k in names)))
     text = "\n".join(lines)
     print(text)
     os.makedirs(args.out, exist_ok=True)

@@ -123,12 +123,11 @@ def start_twemproxy(workdir, master_port):
     return proc, port
 
 
-def start_predixy(workdir, binary, master_port, cluster=None):
-    """predixy with 1 worker thread in front of the same master: with a
-    Sentinel layout it asks the Sentinels (its Sentinel pool), with a fixed
-    backend it uses the master's address; reads stay on the master, as
-    sentinel-proxy's --read-from master does."""
-    port = free_port()
+def predixy_config(workdir, port, master_port, cluster=None):
+    """The configuration file of a predixy with 1 worker thread on port in
+    front of the same master: with a Sentinel layout it asks the Sentinels
+    (its Sentinel pool), with a fixed backend it uses the master's address;
+    reads stay on the master, as sentinel-proxy's --read-from master does."""
     if cluster is not None:
         source = "RefreshMethod sentinel\n    Sentinels {\n%s\n    }\n    Group %s {\n    }" % (
             "\n".join("        + 127.0.0.1:%d" % s.port for s in cluster.sentinels), cluster.name)
@@ -162,6 +161,13 @@ StandaloneServerPool {
     %s
 }
 """ % (port, os.path.join(workdir, "predixy-run.log"), source))
+    return cfg
+
+
+def start_predixy(workdir, binary, master_port, cluster=None):
+    """predixy as predixy_config describes, started and serving."""
+    port = free_port()
+    cfg = predixy_config(workdir, port, master_port, cluster)
     proc = Process([binary, cfg], os.path.join(workdir, "predixy.log")).start()
     wait_for(lambda: port_open(port), what="predixy")
     wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "set", "predixy:up", "1"],

@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "test", "integration"))
 
 from harness import (PROXY_BIN, Process, RedisServer, free_port,  # noqa: E402
                      make_workdir, port_open, wait_for)
+from bench import predixy_config  # noqa: E402
 
 WORKLOADS = [
     ("set", 1), ("get", 1), ("set", 16), ("get", 16),
@@ -31,14 +32,17 @@ WORKLOADS = [
 
 
 def proxy_instructions(workdir, backend, test, pipeline, requests, clients, resp3=False,
-                       binary=PROXY_BIN):
+                       binary=PROXY_BIN, predixy=False):
     """Total instructions of one proxy run that served `requests` requests
-    (from RESP3 clients with resp3)."""
+    (from RESP3 clients with resp3); binary is a predixy with predixy."""
     port = free_port()
     out = os.path.join(workdir, "callgrind.out.%d" % port)
-    argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
-            binary, "--listen", "127.0.0.1:%d" % port, "--backend", "127.0.0.1:%d" % backend,
-            "--workers", "1", "--log-level", "warn"]
+    argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, binary]
+    if predixy:
+        argv.append(predixy_config(workdir, port, backend))
+    else:
+        argv += ["--listen", "127.0.0.1:%d" % port, "--backend", "127.0.0.1:%d" % backend,
+                 "--workers", "1", "--log-level", "warn"]
     proc = Process(argv, os.path.join(workdir, "valgrind-%d.log" % port)).start()
     try:
         wait_for(lambda: port_open(port), timeout=60, what="proxy under callgrind")
@@ -62,7 +66,9 @@ def main():
     ap.add_argument("--only", help="TEST or TEST:P, e.g. get:16")
     ap.add_argument("--resp3", action="store_true", help="clients speak RESP3 (redis-benchmark -3)")
     ap.add_argument("--binary", default=PROXY_BIN, help="the sentinel-proxy to count")
+    ap.add_argument("--predixy", metavar="PATH", help="count this predixy (1 thread) instead")
     args = ap.parse_args()
+    binary = args.predixy or args.binary
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind)")
     workdir = make_workdir()
@@ -73,9 +79,9 @@ def main():
             if args.only and args.only not in (test, "%s:%d" % (test, pipeline)):
                 continue
             one = proxy_instructions(workdir, srv.port, test, pipeline, args.n, args.c, args.resp3,
-                                     args.binary)
+                                     binary, args.predixy is not None)
             two = proxy_instructions(workdir, srv.port, test, pipeline, 2 * args.n, args.c,
-                                     args.resp3, args.binary)
+                                     args.resp3, binary, args.predixy is not None)
             per = (two - one) / args.n
             rows.append((test.upper(), pipeline, per))
             print("%-4s -P %-2d %8.0f instructions per request" % (test.upper(), pipeline, per),
