@@ -800,7 +800,8 @@ static void bconn_deliver(struct bconn *bc)
 {
     struct spans out = bc->cur;
     struct req *r;
-    enum router_refusal refusal;
+    enum router_refusal refusal = REFUSAL_NONE;
+    enum router_reply verdict;
 
     spans_init(&bc->cur);
     bconn_pop_noreply(bc);
@@ -815,17 +816,15 @@ static void bconn_deliver(struct bconn *bc)
     }
     r = bconn_pop(bc);
     r->out = out;
-    if ((r->flags & REQ_RYW_CHECK) && r->client != NULL && !offsets_check_read(bc, r)) {
-        /* It may not have seen the client's writes: dropped, sent again. */
-        spans_clear(&r->out);
-        client_undispatch(r->client, r);
-        worker_wake_later(bc->w);
-        return;
-    }
     if (bc->rs.is_error) {
         r->flags |= REQ_ERROR;
     }
-    switch (bconn_reply_verdict(bc, r, &refusal)) {
+    if ((r->flags & REQ_RYW_CHECK) && r->client != NULL && !offsets_check_read(bc, r)) {
+        verdict = REPLY_STALE;
+    } else {
+        verdict = bconn_reply_verdict(bc, r, &refusal);
+    }
+    switch (verdict) {
     case REPLY_DELIVER:
         client_reply_done(r->client, r);
         break;
@@ -845,6 +844,13 @@ static void bconn_deliver(struct bconn *bc)
             r->since = ev_now(bc->w->loop); /* released unexecuted: it waited for data */
         }
         bconn_retry_refused(bc, r);
+        break;
+    case REPLY_STALE:
+        /* It may not have seen the client's writes: dropped, sent again. */
+        spans_clear(&r->out);
+        r->flags &= ~REQ_ERROR;
+        client_undispatch(r->client, r);
+        worker_wake_later(bc->w);
         break;
     }
     if (bc->state != BC_CLOSED && bc->nqueued == 0 &&

@@ -461,7 +461,9 @@ static struct backend *router_pick_read(struct client *c, enum config_read_from 
             continue;
         }
         if (need > 0 && be->ofs.offset < need) {
-            behind[nb++] = be;
+            if (nb < ROUTER_CANDIDATES) {
+                behind[nb++] = be;
+            }
             continue;
         }
         cand[n++] = be;

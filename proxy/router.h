@@ -89,6 +89,8 @@ enum router_reply {
     REPLY_DISCARD = 2,   /* its client is gone */
     REPLY_TO_MASTER = 3, /* a replica refused a read: the master answers it */
     REPLY_RETRY = 4,     /* not executed (the server is not a usable master yet): send again */
+    REPLY_STALE = 5,     /* a checked read that may not have seen its client's writes: send again
+                          * (decided by offsets_check_read, not router_reply_verdict) */
 };
 
 /* What to do with a reply. */

@@ -502,12 +502,14 @@ class FakeSentinel:
     "hang" accepts and never answers, "garbage" answers nonsense, "stale"
     speaks RESP but reports the master it is given (an old one) with an
     old epoch. "loading" plays a master loading its data set instead: ROLE
-    says master, most commands get -LOADING."""
+    says master, most commands get -LOADING. In "stale" mode, replicas lists
+    the (host, port) it reports as the master's replicas (changeable live)."""
 
-    def __init__(self, mode, master=("127.0.0.1", 1), epoch=0, name="mymaster"):
+    def __init__(self, mode, master=("127.0.0.1", 1), epoch=0, name="mymaster", replicas=()):
         import threading
         self.mode = mode
         self.master = master
+        self.replicas = list(replicas)
         self.epoch = epoch
         self.name = name
         self.sock = socket.socket()
@@ -546,6 +548,12 @@ class FakeSentinel:
             return self._kv([("name", self.name), ("ip", self.master[0]),
                              ("port", self.master[1]), ("flags", "master"),
                              ("config-epoch", self.epoch)])
+        if cmd[:2] in ([b"sentinel", b"replicas"], [b"sentinel", b"slaves"]):
+            replicas = list(self.replicas)
+            return b"*%d\r\n" % len(replicas) + b"".join(
+                self._kv([("name", "%s:%d" % (h, p)), ("ip", h), ("port", p), ("flags", "slave"),
+                          ("master-link-status", "ok"), ("slave-repl-offset", 0)])
+                for h, p in replicas)
         if cmd[:1] == [b"sentinel"]:
             return b"*0\r\n"
         if cmd[:1] == [b"subscribe"]:

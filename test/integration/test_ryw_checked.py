@@ -1,0 +1,123 @@
+"""Reads checked behind a ROLE of their own (read-your-writes with reads on
+replicas): regressions around the replicas they go to."""
+import threading
+import time
+
+import redis
+
+from harness import FakeSentinel, Proxy, RedisServer, proxy_stats, topology, wait_for
+
+
+def sentinel_proxy(workdir, sentinel, *extra):
+    args = ["--master-name", "mymaster", "--sentinel", "127.0.0.1:%d" % sentinel.port,
+            "--workers", "1", "--set", "sentinel.poll-interval=100ms", "--set", "hold-timeout=2s"]
+    return Proxy(workdir, args=args + list(extra)).start()
+
+
+def healthy_replicas(p):
+    return sum("healthy=1" in v for k, v in topology(p.client()).items()
+               if k.startswith("replica") and k != "replicas")
+
+
+def proxy_conns(server):
+    return sum(1 for cl in server.client().client_list() if cl.get("name") == "sentinel-proxy")
+
+
+def test_more_replicas_behind_than_candidates(workdir):
+    """70 replica addresses (5 servers on 14 loopback addresses each), all
+    behind the client's write: the router looks at no more than it can hold
+    and the read goes to the master (prefer-replicas)."""
+    master = RedisServer(workdir).start()
+    servers, addrs = [], []
+    s = None
+    p = None
+    try:
+        for i in range(5):
+            hosts = ["127.0.%d.%d" % (i + 1, k + 1) for k in range(14)]
+            r = RedisServer(workdir, args=["--replicaof", "127.0.0.1", str(master.port),
+                                           "--bind"] + hosts)
+            r.client = (lambda h, rr: (lambda **kw: redis.Redis(host=h, port=rr.port,
+                                                                  socket_timeout=10)))(hosts[0], r)
+            r.start()
+            servers.append(r)
+            addrs += [(h, r.port) for h in hosts]
+        for r in servers:
+            wait_for(lambda: r.client().info("replication")["master_link_status"] == "up",
+                     what="replica in sync")
+        s = FakeSentinel("stale", master=("127.0.0.1", master.port), epoch=1, replicas=addrs)
+        p = sentinel_proxy(workdir, s)
+        wait_for(lambda: healthy_replicas(p) == len(addrs), timeout=30,
+                 what="all %d replica addresses healthy" % len(addrs))
+        c = p.client()
+        for r in servers:
+            r.client().execute_command("CLIENT", "PAUSE", 3000, "WRITE")
+        assert c.set("k", "v")
+        assert c.get("k") == b"v"
+        assert p.proc.alive()
+    finally:
+        for r in servers:
+            try:
+                r.client().execute_command("CLIENT", "UNPAUSE")
+            except redis.RedisError:
+                pass
+        if p is not None:
+            p.stop()
+        if s is not None:
+            s.stop()
+        for r in servers:
+            r.stop()
+        master.stop()
+
+
+def test_replica_removed_while_a_checked_read_is_in_flight(workdir):
+    """A checked read is in flight on a replica (asleep, its replication
+    paused) when the replica leaves the topology; its ROLE then shows it
+    behind and the reply is dropped. The connection must still be closed
+    and the removed replica forgotten."""
+    master = RedisServer(workdir).start()
+    rep = RedisServer(workdir, args=["--replicaof", "127.0.0.1", str(master.port),
+                                     "--enable-debug-command", "yes"]).start()
+    wait_for(lambda: rep.client().info("replication")["master_link_status"] == "up",
+             what="replica in sync")
+    s = FakeSentinel("stale", master=("127.0.0.1", master.port), epoch=1,
+                     replicas=[("127.0.0.1", rep.port)])
+    p = sentinel_proxy(workdir, s, "--read-from", "replicas", "--set", "sentinel.timeout=50ms")
+    try:
+        wait_for(lambda: healthy_replicas(p) == 1, what="replica healthy")
+        c = p.client()
+        for i in range(20):
+            c.set("w%d" % i, i)
+            assert c.get("w%d" % i) == b"%d" % i
+        direct = rep.client()
+        direct.execute_command("CLIENT", "PAUSE", 10000, "WRITE")
+        sleeper = threading.Thread(
+            target=lambda: rep.client().execute_command("DEBUG", "SLEEP", "0.9"))
+        sleeper.start()
+        time.sleep(0.05)
+        checked = proxy_stats(p)["ryw_checked"]
+        c.set("k", "v")
+        out = {}
+
+        def reader():
+            try:
+                out["get"] = c.get("k")
+            except redis.RedisError as e:
+                out["get"] = e
+        t = threading.Thread(target=reader)
+        t.start()
+        wait_for(lambda: proxy_stats(p)["ryw_checked"] > checked, timeout=1, interval=0.005,
+                 what="the read sent checked to the sleeping replica")
+        s.replicas = []  # it leaves the topology while the read is in flight
+        sleeper.join()
+        t.join()
+        direct.execute_command("CLIENT", "UNPAUSE")
+        assert isinstance(out["get"], redis.RedisError), out  # no replica: hold-timeout
+        assert proxy_stats(p)["ryw_again"] >= 1
+        wait_for(lambda: proxy_conns(rep) == 0, what="the proxy to close its replica connection")
+        wait_for(lambda: not any("role=retired" in v for k, v in topology(p.client()).items()
+                                 if k.startswith("backend")), what="the replica forgotten")
+    finally:
+        p.stop()
+        s.stop()
+        rep.stop()
+        master.stop()
