@@ -267,6 +267,10 @@ void offsets_probe_reply(struct bconn *bc, struct req *r)
         be->ofs.probe_pending = false;
         be->ofs.at = ev_now(w->loop);
     }
+    /* Reads checked on this connection from now on are judged by this
+     * ROLE alone: one that gives no offset (an error, a replica in a full
+     * resynchronisation reporting -1) passes none. */
+    bc->role_offset = 0;
     buf = (r->flags & REQ_ERROR) ? NULL : req_flatten_out(r, OFFSETS_REPLY_MAX, &len);
     if (buf == NULL) {
         offsets_probe_lost(w, be, r);
