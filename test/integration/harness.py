@@ -621,11 +621,14 @@ class FakeSentinel:
                 for args in reqs:
                     with self.lock:
                         try:
-                            s.sendall(self._answer(args))
+                            self._reply(s, self._answer(args))
                         except OSError:
                             break  # the proxy closed it; the next recv sees that
                         if args and args[0].lower() == b"subscribe":
                             self.subscribers.append(s)
+
+    def _reply(self, conn, data):
+        conn.sendall(data)
 
     def publish(self, channel, payload):
         """Send an event to every connection that subscribed."""
