@@ -38,8 +38,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "test", "integration"))
 
 from harness import Proxy, RedisServer, make_workdir, proxy_stats  # noqa: E402
-from bench import (cpu_seconds, run_benchmark, start_haproxy, start_predixy,  # noqa: E402
-                   start_twemproxy)
+from bench import (cpu_seconds, fill_list, run_benchmark, start_haproxy,  # noqa: E402
+                   start_predixy, start_twemproxy)
 
 
 def schedstat(pid):
@@ -169,10 +169,14 @@ def main():
     ap.add_argument("--requests", type=int, default=100000)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--pipeline", type=int, default=1)
-    ap.add_argument("--tests", default="set,get")
+    ap.add_argument("--tests", default="set,get", help="redis-benchmark tests, or lrange_100")
     ap.add_argument("--size", type=int, default=3)
     ap.add_argument("--predixy", default=os.environ.get("PREDIXY"))
-    ap.add_argument("--conns", default="2,1", help="sentinel-proxy backend-connections to compare")
+    ap.add_argument("--sp", action="append", metavar="SETTINGS",
+                    help="a sentinel-proxy to run, as comma-separated --set settings (repeat to "
+                         "compare; default: backend-connections=2 and backend-connections=1; "
+                         "'' for the defaults)")
+    ap.add_argument("--no-peers", action="store_true", help="only sentinel-proxy and direct")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     args = ap.parse_args()
 
@@ -185,25 +189,30 @@ def main():
         server = RedisServer(workdir).start()
         procs.append(server)
         targets = [("direct", server.port, None, False)]
-        for n in [int(x) for x in args.conns.split(",")]:
-            p = Proxy(workdir, backend=server.port,
-                      args=["--set", "backend-connections=%d" % n]).start()
+        for settings in args.sp or ["backend-connections=2", "backend-connections=1"]:
+            extra = []
+            for kv in filter(None, settings.split(",")):
+                extra += ["--set", kv]
+            p = Proxy(workdir, backend=server.port, args=extra).start()
             procs.append(p)
-            targets.append(("sentinel-proxy conns=%d" % n, p.port, p.proc.pid, True))
-        if shutil.which("haproxy"):
+            targets.append(("sentinel-proxy %s" % (settings or "defaults"), p.port, p.proc.pid,
+                            True))
+        if not args.no_peers and shutil.which("haproxy"):
             hp, port = start_haproxy(workdir, [server.port], server.port)
             procs.append(hp)
             targets.append(("haproxy", port, hp.pid, False))
-        if shutil.which("nutcracker"):
+        if not args.no_peers and shutil.which("nutcracker"):
             tw, port = start_twemproxy(workdir, server.port)
             procs.append(tw)
             targets.append(("twemproxy", port, tw.pid, False))
-        if args.predixy:
+        if not args.no_peers and args.predixy:
             pd, port = start_predixy(workdir, args.predixy, server.port)
             procs.append(pd)
             targets.append(("predixy", port, pd.pid, False))
         rows = {}
         for test in args.tests.split(","):
+            if test.startswith("lrange_"):
+                fill_list(server, [], args.size)
             for rnd in range(args.rounds):
                 order = targets[:]
                 random.shuffle(order)

@@ -56,7 +56,7 @@ static const struct config_key config_keys[] = {
      "lowest level logged (warning is accepted for warn)"},
     {"backend", CT_ADDR, OFF(backend), NULL, 0, 0, NULL, false,
      "a fixed Redis server used as master, for setups without Sentinel"},
-    {"backend-connections", CT_INT, OFF(backend_connections), "2", 1, 64, NULL, false,
+    {"backend-connections", CT_INT, OFF(backend_connections), "1", 1, 64, NULL, false,
      "shared connections per backend per worker that client requests are multiplexed over"},
     {"backend-connections-max", CT_INT, OFF(backend_connections_max), "8", 1, 64, NULL, false,
      "most shared connections per backend per worker (at least backend-connections): more are "

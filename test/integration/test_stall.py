@@ -71,7 +71,7 @@ def server(workdir):
 @pytest.fixture
 def sp(workdir, server):
     p = Proxy(workdir, backend=server.port,
-              args=["--set", "backend-connections-idle=500ms"]).start()
+              args=["--set", "backend-connections=2", "--set", "backend-connections-idle=500ms"]).start()
     yield p
     p.stop()
 

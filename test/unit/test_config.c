@@ -99,7 +99,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->client_idle_timeout_ms, 0);
     assert_int_equal(cfg->log_level, LOG_INFO);
     assert_false(cfg->has_backend);
-    assert_int_equal(cfg->backend_connections, 2);
+    assert_int_equal(cfg->backend_connections, 1);
     assert_null(cfg->backend_username);
     assert_null(cfg->backend_password);
     assert_int_equal(cfg->connect_timeout_ms, 1000);
