@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "test", "integration"))
 
 from harness import Proxy, RedisServer, make_workdir, proxy_stats  # noqa: E402
 from bench import (cpu_seconds, fill_list, run_benchmark, start_haproxy,  # noqa: E402
-                   start_predixy, start_twemproxy)
+                   start_predixy, start_twemproxy, stop_all)
 
 
 def schedstat(pid):
@@ -223,12 +223,7 @@ def main():
                     print("%s round %d %-24s %s" % (test, rnd + 1, t[0], " ".join(
                         "%s=%s" % (k, f % row[k]) for k, f in COLUMNS if k in row)), flush=True)
     finally:
-        for p in reversed(procs):
-            if isinstance(p, Proxy):
-                p.stop(check=False)
-            else:
-                p.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        stop_all(procs, workdir)
 
     lines = ["redis-benchmark -c %d -P %d -d %d -n %d, one redis-server, %d interleaved rounds, "
              "medians; CPU and waits per request in microseconds." % (

@@ -364,12 +364,17 @@ def main():
                                proxy_stalls(t.port))
         report(args, workloads, targets, results, cpu, rss, rounds, requests)
     finally:
-        for p in reversed(procs):
-            if isinstance(p, Proxy):
-                p.stop(check=False)
-            else:
-                p.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        stop_all(procs, workdir)
+
+
+def stop_all(procs, workdir):
+    """Stop what a run started, last first, and remove its directory."""
+    for p in reversed(procs):
+        if isinstance(p, Proxy):
+            p.stop(check=False)
+        else:
+            p.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def machine():

@@ -12,8 +12,9 @@
  * wait only because a replica has not been seen at X yet is sent to it right
  * behind a ROLE of its own: executed in that order, the ROLE's offset tells
  * whether the read saw X; if not, its reply is dropped and it is sent again.
- * So a read after a write costs no timer, only the replication delay. The cost is one small command
- * per write batch per master connection and a few per second per replica.
+ * So a read after a write waits for no timer, only for replication. The cost
+ * is one small command per write batch per master connection, a few per
+ * second per replica, and one per read sent that way.
  */
 #ifndef SP_OFFSETS_H
 #define SP_OFFSETS_H
