@@ -19,6 +19,7 @@
 
 struct config;
 struct topology;
+struct probe_arg;
 
 #define ENGINE_MAX_PEERS    64  /* Sentinels learnt from one reply, and known in all */
 #define ENGINE_MAX_REPLICAS 256 /* replicas taken from one Sentinel's reply */
@@ -77,6 +78,7 @@ struct engine {
     const struct config *cfg;
     struct engine_node *nodes;
     struct engine_inst *insts;
+    struct probe_arg *probe_args; /* ROLE probes in flight (freed at shutdown) */
     ev_timer poll;
     ev_timer soon;
     ev_async kick;

@@ -21,7 +21,22 @@ struct probe_arg {
     struct engine *e;
     uint64_t seq;
     long idx; /* -1: the candidate master, else index into e->cr */
+    /* e->probe_args: a link freed at shutdown drops its callbacks */
+    struct probe_arg *prev, *next;
 };
+
+static void probe_arg_free(struct engine *e, struct probe_arg *a)
+{
+    if (a->prev != NULL) {
+        a->prev->next = a->next;
+    } else {
+        e->probe_args = a->next;
+    }
+    if (a->next != NULL) {
+        a->next->prev = a->prev;
+    }
+    free(a);
+}
 
 static struct link *probe_link(struct engine *e, const struct addr *a)
 {
@@ -83,6 +98,9 @@ void probe_free_all(struct engine *e)
         e->insts = in->next;
         link_free(in->link);
         free(in);
+    }
+    while (e->probe_args != NULL) {
+        probe_arg_free(e, e->probe_args);
     }
     free(e->cr);
     e->cr = NULL;
@@ -240,7 +258,7 @@ static void probe_role_cb(struct link *l, redisReply *r, void *arg)
         struct engine_cand *c = &e->cr[a->idx];
         c->confirmed = probe_replica_ok(e, r, &c->offset);
     }
-    free(a);
+    probe_arg_free(e, a);
     if (current && --e->confirm_pending == 0) {
         probe_finish(e);
     }
@@ -258,8 +276,14 @@ static bool probe_send(struct engine *e, const struct addr *a, long idx)
     pa->e = e;
     pa->seq = e->confirm_seq;
     pa->idx = idx;
+    pa->prev = NULL;
+    pa->next = e->probe_args;
+    if (pa->next != NULL) {
+        pa->next->prev = pa;
+    }
+    e->probe_args = pa;
     if (!link_commandv(l, probe_role_cb, pa, "ROLE", NULL)) {
-        free(pa);
+        probe_arg_free(e, pa);
         return false;
     }
     return true;

@@ -374,3 +374,18 @@ def test_a_blpop_released_by_a_demoted_master_waits_again(workdir):
         assert res.get("v") == (b"q", b"v"), res
     finally:
         stop_all(p, fakes, x, y)
+
+
+def test_shutdown_with_a_role_probe_in_flight(workdir):
+    """The master a Sentinel names never answers ROLE: the probe waits for
+    its timeout when the proxy is stopped. The shutdown frees it (a
+    sanitizer build reports a leak otherwise; stop() checks the log)."""
+    mute = FakeSentinel("hang")
+    s = FakeSentinel("stale", master=("127.0.0.1", mute.port), epoch=1)
+    p = fakes_proxy(workdir, [s], "--set", "sentinel.timeout=30s")
+    try:
+        wait_for(lambda: mute.conns, what="the ROLE probe to connect")
+        time.sleep(0.3)
+        assert topology(p.client()).get("master") in (None, "", "none")
+    finally:
+        stop_all(p, (s, mute))
