@@ -23,7 +23,7 @@ RUN make -j"$(nproc)" && build/sentinel-proxy --version
 FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libev4 libhiredis0.14 libyaml-0-2 \
+      libev4 libhiredis0.14 libyaml-0-2 libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin sentinel-proxy
 COPY --from=build /src/build/sentinel-proxy /usr/local/bin/sentinel-proxy

@@ -35,9 +35,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
         -Wformat=2 -Wno-format-nonliteral -Wvla -Wundef
 CFLAGS ?= -O2 -g
 LDFLAGS ?=
-# OpenSSL (libssl, libcrypto) joins these with the TLS transport; no code
-# uses it yet, so it is not linked.
-LDLIBS := -lev -lhiredis -lyaml -lpthread -lm
+LDLIBS := -lev -lhiredis -lyaml -lssl -lcrypto -lpthread -lm
 
 SAN_FLAGS :=
 ifneq ($(SANITIZER),)
@@ -172,8 +170,8 @@ bench-deps:
 soak: $(BIN)
 	SP_BINARY=$(abspath $(BIN)) SP_SOAK=1 $(PYTHON) -m pytest test/integration -q -m soak $(PYTEST_ARGS)
 
-DEB_BUILD := build-essential pkg-config libev-dev libhiredis-dev libyaml-dev libcmocka-dev clang-format
-DEB_TEST := redis-server redis-sentinel redis-tools python3-pytest python3-redis python3-pyflakes procps
+DEB_BUILD := build-essential pkg-config libev-dev libhiredis-dev libyaml-dev libssl-dev libcmocka-dev clang-format
+DEB_TEST := redis-server redis-sentinel redis-tools python3-pytest python3-redis python3-pyflakes procps openssl
 DEB_FUZZ := clang libclang-rt-14-dev
 # As root, whatever is missing is installed; otherwise the command to run is
 # printed, and only what the build and the tests need stops make.

@@ -36,12 +36,52 @@ static const char *const config_read_from_names[] = {"master", "replicas", "pref
 static const char *const config_balance_names[] = {"round-robin", "least-outstanding", "weighted",
                                                    NULL};
 static const char *const config_log_names[] = {"debug", "info", "warn", "error", NULL};
+static const char *const config_client_auth_names[] = {"none", "optional", "required", NULL};
 
 #define OFF(field) offsetof(struct config, field)
 
+/* The keys of a connecting leg's TLS (backend-tls, sentinel.tls). */
+#define CONFIG_TLS_OUT(leg, field, what)                                                           \
+    {leg ".enabled", CT_BOOL, OFF(field.enabled),                                                  \
+     "false",        0,       0,                                                                   \
+     NULL,           false,   "connect to " what " with TLS"},                                     \
+        {leg ".ca",                                                                                \
+         CT_STRING,                                                                                \
+         OFF(field.ca),                                                                            \
+         NULL,                                                                                     \
+         0,                                                                                        \
+         0,                                                                                        \
+         NULL,                                                                                     \
+         true,                                                                                     \
+         "PEM CA file that " what " certificates are checked against (unset = the system's)"},     \
+        {leg ".cert", CT_STRING, OFF(field.cert),                                                  \
+         NULL,        0,         0,                                                                \
+         NULL,        true,      "PEM client certificate shown to " what " (with key)"},           \
+        {leg ".key", CT_STRING, OFF(field.key),                                                    \
+         NULL,       0,         0,                                                                 \
+         NULL,       true,      "PEM private key of the client certificate"},                      \
+        {leg ".verify", CT_BOOL, OFF(field.verify),                                                \
+         "true",        0,       0,                                                                \
+         NULL,          true,    "check the certificate of " what " and its name"},                \
+        {leg ".server-name",                                                                       \
+         CT_STRING,                                                                                \
+         OFF(field.server_name),                                                                   \
+         NULL,                                                                                     \
+         0,                                                                                        \
+         0,                                                                                        \
+         NULL,                                                                                     \
+         true,                                                                                     \
+         "name checked in (and sent to) " what " certificates; unset = the address as "            \
+         "given"},                                                                                 \
+    {                                                                                              \
+        leg ".protocols", CT_STRING, OFF(field.protocols), "TLSv1.2 TLSv1.3", 0, 0, NULL, true,    \
+            "protocol versions offered to " what                                                   \
+    }
+
 static const struct config_key config_keys[] = {
     {"listen", CT_LISTEN, OFF(listeners), CONFIG_LISTEN, 0, CONFIG_LIST_MAX, NULL, false,
-     "addresses to accept clients on, each a string or a mapping {address, read-from}"},
+     "addresses to accept clients on, each a string (tls://HOST:PORT for TLS) or a mapping "
+     "{address, read-from, tls: true}"},
     {"workers", CT_WORKERS, OFF(workers), "1", 1, 256, NULL, false,
      "worker threads, each with its own event loop; auto = one per CPU"},
     {"max-clients", CT_INT, OFF(max_clients), "10000", 1, 1000000, NULL, true,
@@ -93,6 +133,25 @@ static const struct config_key config_keys[] = {
      "bytes of a client's queued requests and unsent replies before reading from it pauses"},
     {"client-output-limit", CT_SIZE, OFF(client_output_limit), "1gb", MB, 64 * GB, NULL, true,
      "bytes of unsent replies before a client is disconnected"},
+    {"tls.cert", CT_STRING, OFF(tls.cert), NULL, 0, 0, NULL, true,
+     "TLS listeners: PEM certificate (chain) file"},
+    {"tls.key", CT_STRING, OFF(tls.key), NULL, 0, 0, NULL, true,
+     "TLS listeners: PEM private key file"},
+    {"tls.ca", CT_STRING, OFF(tls.ca), NULL, 0, 0, NULL, true,
+     "TLS listeners: PEM CA file that client certificates are checked against"},
+    {"tls.client-auth", CT_ENUM, OFF(tls.client_auth), "none", 0, 0, config_client_auth_names, true,
+     "TLS listeners: ask clients for a certificate signed by tls.ca; required refuses those "
+     "without one"},
+    {"tls.protocols", CT_STRING, OFF(tls.protocols), "TLSv1.2 TLSv1.3", 0, 0, NULL, true,
+     "TLS listeners: protocol versions accepted"},
+    {"tls.ciphers", CT_STRING, OFF(tls.ciphers), NULL, 0, 0, NULL, true,
+     "TLS listeners: TLS 1.2 cipher list (OpenSSL syntax; unset = OpenSSL's default)"},
+    {"tls.ciphersuites", CT_STRING, OFF(tls.ciphersuites), NULL, 0, 0, NULL, true,
+     "TLS listeners: TLS 1.3 cipher suites (unset = OpenSSL's default)"},
+    {"tls.handshake-timeout", CT_DURATION, OFF(tls_handshake_timeout_ms), "10s", 10, 600 * SEC,
+     NULL, true, "a client that has not completed its TLS handshake this long is closed"},
+    CONFIG_TLS_OUT("backend-tls", backend_tls, "Redis servers"),
+    CONFIG_TLS_OUT("sentinel.tls", sentinel_tls, "Sentinels"),
     {"sentinel.master-name", CT_NAME, OFF(master_name), NULL, 1, 255, NULL, false,
      "the master's name as configured in the Sentinels; setting it enables Sentinel mode"},
     {"sentinel.addresses", CT_ADDRLIST, OFF(sentinels), NULL, 0, CONFIG_LIST_MAX, NULL, false,
@@ -132,6 +191,7 @@ const struct config_key config_item_keys[] = {
      true, NULL},
     {"replicas.zone", CT_NAME, offsetof(struct config_replica_pref, zone), NULL, 1, 31, NULL, true,
      NULL},
+    {"listen.tls", CT_BOOL, offsetof(struct config_listener, tls), NULL, 0, 0, NULL, false, NULL},
 };
 
 /* The loader's bookkeeping behind cfg->priv. */
@@ -540,10 +600,16 @@ bool config_grow(const struct config_key *k, void **arr, size_t n, size_t size, 
     return true;
 }
 
-bool config_add_listener(struct config *cfg, const char *text, int read_from, char *msg, size_t len)
+bool config_add_listener(struct config *cfg, const char *text, int read_from, bool tls, char *msg,
+                         size_t len)
 {
     const struct config_key *k = &config_keys[0];
     struct config_listener *l;
+
+    if (strncmp(text, "tls://", 6) == 0) {
+        text += 6;
+        tls = true;
+    }
 
     if (!config_grow(k, (void **)&cfg->listeners, cfg->nlisteners, sizeof(*l), msg, len)) {
         return false;
@@ -552,7 +618,11 @@ bool config_add_listener(struct config *cfg, const char *text, int read_from, ch
     if (!config_parse_addr(&l->addr, text, false, msg, len)) {
         return false;
     }
+    if (tls && l->addr.family == AF_UNIX) {
+        return config_fail(msg, len, "TLS on a unix socket is not supported");
+    }
     l->read_from = read_from;
+    l->tls = tls;
     cfg->nlisteners++;
     return true;
 }
@@ -618,7 +688,7 @@ static bool config_set_value(struct config *cfg, const struct config_key *k, con
         priv->flag_replaced[i] = true;
     }
     if (k->type == CT_LISTEN) {
-        return config_add_listener(cfg, value, -1, msg, len);
+        return config_add_listener(cfg, value, -1, false, msg, len);
     }
     return config_add_sentinel(cfg, k, value, msg, len);
 }
@@ -694,6 +764,47 @@ void config_free(struct config *cfg)
 
 /* ---- validation -------------------------------------------------------------- */
 
+/* A connecting leg's TLS keys are only meaningful with TLS on. */
+static bool config_tls_out_valid(const struct tls_settings *t, const char *leg, char *err,
+                                 size_t errlen)
+{
+    char msg[CONFIG_ERR_MAX];
+
+    if (!t->enabled &&
+        (t->ca != NULL || t->cert != NULL || t->key != NULL || t->server_name != NULL)) {
+        return config_fail(err, errlen, "%s has settings but %s.enabled is false", leg, leg);
+    }
+    if ((t->cert == NULL) != (t->key == NULL)) {
+        return config_fail(err, errlen, "%s.cert and %s.key go together", leg, leg);
+    }
+    if (!tls_protocols_valid(t->protocols, msg, sizeof(msg))) {
+        return config_fail(err, errlen, "%s.protocols: %s", leg, msg);
+    }
+    return true;
+}
+
+static bool config_tls_valid(const struct config *cfg, char *err, size_t errlen)
+{
+    const struct tls_settings *t = &cfg->tls;
+    char msg[CONFIG_ERR_MAX];
+    bool any = false;
+
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        any |= cfg->listeners[i].tls;
+    }
+    if (any && (t->cert == NULL || t->key == NULL)) {
+        return config_fail(err, errlen, "a TLS listener needs tls.cert and tls.key");
+    }
+    if (t->client_auth != TLS_AUTH_NONE && t->ca == NULL) {
+        return config_fail(err, errlen, "tls.client-auth needs tls.ca");
+    }
+    if (!tls_protocols_valid(t->protocols, msg, sizeof(msg))) {
+        return config_fail(err, errlen, "tls.protocols: %s", msg);
+    }
+    return config_tls_out_valid(&cfg->backend_tls, "backend-tls", err, errlen) &&
+           config_tls_out_valid(&cfg->sentinel_tls, "sentinel.tls", err, errlen);
+}
+
 /* True when address j of an array (stride bytes apart) equals an earlier one. */
 static bool config_addr_repeated(const char *base, size_t j, size_t stride)
 {
@@ -756,7 +867,8 @@ bool config_validate(struct config *cfg, char *err, size_t errlen)
     if (cfg->sentinel_username != NULL && cfg->sentinel_password == NULL) {
         return config_fail(err, errlen, "sentinel.username needs sentinel.password");
     }
-    if (cfg->nlisteners == 0 && !config_add_listener(cfg, config_keys[0].def, -1, err, errlen)) {
+    if (cfg->nlisteners == 0 &&
+        !config_add_listener(cfg, config_keys[0].def, -1, false, err, errlen)) {
         return false;
     }
     if (config_find_twice(&cfg->listeners[0].addr, cfg->nlisteners, sizeof(*cfg->listeners), a,
@@ -766,7 +878,7 @@ bool config_validate(struct config *cfg, char *err, size_t errlen)
     if (config_find_twice(cfg->sentinels, cfg->nsentinels, sizeof(*cfg->sentinels), a, sizeof(a))) {
         return config_fail(err, errlen, "sentinel.addresses: %s appears twice", a);
     }
-    return true;
+    return config_tls_valid(cfg, err, errlen);
 }
 
 /* ---- reference ---------------------------------------------------------------- */

@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "lib/addr.h"
+#include "lib/tls.h"
 
 #define CONFIG_ERR_MAX 512
 
@@ -37,6 +38,7 @@ enum config_balance {
 struct config_listener {
     struct addr addr;
     int read_from; /* enum config_read_from; -1 = use the global read-from */
+    bool tls;      /* clients speak TLS (settings in config.tls) */
 };
 
 /* Per-replica preferences (replica-weights / zones), keyed by "host:port". */
@@ -103,6 +105,12 @@ struct config {
     char *zone;               /* this proxy's zone; NULL = none */
     struct config_replica_pref *replica_prefs;
     size_t nreplica_prefs;
+
+    /* TLS, per leg */
+    struct tls_settings tls;           /* TLS listeners */
+    uint64_t tls_handshake_timeout_ms; /* a client's handshake */
+    struct tls_settings backend_tls;   /* connections to Redis servers */
+    struct tls_settings sentinel_tls;  /* connections to Sentinels */
 
     /* where values came from, for messages */
     char *source; /* file path, or NULL for defaults/flags only */

@@ -48,7 +48,7 @@ struct config_key {
 
 /* Fields of list items, described like keys so that they are parsed, bounded
  * and reported the same way (offsets are into the item); indexed by ITEM_*. */
-enum { ITEM_READ_FROM, ITEM_ADDRESS, ITEM_WEIGHT, ITEM_ZONE };
+enum { ITEM_READ_FROM, ITEM_ADDRESS, ITEM_WEIGHT, ITEM_ZONE, ITEM_TLS };
 extern const struct config_key config_item_keys[];
 
 /* The key with this full dotted name, or NULL. */
@@ -77,8 +77,9 @@ bool config_set_string(char **dst, const char *s, char *msg, size_t len);
 bool config_grow(const struct config_key *k, void **arr, size_t n, size_t size, char *msg,
                  size_t len);
 
-/* Append a listener at text (read_from -1: the global read-from) to cfg->listeners. */
-bool config_add_listener(struct config *cfg, const char *text, int read_from, char *msg,
+/* Append a listener at text (read_from -1: the global read-from; TLS when tls is
+ * set or text starts with tls://) to cfg->listeners. */
+bool config_add_listener(struct config *cfg, const char *text, int read_from, bool tls, char *msg,
                          size_t len);
 
 /* Append the address text to cfg->sentinels, within k's cap. */

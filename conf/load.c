@@ -98,13 +98,14 @@ static bool config_item_fields(const struct config_walk *w, const struct yamltre
 static bool config_listen_item(const struct config_walk *w, const struct config_key *k,
                                const struct yamltree_node *item)
 {
-    static const char *const names[] = {"address", "read-from", NULL};
-    const struct yamltree_node *vals[2] = {NULL, NULL};
+    static const char *const names[] = {"address", "read-from", "tls", NULL};
+    const struct yamltree_node *vals[3] = {NULL, NULL, NULL};
     char msg[CONFIG_ERR_MAX];
     int read_from = -1;
+    bool tls = false;
 
     if (item->kind == YAMLTREE_SCALAR) {
-        if (!config_add_listener(w->cfg, item->text, -1, msg, sizeof(msg))) {
+        if (!config_add_listener(w->cfg, item->text, -1, false, msg, sizeof(msg))) {
             return config_where(w, item->line, k->name, "%s", msg);
         }
         return true;
@@ -122,7 +123,11 @@ static bool config_listen_item(const struct config_walk *w, const struct config_
                                                 &read_from, msg, sizeof(msg))) {
         return config_where(w, vals[1]->line, config_item_keys[ITEM_READ_FROM].name, "%s", msg);
     }
-    if (!config_add_listener(w->cfg, vals[0]->text, read_from, msg, sizeof(msg))) {
+    if (vals[2] != NULL &&
+        !config_parse_scalar(&config_item_keys[ITEM_TLS], vals[2]->text, &tls, msg, sizeof(msg))) {
+        return config_where(w, vals[2]->line, config_item_keys[ITEM_TLS].name, "%s", msg);
+    }
+    if (!config_add_listener(w->cfg, vals[0]->text, read_from, tls, msg, sizeof(msg))) {
         return config_where(w, vals[0]->line, "listen.address", "%s", msg);
     }
     return true;

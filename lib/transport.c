@@ -52,6 +52,8 @@ void transport_plain(struct transport *t, int fd)
     t->fd = fd;
     t->ops = &plain_ops;
     t->tls = NULL;
+    t->out = NULL;
+    t->out_len = t->out_sent = t->out_cap = 0;
 }
 
 void transport_close(struct transport *t)

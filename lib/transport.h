@@ -29,7 +29,10 @@ struct transport_ops {
 struct transport {
     int fd;
     const struct transport_ops *ops;
-    void *tls; /* per-connection TLS state, NULL for plain sockets */
+    void *tls; /* per-connection TLS state (an SSL), NULL for plain sockets */
+    /* TLS: encrypted bytes not yet written to fd (lib/tls.h); NULL when drained */
+    char *out;
+    size_t out_len, out_sent, out_cap;
 };
 
 /* Attach a plain (TCP or unix) socket. */

@@ -16,6 +16,7 @@
 #include "lib/evio.h"
 #include "lib/log.h"
 #include "lib/net.h"
+#include "lib/tls.h"
 #include "proxy/backend.h"
 #include "proxy/client.h"
 #include "proxy/commands.h"
@@ -80,6 +81,7 @@ static unsigned bconn_wanted(const struct bconn *bc)
     bool more = bc->unsent != NULL && bc->nwritten < bc->window &&
                 (bc->gate == NULL || bc->gate->sent < bc->gate->in.bytes);
 
+    more |= transport_out_pending(&bc->t); /* TLS: encrypted bytes still to send */
     return (bc->paused ? 0u : (unsigned)EV_READ) | (more ? (unsigned)EV_WRITE : 0u);
 }
 
@@ -87,6 +89,10 @@ static void bconn_set_events(struct bconn *bc, unsigned ev)
 {
     if (bc->state != BC_CLOSED) {
         evio_arm(bc->w->loop, &bc->io, bc->t.fd, &bc->io_events, ev);
+        /* Bytes TLS decrypted already will not wake the socket again. */
+        if (bc->t.tls != NULL && (ev & EV_READ) && transport_pending(&bc->t) > 0) {
+            ev_feed_event(bc->w->loop, &bc->io, EV_READ);
+        }
     }
 }
 
@@ -147,6 +153,7 @@ static bool bconn_handshake(struct bconn *bc)
 struct bconn *bconn_connect(struct backend *be, bool dedicated, int resp)
 {
     struct worker *w = be->w;
+    struct tls_ctx *tls = w->px->tls.servers;
     char err[256];
     struct bconn *bc;
     int fd;
@@ -161,6 +168,14 @@ struct bconn *bconn_connect(struct backend *be, bool dedicated, int resp)
         close(fd);
         return NULL;
     }
+    if (tls == NULL) {
+        transport_plain(&bc->t, fd);
+    } else if (!transport_tls(&bc->t, fd, tls, be->addr.host, err, sizeof(err))) {
+        free(bc);
+        close(fd);
+        backend_mark_down(be, err);
+        return NULL;
+    }
     WORKER_COUNT(w, backend_connects, 1);
     bc->be = be;
     bc->w = w;
@@ -170,7 +185,6 @@ struct bconn *bconn_connect(struct backend *be, bool dedicated, int resp)
                      ? UINT32_MAX
                      : (uint32_t)bconn_cfg(bc)->backend_window;
     bc->resp = (uint8_t)resp;
-    transport_plain(&bc->t, fd);
     replyscan_init(&bc->rs, BCONN_MAX_BULK);
     spans_init(&bc->cur);
     ev_io_init(&bc->io, bconn_io_cb, fd, EV_WRITE);
@@ -341,6 +355,12 @@ void bconn_flush(struct bconn *bc)
         }
     }
     if (k == 0) {
+        /* TLS: what the transport holds still goes out. */
+        if (transport_out_pending(&bc->t) && transport_writev(&bc->t, iov, 0) < 0 &&
+            errno != EAGAIN && errno != EWOULDBLOCK) {
+            bconn_lost(bc, strerror(errno));
+            return;
+        }
         bconn_set_events(bc, bconn_wanted(bc));
         return;
     }
@@ -953,26 +973,62 @@ static inline __attribute__((always_inline)) void bconn_read(struct bconn *bc)
     default:
         break;
     }
+    /* Bytes TLS decrypted already will not wake the socket again. */
+    if (__builtin_expect(bc->t.tls != NULL, 0) && !bc->paused && transport_pending(&bc->t) > 0) {
+        ev_feed_event(bc->w->loop, &bc->io, EV_READ);
+    }
     /* An idle connection holds no buffer. */
     if (bc->state == BC_READY && bc->cur.n == 0) {
         reader_release_idle(&bc->rd);
     }
 }
 
+/* Connecting failed (connect or TLS): the server counts as down. */
+static void bconn_connect_failed(struct bconn *bc, const char *what, const char *reason)
+{
+    struct backend *be = bc->be;
+    char why[512];
+
+    snprintf(why, sizeof(why), "%s: %s", what, reason);
+    bconn_lost(bc, why);
+    backend_mark_down(be, why);
+}
+
+/* The TCP connection is up; TLS connections handshake first (the connect
+ * timer covers both). True when the connection is ready for requests. */
+static bool bconn_tls_ready(struct bconn *bc)
+{
+    char err[256];
+    unsigned want = 0;
+
+    switch (transport_handshake(&bc->t, &want, err, sizeof(err))) {
+    case TLS_STEP_AGAIN:
+        bc->handshaking = true;
+        bconn_set_events(bc, want);
+        return false;
+    case TLS_STEP_FAILED:
+        bconn_connect_failed(bc, "TLS handshake", err);
+        return false;
+    default:
+        bc->handshaking = false;
+        return true;
+    }
+}
+
 static void bconn_connected(struct bconn *bc)
 {
-    int err = net_connect_result(bc->t.fd);
-
-    if (err != 0) {
-        struct backend *be = bc->be;
-        char why[ADDR_TEXT_MAX + 128];
-        snprintf(why, sizeof(why), "connect: %s", strerror(err));
-        bconn_lost(bc, why);
-        backend_mark_down(be, why);
+    if (!bc->handshaking) {
+        int err = net_connect_result(bc->t.fd);
+        if (err != 0) {
+            bconn_connect_failed(bc, "connect", strerror(err));
+            return;
+        }
+        net_tune(bc->t.fd, (int)(bconn_cfg(bc)->tcp_keepalive_ms / 1000));
+    }
+    if (bc->t.tls != NULL && !bconn_tls_ready(bc)) {
         return;
     }
     ev_timer_stop(bc->w->loop, &bc->timer);
-    net_tune(bc->t.fd, (int)(bconn_cfg(bc)->tcp_keepalive_ms / 1000));
     bc->state = BC_READY;
     bc->progress_at = bc->w->now; /* what is queued waits on the server from now */
     if (bc->dedicated) {
@@ -1040,9 +1096,7 @@ static void bconn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     if (bc->state == BC_CONNECTING) {
-        struct backend *be = bc->be;
-        bconn_lost(bc, "connect timeout");
-        backend_mark_down(be, "connect timeout");
+        bconn_connect_failed(bc, bc->handshaking ? "TLS handshake" : "connect", "timeout");
     }
 }
 

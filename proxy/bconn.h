@@ -59,6 +59,7 @@ struct bconn {
     bool stalled;       /* shared: seen stalled (bconn_stalled), and nothing read since */
     bool extra;         /* shared, opened around a stall beyond backend-connections */
     bool greeted;       /* shared: the server answered its handshake (it took the connection) */
+    bool handshaking;   /* connecting: TCP is up, the TLS handshake is under way */
     uint8_t resp;       /* protocol version spoken (2 or 3) */
     int db;             /* selected database */
     unsigned io_events; /* events io is armed with */

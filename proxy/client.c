@@ -19,9 +19,11 @@
 #include "conf/config.h"
 #include "lib/evio.h"
 #include "lib/log.h"
+#include "lib/tls.h"
 #include "proxy/backend.h"
 #include "proxy/bconn.h"
 #include "proxy/commands.h"
+#include "proxy/listener.h"
 #include "proxy/local.h"
 #include "proxy/offsets.h"
 #include "proxy/proxy.h"
@@ -45,6 +47,7 @@ enum dispatch_result {
 };
 
 static void client_io_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void client_hs_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
 static const struct config *client_cfg(const struct client *c)
 {
@@ -61,23 +64,40 @@ static void client_set_events(struct client *c, bool want_write)
     if (!(c->flags & (CL_PAUSED | CL_CLOSE_AFTER))) {
         ev |= EV_READ;
     }
-    if (want_write) {
+    if (want_write || transport_out_pending(&c->t)) {
         ev |= EV_WRITE;
     }
     evio_arm(c->w->loop, &c->io, c->t.fd, &c->io_events, ev);
+    /* Bytes TLS decrypted already will not wake the socket again. */
+    if (c->t.tls != NULL && (ev & EV_READ) && transport_pending(&c->t) > 0) {
+        ev_feed_event(c->w->loop, &c->io, EV_READ);
+    }
 }
 
 struct client *client_new(struct worker *w, struct listener *l, int fd)
 {
     struct client *c = calloc(1, sizeof(*c));
+    char err[256];
 
     if (c == NULL) {
+        return NULL;
+    }
+    if (!l->tls) {
+        transport_plain(&c->t, fd);
+    } else if (transport_tls(&c->t, fd, w->px->tls.clients, NULL, err, sizeof(err))) {
+        c->flags |= CL_HANDSHAKE;
+        ev_timer_init(&c->hs, client_hs_timeout_cb,
+                      (double)w->px->cfg->tls_handshake_timeout_ms / 1000.0, 0);
+        c->hs.data = c;
+        ev_timer_start(w->loop, &c->hs);
+    } else {
+        log_warn("TLS client refused: %s", err);
+        free(c);
         return NULL;
     }
     c->w = w;
     c->listener = l;
     c->id = proxy_next_client_id(w->px);
-    transport_plain(&c->t, fd);
     reqscan_init(&c->scan, &w->px->limits);
     session_init(&c->sess);
     c->last_active = ev_now(w->loop);
@@ -893,6 +913,12 @@ void client_flush(struct client *c)
         }
     }
     if (k == 0) {
+        /* TLS: what the transport holds still goes out. */
+        if (transport_out_pending(&c->t) && transport_writev(&c->t, iov, 0) < 0 &&
+            errno != EAGAIN && errno != EWOULDBLOCK) {
+            client_close(c, strerror(errno));
+            return;
+        }
         client_set_events(c, false);
         return;
     }
@@ -942,11 +968,51 @@ void client_flush(struct client *c)
     client_release_chunk(c);
 }
 
+/* A TLS client's handshake; its requests are read once it is done. */
+static void client_handshake(struct client *c)
+{
+    char err[256];
+    unsigned want = 0;
+
+    switch (transport_handshake(&c->t, &want, err, sizeof(err))) {
+    case TLS_STEP_AGAIN:
+        evio_arm(c->w->loop, &c->io, c->t.fd, &c->io_events, want);
+        return;
+    case TLS_STEP_FAILED:
+        WORKER_COUNT(c->w, tls_handshake_failures, 1);
+        log_info("client %llu: TLS handshake failed: %s", (unsigned long long)c->id, err);
+        client_close(c, NULL);
+        return;
+    default:
+        break;
+    }
+    c->flags &= ~CL_HANDSHAKE;
+    ev_timer_stop(c->w->loop, &c->hs);
+    WORKER_COUNT(c->w, tls_handshakes, 1);
+    c->last_active = c->w->now;
+    client_read(c); /* the first request may have come with the handshake */
+}
+
+static void client_hs_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct client *c = t->data;
+
+    (void)loop;
+    (void)revents;
+    WORKER_COUNT(c->w, tls_handshake_failures, 1);
+    log_info("client %llu: TLS handshake timeout", (unsigned long long)c->id);
+    client_close(c, NULL);
+}
+
 static void client_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct client *c = io->data;
 
     (void)loop;
+    if (__builtin_expect(c->flags & CL_HANDSHAKE, 0)) {
+        client_handshake(c);
+        return;
+    }
     if (revents & EV_WRITE) {
         client_flush(c);
     }
@@ -966,6 +1032,9 @@ void client_close(struct client *c, const char *why)
     }
     if (why != NULL) {
         log_debug("client %llu closed: %s", (unsigned long long)c->id, why);
+    }
+    if (c->flags & CL_HANDSHAKE) {
+        ev_timer_stop(w->loop, &c->hs);
     }
     c->flags |= CL_CLOSING;
     ev_io_stop(w->loop, &c->io);

@@ -39,6 +39,7 @@ enum {
     CL_WAITING = 1u << 4,     /* on the worker's waiting list: requests held */
     CL_WBLOCKED = 1u << 5,    /* its socket took less than offered: it reads slowly */
     CL_RYW_CHECK = 1u << 6,   /* a checked read in flight: nothing is sent after it */
+    CL_HANDSHAKE = 1u << 7,   /* TLS handshake under way (timer hs runs) */
 };
 
 struct client {
@@ -46,6 +47,7 @@ struct client {
     struct listener *listener;
     struct transport t;
     ev_io io;
+    ev_timer hs; /* TLS listeners: handshake-timeout */
     uint64_t id;
     uint16_t flags;
     unsigned io_events;

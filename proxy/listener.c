@@ -92,6 +92,7 @@ bool listener_start(struct ev_loop *loop, const struct config *cfg, const int *s
         struct listener *l = &ls[i];
         l->loop = loop;
         l->addr = cfg->listeners[i].addr;
+        l->tls = cfg->listeners[i].tls;
         l->read_from = cfg->listeners[i].read_from >= 0
                            ? (enum config_read_from)cfg->listeners[i].read_from
                            : (enum config_read_from)cfg->read_from;

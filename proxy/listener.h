@@ -27,6 +27,7 @@ struct listener {
     int fd;
     bool owns_fd;                    /* false when the fd is shared with other workers */
     enum config_read_from read_from; /* for clients of this listener */
+    bool tls;                        /* clients speak TLS (the proxy's client context) */
     ev_io io;
     ev_timer pause;    /* out of descriptors: accepting resumes after a moment */
     double warned_fds; /* when running out of descriptors was last logged */

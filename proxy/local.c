@@ -239,6 +239,8 @@ static void local_stats(struct client *c, struct strbuf *sb)
     LOCAL_STAT(held_timeouts);
     LOCAL_STAT(client_reads);
     LOCAL_STAT(client_writes);
+    LOCAL_STAT(tls_handshakes);
+    LOCAL_STAT(tls_handshake_failures);
     LOCAL_STAT(backend_connects);
     LOCAL_STAT(backend_closes);
     LOCAL_STAT(backend_lost);

@@ -175,6 +175,12 @@ int main(int argc, char **argv)
         goto failed;
     }
     if (test) {
+        struct proxy_tls tls;
+        /* The files are part of the configuration: they must load. */
+        if (!proxy_tls_open(cfg, &tls, err, sizeof(err))) {
+            goto failed;
+        }
+        proxy_tls_close(&tls);
         printf("configuration %s is valid\n", file != NULL ? file : "(flags only)");
         rc = 0;
         goto out;

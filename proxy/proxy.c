@@ -5,6 +5,7 @@
 #include "proxy/proxy.h"
 
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -12,6 +13,7 @@
 
 #include "conf/config.h"
 #include "lib/log.h"
+#include "lib/tls.h"
 #include "lib/topology.h"
 #include "proxy/commands.h"
 #include "proxy/listener.h"
@@ -103,6 +105,105 @@ static bool proxy_resolve(struct config *cfg, char *err, size_t errlen)
     return true;
 }
 
+/* ---- TLS contexts -------------------------------------------------------- */
+
+static const struct {
+    size_t ctx;      /* offset in struct proxy_tls */
+    size_t settings; /* offset in struct config */
+    bool server;
+    const char *leg;
+} proxy_tls_legs[] = {
+    {offsetof(struct proxy_tls, clients), offsetof(struct config, tls), true, "tls"},
+    {offsetof(struct proxy_tls, servers), offsetof(struct config, backend_tls), false,
+     "backend-tls"},
+    {offsetof(struct proxy_tls, sentinels), offsetof(struct config, sentinel_tls), false,
+     "sentinel.tls"},
+};
+
+#define PROXY_TLS_LEGS (sizeof(proxy_tls_legs) / sizeof(proxy_tls_legs[0]))
+
+static bool proxy_tls_wanted(const struct config *cfg, size_t leg)
+{
+    if (leg == 0) {
+        for (size_t i = 0; i < cfg->nlisteners; i++) {
+            if (cfg->listeners[i].tls) {
+                return true;
+            }
+        }
+        return false;
+    }
+    return ((const struct tls_settings *)((const char *)cfg + proxy_tls_legs[leg].settings))
+        ->enabled;
+}
+
+static struct tls_ctx **proxy_tls_slot(struct proxy_tls *tls, size_t leg)
+{
+    return (struct tls_ctx **)((char *)tls + proxy_tls_legs[leg].ctx);
+}
+
+static const struct tls_settings *proxy_tls_settings(const struct config *cfg, size_t leg)
+{
+    return (const struct tls_settings *)((const char *)cfg + proxy_tls_legs[leg].settings);
+}
+
+bool proxy_tls_open(const struct config *cfg, struct proxy_tls *tls, char *err, size_t errlen)
+{
+    char msg[CONFIG_ERR_MAX];
+
+    memset(tls, 0, sizeof(*tls));
+    for (size_t i = 0; i < PROXY_TLS_LEGS; i++) {
+        struct tls_ctx **slot = proxy_tls_slot(tls, i);
+        if (!proxy_tls_wanted(cfg, i)) {
+            continue;
+        }
+        *slot = tls_ctx_new(proxy_tls_settings(cfg, i), proxy_tls_legs[i].server, msg, sizeof(msg));
+        if (*slot == NULL) {
+            snprintf(err, errlen, "%s: %s", proxy_tls_legs[i].leg, msg);
+            proxy_tls_close(tls);
+            return false;
+        }
+    }
+    return true;
+}
+
+void proxy_tls_close(struct proxy_tls *tls)
+{
+    for (size_t i = 0; i < PROXY_TLS_LEGS; i++) {
+        struct tls_ctx **slot = proxy_tls_slot(tls, i);
+        tls_ctx_free(*slot);
+        *slot = NULL;
+    }
+}
+
+bool proxy_tls_reload(struct proxy *px)
+{
+    char msg[CONFIG_ERR_MAX];
+    bool ok = true;
+
+    for (size_t i = 0; i < PROXY_TLS_LEGS; i++) {
+        struct tls_ctx *ctx = *proxy_tls_slot(&px->tls, i);
+        if (ctx == NULL) {
+            continue;
+        }
+        if (tls_ctx_reload(ctx, proxy_tls_settings(px->cfg, i), msg, sizeof(msg))) {
+            log_info("%s: certificates reloaded", proxy_tls_legs[i].leg);
+        } else {
+            log_error("%s: reload failed, the previous certificates stay in use: %s",
+                      proxy_tls_legs[i].leg, msg);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+static void proxy_hup_cb(struct ev_loop *loop, ev_signal *sig, int revents)
+{
+    (void)loop;
+    (void)revents;
+    log_info("received SIGHUP, reloading TLS certificates");
+    proxy_tls_reload(sig->data);
+}
+
 static void proxy_signal_cb(struct ev_loop *loop, ev_signal *sig, int revents)
 {
     (void)revents;
@@ -156,7 +257,7 @@ int proxy_run(struct config *cfg)
 {
     struct proxy px;
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
-    ev_signal sigint, sigterm;
+    ev_signal sigint, sigterm, sighup;
     char err[CONFIG_ERR_MAX];
     int *fds = NULL, started = 0, rc = 1;
 
@@ -183,6 +284,10 @@ int proxy_run(struct config *cfg)
     px.workers = calloc((size_t)px.nworkers, sizeof(*px.workers));
     if (fds == NULL || px.workers == NULL) {
         log_error("out of memory");
+        goto done;
+    }
+    if (!proxy_tls_open(cfg, &px.tls, err, sizeof(err))) {
+        log_error("%s", err);
         goto done;
     }
     if (!listener_open_shared(cfg, px.nworkers, fds, err, sizeof(err))) {
@@ -212,7 +317,8 @@ int proxy_run(struct config *cfg)
         struct engine_receiver rx = {&px, proxy_engine_publish, proxy_engine_status};
         /* Set before any worker runs, cleared after the last one stopped:
          * workers read it without a lock. */
-        px.engine = engine_start(loop, cfg, &rx, err, sizeof(err));
+        struct engine_tls tls = {px.tls.sentinels, px.tls.servers};
+        px.engine = engine_start(loop, cfg, &rx, &tls, err, sizeof(err));
         if (px.engine == NULL) {
             log_error("%s", err);
             goto stop;
@@ -228,6 +334,9 @@ int proxy_run(struct config *cfg)
     ev_signal_start(loop, &sigint);
     ev_signal_init(&sigterm, proxy_signal_cb, SIGTERM);
     ev_signal_start(loop, &sigterm);
+    ev_signal_init(&sighup, proxy_hup_cb, SIGHUP);
+    sighup.data = &px;
+    ev_signal_start(loop, &sighup);
     proxy_log_start(&px);
     ev_run(loop, 0);
     rc = 0;
@@ -244,6 +353,7 @@ stop:
     px.engine = NULL;
     proxy_close_shared(cfg, fds);
 done:
+    proxy_tls_close(&px.tls);
     free(fds);
     free(px.workers);
     free(px.control_status);

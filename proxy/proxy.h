@@ -17,11 +17,20 @@ struct cmdtable;
 struct worker;
 struct topology;
 struct engine;
+struct tls_ctx;
 
 #define PROXY_VERSION "0.1.0"
 
+/* TLS contexts, one per leg (NULL where the leg is plain). */
+struct proxy_tls {
+    struct tls_ctx *clients;   /* TLS listeners */
+    struct tls_ctx *servers;   /* Redis servers: shared, dedicated and probe connections */
+    struct tls_ctx *sentinels; /* Sentinels */
+};
+
 struct proxy {
     struct config *cfg;
+    struct proxy_tls tls;
     const struct cmdtable *cmds; /* current table (atomic pointer; old ones kept to the end) */
     struct cmdtable **cmds_old;
     size_t ncmds_old;
@@ -50,6 +59,18 @@ void proxy_set_cmds(struct proxy *px, struct cmdtable *t);
 
 /* Next unique client id (any thread). */
 uint64_t proxy_next_client_id(struct proxy *px);
+
+/* Load the TLS contexts cfg asks for (a leg without TLS gets NULL). False
+ * with err naming the file and OpenSSL's reason; nothing is left loaded. */
+bool proxy_tls_open(const struct config *cfg, struct proxy_tls *tls, char *err, size_t errlen);
+
+/* Free the contexts (connections made from them keep what they use). */
+void proxy_tls_close(struct proxy_tls *tls);
+
+/* Re-read every leg's certificates and keys: new connections use them,
+ * established ones keep theirs; a leg that fails keeps its old ones (logged).
+ * True when all loaded. */
+bool proxy_tls_reload(struct proxy *px);
 
 /* Run the proxy with a validated configuration until SIGINT or SIGTERM:
  * listeners, workers and the control plane. Returns the exit status. */

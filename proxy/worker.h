@@ -71,6 +71,8 @@ struct worker_stats {
     uint64_t stall_longest_us;   /* the longest stall seen to its end (a maximum, not a sum) */
     uint64_t client_reads;
     uint64_t client_writes;
+    uint64_t tls_handshakes;         /* TLS clients whose handshake completed */
+    uint64_t tls_handshake_failures; /* ... that failed or timed out */
 };
 
 struct worker {

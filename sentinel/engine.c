@@ -115,6 +115,7 @@ static struct engine_node *engine_add_node(struct engine *e, const struct addr *
     o.timeout = (double)e->cfg->sentinel_timeout_ms / 1000.0;
     o.username = e->cfg->sentinel_username;
     o.password = e->cfg->sentinel_password;
+    o.tls = e->tls.sentinels;
     snprintf(name, sizeof(name), "sentinel %s", n->name);
     o.name = name;
     n->cmd = link_new(e->loop, a, &o);
@@ -605,7 +606,8 @@ void engine_kick(struct engine *e)
 }
 
 struct engine *engine_start(struct ev_loop *loop, const struct config *cfg,
-                            const struct engine_receiver *rx, char *err, size_t errlen)
+                            const struct engine_receiver *rx, const struct engine_tls *tls,
+                            char *err, size_t errlen)
 {
     struct engine *e = calloc(1, sizeof(*e));
     double poll;
@@ -616,6 +618,7 @@ struct engine *engine_start(struct ev_loop *loop, const struct config *cfg,
     }
     e->loop = loop;
     e->rx = *rx;
+    e->tls = *tls;
     e->cfg = cfg;
     for (size_t i = 0; i < e->cfg->nsentinels; i++) {
         struct addr a = e->cfg->sentinels[i];

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 struct config;
+struct tls_ctx;
 struct engine;
 struct topology;
 
@@ -24,10 +25,18 @@ struct engine_receiver {
     void (*status)(void *ctx, char *text);
 };
 
+/* TLS contexts for the engine's connections (NULL: plain); they must outlive
+ * the engine. */
+struct engine_tls {
+    struct tls_ctx *sentinels; /* Sentinels (sentinel.tls) */
+    struct tls_ctx *servers;   /* ROLE probes of Redis servers (backend-tls) */
+};
+
 /* Start watching cfg's Sentinels on the control loop, reporting to rx (cfg
  * and rx must outlive the engine). NULL with err set when it cannot start. */
 struct engine *engine_start(struct ev_loop *loop, const struct config *cfg,
-                            const struct engine_receiver *rx, char *err, size_t errlen);
+                            const struct engine_receiver *rx, const struct engine_tls *tls,
+                            char *err, size_t errlen);
 
 /* Stop and free the engine (NULL is fine). Whoever may call engine_kick
  * must be stopped first. */

@@ -75,6 +75,7 @@ struct engine_cand {
 struct engine {
     struct ev_loop *loop;
     struct engine_receiver rx;
+    struct engine_tls tls;
     const struct config *cfg;
     struct engine_node *nodes;
     struct engine_inst *insts;

@@ -14,6 +14,7 @@
 #include "lib/evio.h"
 #include "lib/log.h"
 #include "lib/net.h"
+#include "lib/tls.h"
 #include "lib/transport.h"
 
 #define LINK_READ_CHUNK   16384
@@ -25,6 +26,7 @@ enum link_state {
     LINK_IDLE = 0,
     LINK_CONNECTING = 1,
     LINK_CONNECTED = 2,
+    LINK_HANDSHAKE = 3, /* connected, TLS handshake under way */
 };
 
 struct link_cmd {
@@ -208,9 +210,10 @@ static bool link_append(struct link *l, const char *data, size_t len)
 
 static void link_flush(struct link *l)
 {
-    while (l->out_sent < l->out_len) {
+    /* A TLS transport may hold encrypted bytes of its own to send. */
+    while (l->out_sent < l->out_len || transport_out_pending(&l->t)) {
         struct iovec iov = {l->out + l->out_sent, l->out_len - l->out_sent};
-        ssize_t n = transport_writev(&l->t, &iov, 1);
+        ssize_t n = transport_writev(&l->t, &iov, l->out_sent < l->out_len ? 1 : 0);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 link_set_events(l, EV_READ | EV_WRITE);
@@ -234,7 +237,13 @@ static void link_connect(struct link *l)
         snprintf(l->last_error, sizeof(l->last_error), "%s", err);
         return;
     }
-    transport_plain(&l->t, fd);
+    if (l->opt.tls == NULL) {
+        transport_plain(&l->t, fd);
+    } else if (!transport_tls(&l->t, fd, l->opt.tls, l->addr.host, err, sizeof(err))) {
+        snprintf(l->last_error, sizeof(l->last_error), "%s", err);
+        close(fd);
+        return;
+    }
     l->reader = redisReaderCreate();
     if (l->reader == NULL) {
         transport_close(&l->t);
@@ -459,10 +468,39 @@ static void link_read(struct link *l)
             return;
         }
         link_dispatch(l);
-        if ((size_t)n < sizeof(buf)) {
+        if ((size_t)n < sizeof(buf) && transport_pending(&l->t) == 0) {
             return;
         }
     }
+    /* Bytes TLS decrypted already will not wake the socket again. */
+    if (l->state == LINK_CONNECTED && transport_pending(&l->t) > 0) {
+        ev_feed_event(l->loop, &l->io, EV_READ);
+    }
+}
+
+/* Connected: TLS first, if the link speaks it. */
+static void link_handshake(struct link *l)
+{
+    char err[256];
+    unsigned want = 0;
+
+    if (l->t.tls != NULL) {
+        switch (transport_handshake(&l->t, &want, err, sizeof(err))) {
+        case TLS_STEP_AGAIN:
+            l->state = LINK_HANDSHAKE;
+            link_set_events(l, want);
+            return;
+        case TLS_STEP_FAILED:
+            log_warn("%s: TLS handshake failed: %s", l->name, err);
+            link_close(l, err);
+            return;
+        default:
+            break;
+        }
+    }
+    l->state = LINK_CONNECTED;
+    link_arm_for_commands(l);
+    link_flush(l);
 }
 
 static void link_io_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -477,9 +515,11 @@ static void link_io_cb(struct ev_loop *loop, ev_io *io, int revents)
             return;
         }
         net_tune(l->t.fd, 60);
-        l->state = LINK_CONNECTED;
-        link_arm_for_commands(l);
-        link_flush(l);
+        link_handshake(l);
+        return;
+    }
+    if (l->state == LINK_HANDSHAKE) {
+        link_handshake(l);
         return;
     }
     if (revents & EV_READ) {
@@ -499,8 +539,8 @@ static void link_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
     (void)loop;
     (void)revents;
-    if (l->state == LINK_CONNECTING) {
-        link_close(l, "connect timeout");
+    if (l->state == LINK_CONNECTING || l->state == LINK_HANDSHAKE) {
+        link_close(l, l->state == LINK_CONNECTING ? "connect timeout" : "TLS handshake timeout");
         return;
     }
     /* A subscriber waits for messages forever: only its commands time out. */

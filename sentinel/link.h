@@ -22,6 +22,7 @@
 #include "lib/addr.h"
 
 struct link;
+struct tls_ctx;
 
 /* A reply (NULL when the command failed: timeout, connection lost, garbage). */
 typedef void link_reply_fn(struct link *l, redisReply *reply, void *arg);
@@ -35,7 +36,8 @@ struct link_options {
     const char *password;
     link_push_fn *on_push; /* set for a subscriber link */
     void *udata;
-    const char *name; /* for log lines, e.g. "sentinel 127.0.0.1:26379" */
+    const char *name;    /* for log lines, e.g. "sentinel 127.0.0.1:26379" */
+    struct tls_ctx *tls; /* connect with TLS (NULL: plain); must outlive the link */
 };
 
 /* A disconnected link to a resolved address; it connects on the first

@@ -61,6 +61,7 @@ static struct link *probe_link(struct engine *e, const struct addr *a)
     o.timeout = (double)e->cfg->sentinel_timeout_ms / 1000.0;
     o.username = e->cfg->backend_username;
     o.password = e->cfg->backend_password;
+    o.tls = e->tls.servers;
     in->link = link_new(e->loop, a, &o);
     if (in->link == NULL) {
         free(in);

@@ -276,7 +276,7 @@ static void setup_start(struct setup *s, const char *role1)
     s->sentinel.master_port = s->m1.port;
     s->sentinel.epoch = 1;
     s->cfg = engine_config(s->sentinel.port);
-    s->e = engine_start(s->loop, s->cfg, &rx, err, sizeof(err));
+    s->e = engine_start(s->loop, s->cfg, &rx, &(struct engine_tls){NULL, NULL}, err, sizeof(err));
     assert_non_null(s->e);
 }
 
