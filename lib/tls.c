@@ -124,6 +124,10 @@ static bool tls_load_files(SSL_CTX *ctx, const struct tls_settings *s, bool serv
             return tls_fail(err, errlen, "certificate %s", s->cert);
         }
         if (SSL_CTX_use_PrivateKey_file(ctx, s->key, SSL_FILETYPE_PEM) != 1) {
+            if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+                return tls_fail(err, errlen, "key %s does not match certificate %s", s->key,
+                                s->cert);
+            }
             return tls_fail(err, errlen, "key %s", s->key);
         }
         if (SSL_CTX_check_private_key(ctx) != 1) {
@@ -385,6 +389,7 @@ static ssize_t tls_readv(struct transport *t, const struct iovec *iov, int cnt)
             int e;
             errno = 0;
             if (SSL_read_ex(ssl, (char *)iov[i].iov_base + off, iov[i].iov_len - off, &n) == 1) {
+                t->rwait = 0;
                 off += n;
                 got += n;
                 /* Past what OpenSSL holds, the next read would be the
@@ -395,6 +400,7 @@ static ssize_t tls_readv(struct transport *t, const struct iovec *iov, int cnt)
                 continue;
             }
             e = tls_errno(ssl, 0);
+            t->rwait = e == EAGAIN;
             if (got > 0) {
                 goto out;
             }
@@ -481,9 +487,13 @@ failed:
     return -1;
 }
 
+/* Decrypted bytes, or whole records read ahead from the socket (which will
+ * not signal them again); not the start of a record still arriving. */
 static size_t tls_pending(struct transport *t)
 {
-    return SSL_has_pending(t->tls) ? 1 : 0;
+    size_t n = (size_t)SSL_pending(t->tls);
+
+    return n > 0 ? n : !t->rwait && SSL_has_pending(t->tls) ? 1 : 0;
 }
 
 static void tls_close(struct transport *t)

@@ -54,6 +54,7 @@ void transport_plain(struct transport *t, int fd)
     t->tls = NULL;
     t->out = NULL;
     t->out_len = t->out_sent = t->out_cap = 0;
+    t->rwait = 0;
 }
 
 void transport_close(struct transport *t)

@@ -33,6 +33,9 @@ struct transport {
     /* TLS: encrypted bytes not yet written to fd (lib/tls.h); NULL when drained */
     char *out;
     size_t out_len, out_sent, out_cap;
+    /* TLS: the last read stopped for want of bytes, so what OpenSSL holds
+     * is an unfinished record and the socket will say when more come */
+    int rwait;
 };
 
 /* Attach a plain (TCP or unix) socket. */

@@ -129,15 +129,92 @@ class Process:
         return 0
 
 
-class RedisServer:
-    """A redis-server on a free loopback port in its own directory."""
+class TlsFiles:
+    """A test CA and certificates, made with the openssl command in dir:
+    ca (CA), server (for 127.0.0.1 and localhost), client; other-ca and
+    other-server (signed by it) and expired-server for the failures."""
 
-    def __init__(self, workdir, port=None, args=(), password=None):
+    NAMES = ("ca", "other-ca")
+
+    def __init__(self, d):
+        self.dir = d
+        os.makedirs(d, exist_ok=True)
+        for ca in self.NAMES:
+            self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
+                          "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30",
+                          "-keyout", self.path(ca + ".key"), "-out", self.path(ca + ".crt"),
+                          "-subj", "/CN=sentinel-proxy test %s" % ca)
+        self.make("server", "ca")
+        self.make("client", "ca", server=False)
+        self.make("other-server", "other-ca")
+        self.make("other-client", "other-ca", server=False)
+        self.make("expired-server", "ca", expired=True)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def _openssl(self, *args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=self.dir)
+
+    def make(self, name, ca, server=True, expired=False):
+        """Key NAME.key and certificate NAME.crt signed by ca."""
+        cnf = self.path(ca + ".cnf")
+        if not os.path.exists(cnf):
+            with open(cnf, "w") as f:
+                f.write("[ca]\ndefault_ca = d\n[d]\ndatabase = %s.index\nnew_certs_dir = %s\n"
+                        "serial = %s.serial\ndefault_md = sha256\npolicy = p\n"
+                        "[p]\ncommonName = supplied\n" % (self.path(ca), self.dir, self.path(ca)))
+            open(self.path(ca + ".index"), "w").close()
+            with open(self.path(ca + ".serial"), "w") as f:
+                f.write("%s\n" % os.urandom(8).hex())
+        ext = self.path(name + ".ext")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n" if server else
+                    "extendedKeyUsage=clientAuth\n")
+        self._openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                      "-nodes", "-keyout", self.path(name + ".key"), "-out",
+                      self.path(name + ".csr"), "-subj", "/CN=%s" % name)
+        dates = (["-startdate", "20200101000000Z", "-enddate", "20200201000000Z"] if expired
+                 else ["-days", "30"])
+        self._openssl("ca", "-batch", "-config", cnf, "-cert", self.path(ca + ".crt"),
+                      "-keyfile", self.path(ca + ".key"), "-in", self.path(name + ".csr"),
+                      "-out", self.path(name + ".crt"), "-extfile", ext, "-notext", *dates)
+
+    def server_args(self, cert="server"):
+        """redis-server arguments for TLS only (clients, replication)."""
+        return ["--port", "0", "--tls-cert-file", self.path(cert + ".crt"),
+                "--tls-key-file", self.path(cert + ".key"),
+                "--tls-ca-cert-file", self.path("ca.crt"), "--tls-auth-clients", "optional",
+                "--tls-replication", "yes"]
+
+    def client_kw(self, cert=None):
+        """redis-py arguments for a TLS client that checks the server."""
+        kw = {"ssl": True, "ssl_ca_certs": self.path("ca.crt"), "ssl_cert_reqs": "required"}
+        if cert is not None:
+            kw.update(ssl_certfile=self.path(cert + ".crt"), ssl_keyfile=self.path(cert + ".key"))
+        return kw
+
+    def proxy_listener_args(self):
+        return ["--set", "tls.cert=" + self.path("server.crt"),
+                "--set", "tls.key=" + self.path("server.key")]
+
+    def proxy_leg_args(self, leg, ca="ca"):
+        """Proxy flags for TLS to servers (backend-tls) or Sentinels (sentinel.tls)."""
+        return ["--set", leg + ".enabled=true", "--set", "%s.ca=%s" % (leg, self.path(ca + ".crt"))]
+
+
+class RedisServer:
+    """A redis-server on a free loopback port in its own directory; with tls
+    (a TlsFiles), on a TLS port only."""
+
+    def __init__(self, workdir, port=None, args=(), password=None, tls=None, cert="server"):
         self.port = port or free_port()
+        self.cert = cert
         self.dir = os.path.join(workdir, "redis-%d" % self.port)
         os.makedirs(self.dir, exist_ok=True)
         self.args = list(args)
         self.password = password
+        self.tls = tls
         self.proc = None
 
     def start(self):
@@ -145,14 +222,21 @@ class RedisServer:
         # before it sends its data set: not in tests.
         argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", self.dir, "--save", "", "--appendonly", "no",
-                "--protected-mode", "no", "--repl-diskless-sync-delay", "0"] + self.args
-        self.proc = Process(argv, os.path.join(self.dir, "redis.log")).start()
+                "--protected-mode", "no", "--repl-diskless-sync-delay", "0"]
+        if self.tls is not None:
+            argv += self.tls.server_args(self.cert) + ["--tls-port", str(self.port)]
+        self.proc = Process(argv + self.args, os.path.join(self.dir, "redis.log")).start()
         wait_for(lambda: self.client().ping(), what="redis-server on %d" % self.port)
         return self
 
     def client(self, **kw):
         kw.setdefault("socket_timeout", 10)
         kw.setdefault("password", self.password)
+        if self.tls is not None:
+            for k, v in self.tls.client_kw().items():
+                kw.setdefault(k, v)
+            if self.cert != "server":
+                kw["ssl_cert_reqs"] = "none"  # a certificate the test wants refused
         return redis.Redis(host="127.0.0.1", port=self.port, **kw)
 
     def stop(self):
@@ -269,19 +353,35 @@ class Sentinel:
     """A redis-sentinel watching one master."""
 
     def __init__(self, workdir, master_port, name="mymaster", quorum=2, down_after=1000,
-                 failover_timeout=6000, port=None, peers=(), replicas=()):
+                 failover_timeout=6000, port=None, peers=(), replicas=(), tls=None,
+                 listen_tls=False, servers_tls=False, cert="server"):
         """peers: (port, myid) of the other Sentinels and replicas: ports of
         the replicas, written as Sentinel itself records what it learnt, so
         that it starts knowing them instead of discovering them over several
-        seconds."""
+        seconds. With tls (a TlsFiles): listen_tls puts port on TLS (a plain
+        port stays open too unless servers_tls) with certificate cert,
+        servers_tls makes it speak TLS to servers and other Sentinels
+        (tls-replication)."""
         self.port = port or free_port()
         self.myid = os.urandom(20).hex()
         self.dir = os.path.join(workdir, "sentinel-%d" % self.port)
         os.makedirs(self.dir, exist_ok=True)
         self.conf = os.path.join(self.dir, "sentinel.conf")
         self.name = name
+        self.tls = tls if listen_tls else None
+        self.cert = cert
+        plain = self.port
         with open(self.conf, "w") as f:
-            f.write("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\n" % (self.port, self.dir))
+            if tls is not None and (listen_tls or servers_tls):
+                f.write("tls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\n"
+                        "tls-auth-clients optional\n"
+                        % (tls.path(cert + ".crt"), tls.path(cert + ".key"), tls.path("ca.crt")))
+            if listen_tls:
+                plain = 0 if servers_tls else free_port()
+                f.write("tls-port %d\n" % self.port)
+            if servers_tls:
+                f.write("tls-replication yes\n")
+            f.write("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\n" % (plain, self.dir))
             f.write("sentinel myid %s\n" % self.myid)
             f.write("sentinel monitor %s 127.0.0.1 %d %d\n" % (name, master_port, quorum))
             f.write("sentinel down-after-milliseconds %s %d\n" % (name, down_after))
@@ -304,8 +404,11 @@ class Sentinel:
         return self
 
     def client(self):
+        kw = self.tls.client_kw() if self.tls is not None else {}
+        if kw and self.cert != "server":
+            kw["ssl_cert_reqs"] = "none"  # a certificate the test wants refused
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5,
-                           decode_responses=True)
+                           decode_responses=True, **kw)
 
     def stop(self):
         if self.proc is not None:
@@ -316,11 +419,16 @@ class Cluster:
     """The classic layout: 1 master, N replicas, M Sentinels, on loopback."""
 
     def __init__(self, workdir, replicas=2, sentinels=3, quorum=2, name="mymaster",
-                 down_after=1000, master_args=(), replica_args=()):
+                 down_after=1000, master_args=(), replica_args=(), tls=None, servers_tls=False,
+                 sentinels_tls=False):
         self.workdir = workdir
         self.name = name
-        self.master = RedisServer(workdir, args=master_args)
-        self.replicas = [RedisServer(workdir) for _ in range(replicas)]
+        self.tls = tls
+        self.servers_tls = servers_tls
+        self.sentinels_tls = sentinels_tls
+        stls = tls if servers_tls else None
+        self.master = RedisServer(workdir, args=master_args, tls=stls)
+        self.replicas = [RedisServer(workdir, tls=stls) for _ in range(replicas)]
         self.replica_args = list(replica_args)
         self.nsentinels = sentinels
         self.quorum = quorum
@@ -346,7 +454,9 @@ class Cluster:
         for _ in range(self.nsentinels):
             self.sentinels.append(Sentinel(self.workdir, self.master.port, self.name, self.quorum,
                                            self.down_after,
-                                           replicas=[r.port for r in self.replicas]))
+                                           replicas=[r.port for r in self.replicas],
+                                           tls=self.tls, listen_tls=self.sentinels_tls,
+                                           servers_tls=self.servers_tls))
         for s in self.sentinels:
             s.know([o for o in self.sentinels if o is not s])
         for s in self.sentinels:

@@ -25,8 +25,9 @@ class Load:
     """Clients looping SET then GET on their own keys through the proxy, each
     on its own TCP connection, recording every outcome with its time."""
 
-    def __init__(self, port, clients=20):
+    def __init__(self, port, clients=20, client_kw=None):
         self.port = port
+        self.client_kw = client_kw or {}
         self.stop_flag = threading.Event()
         self.results = [[] for _ in range(clients)]  # (t_issued, t_done, op, key, ok, error)
         self.socknames = [None] * clients
@@ -35,7 +36,7 @@ class Load:
 
     def _run(self, i):
         c = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=60,
-                        single_connection_client=True)
+                        single_connection_client=True, **self.client_kw)
         c.ping()
         self.socknames[i] = c.connection._sock.getsockname()
         seq = 0

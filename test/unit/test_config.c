@@ -730,6 +730,48 @@ static void test_validate(void **state)
     config_free(cfg);
 }
 
+static void test_tls_settings(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    expect_invalid("backend: a:1\nlisten: tls://b:1\n",
+                   "a TLS listener needs tls.cert and tls.key");
+    expect_invalid("backend: a:1\nlisten: [{address: 'b:1', tls: yes}]\ntls: {cert: c}\n",
+                   "a TLS listener needs tls.cert and tls.key");
+    expect_bad("backend: a:1\nlisten: [{address: 'b:1', tls: maybe}]\n",
+               "t.yaml:2: listen.tls: expected true or false, got 'maybe'");
+    expect_bad("backend: a:1\nlisten: tls://unix:/a\n", "~TLS on a unix socket is not supported");
+    expect_invalid("backend: a:1\ntls: {client-auth: required}\n", "tls.client-auth needs tls.ca");
+    expect_invalid("backend: a:1\ntls: {protocols: SSLv3}\n", "unknown protocol 'SSLv3'");
+    expect_invalid("backend: a:1\ntls: {protocols: ' '}\n", "no protocol named");
+    expect_invalid("backend: a:1\nbackend-tls: {ca: x}\n",
+                   "backend-tls has settings but backend-tls.enabled is false");
+    expect_invalid("backend: a:1\nbackend-tls: {enabled: true, cert: c}\n",
+                   "backend-tls.cert and backend-tls.key go together");
+    expect_invalid("sentinel: {master-name: m, addresses: [a:1], tls: {server-name: s}}\n",
+                   "sentinel.tls has settings but sentinel.tls.enabled is false");
+    expect_invalid(
+        "sentinel: {master-name: m, addresses: [a:1], tls: {enabled: on, protocols: x}}\n",
+        "sentinel.tls.protocols: unknown protocol 'x'");
+    cfg = load_valid("backend: a:1\nlisten: [tls://b:1, c:2, {address: 'd:3', tls: true}]\n"
+                     "tls: {cert: c, key: k, protocols: TLSv1.3}\n"
+                     "backend-tls: {enabled: true, verify: false}\n"
+                     "sentinel: {tls: {enabled: yes, server-name: s.example}}\n");
+    assert_int_equal(cfg->nlisteners, 3);
+    assert_true(cfg->listeners[0].tls);
+    assert_string_equal(cfg->listeners[0].addr.host, "b");
+    assert_false(cfg->listeners[1].tls);
+    assert_true(cfg->listeners[2].tls);
+    assert_string_equal(cfg->tls.protocols, "TLSv1.3");
+    assert_true(cfg->backend_tls.enabled);
+    assert_false(cfg->backend_tls.verify);
+    assert_true(cfg->sentinel_tls.verify);
+    assert_string_equal(cfg->sentinel_tls.server_name, "s.example");
+    assert_int_equal(cfg->tls_handshake_timeout_ms, 10000);
+    config_free(cfg);
+}
+
 static char *slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -837,7 +879,8 @@ int main(void)
         cmocka_unit_test(test_list_cap),      cmocka_unit_test(test_flag_list_cap),
         cmocka_unit_test(test_load_file),     cmocka_unit_test(test_flags),
         cmocka_unit_test(test_flags_only),    cmocka_unit_test(test_validate),
-        cmocka_unit_test(test_example_file),  cmocka_unit_test(test_reference),
+        cmocka_unit_test(test_tls_settings),  cmocka_unit_test(test_example_file),
+        cmocka_unit_test(test_reference),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
