@@ -8,6 +8,7 @@
 #                             INTEGRATION_TESTS=test/integration/test_x.py picks files)
 #   make fuzz                 libFuzzer harnesses for the scanners and the config loader (clang)
 #   make demo                 run the proxy in front of a local Redis/Sentinel setup
+#                             (TLS=1: with TLS on every leg)
 #   make bench                redis-benchmark comparison (bench-quick: a few minutes)
 #   make bench-callgrind      instructions per request, counted by callgrind
 #   make bench-failover       kill -9 failover under load: proxy, redis-py Sentinel, haproxy

@@ -38,6 +38,13 @@ def _kill_all():
 atexit.register(_kill_all)
 
 
+def sanitized():
+    """True when the proxy under test is built with AddressSanitizer (its
+    quarantine makes RSS say nothing about the proxy's own memory)."""
+    with open(PROXY_BIN, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
