@@ -14,6 +14,7 @@
 #   make bench-failover       kill -9 failover under load: proxy, redis-py Sentinel, haproxy
 #   make bench-stall          held requests (CLIENT PAUSE, busy script): what other clients wait
 #   make bench-clients        50 ioredis clients, RESP3 and RESP2: speed, replicas, connections
+#   make bench-tls            TLS termination: direct, sentinel-proxy (plain/TLS to the server), haproxy
 #   make deps                 install the Debian packages needed to build and test
 #   make node-deps            install the Node.js clients (ioredis, node-redis) of
 #                             test/clients/package-lock.json; skipped without node/npm
@@ -63,7 +64,7 @@ BIN := $(BUILD)/sentinel-proxy
 FLAGS_STAMP := $(OBJDIR)/.flags
 BIN_STAMP := $(BUILD)/.flags-bin
 
-.PHONY: all test unit integration lint format fuzz demo bench bench-quick bench-callgrind bench-ryw bench-anatomy \
+.PHONY: all test unit integration lint format fuzz demo bench bench-quick bench-callgrind bench-ryw bench-anatomy bench-tls \
         bench-failover bench-stall bench-clients soak deps bench-deps node-deps clean FORCE
 
 all: $(BIN)
@@ -157,6 +158,9 @@ bench-anatomy: $(BIN)
 
 bench-ryw: $(BIN)
 	SP_BINARY=$(abspath $(BIN)) $(PYTHON) bench/ryw.py $(BENCH_ARGS)
+
+bench-tls: $(BIN)
+	SP_BINARY=$(abspath $(BIN)) $(PYTHON) bench/tls.py $(BENCH_ARGS)
 
 bench-clients: $(BIN)
 	@[ -d test/clients/node_modules ] || $(MAKE) --no-print-directory node-deps
