@@ -125,3 +125,50 @@ def test_workers_follow_a_failover(workdir, cluster):
         assert cluster.server_on(new).client().get("after") == b"1"
     finally:
         p.stop()
+
+
+def test_workers_tls_handshakes_while_certificates_reload(workdir, redis_server):
+    """New TLS connections on every worker while SIGHUP replaces the
+    context they are made from: no client sees an error."""
+    import os
+    import shutil
+    import signal
+
+    from harness import TlsFiles, free_port
+    certs = TlsFiles(os.path.join(workdir, "tls"))
+    port = free_port()
+    p = Proxy(workdir, backend=redis_server.port, listen_flag=False,
+              args=["--workers", WORKERS, "--listen", "tls://127.0.0.1:%d" % port] +
+              certs.proxy_listener_args()).start(wait=False)
+    wait_for(lambda: "ready:" in p.log(), what="the proxy")
+    try:
+        errors = []
+        stop = threading.Event()
+
+        def connect_loop(k):
+            try:
+                while not stop.is_set():
+                    c = redis.Redis(port=port, socket_timeout=30, **certs.client_kw())
+                    assert c.set("k%d" % k, k) and c.get("k%d" % k) == str(k).encode()
+                    c.close()
+            except Exception as e:  # noqa: BLE001 - reported by the test
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=connect_loop, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        for i in range(8):
+            certs.make("server-r%d" % i, "ca")
+            for n in ("crt", "key"):
+                shutil.copy(certs.path("server-r%d.%s" % (i, n)), certs.path("server." + n))
+            p.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: p.log().count("tls: certificates reloaded") == i + 1,
+                     what="reload %d" % (i + 1))
+        stop.set()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors[:3]
+        c = redis.Redis(port=port, socket_timeout=10, **certs.client_kw())
+        assert proxy_stats(c)["tls_handshakes"] > 20
+    finally:
+        p.stop()
