@@ -81,7 +81,7 @@ static const char *const config_client_auth_names[] = {"none", "optional", "requ
 static const struct config_key config_keys[] = {
     {"listen", CT_LISTEN, OFF(listeners), CONFIG_LISTEN, 0, CONFIG_LIST_MAX, NULL, false,
      "addresses to accept clients on, each a string (tls://HOST:PORT for TLS) or a mapping "
-     "{address, read-from, tls: true}"},
+     "{address, read-from, tls: true or a mapping of its own tls keys}"},
     {"workers", CT_WORKERS, OFF(workers), "1", 1, 256, NULL, false,
      "worker threads, each with its own event loop; auto = one per CPU"},
     {"max-clients", CT_INT, OFF(max_clients), "10000", 1, 1000000, NULL, true,
@@ -192,6 +192,19 @@ const struct config_key config_item_keys[] = {
     {"replicas.zone", CT_NAME, offsetof(struct config_replica_pref, zone), NULL, 1, 31, NULL, true,
      NULL},
     {"listen.tls", CT_BOOL, offsetof(struct config_listener, tls), NULL, 0, 0, NULL, false, NULL},
+    /* a listener's own tls: mapping (offsets into struct tls_settings) */
+    {"listen.tls.cert", CT_STRING, offsetof(struct tls_settings, cert), NULL, 0, 0, NULL, true,
+     NULL},
+    {"listen.tls.key", CT_STRING, offsetof(struct tls_settings, key), NULL, 0, 0, NULL, true, NULL},
+    {"listen.tls.ca", CT_STRING, offsetof(struct tls_settings, ca), NULL, 0, 0, NULL, true, NULL},
+    {"listen.tls.client-auth", CT_ENUM, offsetof(struct tls_settings, client_auth), "none", 0, 0,
+     config_client_auth_names, true, NULL},
+    {"listen.tls.protocols", CT_STRING, offsetof(struct tls_settings, protocols), "TLSv1.2 TLSv1.3",
+     0, 0, NULL, true, NULL},
+    {"listen.tls.ciphers", CT_STRING, offsetof(struct tls_settings, ciphers), NULL, 0, 0, NULL,
+     true, NULL},
+    {"listen.tls.ciphersuites", CT_STRING, offsetof(struct tls_settings, ciphersuites), NULL, 0, 0,
+     NULL, true, NULL},
 };
 
 /* The loader's bookkeeping behind cfg->priv. */
@@ -640,9 +653,26 @@ bool config_add_sentinel(struct config *cfg, const struct config_key *k, const c
     return true;
 }
 
+void config_tls_free(struct tls_settings *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < CONFIG_TLS_FIELDS; i++) {
+        const struct config_key *f = &config_item_keys[ITEM_TLS_FIELDS + i];
+        if (f->type == CT_STRING) {
+            free(*(char **)((char *)t + f->off));
+        }
+    }
+    free(t);
+}
+
 void config_clear_list(struct config *cfg, const struct config_key *k)
 {
     if (k->type == CT_LISTEN) {
+        for (size_t i = 0; i < cfg->nlisteners; i++) {
+            config_tls_free(cfg->listeners[i].tls_own);
+        }
         free(cfg->listeners);
         cfg->listeners = NULL;
         cfg->nlisteners = 0;
@@ -783,17 +813,42 @@ static bool config_tls_out_valid(const struct tls_settings *t, const char *leg, 
     return true;
 }
 
+/* A TLS listener's settings: its own, or the tls.* keys. */
+static bool config_tls_in_valid(const struct tls_settings *t, const char *where, char *err,
+                                size_t errlen)
+{
+    char msg[CONFIG_ERR_MAX];
+
+    if (t->cert == NULL || t->key == NULL) {
+        return config_fail(err, errlen, "%s needs cert and key", where);
+    }
+    if (t->client_auth != TLS_AUTH_NONE && t->ca == NULL) {
+        return config_fail(err, errlen, "%s: client-auth needs a ca", where);
+    }
+    if (!tls_protocols_valid(t->protocols, msg, sizeof(msg))) {
+        return config_fail(err, errlen, "%s: protocols: %s", where, msg);
+    }
+    return true;
+}
+
 static bool config_tls_valid(const struct config *cfg, char *err, size_t errlen)
 {
     const struct tls_settings *t = &cfg->tls;
-    char msg[CONFIG_ERR_MAX];
-    bool any = false;
+    char msg[CONFIG_ERR_MAX], text[ADDR_TEXT_MAX], where[ADDR_TEXT_MAX + 32];
 
     for (size_t i = 0; i < cfg->nlisteners; i++) {
-        any |= cfg->listeners[i].tls;
-    }
-    if (any && (t->cert == NULL || t->key == NULL)) {
-        return config_fail(err, errlen, "a TLS listener needs tls.cert and tls.key");
+        const struct config_listener *l = &cfg->listeners[i];
+        if (!l->tls) {
+            continue;
+        }
+        if (l->tls_own == NULL && (t->cert == NULL || t->key == NULL)) {
+            return config_fail(err, errlen, "a TLS listener needs tls.cert and tls.key");
+        }
+        addr_format(&l->addr, text, sizeof(text));
+        snprintf(where, sizeof(where), "listener %s: tls", text);
+        if (l->tls_own != NULL && !config_tls_in_valid(l->tls_own, where, err, errlen)) {
+            return false;
+        }
     }
     if (t->client_auth != TLS_AUTH_NONE && t->ca == NULL) {
         return config_fail(err, errlen, "tls.client-auth needs tls.ca");

@@ -38,7 +38,9 @@ enum config_balance {
 struct config_listener {
     struct addr addr;
     int read_from; /* enum config_read_from; -1 = use the global read-from */
-    bool tls;      /* clients speak TLS (settings in config.tls) */
+    bool tls;      /* clients speak TLS */
+    /* its own tls: mapping, in place of the tls.* keys; NULL: those */
+    struct tls_settings *tls_own;
 };
 
 /* Per-replica preferences (replica-weights / zones), keyed by "host:port". */

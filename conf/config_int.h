@@ -48,7 +48,15 @@ struct config_key {
 
 /* Fields of list items, described like keys so that they are parsed, bounded
  * and reported the same way (offsets are into the item); indexed by ITEM_*. */
-enum { ITEM_READ_FROM, ITEM_ADDRESS, ITEM_WEIGHT, ITEM_ZONE, ITEM_TLS };
+enum {
+    ITEM_READ_FROM,
+    ITEM_ADDRESS,
+    ITEM_WEIGHT,
+    ITEM_ZONE,
+    ITEM_TLS,
+    ITEM_TLS_FIELDS, /* listen.tls.cert ... (CONFIG_TLS_FIELDS of them) */
+};
+#define CONFIG_TLS_FIELDS 7
 extern const struct config_key config_item_keys[];
 
 /* The key with this full dotted name, or NULL. */
@@ -88,6 +96,9 @@ bool config_add_sentinel(struct config *cfg, const struct config_key *k, const c
 
 /* Empty the list that k describes, freeing what its items own. */
 void config_clear_list(struct config *cfg, const struct config_key *k);
+
+/* Free a listener's own TLS settings (NULL is fine). */
+void config_tls_free(struct tls_settings *t);
 
 /* Set has_backend and has_sentinel from the values, whichever way they were set. */
 void config_sync(struct config *cfg);

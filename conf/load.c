@@ -70,7 +70,7 @@ static bool config_full_name(const char *prefix, const char *key, char *buf, siz
  */
 static bool config_item_fields(const struct config_walk *w, const struct yamltree_node *map,
                                const char *list, const char *const *names,
-                               const struct yamltree_node **vals)
+                               const struct yamltree_node **vals, int map_field)
 {
     for (size_t i = 0; i + 1 < map->n; i += 2) {
         const struct yamltree_node *key = map->items[i], *v = map->items[i + 1];
@@ -86,12 +86,46 @@ static bool config_item_fields(const struct config_walk *w, const struct yamltre
         if (vals[f] != NULL) {
             return config_where(w, key->line, full, "duplicate key");
         }
+        if (f == map_field && v->kind == YAMLTREE_MAP) {
+            vals[f] = v;
+            continue;
+        }
         if (v->kind != YAMLTREE_SCALAR || yamltree_is_null(v)) {
             return config_where(w, v->line, full, "expected a single value, got %s",
                                 yamltree_is_null(v) ? "nothing" : yamltree_kind_name(v));
         }
         vals[f] = v;
     }
+    return true;
+}
+
+/* A listener's own tls: mapping, complete on its own (unset keys take their
+ * defaults, not the tls.* keys). */
+static bool config_listen_tls(const struct config_walk *w, const struct yamltree_node *map,
+                              struct tls_settings **out)
+{
+    static const char *const names[] = {"cert",      "key",     "ca",           "client-auth",
+                                        "protocols", "ciphers", "ciphersuites", NULL};
+    const struct yamltree_node *vals[CONFIG_TLS_FIELDS] = {NULL};
+    struct tls_settings *t;
+    char msg[CONFIG_ERR_MAX];
+
+    if (!config_item_fields(w, map, "listen.tls", names, vals, -1)) {
+        return false;
+    }
+    t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        return config_where(w, map->line, "listen.tls", "out of memory");
+    }
+    for (size_t i = 0; i < CONFIG_TLS_FIELDS; i++) {
+        const struct config_key *f = &config_item_keys[ITEM_TLS_FIELDS + i];
+        const char *text = vals[i] != NULL ? vals[i]->text : f->def;
+        if (text != NULL && !config_parse_scalar(f, text, (char *)t + f->off, msg, sizeof(msg))) {
+            config_tls_free(t);
+            return config_where(w, vals[i] != NULL ? vals[i]->line : map->line, f->name, "%s", msg);
+        }
+    }
+    *out = t;
     return true;
 }
 
@@ -103,6 +137,7 @@ static bool config_listen_item(const struct config_walk *w, const struct config_
     char msg[CONFIG_ERR_MAX];
     int read_from = -1;
     bool tls = false;
+    struct tls_settings *own = NULL;
 
     if (item->kind == YAMLTREE_SCALAR) {
         if (!config_add_listener(w->cfg, item->text, -1, false, msg, sizeof(msg))) {
@@ -113,7 +148,7 @@ static bool config_listen_item(const struct config_walk *w, const struct config_
     if (item->kind != YAMLTREE_MAP) {
         return config_where(w, item->line, k->name, "expected a list of addresses");
     }
-    if (!config_item_fields(w, item, k->name, names, vals)) {
+    if (!config_item_fields(w, item, k->name, names, vals, 2)) {
         return false;
     }
     if (vals[0] == NULL) {
@@ -123,13 +158,20 @@ static bool config_listen_item(const struct config_walk *w, const struct config_
                                                 &read_from, msg, sizeof(msg))) {
         return config_where(w, vals[1]->line, config_item_keys[ITEM_READ_FROM].name, "%s", msg);
     }
-    if (vals[2] != NULL &&
-        !config_parse_scalar(&config_item_keys[ITEM_TLS], vals[2]->text, &tls, msg, sizeof(msg))) {
+    if (vals[2] != NULL && vals[2]->kind == YAMLTREE_MAP) {
+        if (!config_listen_tls(w, vals[2], &own)) {
+            return false;
+        }
+        tls = true;
+    } else if (vals[2] != NULL && !config_parse_scalar(&config_item_keys[ITEM_TLS], vals[2]->text,
+                                                       &tls, msg, sizeof(msg))) {
         return config_where(w, vals[2]->line, config_item_keys[ITEM_TLS].name, "%s", msg);
     }
     if (!config_add_listener(w->cfg, vals[0]->text, read_from, tls, msg, sizeof(msg))) {
+        config_tls_free(own);
         return config_where(w, vals[0]->line, "listen.address", "%s", msg);
     }
+    w->cfg->listeners[w->cfg->nlisteners - 1].tls_own = own;
     return true;
 }
 
@@ -147,7 +189,7 @@ static bool config_replica_item(const struct config_walk *w, const struct config
     if (item->kind != YAMLTREE_MAP) {
         return config_where(w, item->line, k->name, "expected a list of mappings");
     }
-    if (!config_item_fields(w, item, k->name, names, vals)) {
+    if (!config_item_fields(w, item, k->name, names, vals, -1)) {
         return false;
     }
     if (vals[0] == NULL) {

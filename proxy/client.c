@@ -82,9 +82,9 @@ struct client *client_new(struct worker *w, struct listener *l, int fd)
     if (c == NULL) {
         return NULL;
     }
-    if (!l->tls) {
+    if (l->tls == NULL) {
         transport_plain(&c->t, fd);
-    } else if (transport_tls(&c->t, fd, w->px->tls.clients, NULL, err, sizeof(err))) {
+    } else if (transport_tls(&c->t, fd, l->tls, NULL, err, sizeof(err))) {
         c->flags |= CL_HANDSHAKE;
         ev_timer_init(&c->hs, client_hs_timeout_cb,
                       (double)w->px->cfg->tls_handshake_timeout_ms / 1000.0, 0);

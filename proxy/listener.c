@@ -77,8 +77,8 @@ static void listener_resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 bool listener_start(struct ev_loop *loop, const struct config *cfg, const int *shared_fds,
-                    listener_accept_fn *on_accept, void *ctx, struct listener **out, size_t *n,
-                    char *err, size_t errlen)
+                    struct tls_ctx *const *tls, listener_accept_fn *on_accept, void *ctx,
+                    struct listener **out, size_t *n, char *err, size_t errlen)
 {
     struct listener *ls = calloc(cfg->nlisteners > 0 ? cfg->nlisteners : 1, sizeof(*ls));
 
@@ -92,7 +92,7 @@ bool listener_start(struct ev_loop *loop, const struct config *cfg, const int *s
         struct listener *l = &ls[i];
         l->loop = loop;
         l->addr = cfg->listeners[i].addr;
-        l->tls = cfg->listeners[i].tls;
+        l->tls = tls != NULL ? tls[i] : NULL;
         l->read_from = cfg->listeners[i].read_from >= 0
                            ? (enum config_read_from)cfg->listeners[i].read_from
                            : (enum config_read_from)cfg->read_from;

@@ -17,6 +17,7 @@
 #include "lib/addr.h"
 
 struct listener;
+struct tls_ctx;
 
 /* A connection was accepted on l (a non-blocking socket the callee owns). */
 typedef void listener_accept_fn(void *ctx, struct listener *l, int fd);
@@ -27,7 +28,7 @@ struct listener {
     int fd;
     bool owns_fd;                    /* false when the fd is shared with other workers */
     enum config_read_from read_from; /* for clients of this listener */
-    bool tls;                        /* clients speak TLS (the proxy's client context) */
+    struct tls_ctx *tls;             /* clients speak TLS with this context (NULL: plain) */
     ev_io io;
     ev_timer pause;    /* out of descriptors: accepting resumes after a moment */
     double warned_fds; /* when running out of descriptors was last logged */
@@ -43,11 +44,12 @@ bool listener_open_shared(const struct config *cfg, int nworkers, int *fds, char
 
 /* Set up one worker's listeners on loop (TCP sockets bound with
  * SO_REUSEPORT, unix ones from the shared fds) and start watching them;
- * accepted sockets go to on_accept(ctx, ...). Returns cfg->nlisteners
- * listeners in *out (*n of them started); false with err set. */
+ * accepted sockets go to on_accept(ctx, ...); tls[i] is listener i's TLS
+ * context (tls or tls[i] NULL: plain). Returns cfg->nlisteners listeners in
+ * *out (*n of them started); false with err set. */
 bool listener_start(struct ev_loop *loop, const struct config *cfg, const int *shared_fds,
-                    listener_accept_fn *on_accept, void *ctx, struct listener **out, size_t *n,
-                    char *err, size_t errlen);
+                    struct tls_ctx *const *tls, listener_accept_fn *on_accept, void *ctx,
+                    struct listener **out, size_t *n, char *err, size_t errlen);
 
 /* Stop watching, close the worker's own sockets and free the n listeners. */
 void listener_stop(struct ev_loop *loop, struct listener *ls, size_t n);

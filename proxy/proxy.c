@@ -126,7 +126,7 @@ static bool proxy_tls_wanted(const struct config *cfg, size_t leg)
 {
     if (leg == 0) {
         for (size_t i = 0; i < cfg->nlisteners; i++) {
-            if (cfg->listeners[i].tls) {
+            if (cfg->listeners[i].tls && cfg->listeners[i].tls_own == NULL) {
                 return true;
             }
         }
@@ -146,6 +146,47 @@ static const struct tls_settings *proxy_tls_settings(const struct config *cfg, s
     return (const struct tls_settings *)((const char *)cfg + proxy_tls_legs[leg].settings);
 }
 
+static void proxy_listener_name(const struct config *cfg, size_t i, char *buf, size_t len)
+{
+    char text[ADDR_TEXT_MAX];
+
+    addr_format(&cfg->listeners[i].addr, text, sizeof(text));
+    snprintf(buf, len, "listener %s: tls", text);
+}
+
+/* Listener i's context: the shared one, or its own for a tls: mapping. */
+static bool proxy_tls_open_listeners(const struct config *cfg, struct proxy_tls *tls, char *err,
+                                     size_t errlen)
+{
+    char msg[CONFIG_ERR_MAX], name[ADDR_TEXT_MAX + 32];
+
+    tls->listeners = calloc(cfg->nlisteners > 0 ? cfg->nlisteners : 1, sizeof(*tls->listeners));
+    if (tls->listeners == NULL) {
+        snprintf(err, errlen, "out of memory");
+        proxy_tls_close(tls);
+        return false;
+    }
+    tls->nlisteners = cfg->nlisteners;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct config_listener *l = &cfg->listeners[i];
+        if (!l->tls) {
+            continue;
+        }
+        if (l->tls_own == NULL) {
+            tls->listeners[i] = tls->clients;
+            continue;
+        }
+        tls->listeners[i] = tls_ctx_new(l->tls_own, true, msg, sizeof(msg));
+        if (tls->listeners[i] == NULL) {
+            proxy_listener_name(cfg, i, name, sizeof(name));
+            snprintf(err, errlen, "%s: %s", name, msg);
+            proxy_tls_close(tls);
+            return false;
+        }
+    }
+    return true;
+}
+
 bool proxy_tls_open(const struct config *cfg, struct proxy_tls *tls, char *err, size_t errlen)
 {
     char msg[CONFIG_ERR_MAX];
@@ -163,11 +204,19 @@ bool proxy_tls_open(const struct config *cfg, struct proxy_tls *tls, char *err, 
             return false;
         }
     }
-    return true;
+    return proxy_tls_open_listeners(cfg, tls, err, errlen);
 }
 
 void proxy_tls_close(struct proxy_tls *tls)
 {
+    for (size_t i = 0; i < tls->nlisteners; i++) {
+        if (tls->listeners[i] != tls->clients) {
+            tls_ctx_free(tls->listeners[i]);
+        }
+    }
+    free(tls->listeners);
+    tls->listeners = NULL;
+    tls->nlisteners = 0;
     for (size_t i = 0; i < PROXY_TLS_LEGS; i++) {
         struct tls_ctx **slot = proxy_tls_slot(tls, i);
         tls_ctx_free(*slot);
@@ -177,7 +226,7 @@ void proxy_tls_close(struct proxy_tls *tls)
 
 bool proxy_tls_reload(struct proxy *px)
 {
-    char msg[CONFIG_ERR_MAX];
+    char msg[CONFIG_ERR_MAX], name[ADDR_TEXT_MAX + 32];
     bool ok = true;
 
     for (size_t i = 0; i < PROXY_TLS_LEGS; i++) {
@@ -190,6 +239,19 @@ bool proxy_tls_reload(struct proxy *px)
         } else {
             log_error("%s: reload failed, the previous certificates stay in use: %s",
                       proxy_tls_legs[i].leg, msg);
+            ok = false;
+        }
+    }
+    for (size_t i = 0; i < px->tls.nlisteners; i++) {
+        struct tls_ctx *ctx = px->tls.listeners[i];
+        if (ctx == NULL || ctx == px->tls.clients) {
+            continue;
+        }
+        proxy_listener_name(px->cfg, i, name, sizeof(name));
+        if (tls_ctx_reload(ctx, px->cfg->listeners[i].tls_own, msg, sizeof(msg))) {
+            log_info("%s: certificates reloaded", name);
+        } else {
+            log_error("%s: reload failed, the previous certificates stay in use: %s", name, msg);
             ok = false;
         }
     }

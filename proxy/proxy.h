@@ -23,7 +23,9 @@ struct tls_ctx;
 
 /* TLS contexts, one per leg (NULL where the leg is plain). */
 struct proxy_tls {
-    struct tls_ctx *clients;   /* TLS listeners */
+    struct tls_ctx *clients;    /* TLS listeners without a tls: mapping of their own */
+    struct tls_ctx **listeners; /* per listener: its context (clients, its own, or NULL) */
+    size_t nlisteners;
     struct tls_ctx *servers;   /* Redis servers: shared, dedicated and probe connections */
     struct tls_ctx *sentinels; /* Sentinels */
 };

@@ -129,8 +129,8 @@ static void worker_accept(void *ctx, struct listener *l, int fd)
 
 bool worker_listen(struct worker *w, const int *shared_fds, char *err, size_t errlen)
 {
-    return listener_start(w->loop, w->px->cfg, shared_fds, worker_accept, w, &w->listeners,
-                          &w->nlisteners, err, errlen);
+    return listener_start(w->loop, w->px->cfg, shared_fds, w->px->tls.listeners, worker_accept, w,
+                          &w->listeners, &w->nlisteners, err, errlen);
 }
 
 /* ---- flush lists ------------------------------------------------------- */

@@ -340,3 +340,39 @@ def test_kill9_failover_with_tls_on_every_leg(workdir, certs):
     finally:
         p.stop()
         cl.stop()
+
+
+def test_a_listener_with_tls_settings_of_its_own(workdir, certs, redis_server):
+    """A listener's tls: mapping (its own certificate, client certificates
+    required) beside a listener on the tls.* keys; SIGHUP reloads both."""
+    certs.make("own", "ca")
+    own_port, shared_port = free_port(), free_port()
+    config = """backend: 127.0.0.1:%d
+listen:
+  - tls://127.0.0.1:%d
+  - address: 127.0.0.1:%d
+    tls:
+      cert: %s
+      key: %s
+      ca: %s
+      client-auth: required
+tls:
+  cert: %s
+  key: %s
+""" % (redis_server.port, shared_port, own_port, certs.path("own.crt"), certs.path("own.key"),
+       certs.path("ca.crt"), certs.path("server.crt"), certs.path("server.key"))
+    p = Proxy(workdir, config=config, listen_flag=False).start(wait=False)
+    wait_for(lambda: _port_open(own_port) and _port_open(shared_port), what="both listeners")
+    try:
+        assert tls_client(certs, shared_port).ping()
+        assert tls_client(certs, own_port, cert="client").ping()
+        with pytest.raises(redis.ConnectionError):
+            tls_client(certs, own_port).ping()
+        assert _served_serial(own_port, certs) != _served_serial(shared_port, certs)
+        p.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "listener 127.0.0.1:%d: tls: certificates reloaded" % own_port in p.log(),
+                 what="the listener's own reload")
+        assert "\ntls: certificates reloaded" not in p.log()
+        assert "] tls: certificates reloaded" in p.log()
+    finally:
+        p.stop()

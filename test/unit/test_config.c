@@ -754,6 +754,27 @@ static void test_tls_settings(void **state)
     expect_invalid(
         "sentinel: {master-name: m, addresses: [a:1], tls: {enabled: on, protocols: x}}\n",
         "sentinel.tls.protocols: unknown protocol 'x'");
+    expect_invalid("backend: a:1\nlisten: [{address: 'b:1', tls: {cert: c}}]\n",
+                   "listener b:1: tls needs cert and key");
+    expect_invalid("backend: a:1\nlisten: [{address: 'b:1', tls: {cert: c, key: k, "
+                   "client-auth: optional}}]\n",
+                   "listener b:1: tls: client-auth needs a ca");
+    expect_bad("backend: a:1\nlisten: [{address: 'b:1', tls: {cert: c, verify: no}}]\n",
+               "t.yaml:2: listen.tls.verify: unknown key");
+    expect_bad("backend: a:1\nlisten: [{address: 'b:1', tls: {client-auth: some}}]\n",
+               "~listen.tls.client-auth");
+    expect_bad("backend: a:1\nlisten: [{address: 'unix:/x', tls: {cert: c, key: k}}]\n",
+               "~TLS on a unix socket is not supported");
+    /* Its own mapping stands alone: the tls.* keys are not needed, nor used. */
+    cfg = load_valid("backend: a:1\nlisten: [{address: 'b:1', tls: {cert: c, key: k, ca: x, "
+                     "client-auth: required}}]\ntls: {ciphers: HIGH}\n");
+    assert_true(cfg->listeners[0].tls);
+    assert_non_null(cfg->listeners[0].tls_own);
+    assert_string_equal(cfg->listeners[0].tls_own->cert, "c");
+    assert_int_equal(cfg->listeners[0].tls_own->client_auth, TLS_AUTH_REQUIRED);
+    assert_string_equal(cfg->listeners[0].tls_own->protocols, "TLSv1.2 TLSv1.3");
+    assert_null(cfg->listeners[0].tls_own->ciphers);
+    config_free(cfg);
     cfg = load_valid("backend: a:1\nlisten: [tls://b:1, c:2, {address: 'd:3', tls: true}]\n"
                      "tls: {cert: c, key: k, protocols: TLSv1.3}\n"
                      "backend-tls: {enabled: true, verify: false}\n"
