@@ -856,6 +856,9 @@ static bool config_tls_valid(const struct config *cfg, char *err, size_t errlen)
     if (!tls_protocols_valid(t->protocols, msg, sizeof(msg))) {
         return config_fail(err, errlen, "tls.protocols: %s", msg);
     }
+    if (cfg->backend_tls.enabled && cfg->has_backend && cfg->backend.family == AF_UNIX) {
+        return config_fail(err, errlen, "backend-tls: TLS on a unix socket is not supported");
+    }
     return config_tls_out_valid(&cfg->backend_tls, "backend-tls", err, errlen) &&
            config_tls_out_valid(&cfg->sentinel_tls, "sentinel.tls", err, errlen);
 }

@@ -163,9 +163,15 @@ static bool config_listen_item(const struct config_walk *w, const struct config_
             return false;
         }
         tls = true;
-    } else if (vals[2] != NULL && !config_parse_scalar(&config_item_keys[ITEM_TLS], vals[2]->text,
-                                                       &tls, msg, sizeof(msg))) {
-        return config_where(w, vals[2]->line, config_item_keys[ITEM_TLS].name, "%s", msg);
+    } else if (vals[2] != NULL) {
+        if (!config_parse_scalar(&config_item_keys[ITEM_TLS], vals[2]->text, &tls, msg,
+                                 sizeof(msg))) {
+            return config_where(w, vals[2]->line, config_item_keys[ITEM_TLS].name, "%s", msg);
+        }
+        if (!tls && strncmp(vals[0]->text, "tls://", 6) == 0) {
+            return config_where(w, vals[2]->line, config_item_keys[ITEM_TLS].name,
+                                "false, but the address says tls://");
+        }
     }
     if (!config_add_listener(w->cfg, vals[0]->text, read_from, tls, msg, sizeof(msg))) {
         config_tls_free(own);

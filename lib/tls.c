@@ -20,6 +20,10 @@
 
 #define TLS_RECORD    16384       /* largest TLS record payload */
 #define TLS_WRITE_MAX (64 * 1024) /* plaintext taken by one writev */
+/* Encrypted bytes waiting in a transport: one writev's worth and what
+ * reading made OpenSSL answer (alerts, key updates); a peer that makes it
+ * answer more without reading fails its connection. */
+#define TLS_OUT_MAX (256 * 1024)
 
 struct tls_ctx {
     pthread_mutex_t lock; /* guards ctx and server_name against a reload */
@@ -279,6 +283,9 @@ static int tls_bio_write(BIO *b, const char *data, int len)
     if (len <= 0) {
         return 0;
     }
+    if (need - t->out_sent > TLS_OUT_MAX) {
+        return -1;
+    }
     if (need > t->out_cap) {
         size_t cap = t->out_cap > 0 ? t->out_cap : TLS_RECORD + 256;
         char *n;
@@ -491,8 +498,12 @@ failed:
  * not signal them again); not the start of a record still arriving. */
 static size_t tls_pending(struct transport *t)
 {
-    size_t n = (size_t)SSL_pending(t->tls);
+    size_t n;
 
+    if (!SSL_is_init_finished(t->tls)) {
+        return 0; /* the handshake reads what it needs when the socket says so */
+    }
+    n = (size_t)SSL_pending(t->tls);
     return n > 0 ? n : !t->rwait && SSL_has_pending(t->tls) ? 1 : 0;
 }
 
@@ -595,6 +606,11 @@ static void tls_handshake_error(SSL *ssl, int e, char *err, size_t errlen)
         ERR_clear_error();
         return;
     }
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        snprintf(err, errlen, "connection closed");
+        ERR_clear_error();
+        return;
+    }
     if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
         snprintf(err, errlen, "%s", errno != 0 ? strerror(errno) : "connection closed");
         return;
@@ -617,6 +633,7 @@ enum tls_step transport_handshake(struct transport *t, unsigned *want, char *err
         ERR_clear_error();
         return TLS_STEP_FAILED;
     }
+    t->rwait = e == SSL_ERROR_WANT_READ;
     switch (e) {
     case SSL_ERROR_NONE:
         return TLS_STEP_DONE;

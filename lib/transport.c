@@ -62,6 +62,7 @@ void transport_close(struct transport *t)
     if (t->fd >= 0) {
         t->ops->close(t);
         t->fd = -1;
+        t->ops = &plain_ops; /* a closed TLS transport has nothing pending */
     }
 }
 

@@ -90,7 +90,8 @@ static void bconn_set_events(struct bconn *bc, unsigned ev)
     if (bc->state != BC_CLOSED) {
         evio_arm(bc->w->loop, &bc->io, bc->t.fd, &bc->io_events, ev);
         /* Bytes TLS decrypted already will not wake the socket again. */
-        if (bc->t.tls != NULL && (ev & EV_READ) && transport_pending(&bc->t) > 0) {
+        if (bc->t.tls != NULL && bc->state == BC_READY && (ev & EV_READ) &&
+            transport_pending(&bc->t) > 0) {
             ev_feed_event(bc->w->loop, &bc->io, EV_READ);
         }
     }
@@ -973,9 +974,15 @@ static inline __attribute__((always_inline)) void bconn_read(struct bconn *bc)
     default:
         break;
     }
-    /* Bytes TLS decrypted already will not wake the socket again. */
-    if (__builtin_expect(bc->t.tls != NULL, 0) && !bc->paused && transport_pending(&bc->t) > 0) {
-        ev_feed_event(bc->w->loop, &bc->io, EV_READ);
+    /* TLS: reading may have made OpenSSL answer (it waits in the
+     * transport), and decrypted bytes will not wake the socket again. */
+    if (__builtin_expect(bc->t.tls != NULL, 0) && bc->state == BC_READY) {
+        if (transport_out_pending(&bc->t)) {
+            bconn_set_events(bc, bconn_wanted(bc));
+        }
+        if (!bc->paused && transport_pending(&bc->t) > 0) {
+            ev_feed_event(bc->w->loop, &bc->io, EV_READ);
+        }
     }
     /* An idle connection holds no buffer. */
     if (bc->state == BC_READY && bc->cur.n == 0) {

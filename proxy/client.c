@@ -867,6 +867,22 @@ void client_lost_dedicated(struct client *c, struct bconn *bc)
 
 /* ---- writing ------------------------------------------------------------ */
 
+/* A reply that closes the connection (QUIT) was taken: close now, or once
+ * the bytes a TLS transport still holds are written (nothing more is read,
+ * and the requests behind it are dropped, as a close would). */
+static void client_close_after_output(struct client *c)
+{
+    if (!transport_out_pending(&c->t)) {
+        client_close(c, NULL);
+        return;
+    }
+    while (c->head != NULL) {
+        client_unlink(c, c->head);
+    }
+    c->flags |= CL_CLOSE_AFTER;
+    client_set_events(c, true);
+}
+
 /* Free answered requests at the head whose reply is fully written. */
 static void client_trim(struct client *c)
 {
@@ -876,7 +892,7 @@ static void client_trim(struct client *c)
         bool close_after = r->flags & REQ_CLOSE_AFTER;
         client_unlink(c, r);
         if (close_after) {
-            client_close(c, NULL);
+            client_close_after_output(c);
             return;
         }
     }
@@ -917,6 +933,10 @@ void client_flush(struct client *c)
         if (transport_out_pending(&c->t) && transport_writev(&c->t, iov, 0) < 0 &&
             errno != EAGAIN && errno != EWOULDBLOCK) {
             client_close(c, strerror(errno));
+            return;
+        }
+        if ((c->flags & CL_CLOSE_AFTER) && c->head == NULL && !transport_out_pending(&c->t)) {
+            client_close(c, NULL);
             return;
         }
         client_set_events(c, false);
@@ -961,7 +981,7 @@ void client_flush(struct client *c)
     }
     r = c->head;
     client_set_events(c, r != NULL && (r->flags & REQ_DONE) && r->written < r->out.bytes);
-    if ((c->flags & CL_CLOSE_AFTER) && c->head == NULL) {
+    if ((c->flags & CL_CLOSE_AFTER) && c->head == NULL && !transport_out_pending(&c->t)) {
         client_close(c, NULL);
         return;
     }

@@ -97,12 +97,13 @@ void worker_publish(struct worker *w, struct topology *t)
     ev_async_send(w->loop, &w->wake);
 }
 
-static void worker_reject(int fd)
+static void worker_reject(int fd, bool tls)
 {
     static const char msg[] = "-ERR max number of clients reached\r\n";
 
-    /* Best effort: the connection is closed whether or not this is read. */
-    if (write(fd, msg, sizeof(msg) - 1) < 0) {
+    /* Best effort: the connection is closed whether or not this is read. A
+     * TLS client could not read it (it expects a handshake): it is closed. */
+    if (!tls && write(fd, msg, sizeof(msg) - 1) < 0) {
         log_debug("could not tell a rejected client why");
     }
     close(fd);
@@ -117,7 +118,7 @@ static void worker_accept(void *ctx, struct listener *l, int fd)
 
     if (__atomic_add_fetch(&px->nclients, 1, __ATOMIC_RELAXED) > px->cfg->max_clients) {
         __atomic_sub_fetch(&px->nclients, 1, __ATOMIC_RELAXED);
-        worker_reject(fd);
+        worker_reject(fd, l->tls != NULL);
         return;
     }
     net_tune(fd, (int)(px->cfg->tcp_keepalive_ms / 1000));

@@ -446,7 +446,7 @@ static void link_read(struct link *l)
 {
     char buf[LINK_READ_CHUNK];
 
-    for (int i = 0; i < 8 && l->state == LINK_CONNECTED; i++) {
+    for (int i = 0; i < 8 && l->state == LINK_CONNECTED && !l->doomed; i++) {
         ssize_t n = transport_read(&l->t, buf, sizeof(buf));
         if (n == 0) {
             link_close(l, "closed by peer");
@@ -468,12 +468,22 @@ static void link_read(struct link *l)
             return;
         }
         link_dispatch(l);
+        if (l->state != LINK_CONNECTED || l->doomed) {
+            return; /* closed by what it read, or freed by a callback */
+        }
         if ((size_t)n < sizeof(buf) && transport_pending(&l->t) == 0) {
-            return;
+            break;
         }
     }
-    /* Bytes TLS decrypted already will not wake the socket again. */
-    if (l->state == LINK_CONNECTED && transport_pending(&l->t) > 0) {
+    if (l->state != LINK_CONNECTED) {
+        return;
+    }
+    /* TLS: reading may have made OpenSSL answer (it waits in the
+     * transport), and decrypted bytes will not wake the socket again. */
+    if (transport_out_pending(&l->t)) {
+        link_set_events(l, EV_READ | EV_WRITE);
+    }
+    if (transport_pending(&l->t) > 0) {
         ev_feed_event(l->loop, &l->io, EV_READ);
     }
 }

@@ -376,3 +376,127 @@ tls:
         assert "] tls: certificates reloaded" in p.log()
     finally:
         p.stop()
+
+
+def _tls_server(certs, answer):
+    """A TLS server on loopback that answers its first read with answer:
+    (port, the socket)."""
+    import threading
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs.path("server.crt"), certs.path("server.key"))
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            try:
+                s, _ = srv.accept()
+            except OSError:
+                return
+            try:
+                t = ctx.wrap_socket(s, server_side=True)
+                t.recv(4096)
+                t.sendall(answer)
+            except OSError:
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv.getsockname()[1], srv
+
+
+def test_a_tls_sentinel_answering_garbage(workdir, certs):
+    """A reply that is not RESP closes the link to that Sentinel, and
+    nothing else (it used to read on from the closed TLS transport)."""
+    port, srv = _tls_server(certs, b"@this is not RESP\r\n")
+    p = Proxy(workdir, args=["--master-name", "mymaster", "--sentinel", "127.0.0.1:%d" % port,
+                             "--set", "sentinel.poll-interval=100ms"] +
+              certs.proxy_leg_args("sentinel.tls")).start()
+    try:
+        time.sleep(1.0)
+        assert p.proc.alive()
+        assert p.client().execute_command("PROXY", "STATS")
+    finally:
+        p.stop()
+        srv.close()
+
+
+def test_a_server_handshake_split_across_segments(workdir, certs):
+    """The server's first handshake record comes in two parts 2 s apart (a
+    relay splits it): the worker waits for the rest without spinning, and
+    serves other clients meanwhile."""
+    import threading
+    rs = RedisServer(workdir, tls=certs).start()
+    lsn = socket.create_server(("127.0.0.1", 0))
+    relay_port = lsn.getsockname()[1]
+    first = [True]
+
+    def pump(src, dst, split):
+        try:
+            if split:
+                buf = b""
+                while len(buf) < 10:
+                    d = src.recv(10 - len(buf))
+                    if not d:
+                        return
+                    buf += d
+                dst.sendall(buf)  # the record header and 5 bytes of the ServerHello
+                time.sleep(2.0)
+            while True:
+                d = src.recv(65536)
+                if not d:
+                    break
+                dst.sendall(d)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def relay():
+        while True:
+            try:
+                a, _ = lsn.accept()
+            except OSError:
+                return
+            b = socket.create_connection(("127.0.0.1", rs.port))
+            split, first[0] = first[0], False
+            threading.Thread(target=pump, args=(a, b, False), daemon=True).start()
+            threading.Thread(target=pump, args=(b, a, split), daemon=True).start()
+
+    threading.Thread(target=relay, daemon=True).start()
+    p = Proxy(workdir, backend=relay_port,
+              args=certs.proxy_leg_args("backend-tls") + ["--set", "connect-timeout=5s"]).start()
+    try:
+        cpu0 = _cpu(p.proc.pid)
+        t0 = time.monotonic()
+        assert p.client().execute_command("PROXY", "STATS")
+        assert time.monotonic() - t0 < 1.0
+        assert p.client().ping()  # once the handshake is complete
+        assert _cpu(p.proc.pid) - cpu0 < 1.0, "the worker spun while it waited"
+    finally:
+        p.stop()
+        lsn.close()
+        rs.stop()
+
+
+def _cpu(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_quit_after_a_large_reply_delivers_it_all():
+    """QUIT behind a reply larger than the socket takes: the connection
+    closes once every byte the TLS transport holds is written (in a network
+    namespace with small send buffers: tls_quit_netns.py)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tls_quit_netns.py")
+    shell = ('ip link set lo up && echo "4096 16384 65536" > /proc/sys/net/ipv4/tcp_wmem && '
+             'exec /usr/bin/python3 "$0"')
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
+    if probe.returncode != 0 or shutil.which("ip") is None:
+        pytest.skip("needs unshare -n and ip (root): %s" % probe.stderr.decode().strip())
+    env = dict(os.environ, SP_BINARY=PROXY_BIN)
+    out = subprocess.run(["unshare", "-n", "sh", "-c", shell, script], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr

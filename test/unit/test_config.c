@@ -742,6 +742,10 @@ static void test_tls_settings(void **state)
     expect_bad("backend: a:1\nlisten: [{address: 'b:1', tls: maybe}]\n",
                "t.yaml:2: listen.tls: expected true or false, got 'maybe'");
     expect_bad("backend: a:1\nlisten: tls://unix:/a\n", "~TLS on a unix socket is not supported");
+    expect_bad("backend: a:1\nlisten: [{address: 'tls://b:1', tls: false}]\n",
+               "t.yaml:2: listen.tls: false, but the address says tls://");
+    expect_invalid("backend: unix:/x\nbackend-tls: {enabled: true}\n",
+                   "backend-tls: TLS on a unix socket is not supported");
     expect_invalid("backend: a:1\ntls: {client-auth: required}\n", "tls.client-auth needs tls.ca");
     expect_invalid("backend: a:1\ntls: {protocols: SSLv3}\n", "unknown protocol 'SSLv3'");
     expect_invalid("backend: a:1\ntls: {protocols: ' '}\n", "no protocol named");
