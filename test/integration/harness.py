@@ -139,7 +139,8 @@ class Process:
 class TlsFiles:
     """A test CA and certificates, made with the openssl command in dir:
     ca (CA), server (for 127.0.0.1 and localhost), client; other-ca and
-    other-server (signed by it) and expired-server for the failures."""
+    other-server and other-client (signed by it), expired-server and
+    expired-client for the failures."""
 
     NAMES = ("ca", "other-ca")
 
@@ -156,6 +157,7 @@ class TlsFiles:
         self.make("other-server", "other-ca")
         self.make("other-client", "other-ca", server=False)
         self.make("expired-server", "ca", expired=True)
+        self.make("expired-client", "ca", server=False, expired=True)
 
     def path(self, name):
         return os.path.join(self.dir, name)

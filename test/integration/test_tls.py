@@ -142,9 +142,13 @@ def test_client_certificates(workdir, certs, redis_server, auth):
                   "tls.ca=" + certs.path("ca.crt"), backend=redis_server.port)
     try:
         assert redis_cli(certs, p.tls_port, "PING", cert="client") == "PONG"
-        # A certificate from another CA is refused either way.
+        # A certificate from another CA, or expired, is refused either way.
         with pytest.raises(redis.ConnectionError):
             tls_client(certs, p.tls_port, cert="other-client").ping()
+        with pytest.raises(redis.ConnectionError):
+            tls_client(certs, p.tls_port, cert="expired-client").ping()
+        wait_for(lambda: "certificate verify failed: certificate has expired" in p.log(),
+                 what="the expired certificate in the log")
         if auth == "required":
             with pytest.raises(redis.ConnectionError):
                 tls_client(certs, p.tls_port).ping()
