@@ -495,11 +495,15 @@ def test_quit_after_a_large_reply_delivers_it_all():
     closes once every byte the TLS transport holds is written (in a network
     namespace with small send buffers: tls_quit_netns.py)."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tls_quit_netns.py")
-    shell = ('ip link set lo up && echo "4096 16384 65536" > /proc/sys/net/ipv4/tcp_wmem && '
-             'exec /usr/bin/python3 "$0"')
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
-    if probe.returncode != 0 or shutil.which("ip") is None:
-        pytest.skip("needs unshare -n and ip (root): %s" % probe.stderr.decode().strip())
+    setup = 'ip link set lo up && echo "4096 16384 65536" > /proc/sys/net/ipv4/tcp_wmem'
+    shell = setup + ' && exec /usr/bin/python3 "$0"'
+    try:
+        probe = subprocess.run(["unshare", "-n", "sh", "-c", setup], capture_output=True)
+    except OSError as e:
+        pytest.skip("needs unshare: %s" % e)
+    if probe.returncode != 0:
+        pytest.skip("needs a network namespace with its own tcp_wmem (root, ip): %s"
+                    % probe.stderr.decode().strip())
     env = dict(os.environ, SP_BINARY=PROXY_BIN)
     out = subprocess.run(["unshare", "-n", "sh", "-c", shell, script], capture_output=True,
                          text=True, timeout=120, env=env)
