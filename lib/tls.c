@@ -18,6 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/log.h"
+
 #define TLS_RECORD    16384       /* largest TLS record payload */
 #define TLS_WRITE_MAX (64 * 1024) /* plaintext taken by one writev */
 /* Encrypted bytes waiting in a transport: one writev's worth and what
@@ -51,6 +53,17 @@ static void tls_reason(char *buf, size_t len)
     ERR_clear_error();
 }
 
+/* Messages quote paths and settings, which may hold anything: control
+ * characters become '?' so that a message stays one harmless line. */
+static void tls_mask(char *s)
+{
+    for (; *s != '\0'; s++) {
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) {
+            *s = '?';
+        }
+    }
+}
+
 static bool __attribute__((format(printf, 3, 4)))
 tls_fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -62,6 +75,7 @@ tls_fail(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
     tls_reason(why, sizeof(why));
     snprintf(err, errlen, "%s: %s", what, why);
+    tls_mask(err);
     return false;
 }
 
@@ -91,6 +105,7 @@ static bool tls_versions(const char *protocols, int *min, int *max, char *err, s
             if (v == 0) {
                 snprintf(err, errlen, "unknown protocol '%.*s' (TLSv1.2 and TLSv1.3 are known)",
                          (int)(n > 32 ? 32 : n), p);
+                tls_mask(err);
                 return false;
             }
             *min = *min == 0 || v < *min ? v : *min;
@@ -283,8 +298,15 @@ static int tls_bio_write(BIO *b, const char *data, int len)
     if (len <= 0) {
         return 0;
     }
-    if (need - t->out_sent > TLS_OUT_MAX) {
+    if (t->out_len - t->out_sent + (size_t)len > TLS_OUT_MAX) {
         return -1;
+    }
+    if (t->out_sent > 0) {
+        /* What was written goes: only the unsent bytes stay buffered. */
+        memmove(t->out, t->out + t->out_sent, t->out_len - t->out_sent);
+        t->out_len -= t->out_sent;
+        t->out_sent = 0;
+        need = t->out_len + (size_t)len;
     }
     if (need > t->out_cap) {
         size_t cap = t->out_cap > 0 ? t->out_cap : TLS_RECORD + 256;
@@ -378,9 +400,13 @@ static int tls_errno(SSL *ssl, int rc)
     case SSL_ERROR_SYSCALL:
         ERR_clear_error();
         return errno != 0 ? errno : ECONNRESET;
-    default:
-        ERR_clear_error();
+    default: {
+        char why[256];
+        /* The peer's alert or OpenSSL's reason: errno cannot carry it. */
+        tls_reason(why, sizeof(why));
+        log_info("TLS connection failed: %s", why);
         return EPROTO;
+    }
     }
 }
 

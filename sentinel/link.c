@@ -122,6 +122,10 @@ size_t link_pending(const struct link *l)
 static void link_set_events(struct link *l, unsigned ev)
 {
     evio_arm(l->loop, &l->io, l->t.fd, &l->io_events, ev);
+    /* Re-arming drops a fed event: bytes TLS decrypted already would wait. */
+    if (l->state == LINK_CONNECTED && (ev & EV_READ) && transport_pending(&l->t) > 0) {
+        ev_feed_event(l->loop, &l->io, EV_READ);
+    }
 }
 
 /* Re-arm the timer for the earliest deadline (connect or oldest command). */

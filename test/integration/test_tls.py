@@ -311,6 +311,9 @@ def test_check_mode_loads_the_files(workdir, certs):
     rc, out = check("--set", "tls.cert=/nonexistent/proxy.crt",
                     "--set", "tls.key=" + certs.path("server.key"))
     assert rc == 1 and "/nonexistent/proxy.crt" in out, out
+    rc, out = check("--set", "tls.cert=/nonexistent/\x1b[31mproxy\r.crt",
+                    "--set", "tls.key=" + certs.path("server.key"))
+    assert rc == 1 and "/nonexistent/?[31mproxy?.crt" in out, out  # one harmless line
     rc, out = check()
     assert rc == 1 and "tls.cert" in out, out
     rc, out = check("--set", "tls.cert=" + certs.path("server.crt"),

@@ -749,6 +749,8 @@ static void test_tls_settings(void **state)
     expect_invalid("backend: a:1\ntls: {client-auth: required}\n", "tls.client-auth needs tls.ca");
     expect_invalid("backend: a:1\ntls: {protocols: SSLv3}\n", "unknown protocol 'SSLv3'");
     expect_invalid("backend: a:1\ntls: {protocols: ' '}\n", "no protocol named");
+    expect_invalid("backend: a:1\ntls: {protocols: \"TLS\\e[2K\\rv9\"}\n",
+                   "tls.protocols: unknown protocol 'TLS?[2K?v9' (TLSv1.2 and TLSv1.3 are known)");
     expect_invalid("backend: a:1\nbackend-tls: {ca: x}\n",
                    "backend-tls has settings but backend-tls.enabled is false");
     expect_invalid("backend: a:1\nbackend-tls: {enabled: true, cert: c}\n",
