@@ -342,6 +342,16 @@ int proxy_run(struct config *cfg)
         log_error("%s", loop == NULL ? "cannot create the event loop" : err);
         return 1;
     }
+    /* Before any listener opens: a client may connect, and a SIGTERM come,
+     * before this thread is scheduled again; it must be a clean shutdown
+     * (handled once ev_run starts), not the default action. */
+    ev_signal_init(&sigint, proxy_signal_cb, SIGINT);
+    ev_signal_start(loop, &sigint);
+    ev_signal_init(&sigterm, proxy_signal_cb, SIGTERM);
+    ev_signal_start(loop, &sigterm);
+    ev_signal_init(&sighup, proxy_hup_cb, SIGHUP);
+    sighup.data = &px;
+    ev_signal_start(loop, &sighup);
     fds = calloc(cfg->nlisteners, sizeof(*fds));
     px.workers = calloc((size_t)px.nworkers, sizeof(*px.workers));
     if (fds == NULL || px.workers == NULL) {
@@ -392,13 +402,6 @@ int proxy_run(struct config *cfg)
             goto stop;
         }
     }
-    ev_signal_init(&sigint, proxy_signal_cb, SIGINT);
-    ev_signal_start(loop, &sigint);
-    ev_signal_init(&sigterm, proxy_signal_cb, SIGTERM);
-    ev_signal_start(loop, &sigterm);
-    ev_signal_init(&sighup, proxy_hup_cb, SIGHUP);
-    sighup.data = &px;
-    ev_signal_start(loop, &sighup);
     proxy_log_start(&px);
     ev_run(loop, 0);
     rc = 0;
