@@ -202,7 +202,8 @@ def test_hostile_tls_clients_close_alone(workdir, certs, redis_server):
     closes alone (the stalled ones after handshake-timeout) while a TLS
     client is served; descriptors come back after each round of 1,000, and
     memory settles (the allocator keeps some of the first rounds' peak:
-    rounds 3 and 4 must not add to it)."""
+    rounds 3 and 4 must not add more than its noise to it; the sanitizer
+    suite checks for leaks)."""
     p = tls_proxy(workdir, certs, "--set", "tls.handshake-timeout=300ms",
                   backend=redis_server.port)
     good = tls_client(certs, p.tls_port)
@@ -241,7 +242,9 @@ def test_hostile_tls_clients_close_alone(workdir, certs, redis_server):
         storm()
         storm()
         if not sanitized():
-            assert p.rss_kb() < rss2 + 4096, (rss2, p.rss_kb())
+            # The allocator's own settling moves a few MB; a leak of the
+            # connection's TLS state (over 10 KB each) would add 20 MB.
+            assert p.rss_kb() < rss2 + 8192, (rss2, p.rss_kb())
         assert int(proxy_stats(good)["tls_handshake_failures"]) >= 4000
         assert "TLS handshake timeout" in p.log()
     finally:
