@@ -66,35 +66,44 @@ class Target:
         self.pid = pid  # the proxy process whose CPU is measured (None: direct)
 
 
-def start_haproxy(workdir, backend_ports, master_port):
-    """haproxy 2.6 in TCP mode with a role:master check, as users run it."""
+def run_haproxy(workdir, name, bind_opts, backend, global_opts=""):
+    """haproxy 2.6 in TCP mode on a free port: bind_opts follow the address on
+    its bind line, backend is the body of its one backend section. Returns
+    (process, port) once the port accepts."""
     port = free_port()
-    servers = "\n".join(
-        "    server r%d 127.0.0.1:%d check inter 1s" % (i, p) for i, p in enumerate(backend_ports))
-    cfg = os.path.join(workdir, "haproxy.cfg")
+    cfg = os.path.join(workdir, name + ".cfg")
     with open(cfg, "w") as f:
         f.write("""global
     maxconn 9000
+%s
 defaults
     mode tcp
     timeout connect 2s
     timeout client 1h
     timeout server 1h
 frontend redis
-    bind 127.0.0.1:%d
-    default_backend masters
-backend masters
-    option tcp-check
+    bind 127.0.0.1:%d%s
+    default_backend server
+backend server
+%s
+""" % (global_opts, port, bind_opts, backend))
+    proc = Process(["haproxy", "-f", cfg, "-db"], os.path.join(workdir, name + ".log")).start()
+    wait_for(lambda: port_open(port), what="haproxy")
+    return proc, port
+
+
+def start_haproxy(workdir, backend_ports, master_port):
+    """haproxy 2.6 in TCP mode with a role:master check, as users run it."""
+    servers = "\n".join(
+        "    server r%d 127.0.0.1:%d check inter 1s" % (i, p) for i, p in enumerate(backend_ports))
+    proc, port = run_haproxy(workdir, "haproxy", "", """    option tcp-check
     tcp-check send PING\\r\\n
     tcp-check expect string +PONG
     tcp-check send info\\ replication\\r\\n
     tcp-check expect string role:master
     tcp-check send QUIT\\r\\n
     tcp-check expect string +OK
-%s
-""" % (port, servers))
-    proc = Process(["haproxy", "-f", cfg, "-db"], os.path.join(workdir, "haproxy.log")).start()
-    wait_for(lambda: port_open(port), what="haproxy")
+""" + servers)
     # Wait until the check has found the master.
     wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
                                     text=True, timeout=5).stdout.strip() == "PONG",

@@ -31,39 +31,20 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "test", "integration"))
 
-from bench import cpu_seconds, machine, rss_kb, stop_all  # noqa: E402
-from harness import (Process, Proxy, RedisServer, TlsFiles, free_port,  # noqa: E402
-                     make_workdir, port_open, wait_for)
+from bench import cpu_seconds, machine, rss_kb, run_haproxy, stop_all  # noqa: E402
+from harness import Proxy, RedisServer, TlsFiles, free_port, make_workdir  # noqa: E402
 
 WORKLOADS = [("set", 1), ("get", 1), ("set", 16), ("get", 16)]
 
 
 def start_haproxy_tls(workdir, certs, backend_port):
-    port = free_port()
     pem = os.path.join(workdir, "haproxy.pem")
     with open(pem, "w") as f:
         for n in ("server.crt", "server.key"):
             with open(certs.path(n)) as src:
                 f.write(src.read())
-    cfg = os.path.join(workdir, "haproxy-tls.cfg")
-    with open(cfg, "w") as f:
-        f.write("""global
-    maxconn 9000
-    nbthread 1
-defaults
-    mode tcp
-    timeout connect 2s
-    timeout client 1h
-    timeout server 1h
-frontend redis
-    bind 127.0.0.1:%d ssl crt %s
-    default_backend server
-backend server
-    server s 127.0.0.1:%d
-""" % (port, pem, backend_port))
-    proc = Process(["haproxy", "-f", cfg, "-db"], os.path.join(workdir, "haproxy.log")).start()
-    wait_for(lambda: port_open(port), what="haproxy")
-    return proc, port
+    return run_haproxy(workdir, "haproxy-tls", " ssl crt " + pem,
+                       "    server s 127.0.0.1:%d" % backend_port, global_opts="    nbthread 1")
 
 
 def bench_argv(certs, port, test, pipeline, requests):

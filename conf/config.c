@@ -40,6 +40,31 @@ static const char *const config_client_auth_names[] = {"none", "optional", "requ
 
 #define OFF(field) offsetof(struct config, field)
 
+/* The keys of TLS listeners' settings: the tls.* keys (documented), or a
+ * listener's own tls: mapping (base 0, documented as tls.*). */
+#define CONFIG_TLS_KEY(prefix, key, type, base, field, def, names, doc, help)                      \
+    {                                                                                              \
+        prefix "." key, type, (base) + offsetof(struct tls_settings, field), def, 0, 0, names,     \
+            true, (doc) ? "TLS listeners: " help : NULL                                            \
+    }
+#define CONFIG_TLS_IN(prefix, base, doc)                                                           \
+    CONFIG_TLS_KEY(prefix, "cert", CT_STRING, base, cert, NULL, NULL, doc,                         \
+                   "PEM certificate (chain) file"),                                                \
+        CONFIG_TLS_KEY(prefix, "key", CT_STRING, base, key, NULL, NULL, doc,                       \
+                       "PEM private key file"),                                                    \
+        CONFIG_TLS_KEY(prefix, "ca", CT_STRING, base, ca, NULL, NULL, doc,                         \
+                       "PEM CA file that client certificates are checked against"),                \
+        CONFIG_TLS_KEY(prefix, "client-auth", CT_ENUM, base, client_auth, "none",                  \
+                       config_client_auth_names, doc,                                              \
+                       "ask clients for a certificate signed by tls.ca; required refuses those "   \
+                       "without one"),                                                             \
+        CONFIG_TLS_KEY(prefix, "protocols", CT_STRING, base, protocols, "TLSv1.2 TLSv1.3", NULL,   \
+                       doc, "protocol versions accepted"),                                         \
+        CONFIG_TLS_KEY(prefix, "ciphers", CT_STRING, base, ciphers, NULL, NULL, doc,               \
+                       "TLS 1.2 cipher list (OpenSSL syntax; unset = OpenSSL's default)"),         \
+        CONFIG_TLS_KEY(prefix, "ciphersuites", CT_STRING, base, ciphersuites, NULL, NULL, doc,     \
+                       "TLS 1.3 cipher suites (unset = OpenSSL's default)")
+
 /* The keys of a connecting leg's TLS (backend-tls, sentinel.tls). */
 #define CONFIG_TLS_OUT(leg, field, what)                                                           \
     {leg ".enabled", CT_BOOL, OFF(field.enabled),                                                  \
@@ -133,21 +158,7 @@ static const struct config_key config_keys[] = {
      "bytes of a client's queued requests and unsent replies before reading from it pauses"},
     {"client-output-limit", CT_SIZE, OFF(client_output_limit), "1gb", MB, 64 * GB, NULL, true,
      "bytes of unsent replies before a client is disconnected"},
-    {"tls.cert", CT_STRING, OFF(tls.cert), NULL, 0, 0, NULL, true,
-     "TLS listeners: PEM certificate (chain) file"},
-    {"tls.key", CT_STRING, OFF(tls.key), NULL, 0, 0, NULL, true,
-     "TLS listeners: PEM private key file"},
-    {"tls.ca", CT_STRING, OFF(tls.ca), NULL, 0, 0, NULL, true,
-     "TLS listeners: PEM CA file that client certificates are checked against"},
-    {"tls.client-auth", CT_ENUM, OFF(tls.client_auth), "none", 0, 0, config_client_auth_names, true,
-     "TLS listeners: ask clients for a certificate signed by tls.ca; required refuses those "
-     "without one"},
-    {"tls.protocols", CT_STRING, OFF(tls.protocols), "TLSv1.2 TLSv1.3", 0, 0, NULL, true,
-     "TLS listeners: protocol versions accepted"},
-    {"tls.ciphers", CT_STRING, OFF(tls.ciphers), NULL, 0, 0, NULL, true,
-     "TLS listeners: TLS 1.2 cipher list (OpenSSL syntax; unset = OpenSSL's default)"},
-    {"tls.ciphersuites", CT_STRING, OFF(tls.ciphersuites), NULL, 0, 0, NULL, true,
-     "TLS listeners: TLS 1.3 cipher suites (unset = OpenSSL's default)"},
+    CONFIG_TLS_IN("tls", OFF(tls), true),
     {"tls.handshake-timeout", CT_DURATION, OFF(tls_handshake_timeout_ms), "10s", 10, 600 * SEC,
      NULL, true, "a client that has not completed its TLS handshake this long is closed"},
     CONFIG_TLS_OUT("backend-tls", backend_tls, "Redis servers"),
@@ -193,18 +204,7 @@ const struct config_key config_item_keys[] = {
      NULL},
     {"listen.tls", CT_BOOL, offsetof(struct config_listener, tls), NULL, 0, 0, NULL, false, NULL},
     /* a listener's own tls: mapping (offsets into struct tls_settings) */
-    {"listen.tls.cert", CT_STRING, offsetof(struct tls_settings, cert), NULL, 0, 0, NULL, true,
-     NULL},
-    {"listen.tls.key", CT_STRING, offsetof(struct tls_settings, key), NULL, 0, 0, NULL, true, NULL},
-    {"listen.tls.ca", CT_STRING, offsetof(struct tls_settings, ca), NULL, 0, 0, NULL, true, NULL},
-    {"listen.tls.client-auth", CT_ENUM, offsetof(struct tls_settings, client_auth), "none", 0, 0,
-     config_client_auth_names, true, NULL},
-    {"listen.tls.protocols", CT_STRING, offsetof(struct tls_settings, protocols), "TLSv1.2 TLSv1.3",
-     0, 0, NULL, true, NULL},
-    {"listen.tls.ciphers", CT_STRING, offsetof(struct tls_settings, ciphers), NULL, 0, 0, NULL,
-     true, NULL},
-    {"listen.tls.ciphersuites", CT_STRING, offsetof(struct tls_settings, ciphersuites), NULL, 0, 0,
-     NULL, true, NULL},
+    CONFIG_TLS_IN("listen.tls", 0, false),
 };
 
 /* The loader's bookkeeping behind cfg->priv. */

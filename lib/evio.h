@@ -7,6 +7,8 @@
 
 #include <ev.h>
 
+#include "lib/transport.h"
+
 /* Re-arm io for want (the slow part of evio_arm). */
 void evio_rearm(struct ev_loop *loop, ev_io *io, int fd, unsigned *armed, unsigned want);
 
@@ -17,6 +19,15 @@ static inline void evio_arm(struct ev_loop *loop, ev_io *io, int fd, unsigned *a
 {
     if (want != *armed) {
         evio_rearm(loop, io, fd, armed, want);
+    }
+}
+
+/* Feed io a read event when t holds bytes TLS decrypted already: the socket
+ * will not signal them again, and re-arming a watcher drops a fed event. */
+static inline void evio_feed_pending(struct ev_loop *loop, ev_io *io, struct transport *t)
+{
+    if (t->tls != NULL && transport_pending(t) > 0) {
+        ev_feed_event(loop, io, EV_READ);
     }
 }
 

@@ -89,10 +89,8 @@ static void bconn_set_events(struct bconn *bc, unsigned ev)
 {
     if (bc->state != BC_CLOSED) {
         evio_arm(bc->w->loop, &bc->io, bc->t.fd, &bc->io_events, ev);
-        /* Bytes TLS decrypted already will not wake the socket again. */
-        if (bc->t.tls != NULL && bc->state == BC_READY && (ev & EV_READ) &&
-            transport_pending(&bc->t) > 0) {
-            ev_feed_event(bc->w->loop, &bc->io, EV_READ);
+        if (ev & EV_READ) {
+            evio_feed_pending(bc->w->loop, &bc->io, &bc->t);
         }
     }
 }
@@ -980,8 +978,8 @@ static inline __attribute__((always_inline)) void bconn_read(struct bconn *bc)
         if (transport_out_pending(&bc->t)) {
             bconn_set_events(bc, bconn_wanted(bc));
         }
-        if (!bc->paused && transport_pending(&bc->t) > 0) {
-            ev_feed_event(bc->w->loop, &bc->io, EV_READ);
+        if (!bc->paused) {
+            evio_feed_pending(bc->w->loop, &bc->io, &bc->t);
         }
     }
     /* An idle connection holds no buffer. */

@@ -68,9 +68,8 @@ static void client_set_events(struct client *c, bool want_write)
         ev |= EV_WRITE;
     }
     evio_arm(c->w->loop, &c->io, c->t.fd, &c->io_events, ev);
-    /* Bytes TLS decrypted already will not wake the socket again. */
-    if (c->t.tls != NULL && (ev & EV_READ) && transport_pending(&c->t) > 0) {
-        ev_feed_event(c->w->loop, &c->io, EV_READ);
+    if (ev & EV_READ) {
+        evio_feed_pending(c->w->loop, &c->io, &c->t);
     }
 }
 

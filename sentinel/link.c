@@ -122,9 +122,8 @@ size_t link_pending(const struct link *l)
 static void link_set_events(struct link *l, unsigned ev)
 {
     evio_arm(l->loop, &l->io, l->t.fd, &l->io_events, ev);
-    /* Re-arming drops a fed event: bytes TLS decrypted already would wait. */
-    if (l->state == LINK_CONNECTED && (ev & EV_READ) && transport_pending(&l->t) > 0) {
-        ev_feed_event(l->loop, &l->io, EV_READ);
+    if (l->state == LINK_CONNECTED && (ev & EV_READ)) {
+        evio_feed_pending(l->loop, &l->io, &l->t);
     }
 }
 
@@ -487,9 +486,7 @@ static void link_read(struct link *l)
     if (transport_out_pending(&l->t)) {
         link_set_events(l, EV_READ | EV_WRITE);
     }
-    if (transport_pending(&l->t) > 0) {
-        ev_feed_event(l->loop, &l->io, EV_READ);
-    }
+    evio_feed_pending(l->loop, &l->io, &l->t);
 }
 
 /* Connected: TLS first, if the link speaks it. */
