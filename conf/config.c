@@ -158,6 +158,9 @@ static const struct config_key config_keys[] = {
      "bytes of a client's queued requests and unsent replies before reading from it pauses"},
     {"client-output-limit", CT_SIZE, OFF(client_output_limit), "1gb", MB, 64 * GB, NULL, true,
      "bytes of unsent replies before a client is disconnected"},
+    {"admin.listen", CT_HOSTPORT, OFF(admin), NULL, 0, 0, NULL, false,
+     "HOST:PORT of the admin HTTP endpoints (/metrics, /healthz, /readyz, /topology); unset = "
+     "off"},
     CONFIG_TLS_IN("tls", OFF(tls), true),
     {"tls.handshake-timeout", CT_DURATION, OFF(tls_handshake_timeout_ms), "10s", 10, 600 * SEC,
      NULL, true, "a client that has not completed its TLS handshake this long is closed"},
@@ -695,6 +698,7 @@ void config_clear_list(struct config *cfg, const struct config_key *k)
 void config_sync(struct config *cfg)
 {
     cfg->has_backend = cfg->backend.host[0] != '\0';
+    cfg->has_admin = cfg->admin.host[0] != '\0';
     cfg->has_sentinel = cfg->master_name != NULL;
 }
 

@@ -108,6 +108,10 @@ struct config {
     struct config_replica_pref *replica_prefs;
     size_t nreplica_prefs;
 
+    /* admin HTTP endpoints (metrics, health, topology) */
+    bool has_admin; /* admin.listen set */
+    struct addr admin;
+
     /* TLS, per leg */
     struct tls_settings tls;           /* TLS listeners */
     uint64_t tls_handshake_timeout_ms; /* a client's handshake */

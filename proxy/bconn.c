@@ -835,6 +835,7 @@ static void bconn_deliver(struct bconn *bc)
     }
     r = bconn_pop(bc);
     r->out = out;
+    r->flags &= ~REQ_PROXY_ERROR;
     if (bc->rs.is_error) {
         r->flags |= REQ_ERROR;
     }

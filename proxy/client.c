@@ -160,6 +160,8 @@ static void client_append(struct client *c, struct req *r)
     r->client = c;
     r->seq = ++c->seq;
     r->since = c->w->now;
+    r->arrived = c->w->now_us;
+    WORKER_COUNT(c->w, bytes_in, r->in.bytes);
     r->cprev = c->tail;
     r->cnext = NULL;
     if (c->tail != NULL) {
@@ -181,6 +183,15 @@ static void client_append(struct client *c, struct req *r)
     }
     if (c->backlog > client_cfg(c)->client_backlog_limit) {
         c->flags |= CL_PAUSED;
+    }
+}
+
+static void client_unhold(struct client *c, struct req *r)
+{
+    if (r->flags & REQ_HELD) {
+        c->w->held_bytes -= r->in.bytes;
+        c->w->held_reqs--;
+        r->flags &= ~REQ_HELD;
     }
 }
 
@@ -210,10 +221,7 @@ static void client_unlink(struct client *c, struct req *r)
         c->backlog -= r->out.bytes;
         c->outbytes -= r->out.bytes - r->written;
     }
-    if (r->flags & REQ_HELD) {
-        c->w->held_bytes -= r->in.bytes;
-        r->flags &= ~REQ_HELD;
-    }
+    client_unhold(c, r);
     r->client = NULL;
     r->cprev = r->cnext = NULL;
     if (!(r->flags & REQ_DISPATCHED)) {
@@ -246,6 +254,7 @@ static void client_protocol_error(struct client *c)
     client_append(c, r);
     c->flags |= CL_CLOSE_AFTER;
     worker_mark_client(c->w, c);
+    WORKER_COUNT(c->w, protocol_errors, 1);
     log_debug("client %llu: %s", (unsigned long long)c->id, c->scan.err);
 }
 
@@ -455,17 +464,10 @@ static enum dispatch_result client_hold(struct client *c, struct req *r, const c
         }
         r->flags |= REQ_HELD;
         c->w->held_bytes += r->in.bytes;
+        c->w->held_reqs++;
     }
     worker_wait(c->w, c);
     return DISPATCH_WAIT;
-}
-
-static void client_unhold(struct client *c, struct req *r)
-{
-    if (r->flags & REQ_HELD) {
-        c->w->held_bytes -= r->in.bytes;
-        r->flags &= ~REQ_HELD;
-    }
 }
 
 /* A dedicated connection to the master (be) for a session that needs one,
@@ -526,6 +528,7 @@ static bool client_send(struct client *c, struct req *r, struct bconn *bc)
     if (effects != 0) {
         bconn_follow_session(bc, &c->sess, effects);
     }
+    r->dest = bc->be->role == BACKEND_REPLICA ? REQ_DEST_REPLICA : REQ_DEST_MASTER;
     bconn_enqueue(bc, r);
     if (!(r->flags & REQ_NOREPLY)) {
         c->inflight++;
@@ -883,17 +886,91 @@ static void client_close_after_output(struct client *c)
 }
 
 /* Free answered requests at the head whose reply is fully written. */
-static void client_trim(struct client *c)
+/* Count n requests answered now that arrived at the same time, with the
+ * same command and destination: their latency by destination and kind. */
+static inline void client_count(struct worker *w, uint64_t arrived, const struct cmd_info *ci,
+                                unsigned dest, uint64_t n)
 {
-    while (c->head != NULL && (c->head->flags & REQ_DONE) &&
-           c->head->written == c->head->out.bytes) {
-        struct req *r = c->head;
-        bool close_after = r->flags & REQ_CLOSE_AFTER;
+    int64_t d = (int64_t)(w->now_us - arrived);
+    uint64_t us = d > 0 ? (uint64_t)d : 0;
+    unsigned kind =
+        ci != NULL ? worker_kind_of[ci->flags & (CMDF_WRITE | CMDF_READONLY)] : WORKER_KIND_OTHER;
+    struct worker_latency *h = &w->stats.lat[dest][kind];
+    unsigned b = worker_lat_bucket(us);
+
+    __atomic_store_n(&h->bucket[b], h->bucket[b] + n, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->sum_us, h->sum_us + us * n, __ATOMIC_RELAXED);
+}
+
+/* Free the requests whose replies have been written, counting them. The
+ * replies of a pipeline read at once leave together: a run of requests with
+ * the same arrival, command and destination is counted in one go. */
+/* An error reply, counted by where it came from. */
+static inline void client_count_error(struct worker *w, const struct req *r)
+{
+    if (__builtin_expect((r->flags & REQ_ERROR) != 0, 0)) {
+        WORKER_COUNT(w,
+                     outcome[(r->flags & REQ_PROXY_ERROR) ? WORKER_OUT_PROXY_ERROR
+                                                          : WORKER_OUT_SERVER_ERROR],
+                     1);
+    }
+}
+
+static void client_trim_done(struct client *c)
+{
+    struct worker *w = c->w;
+    const struct cmd_info *ci = NULL; /* the run being counted: n requests like this */
+    uint64_t arrived = 0, n = 0;
+    unsigned dest = 0;
+    bool close_after = false;
+    struct req *r;
+
+    r = c->head;
+    if (r->cnext == NULL || !(r->cnext->flags & REQ_DONE)) {
+        /* One reply (unpipelined): no run to gather. */
+        close_after = r->flags & REQ_CLOSE_AFTER;
+        if (!(r->flags & (REQ_PUSH | REQ_NOREPLY))) {
+            client_count_error(w, r);
+            client_count(w, r->arrived, r->ci, r->dest, 1);
+        }
         client_unlink(c, r);
         if (close_after) {
             client_close_after_output(c);
-            return;
         }
+        return;
+    }
+    while (!close_after && (r = c->head) != NULL && (r->flags & REQ_DONE) &&
+           r->written == r->out.bytes) {
+        close_after = r->flags & REQ_CLOSE_AFTER;
+        if (!(r->flags & (REQ_PUSH | REQ_NOREPLY))) { /* pushes are not requests */
+            client_count_error(w, r);
+            if (n > 0 && (r->arrived != arrived || r->ci != ci || r->dest != dest)) {
+                client_count(w, arrived, ci, dest, n);
+                n = 0;
+            }
+            if (n++ == 0) {
+                arrived = r->arrived;
+                ci = r->ci;
+                dest = r->dest;
+            }
+        }
+        client_unlink(c, r);
+    }
+    if (n > 0) {
+        client_count(w, arrived, ci, dest, n);
+    }
+    if (close_after) {
+        client_close_after_output(c);
+    }
+}
+
+/* Let go of the requests whose replies have been written. */
+static inline void client_trim(struct client *c)
+{
+    struct req *r = c->head;
+
+    if (r != NULL && (r->flags & REQ_DONE) && r->written == r->out.bytes) {
+        client_trim_done(c);
     }
 }
 
@@ -952,6 +1029,7 @@ void client_flush(struct client *c)
         return;
     }
     WORKER_COUNT(c->w, client_writes, 1);
+    WORKER_COUNT(c->w, bytes_out, (uint64_t)n);
     c->outbytes -= (uint64_t)n;
     if (client_iov_bytes(iov, k) > (uint64_t)n) {
         c->flags |= CL_WBLOCKED; /* it took less than offered */

@@ -87,36 +87,12 @@ static const char *local_role(enum backend_role role)
 static void local_backend_totals(struct worker *w, struct strbuf *sb)
 {
     struct proxy *px = w->px;
-    struct worker_backend_snap *all, *mine;
-    size_t n = 0, cap = (size_t)px->nworkers * WORKER_SNAP_MAX;
+    size_t n = 0;
+    struct worker_backend_snap *all = worker_backend_totals(px, w, &n);
 
-    all = calloc(cap, sizeof(*all));
-    mine = calloc(WORKER_SNAP_MAX, sizeof(*mine));
-    if (all == NULL || mine == NULL) {
-        free(all);
-        free(mine);
+    if (all == NULL) {
         sb->oom = true;
         return;
-    }
-    for (int k = 0; k < px->nworkers; k++) {
-        size_t got =
-            worker_backend_counters(&px->workers[k], &px->workers[k] == w, mine, WORKER_SNAP_MAX);
-        for (size_t i = 0; i < got; i++) {
-            size_t j = 0;
-            while (j < n && strcmp(all[j].name, mine[i].name) != 0) {
-                j++;
-            }
-            if (j == n) {
-                all[n++] = mine[i];
-                continue;
-            }
-            all[j].requests += mine[i].requests;
-            all[j].failures += mine[i].failures;
-            all[j].inflight += mine[i].inflight;
-            if (mine[i].role < all[j].role) {
-                all[j].role = mine[i].role; /* master before replica before retired */
-            }
-        }
     }
     strbuf_printf(sb, "# Backends (all %d workers)\r\n", px->nworkers);
     for (size_t j = 0; j < n; j++) {
@@ -125,7 +101,6 @@ static void local_backend_totals(struct worker *w, struct strbuf *sb)
                       all[j].inflight, (unsigned long long)all[j].failures);
     }
     free(all);
-    free(mine);
 }
 
 static void local_topology(struct client *c, struct strbuf *sb)
@@ -231,6 +206,8 @@ static void local_stats(struct client *c, struct strbuf *sb)
                   cmdtable_from_server(proxy_cmds(px)) ? "master" : "built-in");
     strbuf_printf(sb, "connected_clients:%d\r\n", __atomic_load_n(&px->nclients, __ATOMIC_RELAXED));
     LOCAL_STAT(connections);
+    LOCAL_STAT(refused);
+    LOCAL_STAT(protocol_errors);
     LOCAL_STAT(requests);
     LOCAL_STAT(local);
     LOCAL_SUM("errors_sent", reqs.errors_sent);

@@ -12,9 +12,11 @@
 #include <unistd.h>
 
 #include "conf/config.h"
+#include "lib/ctlreport.h"
 #include "lib/log.h"
 #include "lib/tls.h"
 #include "lib/topology.h"
+#include "proxy/admin.h"
 #include "proxy/commands.h"
 #include "proxy/listener.h"
 #include "proxy/worker.h"
@@ -27,6 +29,9 @@ uint64_t proxy_next_client_id(struct proxy *px)
 
 void proxy_publish(struct proxy *px, struct topology *t)
 {
+    topology_ref(t);
+    topology_unref(px->topo);
+    px->topo = t;
     for (int i = 0; i < px->nworkers; i++) {
         worker_publish(&px->workers[i], t);
     }
@@ -43,9 +48,17 @@ static void proxy_engine_publish(void *ctx, struct topology *t)
     proxy_publish(ctx, t);
 }
 
-static void proxy_engine_status(void *ctx, char *text)
+static void proxy_engine_status(void *ctx, char *text, struct ctl_report *report)
 {
-    proxy_set_status(ctx, text);
+    struct proxy *px = ctx;
+    struct ctl_report *old;
+
+    proxy_set_status(px, text);
+    pthread_mutex_lock(&px->status_lock);
+    old = px->ctl_report;
+    px->ctl_report = report;
+    pthread_mutex_unlock(&px->status_lock);
+    free(old);
 }
 
 void proxy_set_cmds(struct proxy *px, struct cmdtable *t)
@@ -402,6 +415,10 @@ int proxy_run(struct config *cfg)
             goto stop;
         }
     }
+    if (cfg->has_admin && (px.admin = admin_start(loop, &px, err, sizeof(err))) == NULL) {
+        log_error("%s", err);
+        goto stop;
+    }
     proxy_log_start(&px);
     ev_run(loop, 0);
     rc = 0;
@@ -414,6 +431,7 @@ stop:
     for (int i = 0; i < started; i++) {
         worker_free(&px.workers[i]);
     }
+    admin_stop(px.admin);
     engine_stop(px.engine);
     px.engine = NULL;
     proxy_close_shared(cfg, fds);
@@ -422,6 +440,8 @@ done:
     free(fds);
     free(px.workers);
     free(px.control_status);
+    free(px.ctl_report);
+    topology_unref(px.topo);
     for (size_t i = 0; i < px.ncmds_old; i++) {
         cmdtable_free(px.cmds_old[i]);
     }

@@ -18,6 +18,8 @@ struct worker;
 struct topology;
 struct engine;
 struct tls_ctx;
+struct ctl_report;
+struct admin;
 
 #define PROXY_VERSION "0.1.0"
 
@@ -43,10 +45,13 @@ struct proxy {
     uint64_t next_client_id; /* atomic */
     bool replica_reads; /* some listener may send reads to replicas (read-your-writes matters) */
     double started;
-    struct engine *engine;       /* the Sentinel engine, NULL with a fixed backend; written by
-                                    proxy_run only while no worker runs */
-    pthread_mutex_t status_lock; /* guards control_status */
-    char *control_status;        /* Sentinel section of PROXY TOPOLOGY, from the control plane */
+    struct engine *engine;         /* the Sentinel engine, NULL with a fixed backend; written by
+                                      proxy_run only while no worker runs */
+    pthread_mutex_t status_lock;   /* guards control_status, ctl_report */
+    char *control_status;          /* Sentinel section of PROXY TOPOLOGY, from the control plane */
+    struct ctl_report *ctl_report; /* ... the same as data (admin endpoints) */
+    struct topology *topo;         /* the last snapshot published (control thread only) */
+    struct admin *admin;           /* admin HTTP endpoints, NULL when off */
 };
 
 /* The current command table (any thread). */

@@ -121,7 +121,7 @@ void req_reply_error(struct req_pool *p, struct req *r, const char *msg)
          * client sees a missing reply rather than a stalled queue. */
         r->flags |= REQ_DONE;
     }
-    r->flags |= REQ_ERROR;
+    r->flags |= REQ_ERROR | REQ_PROXY_ERROR;
 }
 
 void req_reply_errorf(struct req_pool *p, struct req *r, const char *fmt, ...)

@@ -41,6 +41,15 @@ enum {
     REQ_HELLO = 1u << 17,      /* the proxy's HELLO 3 on a new RESP3 shared connection */
     REQ_RYW_CHECK = 1u << 18,  /* a read sent behind a ROLE that says whether it saw need */
     REQ_CHECK_ROLE = 1u << 19, /* that ROLE (a probe of the client's connection) */
+    REQ_PROXY_ERROR = 1u << 20, /* the error reply is the proxy's own, not a server's */
+};
+
+/* Where a request was answered (metrics). */
+enum req_dest {
+    REQ_DEST_LOCAL = 0, /* by the proxy: never sent, or failed before a reply */
+    REQ_DEST_MASTER = 1,
+    REQ_DEST_REPLICA = 2,
+    REQ_NDEST = 3,
 };
 
 struct req {
@@ -55,11 +64,13 @@ struct req {
     uint64_t written;          /* bytes of out written to the client */
     double since;              /* when it became ready to dispatch (ev_now) */
     uint32_t flags;
-    int32_t intarg; /* a parsed argument (SELECT db, HELLO version) or -1 */
-    uint32_t argc;  /* argument count */
-    uint64_t seq;   /* position in the client's stream */
-    uint64_t probe; /* write: the ROLE probe sent after it on its connection (0 = none) */
-    uint64_t need;  /* REQ_RYW_CHECK: the offset its replica must have processed */
+    int32_t intarg;   /* a parsed argument (SELECT db, HELLO version) or -1 */
+    uint32_t argc;    /* argument count */
+    uint8_t dest;     /* enum req_dest: the last backend role it was sent to */
+    uint64_t arrived; /* when it was read, in microseconds (latency counts from here) */
+    uint64_t seq;     /* position in the client's stream */
+    uint64_t probe;   /* write: the ROLE probe sent after it on its connection (0 = none) */
+    uint64_t need;    /* REQ_RYW_CHECK: the offset its replica must have processed */
 };
 
 /* A worker's supply of requests: recycled request objects, and the chunk the

@@ -15,6 +15,7 @@
 #include "proxy/backend.h"
 #include "proxy/bconn.h"
 #include "proxy/client.h"
+#include "proxy/commands.h"
 #include "proxy/listener.h"
 #include "proxy/offsets.h"
 #include "proxy/proxy.h"
@@ -25,6 +26,11 @@
 #define WORKER_FLUSH_ROUNDS 8
 #define WORKER_DRAIN_GRACE  1.0  /* seconds for requests in flight on a demoted master */
 #define WORKER_PROBE_PERIOD 0.01 /* seconds between replica offset probes */
+
+_Static_assert(sizeof(struct worker_latency) == 256, "a histogram is indexed by shifting");
+_Static_assert(CMDF_WRITE == 1 && CMDF_READONLY == 2, "worker_kind_of is indexed by these");
+const uint8_t worker_kind_of[4] = {WORKER_KIND_OTHER, WORKER_KIND_WRITE, WORKER_KIND_READ,
+                                   WORKER_KIND_WRITE};
 
 static void worker_flush_cb(struct ev_loop *loop, ev_prepare *p, int revents);
 static void worker_clock_cb(struct ev_loop *loop, ev_check *c, int revents);
@@ -62,6 +68,7 @@ bool worker_init(struct worker *w, struct proxy *px, int id, char *err, size_t e
     w->clock.data = w;
     ev_check_start(w->loop, &w->clock);
     w->now = ev_now(w->loop);
+    w->now_us = (uint64_t)(w->now * 1e6);
     ev_timer_init(&w->tick, worker_tick_cb, WORKER_TICK, WORKER_TICK);
     w->tick.data = w;
     ev_timer_start(w->loop, &w->tick);
@@ -118,6 +125,7 @@ static void worker_accept(void *ctx, struct listener *l, int fd)
 
     if (__atomic_add_fetch(&px->nclients, 1, __ATOMIC_RELAXED) > px->cfg->max_clients) {
         __atomic_sub_fetch(&px->nclients, 1, __ATOMIC_RELAXED);
+        WORKER_COUNT(w, refused, 1);
         worker_reject(fd, l->tls != NULL);
         return;
     }
@@ -279,6 +287,7 @@ static void worker_clock_cb(struct ev_loop *loop, ev_check *c, int revents)
 
     (void)revents;
     w->now = ev_now(loop);
+    w->now_us = (uint64_t)(w->now * 1e6);
 }
 
 /* Once per loop turn, before sleeping: everything queued during the turn is
@@ -486,6 +495,32 @@ static size_t worker_collect(struct worker *w, struct worker_backend_snap *out, 
     return n;
 }
 
+/* The worker's levels (its own thread only). */
+static void worker_measure(struct worker *w, struct worker_gauges *g)
+{
+    memset(g, 0, sizeof(*g));
+    g->held_bytes = w->held_bytes;
+    g->held_reqs = w->held_reqs;
+    g->clients = w->nclients;
+    g->chunks_live = w->pool.live;
+    g->chunks_pooled = w->pool.nfree;
+    for (struct backend *be = w->backends; be != NULL; be = be->next) {
+        g->dedicated_spare += (uint32_t)be->nspare;
+        for (struct bconn *bc = be->conns; bc != NULL; bc = bc->next) {
+            g->bconns_ready += bc->state == BC_READY;
+            g->bconns_connecting += bc->state == BC_CONNECTING;
+            g->dedicated_lent += bc->dedicated && bc->owner != NULL;
+        }
+    }
+}
+
+void worker_gauges_get(struct worker *w, struct worker_gauges *out)
+{
+    pthread_mutex_lock(&w->snap_lock);
+    *out = w->gauges;
+    pthread_mutex_unlock(&w->snap_lock);
+}
+
 size_t worker_backend_counters(struct worker *w, bool own, struct worker_backend_snap *out,
                                size_t max)
 {
@@ -501,12 +536,49 @@ size_t worker_backend_counters(struct worker *w, bool own, struct worker_backend
     return n;
 }
 
+struct worker_backend_snap *worker_backend_totals(struct proxy *px, struct worker *own, size_t *n)
+{
+    size_t cap = (size_t)px->nworkers * WORKER_SNAP_MAX;
+    struct worker_backend_snap *all = calloc(cap > 0 ? cap : 1, sizeof(*all));
+    struct worker_backend_snap *mine = calloc(WORKER_SNAP_MAX, sizeof(*mine));
+
+    *n = 0;
+    if (all == NULL || mine == NULL) {
+        free(all);
+        free(mine);
+        return NULL;
+    }
+    for (int k = 0; k < px->nworkers; k++) {
+        size_t got =
+            worker_backend_counters(&px->workers[k], &px->workers[k] == own, mine, WORKER_SNAP_MAX);
+        for (size_t i = 0; i < got; i++) {
+            size_t j = 0;
+            while (j < *n && strcmp(all[j].name, mine[i].name) != 0) {
+                j++;
+            }
+            if (j == *n) {
+                all[(*n)++] = mine[i];
+                continue;
+            }
+            all[j].requests += mine[i].requests;
+            all[j].failures += mine[i].failures;
+            all[j].inflight += mine[i].inflight;
+            if (mine[i].role < all[j].role) {
+                all[j].role = mine[i].role; /* master before replica before retired */
+            }
+        }
+    }
+    free(mine);
+    return all;
+}
+
 static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct worker *w = t->data;
     double now = ev_now(loop);
     struct backend *be, *next;
     struct client *c, *cnext;
+    struct worker_gauges g;
 
     (void)revents;
     for (c = w->waiting; c != NULL; c = cnext) {
@@ -532,8 +604,10 @@ static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
             worker_wake_later(w); /* requests held for it may go again */
         }
     }
+    worker_measure(w, &g);
     pthread_mutex_lock(&w->snap_lock);
     w->nsnap = worker_collect(w, w->snap, WORKER_SNAP_MAX);
+    w->gauges = g;
     pthread_mutex_unlock(&w->snap_lock);
 }
 

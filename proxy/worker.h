@@ -48,6 +48,48 @@ struct worker_backend_snap {
 #define WORKER_COUNT(w, field, n)                                                                  \
     __atomic_store_n(&(w)->stats.field, (w)->stats.field + (n), __ATOMIC_RELAXED)
 
+/* Request latency, from arrival to the last byte of the reply leaving: fixed
+ * buckets, counted per worker and summed at scrape (proxy/metrics.c). The
+ * bounds are powers of two microseconds, 2^WORKER_LAT_LOG_MIN (64 us) to
+ * 2^(WORKER_LAT_LOG_MIN + WORKER_LAT_NBUCKETS - 1) (8.4 s), so that the
+ * bucket is a count of leading zeros, whatever the latency. */
+#define WORKER_LAT_NBUCKETS 18
+#define WORKER_LAT_LOG_MIN  6
+
+/* The bucket of a latency of us microseconds (WORKER_LAT_NBUCKETS: above
+ * every bound). */
+static inline unsigned worker_lat_bucket(uint64_t us)
+{
+    unsigned k = us > 1 ? 64u - (unsigned)__builtin_clzll(us - 1) : 0u; /* us <= 2^k */
+    unsigned b = k > WORKER_LAT_LOG_MIN ? k - WORKER_LAT_LOG_MIN : 0u;
+
+    return b < WORKER_LAT_NBUCKETS ? b : WORKER_LAT_NBUCKETS;
+}
+
+struct worker_latency {
+    uint64_t bucket[WORKER_LAT_NBUCKETS + 1]; /* not cumulative; the last: above every bound */
+    uint64_t sum_us;
+    uint64_t pad_[32 - WORKER_LAT_NBUCKETS - 2]; /* a power of two in size: cheap to index */
+};
+
+/* Requests by what they are (metrics); worker_kind_of maps a command's
+ * CMDF_WRITE | CMDF_READONLY bits to one. */
+enum worker_kind {
+    WORKER_KIND_READ = 0,  /* read-only commands */
+    WORKER_KIND_WRITE = 1, /* commands that may write */
+    WORKER_KIND_OTHER = 2, /* the rest: connection, admin, pub/sub, unknown */
+    WORKER_NKIND = 3,
+};
+extern const uint8_t worker_kind_of[4];
+
+/* How a request ended (metrics). */
+enum worker_outcome {
+    WORKER_OUT_OK = 0,
+    WORKER_OUT_SERVER_ERROR = 1, /* the server answered with an error */
+    WORKER_OUT_PROXY_ERROR = 2,  /* the proxy answered with an error of its own */
+    WORKER_NOUT = 3,
+};
+
 struct worker_stats {
     uint64_t connections;      /* clients accepted */
     uint64_t requests;         /* requests received */
@@ -73,6 +115,27 @@ struct worker_stats {
     uint64_t client_writes;
     uint64_t tls_handshakes;         /* TLS clients whose handshake completed */
     uint64_t tls_handshake_failures; /* ... that failed or timed out */
+    uint64_t refused;                /* clients refused at max-clients */
+    uint64_t protocol_errors;        /* clients closed for malformed requests */
+    uint64_t bytes_in;               /* request bytes read (requests queued) */
+    uint64_t bytes_out;              /* bytes written to clients */
+    uint64_t outcome[WORKER_NOUT];   /* requests answered with an error, by outcome (the
+                                        WORKER_OUT_OK slot stays 0: the rest are ok) */
+    /* requests answered, by destination and kind: their latency */
+    struct worker_latency lat[REQ_NDEST][WORKER_NKIND];
+};
+
+/* A worker's levels (not counters), published every tick for other threads. */
+struct worker_gauges {
+    uint64_t held_bytes;
+    uint32_t held_reqs;
+    uint32_t bconns_ready;      /* backend connections usable */
+    uint32_t bconns_connecting; /* ... connecting (or in their TLS handshake) */
+    uint32_t dedicated_lent;
+    uint32_t dedicated_spare;
+    uint32_t clients;
+    size_t chunks_live;
+    size_t chunks_pooled;
 };
 
 struct worker {
@@ -82,8 +145,9 @@ struct worker {
     pthread_t thread;
     ev_async wake;
     ev_prepare flush;
-    ev_check clock; /* sets now after each poll */
-    double now;     /* the loop's time this turn (ev_now without a call), for the hot path */
+    ev_check clock;  /* sets now after each poll */
+    double now;      /* the loop's time this turn (ev_now without a call), for the hot path */
+    uint64_t now_us; /* ... in microseconds */
     ev_timer tick;
     ev_timer probe; /* replica offset probes */
     struct chunk_pool pool;
@@ -102,6 +166,7 @@ struct worker {
     struct topology *topo;
     struct topology *mailbox; /* next snapshot, swapped atomically */
     uint64_t held_bytes;
+    uint32_t held_reqs;
     uint64_t next_bconn_id;
     uint64_t next_backend_id;
     bool stopping;
@@ -116,6 +181,7 @@ struct worker {
     pthread_mutex_t snap_lock; /* guards snap/nsnap (read by other workers) */
     struct worker_backend_snap snap[WORKER_SNAP_MAX];
     size_t nsnap;
+    struct worker_gauges gauges; /* guarded by snap_lock */
 };
 
 /* Create a worker (loop, pool, listeners); false with err set. */
@@ -161,6 +227,14 @@ size_t worker_backend_counters(struct worker *w, bool own, struct worker_backend
 
 /* The backend for an address in the current topology (NULL if none). */
 struct backend *worker_backend(struct worker *w, const struct addr *a);
+
+/* Every worker's backend counters merged by address (own's live, the others'
+ * from their last tick; own may be NULL): a malloc'd array of *n entries,
+ * NULL if out of memory. */
+struct worker_backend_snap *worker_backend_totals(struct proxy *px, struct worker *own, size_t *n);
+
+/* w's levels as it last published them (any thread; at most a tick old). */
+void worker_gauges_get(struct worker *w, struct worker_gauges *out);
 
 /* Defer freeing to the end of the loop turn. */
 void worker_reap_client(struct worker *w, struct client *c);

@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "conf/config.h"
+#include "lib/ctlreport.h"
 #include "lib/log.h"
 #include "lib/strbuf.h"
 #include "lib/topology.h"
@@ -344,20 +345,59 @@ static void engine_discover(struct engine *e)
 
 /* ---- status for PROXY TOPOLOGY -------------------------------------------------- */
 
+/* The same as data, for the admin endpoints. NULL if out of memory. */
+static struct ctl_report *engine_report(struct engine *e, const struct quorum_decision *d,
+                                        const char *decision)
+{
+    double now = ev_now(e->loop);
+    struct ctl_report *r;
+    size_t n = 0, i = 0;
+
+    for (struct engine_node *nd = e->nodes; nd != NULL; nd = nd->next) {
+        n++;
+    }
+    r = calloc(1, sizeof(*r) + n * sizeof(r->sentinels[0]));
+    if (r == NULL) {
+        return NULL;
+    }
+    r->rounds = e->round;
+    r->decision = decision;
+    r->answering = d->answers;
+    r->votes = d->votes;
+    r->going_away = d->going_away;
+    r->failovers = e->failovers;
+    r->last_switch = e->last_switch;
+    r->n = n;
+    for (struct engine_node *nd = e->nodes; nd != NULL; nd = nd->next, i++) {
+        struct ctl_sentinel *s = &r->sentinels[i];
+        snprintf(s->addr, sizeof(s->addr), "%s", nd->name);
+        if (nd->report.ok) {
+            addr_format(&nd->report.master, s->master, sizeof(s->master));
+        }
+        snprintf(s->last_error, sizeof(s->last_error), "%s", link_last_error(nd->cmd));
+        s->ok = nd->report.ok;
+        s->configured = nd->configured;
+        s->subscribed = nd->subscribed;
+        s->epoch = nd->report.epoch;
+        s->last_ok_age = nd->last_ok > 0 ? now - nd->last_ok : -1;
+    }
+    return r;
+}
+
 static void engine_status(struct engine *e, const struct quorum_decision *d)
 {
     double now = ev_now(e->loop);
+    const char *decision = d->status == QUORUM_AGREED  ? "agreed"
+                           : d->status == QUORUM_EPOCH ? "by-epoch"
+                           : d->status == QUORUM_SPLIT ? "split"
+                                                       : "no-answer";
     struct strbuf sb;
     int i = 0;
 
     strbuf_init(&sb);
     strbuf_printf(&sb, "# Sentinels\r\n");
     strbuf_printf(&sb, "rounds:%llu\r\n", (unsigned long long)e->round);
-    strbuf_printf(&sb, "decision:%s\r\n",
-                  d->status == QUORUM_AGREED  ? "agreed"
-                  : d->status == QUORUM_EPOCH ? "by-epoch"
-                  : d->status == QUORUM_SPLIT ? "split"
-                                              : "no-answer");
+    strbuf_printf(&sb, "decision:%s\r\n", decision);
     strbuf_printf(&sb, "sentinels_answering:%d\r\n", d->answers);
     strbuf_printf(&sb, "master_votes:%d\r\n", d->votes);
     strbuf_printf(&sb, "master_going_away:%d\r\n", d->going_away ? 1 : 0);
@@ -376,7 +416,7 @@ static void engine_status(struct engine *e, const struct quorum_decision *d)
                       link_last_error(n->cmd)[0] != '\0' ? link_last_error(n->cmd) : "-");
     }
     if (!sb.oom) {
-        e->rx.status(e->rx.ctx, sb.buf);
+        e->rx.status(e->rx.ctx, sb.buf, engine_report(e, d, decision));
         sb.buf = NULL;
     }
     strbuf_free(&sb);
@@ -401,6 +441,10 @@ void engine_publish(struct engine *e, struct topology *t, bool force)
     }
     master_changed = strcmp(was, now_m) != 0;
     t->version = ++e->version;
+    if (t->has_master && e->pub_known && !addr_same(&e->pub_master, &t->master)) {
+        e->failovers++;
+        e->last_switch = e->switch_started > 0 ? ev_now(e->loop) - e->switch_started : -1;
+    }
     if (master_changed && t->has_master && e->switch_started > 0) {
         t->switch_started = e->switch_started;
         log_info("topology v%llu: master %s -> %s (epoch %llu), %zu replica(s); %.0f ms after "
@@ -620,6 +664,7 @@ struct engine *engine_start(struct ev_loop *loop, const struct config *cfg,
     e->rx = *rx;
     e->tls = *tls;
     e->cfg = cfg;
+    e->last_switch = -1;
     for (size_t i = 0; i < e->cfg->nsentinels; i++) {
         struct addr a = e->cfg->sentinels[i];
         if (!addr_resolve(&a, err, errlen)) {

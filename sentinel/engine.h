@@ -13,6 +13,7 @@ struct config;
 struct tls_ctx;
 struct engine;
 struct topology;
+struct ctl_report;
 
 /* Everything the engine tells the data plane, handed to it by its owner; the
  * engine knows nothing else of the proxy. Both are called on the control
@@ -21,8 +22,9 @@ struct engine_receiver {
     void *ctx;
     /* A new snapshot: the receiver takes the references it keeps. */
     void (*publish)(void *ctx, struct topology *t);
-    /* The Sentinel section of PROXY TOPOLOGY; the receiver owns text. */
-    void (*status)(void *ctx, char *text);
+    /* After every round: the Sentinel section of PROXY TOPOLOGY, and the
+     * same as data; the receiver owns both (report may be NULL: no memory). */
+    void (*status)(void *ctx, char *text, struct ctl_report *report);
 };
 
 /* TLS contexts for the engine's connections (NULL: plain); they must outlive

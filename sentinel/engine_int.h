@@ -106,6 +106,8 @@ struct engine {
     double switch_started;     /* first signal of the switch in progress (0 = none) */
     struct engine_node *alarm; /* whose event put writes on hold (NULL = none) */
     double warned_none, warned_epoch;
+    uint64_t failovers; /* a new master replaced a known one */
+    double last_switch; /* the last one's first signal to publication, seconds (< 0: none) */
 };
 
 /* The string value of key in a flat key/value array reply (NULL if absent). */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "conf/config.h"
+#include "lib/ctlreport.h"
 #include "lib/log.h"
 #include "lib/topology.h"
 #include "sentinel/engine.h"
@@ -190,7 +191,8 @@ struct recorder {
     struct topology *last; /* a reference to the last snapshot */
     int statuses;
     char *status;
-    int want_port; /* stop the loop once a snapshot names this master */
+    struct ctl_report *report; /* the last one */
+    int want_port;             /* stop the loop once a snapshot names this master */
 };
 
 static void recorder_publish(void *ctx, struct topology *t)
@@ -206,13 +208,15 @@ static void recorder_publish(void *ctx, struct topology *t)
     }
 }
 
-static void recorder_status(void *ctx, char *text)
+static void recorder_status(void *ctx, char *text, struct ctl_report *report)
 {
     struct recorder *rec = ctx;
 
     rec->statuses++;
     free(rec->status);
     rec->status = text;
+    free(rec->report);
+    rec->report = report;
 }
 
 static void deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -285,6 +289,7 @@ static void setup_stop(struct setup *s)
     engine_stop(s->e);
     topology_unref(s->rec.last);
     free(s->rec.status);
+    free(s->rec.report);
     config_free(s->cfg);
     fake_stop(&s->sentinel);
     fake_stop(&s->m1);
@@ -306,6 +311,14 @@ static void test_publishes_confirmed_master(void **state)
     assert_non_null(s.rec.status);
     assert_non_null(strstr(s.rec.status, "decision:agreed"));
     assert_non_null(strstr(s.rec.status, "sentinels_answering:1"));
+    /* The same, as data for the admin endpoints. */
+    assert_non_null(s.rec.report);
+    assert_string_equal(s.rec.report->decision, "agreed");
+    assert_int_equal(s.rec.report->answering, 1);
+    assert_int_equal(s.rec.report->n, 1);
+    assert_true(s.rec.report->sentinels[0].ok && s.rec.report->sentinels[0].configured);
+    assert_int_equal(s.rec.report->sentinels[0].epoch, 1);
+    assert_int_equal(s.rec.report->failovers, 0);
 
     /* Failover: the Sentinel names m2 at a higher epoch, and m2 says so. */
     s.m2.role = "master";

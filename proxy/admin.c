@@ -1,0 +1,467 @@
+/*
+ * admin.c - the admin HTTP/1.1 endpoints on their own port, served by the
+ * control thread's loop (never by a worker):
+ *
+ *   GET /metrics    Prometheus text exposition (proxy/metrics.c)
+ *   GET /healthz    200 while the process serves
+ *   GET /readyz     200 once a master is confirmed, else 503 and why
+ *   GET /topology   the topology and the Sentinels' view as JSON
+ *
+ * Plain HTTP, GET and HEAD only, no request bodies; keep-alive as HTTP/1.1
+ * has it. Every input is bounded: ADMIN_CONNS_MAX connections (more are
+ * closed at once), ADMIN_HEAD_MAX bytes of request head, and ADMIN_TIMEOUT
+ * seconds for a request to arrive whole and its answer to leave.
+ */
+#include "proxy/admin.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "conf/config.h"
+#include "lib/log.h"
+#include "lib/net.h"
+#include "lib/strbuf.h"
+#include "proxy/metrics.h"
+#include "proxy/proxy.h"
+
+#define ADMIN_CONNS_MAX 32
+#define ADMIN_HEAD_MAX  8192
+#define ADMIN_TIMEOUT   10.0 /* seconds */
+#define ADMIN_LINGER    2.0  /* seconds to wait for the client's close after ours */
+
+struct admin_conn {
+    struct admin *a;
+    int fd;
+    ev_io io;
+    ev_timer timer;
+    char in[ADMIN_HEAD_MAX];
+    size_t in_len;
+    struct strbuf out;
+    size_t out_sent;
+    bool close_after; /* close once out is written */
+    bool lingering;   /* answered and shut for writing: reading to the client's close */
+    struct admin_conn *prev, *next;
+};
+
+struct admin {
+    struct ev_loop *loop;
+    struct proxy *px;
+    int fd;
+    ev_io accept;
+    struct admin_conn *conns;
+    int nconns;
+};
+
+/* A parsed request head. */
+struct admin_req {
+    char method[8];
+    char path[128];
+    bool http10;
+    bool keep_alive; /* as the version and Connection header say */
+    bool has_body;   /* Content-Length > 0 or Transfer-Encoding */
+};
+
+static void admin_conn_cb(struct ev_loop *loop, ev_io *io, int revents);
+
+static void admin_close(struct admin_conn *c)
+{
+    struct admin *a = c->a;
+
+    ev_io_stop(a->loop, &c->io);
+    ev_timer_stop(a->loop, &c->timer);
+    close(c->fd);
+    strbuf_free(&c->out);
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        a->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    a->nconns--;
+    free(c);
+}
+
+static void admin_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    admin_close(t->data);
+}
+
+static void admin_arm(struct admin_conn *c, int events)
+{
+    ev_io_stop(c->a->loop, &c->io);
+    ev_io_set(&c->io, c->fd, events);
+    ev_io_start(c->a->loop, &c->io);
+}
+
+/* Queue a whole response; HEAD gets the headers only. */
+static void admin_respond(struct admin_conn *c, const struct admin_req *rq, int status,
+                          const char *reason, const char *type, const char *extra,
+                          const struct strbuf *body)
+{
+    size_t len = body != NULL ? body->len : 0;
+
+    strbuf_printf(&c->out,
+                  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                  "Cache-Control: no-store\r\n%s%s\r\n",
+                  status, reason, type, len, extra != NULL ? extra : "",
+                  c->close_after ? "Connection: close\r\n" : "");
+    if (len > 0 && (rq == NULL || strcmp(rq->method, "HEAD") != 0)) {
+        strbuf_append(&c->out, body->buf, len);
+    }
+}
+
+/* An error answer in plain text; the connection closes after it. */
+static void admin_error(struct admin_conn *c, const struct admin_req *rq, int status,
+                        const char *reason, const char *extra)
+{
+    struct strbuf body;
+
+    strbuf_init(&body);
+    strbuf_printf(&body, "%d %s\n", status, reason);
+    c->close_after = true;
+    admin_respond(c, rq, status, reason, "text/plain; charset=utf-8", extra, &body);
+    strbuf_free(&body);
+}
+
+/* The value of a header line "Name: value" if name matches (NULL if not). */
+static const char *admin_header(const char *line, const char *name)
+{
+    size_t n = strlen(name);
+
+    if (strncasecmp(line, name, n) != 0 || line[n] != ':') {
+        return NULL;
+    }
+    line += n + 1;
+    while (*line == ' ' || *line == '\t') {
+        line++;
+    }
+    return line;
+}
+
+/* Whether a comma-separated header value has token (any case). */
+static bool admin_has_token(const char *v, const char *token)
+{
+    size_t n = strlen(token);
+
+    while (*v != '\0') {
+        while (*v == ' ' || *v == '\t' || *v == ',') {
+            v++;
+        }
+        if (strncasecmp(v, token, n) == 0 &&
+            (v[n] == '\0' || v[n] == ',' || v[n] == ' ' || v[n] == '\t')) {
+            return true;
+        }
+        while (*v != '\0' && *v != ',') {
+            v++;
+        }
+    }
+    return false;
+}
+
+/* Parse the head in c->in[0..len) (NUL-terminated lines, CRs removed).
+ * False when it is not a valid HTTP/1.x request. */
+static bool admin_parse(char *head, struct admin_req *rq)
+{
+    char *save = NULL, *line = strtok_r(head, "\n", &save);
+    char *sp1, *sp2, *q;
+    size_t n;
+
+    memset(rq, 0, sizeof(*rq));
+    if (line == NULL || (sp1 = strchr(line, ' ')) == NULL || (sp2 = strchr(sp1 + 1, ' ')) == NULL ||
+        strchr(sp2 + 1, ' ') != NULL) {
+        return false;
+    }
+    n = (size_t)(sp1 - line);
+    if (n == 0 || n >= sizeof(rq->method)) {
+        return false;
+    }
+    memcpy(rq->method, line, n);
+    if (strcmp(sp2 + 1, "HTTP/1.1") == 0) {
+        rq->keep_alive = true;
+    } else if (strcmp(sp2 + 1, "HTTP/1.0") == 0) {
+        rq->http10 = true;
+    } else {
+        return false;
+    }
+    *sp2 = '\0';
+    if ((q = strchr(sp1 + 1, '?')) != NULL) {
+        *q = '\0'; /* no endpoint takes a query */
+    }
+    if (sp1[1] != '/' || strlen(sp1 + 1) >= sizeof(rq->path)) {
+        snprintf(rq->path, sizeof(rq->path), "?");
+    } else {
+        snprintf(rq->path, sizeof(rq->path), "%s", sp1 + 1);
+    }
+    while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
+        const char *v;
+        if (line[0] == ' ' || line[0] == '\t' || strchr(line, ':') == NULL) {
+            return false; /* folded or malformed header line */
+        }
+        if ((v = admin_header(line, "Content-Length")) != NULL) {
+            rq->has_body = rq->has_body || strspn(v, "0") != strlen(v) || *v == '\0';
+        } else if (admin_header(line, "Transfer-Encoding") != NULL) {
+            rq->has_body = true;
+        } else if ((v = admin_header(line, "Connection")) != NULL) {
+            if (admin_has_token(v, "close")) {
+                rq->keep_alive = false;
+            } else if (admin_has_token(v, "keep-alive")) {
+                rq->keep_alive = true;
+            }
+        }
+    }
+    return true;
+}
+
+/* Answer one request. */
+static void admin_serve(struct admin_conn *c, const struct admin_req *rq)
+{
+    struct proxy *px = c->a->px;
+    struct strbuf body;
+
+    c->close_after = !rq->keep_alive;
+    if (strcmp(rq->method, "GET") != 0 && strcmp(rq->method, "HEAD") != 0) {
+        admin_error(c, rq, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n");
+        return;
+    }
+    if (rq->has_body) {
+        admin_error(c, rq, 400, "Bad Request", NULL);
+        return;
+    }
+    strbuf_init(&body);
+    if (strcmp(rq->path, "/metrics") == 0) {
+        metrics_prometheus(px, &body);
+        admin_respond(c, rq, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", NULL, &body);
+    } else if (strcmp(rq->path, "/healthz") == 0) {
+        strbuf_printf(&body, "ok\n");
+        admin_respond(c, rq, 200, "OK", "text/plain; charset=utf-8", NULL, &body);
+    } else if (strcmp(rq->path, "/readyz") == 0) {
+        bool ready = metrics_ready(px, &body);
+        admin_respond(c, rq, ready ? 200 : 503, ready ? "OK" : "Service Unavailable",
+                      "text/plain; charset=utf-8", NULL, &body);
+    } else if (strcmp(rq->path, "/topology") == 0) {
+        metrics_topology_json(px, &body);
+        admin_respond(c, rq, 200, "OK", "application/json", NULL, &body);
+    } else {
+        admin_error(c, rq, 404, "Not Found", NULL);
+    }
+    if (body.oom || c->out.oom) {
+        strbuf_free(&c->out);
+        strbuf_init(&c->out);
+        admin_error(c, rq, 500, "Internal Server Error", NULL);
+    }
+    strbuf_free(&body);
+}
+
+/* Answer the request at the start of c->in if its head is complete. True
+ * when an answer was queued. */
+static bool admin_process(struct admin_conn *c)
+{
+    struct admin_req rq;
+    char head[ADMIN_HEAD_MAX + 1];
+    char *end = NULL;
+    size_t used, j = 0;
+
+    for (size_t i = 0; i + 1 < c->in_len && end == NULL; i++) {
+        if (c->in[i] == '\n' && c->in[i + 1] == '\n') {
+            end = &c->in[i + 2];
+        } else if (c->in[i] == '\n' && c->in[i + 1] == '\r' && i + 2 < c->in_len &&
+                   c->in[i + 2] == '\n') {
+            end = &c->in[i + 3];
+        }
+    }
+    if (end == NULL) {
+        if (c->in_len == sizeof(c->in)) {
+            admin_error(c, NULL, 431, "Request Header Fields Too Large", NULL);
+            return true;
+        }
+        return false;
+    }
+    used = (size_t)(end - c->in);
+    for (size_t i = 0; i < used; i++) {
+        if (c->in[i] == '\0') {
+            admin_error(c, NULL, 400, "Bad Request", NULL);
+            return true;
+        }
+        if (c->in[i] != '\r') {
+            head[j++] = c->in[i];
+        }
+    }
+    head[j] = '\0';
+    memmove(c->in, end, c->in_len - used);
+    c->in_len -= used;
+    if (!admin_parse(head, &rq)) {
+        admin_error(c, NULL, 400, "Bad Request", NULL);
+    } else {
+        admin_serve(c, &rq);
+    }
+    return true;
+}
+
+/* Write what is queued; then answer the next request already read, wait
+ * for one, or close. */
+static void admin_write(struct admin_conn *c)
+{
+    for (;;) {
+        while (c->out_sent < c->out.len) {
+            ssize_t n = write(c->fd, c->out.buf + c->out_sent, c->out.len - c->out_sent);
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+                admin_arm(c, EV_WRITE);
+                return;
+            }
+            if (n <= 0) {
+                admin_close(c);
+                return;
+            }
+            c->out_sent += (size_t)n;
+        }
+        if (c->close_after) {
+            /* Closing with unread input would reset the connection and
+             * could destroy the answer before the client reads it: wait
+             * (briefly) for the client to close first. */
+            shutdown(c->fd, SHUT_WR);
+            c->lingering = true;
+            ev_timer_stop(c->a->loop, &c->timer);
+            ev_timer_set(&c->timer, ADMIN_LINGER, 0);
+            ev_timer_start(c->a->loop, &c->timer);
+            admin_arm(c, EV_READ);
+            return;
+        }
+        strbuf_free(&c->out);
+        strbuf_init(&c->out);
+        c->out_sent = 0;
+        ev_timer_stop(c->a->loop, &c->timer);
+        ev_timer_set(&c->timer, ADMIN_TIMEOUT, 0);
+        ev_timer_start(c->a->loop, &c->timer);
+        if (!admin_process(c)) {
+            admin_arm(c, EV_READ);
+            return;
+        }
+    }
+}
+
+static void admin_read(struct admin_conn *c)
+{
+    ssize_t n;
+
+    if (c->lingering) {
+        char discard[4096];
+        n = read(c->fd, discard, sizeof(discard));
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            admin_close(c);
+        }
+        return;
+    }
+    n = read(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len);
+
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        return;
+    }
+    if (n <= 0) {
+        admin_close(c);
+        return;
+    }
+    c->in_len += (size_t)n;
+    if (admin_process(c)) {
+        admin_write(c);
+    }
+}
+
+static void admin_conn_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct admin_conn *c = io->data;
+
+    (void)loop;
+    if (revents & EV_WRITE) {
+        admin_write(c);
+    } else if (revents & EV_READ) {
+        admin_read(c);
+    }
+}
+
+static void admin_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct admin *a = io->data;
+
+    (void)revents;
+    for (;;) {
+        struct admin_conn *c;
+        int fd = net_accept(a->fd);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                log_warn("admin: accept: %s", strerror(errno));
+            }
+            return;
+        }
+        if (a->nconns >= ADMIN_CONNS_MAX || (c = calloc(1, sizeof(*c))) == NULL) {
+            close(fd); /* bounded: a scraper does not need more */
+            continue;
+        }
+        c->a = a;
+        c->fd = fd;
+        strbuf_init(&c->out);
+        ev_io_init(&c->io, admin_conn_cb, fd, EV_READ);
+        c->io.data = c;
+        ev_io_start(loop, &c->io);
+        ev_timer_init(&c->timer, admin_timeout_cb, ADMIN_TIMEOUT, 0);
+        c->timer.data = c;
+        ev_timer_start(loop, &c->timer);
+        c->next = a->conns;
+        if (a->conns != NULL) {
+            a->conns->prev = c;
+        }
+        a->conns = c;
+        a->nconns++;
+    }
+}
+
+struct admin *admin_start(struct ev_loop *loop, struct proxy *px, char *err, size_t errlen)
+{
+    const struct config *cfg = px->cfg;
+    struct addr addr = cfg->admin;
+    char text[ADDR_TEXT_MAX], why[256];
+    struct admin *a;
+
+    if (!addr_resolve(&addr, why, sizeof(why))) {
+        snprintf(err, errlen, "admin.listen: %s", why);
+        return NULL;
+    }
+    a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    addr_format(&addr, text, sizeof(text));
+    a->fd = net_listen(&addr, 64, false, why, sizeof(why));
+    if (a->fd < 0) {
+        snprintf(err, errlen, "admin.listen %s: %s", text, why);
+        free(a);
+        return NULL;
+    }
+    a->loop = loop;
+    a->px = px;
+    ev_io_init(&a->accept, admin_accept_cb, a->fd, EV_READ);
+    a->accept.data = a;
+    ev_io_start(loop, &a->accept);
+    log_info("admin endpoints on http://%s (/metrics, /healthz, /readyz, /topology)", text);
+    return a;
+}
+
+void admin_stop(struct admin *a)
+{
+    if (a == NULL) {
+        return;
+    }
+    while (a->conns != NULL) {
+        admin_close(a->conns);
+    }
+    ev_io_stop(a->loop, &a->accept);
+    close(a->fd);
+    free(a);
+}

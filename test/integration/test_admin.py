@@ -1,0 +1,318 @@
+"""The admin HTTP endpoints: /metrics (checked with promtool and scraped by a
+real Prometheus server), /healthz, /readyz, /topology, and how the HTTP
+side takes hostile or odd input."""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from harness import (Process, Proxy, free_port, port_open, raw_exchange, wait_for)
+
+needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None,
+                                    reason="promtool (Debian package prometheus) not installed")
+
+
+def admin_proxy(workdir, backend=None, args=()):
+    port = free_port()
+    p = Proxy(workdir, backend=backend, args=["--set", "admin.listen=127.0.0.1:%d" % port] +
+              list(args))
+    p.admin = port
+    p.start()
+    wait_for(lambda: port_open(port), what="admin port")
+    return p
+
+
+def get(port, path, method="GET"):
+    """(status, headers, body) of one request on its own connection."""
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def metrics(port):
+    """The samples of a scrape: {'name{labels}': value}."""
+    status, headers, body = get(port, "/metrics")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    out = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            out[key] = float(value)
+    return out
+
+
+@pytest.fixture
+def fixed(workdir, redis_server):
+    p = admin_proxy(workdir, backend=redis_server.port)
+    yield p
+    p.stop()
+
+
+@needs_promtool
+def test_metrics_pass_promtool_and_count_traffic(fixed, redis_server):
+    c = fixed.client()
+    before = metrics(fixed.admin)
+    for i in range(100):
+        c.set("k%d" % i, "v")
+    for i in range(40):
+        c.get("k%d" % i)
+    with pytest.raises(Exception):
+        c.incr("k0")  # WRONGTYPE-like: not an integer
+    c.execute_command("PROXY", "VERSION")
+    time.sleep(0.3)  # gauges are published every 0.1 s
+    m = metrics(fixed.admin)
+
+    def grew(key):
+        return m.get(key, 0) - before.get(key, 0)
+
+    assert grew('sentinel_proxy_requests_total{kind="write",destination="master"}') == 101
+    assert grew('sentinel_proxy_requests_total{kind="read",destination="master"}') == 40
+    assert grew('sentinel_proxy_requests_total{kind="other",destination="local"}') == 1
+    assert grew('sentinel_proxy_replies_total{outcome="server_error"}') == 1
+    assert grew('sentinel_proxy_replies_total{outcome="ok"}') == 141
+    assert m['sentinel_proxy_client_connections'] >= 1
+    assert m['sentinel_proxy_master_confirmed'] == 1
+    assert m['sentinel_proxy_master_info{address="127.0.0.1:%d"}' % redis_server.port] == 1
+    assert m['sentinel_proxy_backend_connections{state="ready"}'] >= 1
+    assert m['process_resident_memory_bytes'] > 0
+    assert grew("sentinel_proxy_client_bytes_received_total") > 100 * len(b"*3\r\n$3\r\nSET\r\n")
+    # The histogram is consistent: cumulative buckets, +Inf equals the count.
+    buckets = [(k, v) for k, v in m.items()
+               if k.startswith('sentinel_proxy_request_duration_seconds_bucket{destination="master"')]
+    values = [v for _, v in buckets]
+    assert values == sorted(values) and len(values) == 19  # 18 bounds and +Inf
+    assert buckets[-1][0].endswith('le="+Inf"}')
+    assert values[-1] == m['sentinel_proxy_request_duration_seconds_count{destination="master"}']
+    # promtool on a live scrape: the format and the naming conventions.
+    body = get(fixed.admin, "/metrics")[2]
+    out = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
+    assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
+    assert out.stdout.strip() == b"" and out.stderr.strip() == b"", out
+
+
+def test_health_ready_topology_fixed(fixed, redis_server):
+    status, _, body = get(fixed.admin, "/healthz")
+    assert (status, body) == (200, b"ok\n")
+    status, _, body = get(fixed.admin, "/readyz")
+    assert status == 200 and b"127.0.0.1:%d" % redis_server.port in body
+    status, headers, body = get(fixed.admin, "/topology")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    t = json.loads(body)
+    assert t["mode"] == "fixed" and t["master"] == "127.0.0.1:%d" % redis_server.port
+    status, headers, body = get(fixed.admin, "/metrics", method="HEAD")
+    assert status == 200 and body == b"" and int(headers["Content-Length"]) > 1000
+
+
+def test_refusals_and_protocol_errors_counted(workdir, redis_server):
+    p = admin_proxy(workdir, backend=redis_server.port, args=["--set", "max-clients=1"])
+    try:
+        def one_client():
+            # The start-up check's own connection may still hold the slot.
+            s = socket.create_connection(("127.0.0.1", p.port))
+            s.sendall(b"PING\r\n")
+            if s.recv(64) == b"+PONG\r\n":
+                return s
+            s.close()
+            return None
+        before = metrics(p.admin)["sentinel_proxy_client_connections_refused_total"]
+        keep = wait_for(one_client, what="a client slot")
+        out, closed = raw_exchange(p.port, b"PING\r\n")
+        assert closed and b"max number of clients" in out
+        keep.sendall(b"*1\r\n$x\r\n")  # malformed bulk length
+        assert b"ERR" in keep.recv(256)
+        keep.close()
+        m = metrics(p.admin)
+        assert m["sentinel_proxy_client_connections_refused_total"] == before + 1
+        assert m["sentinel_proxy_client_protocol_errors_total"] == 1
+    finally:
+        p.stop()
+
+
+def test_not_ready_without_master_says_why(workdir):
+    """A Sentinel that does not answer: /readyz is 503 and says what it saw."""
+    dead = free_port()
+    p = admin_proxy(workdir, args=["--master-name", "mymaster", "--sentinel",
+                                   "127.0.0.1:%d" % dead])
+    try:
+        wait_for(lambda: get(p.admin, "/readyz")[2].find(b"Sentinels: 0 of 1") >= 0,
+                 what="a round to be reported")
+        status, _, body = get(p.admin, "/readyz")
+        assert status == 503
+        assert body.startswith(b"not ready: no master confirmed")
+        assert get(p.admin, "/healthz")[0] == 200
+        m = metrics(p.admin)
+        assert m["sentinel_proxy_master_confirmed"] == 0
+        assert m['sentinel_proxy_sentinels{state="silent"}'] == 1
+        t = json.loads(get(p.admin, "/topology")[2])
+        assert t["master"] is None
+        node = t["sentinels"]["nodes"][0]
+        assert node["state"] == "down" and node["last_error"]
+    finally:
+        p.stop()
+
+
+def test_sentinel_layout_and_failover(workdir, cluster):
+    p = admin_proxy(workdir, args=cluster.proxy_args())
+    try:
+        old = cluster.master.port
+        wait_for(lambda: get(p.admin, "/readyz")[0] == 200, what="ready")
+        wait_for(lambda: metrics(p.admin).get('sentinel_proxy_sentinels{state="answering"}') == 3,
+                 what="three Sentinels answering")
+        m = metrics(p.admin)
+        assert m['sentinel_proxy_master_info{address="127.0.0.1:%d"}' % old] == 1
+        assert m['sentinel_proxy_replicas{state="healthy"}'] == 2
+        assert m["sentinel_proxy_failovers_total"] == 0
+        for r in cluster.replicas:
+            assert 'sentinel_proxy_replica_lag_bytes{address="127.0.0.1:%d"}' % r.port in m
+        t = json.loads(get(p.admin, "/topology")[2])
+        assert t["mode"] == "sentinel" and t["master_name"] == cluster.name
+        assert t["master"] == "127.0.0.1:%d" % old
+        assert sorted(r["address"] for r in t["replicas"]) == sorted(
+            "127.0.0.1:%d" % r.port for r in cluster.replicas)
+        assert t["sentinels"]["answering"] == 3 and len(t["sentinels"]["nodes"]) == 3
+        cluster.sentinels[0].client().sentinel_failover(cluster.name)
+        new = cluster.wait_master_change(old)
+        wait_for(lambda: json.loads(get(p.admin, "/topology")[2])["master"] ==
+                 "127.0.0.1:%d" % new, timeout=30, what="the proxy to follow")
+        wait_for(lambda: metrics(p.admin)["sentinel_proxy_failovers_total"] == 1,
+                 what="the failover counted")
+        m = metrics(p.admin)
+        assert m['sentinel_proxy_master_info{address="127.0.0.1:%d"}' % new] == 1
+        assert 0 < m["sentinel_proxy_last_failover_duration_seconds"] < 60
+    finally:
+        p.stop()
+
+
+@needs_promtool
+def test_real_prometheus_scrapes_it(workdir, fixed):
+    c = fixed.client()
+    for i in range(10):
+        c.set("p%d" % i, i)
+    web = free_port()
+    cfg = os.path.join(workdir, "prometheus.yml")
+    with open(cfg, "w") as f:
+        f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                "scrape_configs:\n  - job_name: sp\n    static_configs:\n"
+                "      - targets: ['127.0.0.1:%d']\n" % fixed.admin)
+    prom = Process(["prometheus", "--config.file=" + cfg,
+                    "--storage.tsdb.path=" + os.path.join(workdir, "tsdb"),
+                    "--web.listen-address=127.0.0.1:%d" % web],
+                   os.path.join(workdir, "prometheus.log")).start()
+    try:
+        def sample():
+            q = urllib.parse.urlencode({"query": 'sentinel_proxy_requests_total{kind="write"}'})
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/query?%s" % (web, q),
+                                            timeout=5) as r:
+                    data = json.load(r)
+            except OSError:
+                return None
+            for s in data.get("data", {}).get("result", []):
+                if s["metric"].get("destination") == "master":
+                    return float(s["value"][1])
+            return None
+        value = wait_for(sample, timeout=40, what="Prometheus to scrape the proxy")
+        assert value >= 10
+        with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/targets" % web, timeout=5) as r:
+            targets = json.load(r)["data"]["activeTargets"]
+        assert targets[0]["health"] == "up", targets
+    finally:
+        prom.stop()
+
+
+# ---- the HTTP side under odd and hostile input ----------------------------------
+
+
+def http_raw(port, data, wait=1.0):
+    return raw_exchange(port, data, wait=wait)
+
+
+@pytest.mark.parametrize("request_bytes,status", [
+    (b"GARBAGE\r\n\r\n", b"400"),
+    (b"GET /metrics HTTP/2.0\r\n\r\n", b"400"),
+    (b"POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", b"405"),
+    (b"GET /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", b"400"),
+    (b"GET /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", b"400"),
+    (b"GET /nowhere HTTP/1.1\r\n\r\n", b"404"),
+    (b"GET /healthz HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", b"431"),
+    (b"GET /healthz HTTP/1.1\r\n folded\r\n\r\n", b"400"),
+    (b"GET /he\x00althz HTTP/1.1\r\n\r\n", b"400"),
+])
+def test_bad_requests_get_an_error_and_a_close(fixed, request_bytes, status):
+    out, closed = http_raw(fixed.admin, request_bytes)
+    assert out.startswith(b"HTTP/1.1 " + status), out[:200]
+    assert closed and b"Connection: close" in out
+    assert get(fixed.admin, "/healthz")[0] == 200
+
+
+def test_keep_alive_and_pipelining(fixed):
+    s = socket.create_connection(("127.0.0.1", fixed.admin), timeout=5)
+    try:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\n\r\n")
+        got = b""
+        while got.count(b"HTTP/1.1 200") < 2:
+            d = s.recv(65536)
+            assert d, got
+            got += d
+        assert got.index(b"ok\n") < got.index(b"ready: master")
+        s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")  # 1.0 without keep-alive: closed after
+        got = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+        assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"ok\n")
+    finally:
+        s.close()
+
+
+def test_connections_are_bounded_and_slow_ones_time_out(fixed):
+    socks = [socket.create_connection(("127.0.0.1", fixed.admin)) for _ in range(40)]
+    try:
+        for s in socks[:8]:
+            s.sendall(b"GET /heal")  # half a request, never finished
+        # Over 32 at once: the extra ones are closed straight away.
+        closed = 0
+        for s in socks[32:]:
+            s.settimeout(5)
+            try:
+                closed += s.recv(1) == b""
+            except ConnectionResetError:
+                closed += 1
+        assert closed == 8
+        # The first ones hold their places until the 10 s timeout ends them.
+        socks[0].settimeout(15)
+        t0 = time.time()
+        assert socks[0].recv(1) == b""
+        assert 5 < time.time() - t0 < 14
+    finally:
+        for s in socks:
+            s.close()
+    wait_for(lambda: get(fixed.admin, "/healthz")[0] == 200, what="the admin port to serve again")
+
+
+def test_admin_address_in_use_is_a_clear_error(workdir, redis_server):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        p = Proxy(workdir, backend=redis_server.port,
+                  args=["--set", "admin.listen=127.0.0.1:%d" % port])
+        p.start(wait=False)
+        wait_for(lambda: not p.proc.alive(), what="the proxy to give up")
+        assert re.search(r"admin\.listen 127\.0\.0\.1:%d: .*in use" % port, p.log()), p.log()
+    finally:
+        busy.close()
