@@ -15,6 +15,8 @@
 #   make bench-stall          held requests (CLIENT PAUSE, busy script): what other clients wait
 #   make bench-clients        50 ioredis clients, RESP3 and RESP2: speed, replicas, connections
 #   make bench-tls            TLS termination: direct, sentinel-proxy (plain/TLS to the server), haproxy
+#   make install              install the binary, man page, systemd unit and example configuration
+#                             (PREFIX=/usr/local, DESTDIR= for staging; make uninstall undoes it)
 #   make deps                 install the Debian packages needed to build and test
 #   make node-deps            install the Node.js clients (ioredis, node-redis) of
 #                             test/clients/package-lock.json; skipped without node/npm
@@ -64,7 +66,7 @@ BIN := $(BUILD)/sentinel-proxy
 FLAGS_STAMP := $(OBJDIR)/.flags
 BIN_STAMP := $(BUILD)/.flags-bin
 
-.PHONY: all test unit integration lint format fuzz demo bench bench-quick bench-callgrind bench-ryw bench-anatomy bench-tls \
+.PHONY: install uninstall all test unit integration lint format fuzz demo bench bench-quick bench-callgrind bench-ryw bench-anatomy bench-tls \
         bench-failover bench-stall bench-clients soak deps bench-deps node-deps clean FORCE
 
 all: $(BIN)
@@ -198,6 +200,32 @@ node-deps:
 	@if command -v node >/dev/null && command -v npm >/dev/null; then \
 	  npm ci --prefix test/clients --no-audit --no-fund; \
 	else echo "node/npm not found: the Node.js client tests will be skipped"; fi
+
+# Installation (of a binary built before: install never builds, so that it
+# cannot replace a sanitizer build): the unit gets the binary's installed
+# path; an existing configuration file is never overwritten.
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR ?= $(PREFIX)/share/man
+
+install:
+	@test -x $(BIN) || { echo "$(BIN) is not built: run make first"; exit 1; }
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/sentinel-proxy
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/sentinel-proxy
+	install -m 644 conf/sentinel-proxy.8 $(DESTDIR)$(MANDIR)/man8/sentinel-proxy.8
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|/etc/sentinel-proxy/|$(SYSCONFDIR)/sentinel-proxy/|g' \
+	  conf/sentinel-proxy.service > $(DESTDIR)$(UNITDIR)/sentinel-proxy.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/sentinel-proxy.service
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/sentinel-proxy/sentinel-proxy.yaml ]; then \
+	  echo "keeping $(DESTDIR)$(SYSCONFDIR)/sentinel-proxy/sentinel-proxy.yaml"; \
+	else install -m 644 conf/sentinel-proxy.yaml $(DESTDIR)$(SYSCONFDIR)/sentinel-proxy/sentinel-proxy.yaml; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/sentinel-proxy $(DESTDIR)$(MANDIR)/man8/sentinel-proxy.8 \
+	  $(DESTDIR)$(UNITDIR)/sentinel-proxy.service
+	@echo "left in place: $(DESTDIR)$(SYSCONFDIR)/sentinel-proxy (your configuration)"
 
 clean:
 	rm -rf $(BUILD)

@@ -3,11 +3,13 @@ command table, topology snapshots, counters read by PROXY STATS and PROXY
 TOPOLOGY from any worker) is touched from every thread while clients run.
 These tests are also the thread-sanitizer suite (`make SANITIZER=thread`,
 run by .ci/run): a data race there fails the proxy's clean shutdown."""
+import json
 import threading
+import urllib.request
 
 import redis
 
-from harness import Proxy, proxy_stats, topology, wait_for
+from harness import Proxy, free_port, port_open, proxy_stats, topology, wait_for
 
 WORKERS = "3"
 
@@ -75,6 +77,55 @@ def test_workers_share_clients_counters_and_commands(workdir, redis_server):
         # worker served some; the shared client count is back to what is open.
         wait_for(lambda: proxy_stats(c)["connected_clients"] == 1,
                  what="closed clients to be counted out")
+    finally:
+        p.stop()
+
+
+def test_workers_counted_while_metrics_are_scraped(workdir, cluster):
+    """The admin endpoints read every worker's counters and levels, and the
+    control plane's report, from the control thread while workers run and
+    the topology changes."""
+    admin = free_port()
+    p = Proxy(workdir, args=cluster.proxy_args() + [
+        "--workers", WORKERS, "--set", "admin.listen=127.0.0.1:%d" % admin]).start()
+    try:
+        wait_for(lambda: port_open(admin), what="admin port")
+        wait_for(lambda: topology(p.client()).get("master"), what="a master")
+        errors = []
+        stop = threading.Event()
+
+        def rw(c, i):
+            c.set("m:%d" % (i % 20), i)
+            c.get("m:%d" % (i % 20))
+
+        def scraper():
+            n = 0
+            while not stop.is_set() or n < 5:
+                for path in ("/metrics", "/topology", "/readyz"):
+                    try:
+                        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (admin, path),
+                                                    timeout=10) as r:
+                            body = r.read()
+                    except urllib.error.HTTPError as e:
+                        body = e.read()  # 503 while the master changes
+                    if path == "/topology":
+                        json.loads(body)
+                n += 1
+
+        t = threading.Thread(target=scraper)
+        t.start()
+        old = cluster.master.port
+        run_all([lambda: hammer(p.port, 300, errors, rw) for _ in range(6)] + [
+            lambda: cluster.sentinels[0].client().sentinel_failover(cluster.name)])
+        cluster.wait_master_change(old)
+        stop.set()
+        t.join(60)
+        assert not t.is_alive()
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=10) as r:
+            text = r.read().decode()
+        served = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                     if line.startswith("sentinel_proxy_requests_total{"))
+        assert served >= 6 * 300 * 2 - len(errors) * 2
     finally:
         p.stop()
 
