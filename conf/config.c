@@ -117,6 +117,9 @@ static const struct config_key config_keys[] = {
      "TCP keepalive idle time on client and backend sockets (0 = off)"},
     {"client-idle-timeout", CT_DURATION, OFF(client_idle_timeout_ms), "0", 0, 30 * DAY, NULL, true,
      "close clients idle this long (0 = never)"},
+    {"shutdown-timeout", CT_DURATION, OFF(shutdown_timeout_ms), "10s", 0, 3600 * SEC, NULL, true,
+     "on SIGTERM, stop accepting and wait this long for requests in flight before closing "
+     "clients (0 = close at once; a second SIGTERM does)"},
     {"log-level", CT_LOGLEVEL, OFF(log_level), "info", 0, 0, config_log_names, true,
      "lowest level logged (warning is accepted for warn)"},
     {"backend", CT_ADDR, OFF(backend), NULL, 0, 0, NULL, false,

@@ -59,6 +59,7 @@ struct config {
     int tcp_backlog;
     uint64_t tcp_keepalive_ms;       /* 0 = off */
     uint64_t client_idle_timeout_ms; /* 0 = never */
+    uint64_t shutdown_timeout_ms;    /* SIGTERM: wait this long for requests in flight */
     int log_level;                   /* enum log_level */
 
     /* fixed backend (no Sentinel) */

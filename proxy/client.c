@@ -1015,6 +1015,9 @@ void client_flush(struct client *c)
             client_close(c, NULL);
             return;
         }
+        if (__builtin_expect(c->w->draining, 0) && worker_drain_client(c->w, c)) {
+            return;
+        }
         client_set_events(c, false);
         return;
     }
@@ -1061,6 +1064,9 @@ void client_flush(struct client *c)
     if ((c->flags & CL_CLOSE_AFTER) && c->head == NULL && !transport_out_pending(&c->t)) {
         client_close(c, NULL);
         return;
+    }
+    if (__builtin_expect(c->w->draining, 0) && worker_drain_client(c->w, c)) {
+        return; /* its last reply is out */
     }
     client_release_chunk(c);
 }

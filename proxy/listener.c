@@ -15,8 +15,7 @@
 #define LISTENER_PAUSE             0.1  /* seconds without accepting when out of descriptors */
 #define LISTENER_WARN_EVERY        10.0 /* seconds between warnings about it */
 
-bool listener_open_shared(const struct config *cfg, int nworkers, int *fds, char *err,
-                          size_t errlen)
+bool listener_open_shared(const struct config *cfg, int *fds, char *err, size_t errlen)
 {
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         fds[i] = -1;
@@ -24,8 +23,10 @@ bool listener_open_shared(const struct config *cfg, int nworkers, int *fds, char
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct addr *a = &cfg->listeners[i].addr;
         /* Unix sockets cannot be bound twice: one socket, watched by all
-         * workers. TCP listeners are opened per worker (SO_REUSEPORT). */
-        if (a->family != AF_UNIX && nworkers > 1) {
+         * workers. TCP listeners are opened per worker with SO_REUSEPORT,
+         * even with one worker, so that a new process can bind the same
+         * address before this one drains (rolling restarts). */
+        if (a->family != AF_UNIX) {
             continue;
         }
         fds[i] = net_listen(a, cfg->tcp_backlog, false, err, errlen);

@@ -2,8 +2,9 @@
  * listener.h - listening sockets and the accept loop.
  *
  * TCP listeners get one socket per worker with SO_REUSEPORT, so the kernel
- * spreads connections over the workers; unix sockets are opened once and
- * watched by every worker. Each accepted socket goes to the callback the
+ * spreads connections over the workers and a new process can take the same
+ * address before this one drains; unix sockets are opened once and watched
+ * by every worker. Each accepted socket goes to the callback the
  * owner gave; running out of descriptors pauses accepting for a moment.
  */
 #ifndef SP_LISTENER_H
@@ -36,11 +37,10 @@ struct listener {
     void *ctx;
 };
 
-/* Open the sockets that are shared by all nworkers workers (unix
- * listeners), once, before the workers start; fds[i] is -1 for per-worker
- * (TCP) listeners. False with err set. */
-bool listener_open_shared(const struct config *cfg, int nworkers, int *fds, char *err,
-                          size_t errlen);
+/* Open the sockets that are shared by all workers (unix listeners), once,
+ * before the workers start; fds[i] is -1 for per-worker (TCP) listeners.
+ * False with err set. */
+bool listener_open_shared(const struct config *cfg, int *fds, char *err, size_t errlen);
 
 /* Set up one worker's listeners on loop (TCP sockets bound with
  * SO_REUSEPORT, unix ones from the shared fds) and start watching them;

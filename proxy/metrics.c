@@ -129,6 +129,8 @@ static void metrics_process(struct proxy *px, struct strbuf *sb)
     getrusage(RUSAGE_SELF, &ru);
     metrics_head(sb, "build_info", "gauge", "the proxy's version (value 1)");
     strbuf_printf(sb, M "build_info{version=\"%s\"} 1\n", PROXY_VERSION);
+    metrics_u64(sb, "draining", "gauge", "1 while shutting down gracefully (SIGTERM)",
+                px->drain_started > 0 ? 1 : 0);
     metrics_head(sb, "workers", "gauge", "data-plane threads");
     strbuf_printf(sb, M "workers %d\n", px->nworkers);
     strbuf_printf(sb,
@@ -546,6 +548,10 @@ bool metrics_ready(struct proxy *px, struct strbuf *sb)
     const struct topology *t = px->topo;
     char addr[ADDR_TEXT_MAX];
 
+    if (px->drain_started > 0) {
+        strbuf_printf(sb, "not ready: draining for shutdown\n");
+        return false;
+    }
     if (t != NULL && t->has_master) {
         addr_format(&t->master, addr, sizeof(addr));
         strbuf_printf(sb, "ready: master %s (epoch %llu)\n", addr, (unsigned long long)t->epoch);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conf/config.h"
@@ -279,11 +280,52 @@ static void proxy_hup_cb(struct ev_loop *loop, ev_signal *sig, int revents)
     proxy_tls_reload(sig->data);
 }
 
+/* Draining: stop once every worker has no client left, or at
+ * shutdown-timeout. */
+static void proxy_drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct proxy *px = t->data;
+    double waited = ev_now(loop) - px->drain_started;
+    bool done = true;
+
+    (void)revents;
+    for (int i = 0; i < px->nworkers; i++) {
+        done = done && worker_drained(&px->workers[i]);
+    }
+    if (done) {
+        log_info("drained in %.0f ms: no client left", waited * 1000);
+        ev_break(loop, EVBREAK_ALL);
+    } else if (waited * 1000 >= (double)px->cfg->shutdown_timeout_ms) {
+        log_info("shutdown-timeout (%.1fs) reached: closing %d client(s) still waiting for replies",
+                 (double)px->cfg->shutdown_timeout_ms / 1000,
+                 __atomic_load_n(&px->nclients, __ATOMIC_RELAXED));
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+/* SIGTERM or SIGINT: drain (stop accepting, let requests in flight finish
+ * within shutdown-timeout), then stop; a second one stops at once. */
 static void proxy_signal_cb(struct ev_loop *loop, ev_signal *sig, int revents)
 {
+    struct proxy *px = sig->data;
+    const char *name = sig->signum == SIGINT ? "SIGINT" : "SIGTERM";
+
     (void)revents;
-    log_info("received %s, shutting down", sig->signum == SIGINT ? "SIGINT" : "SIGTERM");
-    ev_break(loop, EVBREAK_ALL);
+    if (px->drain_started > 0 || px->cfg->shutdown_timeout_ms == 0 || px->nworkers == 0) {
+        log_info("received %s, shutting down%s", name, px->drain_started > 0 ? " now" : "");
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    px->drain_started = ev_now(loop);
+    log_info("received %s: draining (no new clients; idle ones closed; waiting up to %.1fs for "
+             "requests in flight; send it again to stop at once)",
+             name, (double)px->cfg->shutdown_timeout_ms / 1000);
+    for (int i = 0; i < px->nworkers; i++) {
+        worker_drain(&px->workers[i]);
+    }
+    ev_timer_init(&px->drain_timer, proxy_drain_cb, 0.05, 0.05);
+    px->drain_timer.data = px;
+    ev_timer_start(loop, &px->drain_timer);
 }
 
 static int proxy_workers_wanted(const struct config *cfg)
@@ -316,15 +358,21 @@ static void proxy_log_start(const struct proxy *px)
     }
 }
 
-static void proxy_close_shared(const struct config *cfg, const int *fds)
+/* Close the shared (unix) sockets and remove their files, unless a newer
+ * process has put its own socket at the path since (rolling restart):
+ * files[i] is what the path was once bound. */
+static void proxy_close_shared(const struct config *cfg, const int *fds, const struct stat *files)
 {
     for (size_t i = 0; i < cfg->nlisteners; i++) {
-        if (fds[i] >= 0) {
-            close(fds[i]);
+        struct stat there;
+        if (fds[i] < 0) {
+            continue;
         }
-        if (cfg->listeners[i].addr.family == AF_UNIX) {
+        if (stat(cfg->listeners[i].addr.host, &there) == 0 && there.st_ino == files[i].st_ino &&
+            there.st_dev == files[i].st_dev) {
             unlink(cfg->listeners[i].addr.host);
         }
+        close(fds[i]);
     }
 }
 
@@ -335,6 +383,7 @@ int proxy_run(struct config *cfg)
     ev_signal sigint, sigterm, sighup;
     char err[CONFIG_ERR_MAX];
     int *fds = NULL, started = 0, rc = 1;
+    struct stat *files = NULL;
 
     memset(&px, 0, sizeof(px));
     pthread_mutex_init(&px.status_lock, NULL);
@@ -359,15 +408,18 @@ int proxy_run(struct config *cfg)
      * before this thread is scheduled again; it must be a clean shutdown
      * (handled once ev_run starts), not the default action. */
     ev_signal_init(&sigint, proxy_signal_cb, SIGINT);
+    sigint.data = &px;
     ev_signal_start(loop, &sigint);
     ev_signal_init(&sigterm, proxy_signal_cb, SIGTERM);
+    sigterm.data = &px;
     ev_signal_start(loop, &sigterm);
     ev_signal_init(&sighup, proxy_hup_cb, SIGHUP);
     sighup.data = &px;
     ev_signal_start(loop, &sighup);
     fds = calloc(cfg->nlisteners, sizeof(*fds));
+    files = calloc(cfg->nlisteners, sizeof(*files));
     px.workers = calloc((size_t)px.nworkers, sizeof(*px.workers));
-    if (fds == NULL || px.workers == NULL) {
+    if (fds == NULL || files == NULL || px.workers == NULL) {
         log_error("out of memory");
         goto done;
     }
@@ -375,9 +427,14 @@ int proxy_run(struct config *cfg)
         log_error("%s", err);
         goto done;
     }
-    if (!listener_open_shared(cfg, px.nworkers, fds, err, sizeof(err))) {
+    if (!listener_open_shared(cfg, fds, err, sizeof(err))) {
         log_error("%s", err);
         goto done;
+    }
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        if (fds[i] >= 0 && stat(cfg->listeners[i].addr.host, &files[i]) != 0) {
+            memset(&files[i], 0, sizeof(files[i]));
+        }
     }
     for (; started < px.nworkers; started++) {
         struct worker *w = &px.workers[started];
@@ -421,6 +478,7 @@ int proxy_run(struct config *cfg)
     }
     proxy_log_start(&px);
     ev_run(loop, 0);
+    ev_timer_stop(loop, &px.drain_timer);
     rc = 0;
 stop:
     /* Workers first: until they have stopped, any of them may kick the
@@ -434,10 +492,11 @@ stop:
     admin_stop(px.admin);
     engine_stop(px.engine);
     px.engine = NULL;
-    proxy_close_shared(cfg, fds);
+    proxy_close_shared(cfg, fds, files);
 done:
     proxy_tls_close(&px.tls);
     free(fds);
+    free(files);
     free(px.workers);
     free(px.control_status);
     free(px.ctl_report);

@@ -6,6 +6,7 @@
 #ifndef SP_PROXY_H
 #define SP_PROXY_H
 
+#include <ev.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -52,6 +53,8 @@ struct proxy {
     struct ctl_report *ctl_report; /* ... the same as data (admin endpoints) */
     struct topology *topo;         /* the last snapshot published (control thread only) */
     struct admin *admin;           /* admin HTTP endpoints, NULL when off */
+    double drain_started;          /* SIGTERM: when draining began (0 = not draining) */
+    ev_timer drain_timer;          /* ... checks whether the workers are done */
 };
 
 /* The current command table (any thread). */

@@ -244,6 +244,15 @@ void worker_wake_waiting(struct worker *w)
     free(list);
 }
 
+/* Draining, and the last client gone: the control thread, which polls
+ * worker_drained, may stop. */
+static void worker_check_drained(struct worker *w)
+{
+    if (w->draining && w->nclients == 0 && !w->drained) {
+        __atomic_store_n(&w->drained, true, __ATOMIC_RELEASE);
+    }
+}
+
 static void worker_reap(struct worker *w)
 {
     /* The flush pass may have stopped with closed connections still on its
@@ -278,6 +287,7 @@ static void worker_reap(struct worker *w)
         w->reap_bconns = bc->rnext;
         bconn_destroy(bc);
     }
+    worker_check_drained(w);
 }
 
 /* Right after each poll, before any other callback of the turn. */
@@ -464,6 +474,47 @@ static void worker_apply(struct worker *w, struct topology *t)
     worker_wake_later(w);
 }
 
+/* Draining: nothing new is accepted, idle clients go now, the others as
+ * soon as their last reply is out (client_flush asks worker_drain_client). */
+static void worker_start_drain(struct worker *w)
+{
+    struct client *c, *next;
+
+    w->draining = true;
+    listener_stop(w->loop, w->listeners, w->nlisteners);
+    w->listeners = NULL;
+    w->nlisteners = 0;
+    for (c = w->clients; c != NULL; c = next) {
+        next = c->next;
+        worker_drain_client(w, c);
+    }
+    worker_check_drained(w);
+}
+
+void worker_drain(struct worker *w)
+{
+    __atomic_store_n(&w->drain_asked, true, __ATOMIC_RELEASE);
+    ev_async_send(w->loop, &w->wake);
+}
+
+bool worker_drained(struct worker *w)
+{
+    return __atomic_load_n(&w->drained, __ATOMIC_ACQUIRE);
+}
+
+bool worker_drain_client(struct worker *w, struct client *c)
+{
+    if (!w->draining || (c->flags & CL_CLOSING)) {
+        return false;
+    }
+    if ((c->flags & CL_HANDSHAKE) ||
+        (c->head == NULL && c->cur == NULL && !transport_out_pending(&c->t))) {
+        client_close(c, "draining");
+        return true;
+    }
+    return false;
+}
+
 static void worker_async_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     struct worker *w = a->data;
@@ -477,6 +528,9 @@ static void worker_async_cb(struct ev_loop *loop, ev_async *a, int revents)
     t = __atomic_exchange_n(&w->mailbox, NULL, __ATOMIC_ACQ_REL);
     if (t != NULL) {
         worker_apply(w, t);
+    }
+    if (!w->draining && __atomic_load_n(&w->drain_asked, __ATOMIC_ACQUIRE)) {
+        worker_start_drain(w);
     }
 }
 

@@ -170,7 +170,10 @@ struct worker {
     uint64_t next_bconn_id;
     uint64_t next_backend_id;
     bool stopping;
-    bool running; /* the thread was started */
+    bool drain_asked; /* set by the control thread: drain (worker_drain) */
+    bool draining;    /* listeners closed; clients closed as soon as they are idle */
+    bool drained;     /* draining and no client left (read by the control thread) */
+    bool running;     /* the thread was started */
     bool wake_pending;
     struct offsets_worker ofs; /* read-your-writes: the master's offsets */
     struct backend **replicas; /* the replicas of the current topology */
@@ -232,6 +235,17 @@ struct backend *worker_backend(struct worker *w, const struct addr *a);
  * from their last tick; own may be NULL): a malloc'd array of *n entries,
  * NULL if out of memory. */
 struct worker_backend_snap *worker_backend_totals(struct proxy *px, struct worker *own, size_t *n);
+
+/* Ask w to drain (any thread): close its listeners, close each client as
+ * soon as it has no request in flight; w->drained says when none is left. */
+void worker_drain(struct worker *w);
+
+/* Whether w has drained (any thread). */
+bool worker_drained(struct worker *w);
+
+/* Draining: close c if it is idle (nothing read, queued or unsent). True
+ * when it was closed. */
+bool worker_drain_client(struct worker *w, struct client *c);
 
 /* w's levels as it last published them (any thread; at most a tick old). */
 void worker_gauges_get(struct worker *w, struct worker_gauges *out);
