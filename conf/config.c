@@ -36,6 +36,7 @@ static const char *const config_read_from_names[] = {"master", "replicas", "pref
 static const char *const config_balance_names[] = {"round-robin", "least-outstanding", "weighted",
                                                    NULL};
 static const char *const config_log_names[] = {"debug", "info", "warn", "error", NULL};
+static const char *const config_log_formats[] = {"text", "json", NULL};
 static const char *const config_client_auth_names[] = {"none", "optional", "required", NULL};
 
 #define OFF(field) offsetof(struct config, field)
@@ -120,6 +121,8 @@ static const struct config_key config_keys[] = {
     {"shutdown-timeout", CT_DURATION, OFF(shutdown_timeout_ms), "10s", 0, 3600 * SEC, NULL, true,
      "on SIGTERM, stop accepting and wait this long for requests in flight before closing "
      "clients (0 = close at once; a second SIGTERM does)"},
+    {"log-format", CT_ENUM, OFF(log_format), "text", 0, 0, config_log_formats, false,
+     "text lines, or JSON lines with time, level, thread, event and msg"},
     {"log-level", CT_LOGLEVEL, OFF(log_level), "info", 0, 0, config_log_names, true,
      "lowest level logged (warning is accepted for warn)"},
     {"backend", CT_ADDR, OFF(backend), NULL, 0, 0, NULL, false,

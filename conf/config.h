@@ -61,6 +61,7 @@ struct config {
     uint64_t client_idle_timeout_ms; /* 0 = never */
     uint64_t shutdown_timeout_ms;    /* SIGTERM: wait this long for requests in flight */
     int log_level;                   /* enum log_level */
+    int log_format;                  /* 0 = text, 1 = json */
 
     /* fixed backend (no Sentinel) */
     bool has_backend;

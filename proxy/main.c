@@ -187,6 +187,7 @@ int main(int argc, char **argv)
         goto out;
     }
     log_set_level(cfg->log_level);
+    log_set_json(cfg->log_format == 1);
     rc = proxy_run(cfg);
     goto out;
 failed:
