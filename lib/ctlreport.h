@@ -19,7 +19,8 @@ struct ctl_sentinel {
     char addr[ADDR_TEXT_MAX];
     char master[ADDR_TEXT_MAX]; /* the master it names, "" when it gave none */
     char last_error[CTL_ERROR_MAX];
-    bool ok;         /* answered in the last round */
+    bool ok;         /* named a master in the last round */
+    bool answered;   /* ... or at least answered (an error: last_error has it) */
     bool configured; /* from the configuration (else learnt) */
     bool subscribed; /* its event channels are subscribed */
     uint64_t epoch;
@@ -35,6 +36,7 @@ struct ctl_report {
     uint64_t failovers;   /* times a new master replaced a known one */
     double last_switch;   /* the last one: seconds from its first signal to publication, < 0:
                              none measured */
+    char why[512];        /* why no master is confirmed ("" when one is) */
     size_t n;
     struct ctl_sentinel sentinels[]; /* n of them */
 };

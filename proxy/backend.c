@@ -244,9 +244,16 @@ void backend_mark_down(struct backend *be, const char *why)
         return;
     }
     if (be->state != BE_DOWN) {
-        log_warn("backend %s is down: %s", be->name, why);
-        be->down_since = ev_now(be->w->loop);
+        log_warn("backend %s is down: %s (retrying quietly; once a minute it is logged)", be->name,
+                 why);
+        be->down_since = be->down_logged = ev_now(be->w->loop);
+        be->down_tries = 0;
+    } else if (ev_now(be->w->loop) - be->down_logged >= 60) {
+        log_warn("backend %s still down after %.0fs and %u attempts: %s", be->name,
+                 ev_now(be->w->loop) - be->down_since, be->down_tries + 1, why);
+        be->down_logged = ev_now(be->w->loop);
     }
+    be->down_tries++;
     be->state = BE_DOWN;
     be->nerrors++;
     if (!ev_is_active(&be->retry) && be->role != BACKEND_RETIRED) {
@@ -259,8 +266,8 @@ void backend_mark_down(struct backend *be, const char *why)
 void backend_mark_up(struct backend *be)
 {
     if (be->state == BE_DOWN) {
-        log_info("backend %s is up again after %.1fs", be->name,
-                 ev_now(be->w->loop) - be->down_since);
+        log_info("backend %s is up again after %.1fs and %u failed attempt(s)", be->name,
+                 ev_now(be->w->loop) - be->down_since, be->down_tries);
     }
     be->state = BE_UP;
     be->down_since = 0;

@@ -74,6 +74,8 @@ struct backend {
     char zone[32];
     double backoff;       /* seconds before the next connection attempt */
     double down_since;    /* when it went down (0 = up) */
+    double down_logged;   /* when that was last logged (once a minute while down) */
+    uint32_t down_tries;  /* connection attempts failed since */
     uint64_t nrequests;   /* requests forwarded */
     uint64_t nerrors;     /* connection failures */
     uint32_t inflight;    /* requests awaiting replies (for balancing) */

@@ -1218,7 +1218,11 @@ static void bconn_close_how(struct bconn *bc, const char *why, bool abort)
     }
     WORKER_COUNT(w, backend_closes, 1);
     snprintf(addr, sizeof(addr), "%s", be->name);
-    if (why != NULL) {
+    if (why != NULL && be->state == BE_DOWN && bc->state == BC_CONNECTING) {
+        /* another failed attempt on a server known to be down */
+        log_debug("backend %s: %s connection closed: %s", addr,
+                  bc->dedicated ? "dedicated" : "shared", why);
+    } else if (why != NULL) {
         log_info("backend %s: %s connection closed: %s", addr,
                  bc->dedicated ? "dedicated" : "shared", why);
     }

@@ -1187,11 +1187,16 @@ void client_tick(struct client *c, double now)
      * behind an expired one is tried (and, if still stuck, expires) too. */
     while (!(c->flags & CL_CLOSING) && (r = c->undisp) != NULL && (r->flags & REQ_HELD) &&
            now - r->since >= limit) {
+        char why[512] = "";
         client_unhold(c, r);
         WORKER_COUNT(c->w, held_timeouts, 1);
-        req_reply_errorf(
-            &c->w->reqs, r, "ERR sentinel-proxy: no usable %s within hold-timeout (%llu ms)",
-            c->w->master == NULL ? "master" : "backend", (unsigned long long)cfg->hold_timeout_ms);
+        if (c->w->master == NULL) {
+            proxy_why_no_master(c->w->px, why, sizeof(why));
+        }
+        req_reply_errorf(&c->w->reqs, r,
+                         "ERR sentinel-proxy: no usable %s within hold-timeout (%llu ms)%s%s",
+                         c->w->master == NULL ? "master" : "backend",
+                         (unsigned long long)cfg->hold_timeout_ms, why[0] != '\0' ? ": " : "", why);
         c->undisp = r->cnext;
         client_output_ready(c, r);
         client_dispatch(c);

@@ -470,6 +470,8 @@ static void metrics_json_sentinels(const struct ctl_report *r, struct strbuf *sb
     strbuf_printf(sb,
                   ",\"sentinels\":{\"rounds\":%llu,\"decision\":", (unsigned long long)r->rounds);
     metrics_json_str(sb, r->decision);
+    strbuf_append(sb, ",\"why_no_master\":", 17);
+    metrics_json_str(sb, r->why[0] != '\0' ? r->why : NULL);
     strbuf_printf(sb,
                   ",\"answering\":%d,\"votes\":%d,\"going_away\":%s,\"failovers\":%llu,"
                   "\"last_failover_seconds\":",
@@ -485,7 +487,10 @@ static void metrics_json_sentinels(const struct ctl_report *r, struct strbuf *sb
         const struct ctl_sentinel *s = &r->sentinels[i];
         strbuf_printf(sb, "%s{\"address\":", i > 0 ? "," : "");
         metrics_json_str(sb, s->addr);
-        strbuf_printf(sb, ",\"state\":\"%s\",\"origin\":\"%s\",\"master\":", s->ok ? "ok" : "down",
+        strbuf_printf(sb, ",\"state\":\"%s\",\"origin\":\"%s\",\"master\":",
+                      s->ok         ? "ok"
+                      : s->answered ? "error"
+                                    : "down",
                       s->configured ? "configured" : "learnt");
         metrics_json_str(sb, s->master[0] != '\0' ? s->master : NULL);
         strbuf_printf(sb, ",\"epoch\":%llu,\"subscribed\":%s,\"last_ok_seconds_ago\":",
@@ -560,8 +565,9 @@ bool metrics_ready(struct proxy *px, struct strbuf *sb)
     strbuf_printf(sb, "not ready: no master confirmed; writes are held");
     pthread_mutex_lock(&px->status_lock);
     if (px->ctl_report != NULL) {
-        strbuf_printf(sb, " (Sentinels: %d of %zu answered, decision %s)",
-                      px->ctl_report->answering, px->ctl_report->n, px->ctl_report->decision);
+        strbuf_printf(sb, " (Sentinels: %d of %zu answered, decision %s)%s%s",
+                      px->ctl_report->answering, px->ctl_report->n, px->ctl_report->decision,
+                      px->ctl_report->why[0] != '\0' ? ": " : "", px->ctl_report->why);
     }
     pthread_mutex_unlock(&px->status_lock);
     strbuf_append(sb, "\n", 1);

@@ -28,8 +28,21 @@ uint64_t proxy_next_client_id(struct proxy *px)
     return __atomic_add_fetch(&px->next_client_id, 1, __ATOMIC_RELAXED);
 }
 
+void proxy_why_no_master(struct proxy *px, char *buf, size_t len)
+{
+    pthread_mutex_lock(&px->status_lock);
+    snprintf(buf, len, "%s", px->ctl_report != NULL ? px->ctl_report->why : "");
+    pthread_mutex_unlock(&px->status_lock);
+}
+
 void proxy_publish(struct proxy *px, struct topology *t)
 {
+    if (t->has_master && !px->ready_logged && px->cfg->has_sentinel) {
+        char m[ADDR_TEXT_MAX];
+        addr_format(&t->master, m, sizeof(m));
+        log_info("ready: master %s (epoch %llu) confirmed", m, (unsigned long long)t->epoch);
+        px->ready_logged = true;
+    }
     topology_ref(t);
     topology_unref(px->topo);
     px->topo = t;
@@ -101,8 +114,13 @@ static void proxy_raise_nofile(const struct config *cfg)
     }
     rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want) {
-        log_warn("open file limit is %llu: fewer than max-clients (%d) may connect",
-                 (unsigned long long)rl.rlim_cur, cfg->max_clients);
+        /* Each client may need a server connection of its own besides its
+         * socket, and 1024 are kept for the rest. */
+        unsigned long long fit = rl.rlim_cur > 1024 ? (rl.rlim_cur - 1024) / 2 : 0;
+        log_warn("open file limit is %llu, and max-clients %d needs %llu (2 per client + 1024): "
+                 "past about %llu clients, accepting may fail; raise the limit (ulimit -n, "
+                 "LimitNOFILE=) or lower max-clients",
+                 (unsigned long long)rl.rlim_cur, cfg->max_clients, (unsigned long long)want, fit);
     }
 }
 
@@ -353,8 +371,10 @@ static void proxy_log_start(const struct proxy *px)
         log_info("sentinel-proxy %s ready: %d worker(s), fixed master %s", PROXY_VERSION,
                  px->nworkers, text);
     } else {
-        log_info("sentinel-proxy %s ready: %d worker(s), master '%s' from %zu Sentinel(s)",
-                 PROXY_VERSION, px->nworkers, cfg->master_name, cfg->nsentinels);
+        log_info("sentinel-proxy %s started: %d worker(s), asking %zu Sentinel(s) for master "
+                 "'%s'%s",
+                 PROXY_VERSION, px->nworkers, cfg->nsentinels, cfg->master_name,
+                 px->ready_logged ? "" : "; requests wait until it is confirmed");
     }
 }
 

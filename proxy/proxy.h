@@ -53,6 +53,7 @@ struct proxy {
     struct ctl_report *ctl_report; /* ... the same as data (admin endpoints) */
     struct topology *topo;         /* the last snapshot published (control thread only) */
     struct admin *admin;           /* admin HTTP endpoints, NULL when off */
+    bool ready_logged;             /* "ready" was logged: a master was confirmed once */
     double drain_started;          /* SIGTERM: when draining began (0 = not draining) */
     ev_timer drain_timer;          /* ... checks whether the workers are done */
 };
@@ -66,6 +67,10 @@ static inline const struct cmdtable *proxy_cmds(struct proxy *px)
 /* Make t the command table (takes ownership; the previous one stays valid
  * until exit, as workers may still hold it for a moment). */
 void proxy_set_cmds(struct proxy *px, struct cmdtable *t);
+
+/* Copy into buf why no master is confirmed, as the control plane last said
+ * ("" when it said nothing, or with a fixed backend). Any thread. */
+void proxy_why_no_master(struct proxy *px, char *buf, size_t len);
 
 /* Next unique client id (any thread). */
 uint64_t proxy_next_client_id(struct proxy *px);

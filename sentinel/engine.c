@@ -200,7 +200,13 @@ static void engine_master_cb(struct link *l, redisReply *r, void *arg)
             n->report.failover = quorum_has_flag(flags, "failover_in_progress");
         }
     } else if (r != NULL && r->type == REDIS_REPLY_ERROR) {
-        log_warn("%s: SENTINEL MASTER %s: %s", link_name(l), n->e->cfg->master_name, r->str);
+        if (strncmp(n->answer, r->str, sizeof(n->answer) - 1) != 0) {
+            log_warn("%s: SENTINEL MASTER %s: %s", link_name(l), n->e->cfg->master_name, r->str);
+        }
+        snprintf(n->answer, sizeof(n->answer), "%s", r->str);
+    }
+    if (n->report.ok) {
+        n->answer[0] = '\0';
     }
     engine_node_done(n);
 }
@@ -367,6 +373,7 @@ static struct ctl_report *engine_report(struct engine *e, const struct quorum_de
     r->going_away = d->going_away;
     r->failovers = e->failovers;
     r->last_switch = e->last_switch;
+    snprintf(r->why, sizeof(r->why), "%s", e->why);
     r->n = n;
     for (struct engine_node *nd = e->nodes; nd != NULL; nd = nd->next, i++) {
         struct ctl_sentinel *s = &r->sentinels[i];
@@ -374,8 +381,10 @@ static struct ctl_report *engine_report(struct engine *e, const struct quorum_de
         if (nd->report.ok) {
             addr_format(&nd->report.master, s->master, sizeof(s->master));
         }
-        snprintf(s->last_error, sizeof(s->last_error), "%s", link_last_error(nd->cmd));
+        snprintf(s->last_error, sizeof(s->last_error), "%s",
+                 nd->answer[0] != '\0' ? nd->answer : link_last_error(nd->cmd));
         s->ok = nd->report.ok;
+        s->answered = nd->report.ok || nd->answer[0] != '\0';
         s->configured = nd->configured;
         s->subscribed = nd->subscribed;
         s->epoch = nd->report.epoch;
@@ -409,11 +418,16 @@ static void engine_status(struct engine *e, const struct quorum_decision *d)
         strbuf_printf(&sb,
                       "sentinel%d:addr=%s,state=%s,origin=%s,master=%s,epoch=%llu,"
                       "subscribed=%d,last_ok_ms=%lld,last_error=%s\r\n",
-                      i, n->name, n->report.ok ? "ok" : "down",
+                      i, n->name,
+                      n->report.ok           ? "ok"
+                      : n->answer[0] != '\0' ? "error"
+                                             : "down",
                       n->configured ? "configured" : "learnt", m,
                       (unsigned long long)n->report.epoch, n->subscribed ? 1 : 0,
                       n->last_ok > 0 ? (long long)((now - n->last_ok) * 1000) : -1LL,
-                      link_last_error(n->cmd)[0] != '\0' ? link_last_error(n->cmd) : "-");
+                      n->answer[0] != '\0'                 ? n->answer
+                      : link_last_error(n->cmd)[0] != '\0' ? link_last_error(n->cmd)
+                                                           : "-");
     }
     if (!sb.oom) {
         e->rx.status(e->rx.ctx, sb.buf, engine_report(e, d, decision));
@@ -469,6 +483,7 @@ void engine_publish(struct engine *e, struct topology *t, bool force)
         e->pub_known = true;
         e->pub_master = t->master;
         e->pub_epoch = t->epoch;
+        engine_set_why(e, "");
     }
     topology_unref(e->topo);
     e->topo = t;
@@ -543,6 +558,57 @@ static bool engine_epoch_ok(struct engine *e, const struct quorum_decision *d, s
     return false;
 }
 
+/* No Sentinel named a master: say whether they answered something else
+ * (a wrong master name, say) or nothing at all. */
+static void engine_why_none(struct engine *e)
+{
+    const struct engine_node *said = NULL, *silent = NULL;
+    char why[512];
+    size_t n = 0;
+
+    for (const struct engine_node *nd = e->nodes; nd != NULL; nd = nd->next) {
+        n++;
+        if (nd->answer[0] != '\0' && said == NULL) {
+            said = nd;
+        } else if (nd->answer[0] == '\0' && silent == NULL) {
+            silent = nd;
+        }
+    }
+    if (said != NULL) {
+        snprintf(why, sizeof(why),
+                 "no Sentinel names master '%.64s' (%.200s answered '%.96s'); check "
+                 "sentinel.master-name",
+                 e->cfg->master_name, said->name, said->answer);
+    } else if (silent != NULL) {
+        const char *err = link_last_error(silent->cmd);
+        snprintf(why, sizeof(why), "none of the %zu Sentinel(s) answered (%.200s: %.96s)", n,
+                 silent->name, err[0] != '\0' ? err : "no answer within sentinel.timeout");
+    } else {
+        snprintf(why, sizeof(why), "no Sentinel is known");
+    }
+    engine_set_why(e, why);
+}
+
+void engine_set_why(struct engine *e, const char *why)
+{
+    double now = ev_now(e->loop);
+
+    if (why[0] == '\0') {
+        e->why[0] = '\0';
+        return;
+    }
+    if (strcmp(why, e->why) != 0) {
+        snprintf(e->why, sizeof(e->why), "%s", why);
+        log_warn("%s; %s", e->why,
+                 e->pub_known ? "serving the last confirmed master meanwhile"
+                              : "no master confirmed yet: requests wait (hold-timeout)");
+        e->why_logged = now;
+    } else if (now - e->why_logged >= 60) {
+        log_warn("still: %s", e->why);
+        e->why_logged = now;
+    }
+}
+
 static void engine_decide(struct engine *e)
 {
     struct quorum_report *reports;
@@ -564,15 +630,9 @@ static void engine_decide(struct engine *e)
     free(reports);
     engine_status(e, &d);
     if (d.status == QUORUM_NONE) {
-        if (ev_now(e->loop) - e->warned_none > 30) {
-            log_warn("no Sentinel answered; serving the last confirmed topology and retrying");
-            e->warned_none = ev_now(e->loop);
-        }
-    } else {
-        e->warned_none = 0;
-    }
-    if (d.status == QUORUM_SPLIT) {
-        log_warn("Sentinels disagree on the master with equal epochs; keeping the current one");
+        engine_why_none(e);
+    } else if (d.status == QUORUM_SPLIT) {
+        engine_set_why(e, "the Sentinels disagree on the master with equal epochs");
     }
     engine_discover(e);
     if (d.status != QUORUM_AGREED && d.status != QUORUM_EPOCH) {
@@ -592,6 +652,7 @@ static void engine_decide(struct engine *e)
         char why[ADDR_TEXT_MAX + 128];
         snprintf(why, sizeof(why), "master %s is objectively down or failing over", m);
         engine_hold(e, why);
+        engine_set_why(e, why);
         if (e->round_again) {
             engine_round_soon(e);
         }

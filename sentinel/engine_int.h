@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "lib/addr.h"
+#include "lib/ctlreport.h"
 #include "sentinel/link.h"
 #include "sentinel/quorum.h"
 
@@ -48,6 +49,7 @@ struct engine_node {
     double added, last_ok, last_listed;
     double mute_until, mute_for; /* its going-away events hold nothing until mute_until */
     int pending;                 /* replies outstanding in this round */
+    char answer[CTL_ERROR_MAX];  /* its error reply to SENTINEL MASTER ("" when it named one) */
     struct quorum_report report;
     struct engine_replica *replicas;
     size_t nreplicas;
@@ -92,8 +94,9 @@ struct engine {
     uint64_t confirm_seq;
     int confirm_pending;
     struct quorum_decision cand;
-    bool cand_ok;       /* ROLE on the candidate said master */
-    bool cand_answered; /* ROLE on the candidate answered at all */
+    bool cand_ok;                   /* ROLE on the candidate said master */
+    bool cand_answered;             /* ROLE on the candidate answered at all */
+    char cand_error[CTL_ERROR_MAX]; /* ... and if not, why (an error reply, or the link's) */
     uint64_t cand_offset;
     struct engine_cand *cr;
     size_t ncr;
@@ -105,7 +108,9 @@ struct engine {
     uint64_t pub_epoch;
     double switch_started;     /* first signal of the switch in progress (0 = none) */
     struct engine_node *alarm; /* whose event put writes on hold (NULL = none) */
-    double warned_none, warned_epoch;
+    double warned_epoch;
+    char why[512];      /* why no master is confirmed now ("" when one is) */
+    double why_logged;  /* when why was last logged */
     uint64_t failovers; /* a new master replaced a known one */
     double last_switch; /* the last one's first signal to publication, seconds (< 0: none) */
 };
@@ -124,6 +129,10 @@ void engine_round_soon(struct engine *e);
 
 /* Publish t (takes ownership) if it differs from the last one, or if force. */
 void engine_publish(struct engine *e, struct topology *t, bool force);
+
+/* Say why no master is confirmed (logged when it changes, and once a
+ * minute while it lasts); "" once one is. */
+void engine_set_why(struct engine *e, const char *why);
 
 /* Publish "no master" at once, keeping replicas: writes wait. */
 void engine_hold(struct engine *e, const char *why);

@@ -198,17 +198,22 @@ static void probe_finish(struct engine *e)
         /* No answer is not a contradiction: a busy master (a long script, a
          * slow command) stays the master as long as the Sentinels say so;
          * holding or resetting its requests would only add errors. */
-        log_info("ROLE on the master %s gave no role (no answer in time, or an error such as "
-                 "BUSY); still using it",
-                 m);
+        char why[ADDR_TEXT_MAX + CTL_ERROR_MAX + 96];
+        snprintf(why, sizeof(why), "ROLE on the master %s: %s", m, e->cand_error);
+        if (strcmp(why, e->why) != 0) {
+            log_info("%s; still using it while the Sentinels name it", why);
+        }
+        snprintf(e->why, sizeof(e->why), "%s", why); /* not a hold: the master stays */
     } else if (!e->cand_ok) {
-        char why[ADDR_TEXT_MAX + 128];
-        snprintf(why, sizeof(why), "ROLE on %s does not confirm it as master", m);
+        char why[ADDR_TEXT_MAX + CTL_ERROR_MAX + 96];
+        snprintf(why, sizeof(why),
+                 "ROLE on %s does not confirm it as master, though the Sentinels name it "
+                 "(%s)",
+                 m, e->cand_error[0] != '\0' ? e->cand_error : "it answered another role");
         if (e->topo != NULL && e->topo->has_master) {
             engine_hold(e, why);
-        } else {
-            log_info("waiting: %s", why);
         }
+        engine_set_why(e, why);
     } else {
         if (e->topo != NULL && e->topo->has_master &&
             addr_same(&e->topo->master, &e->cand.master)) {
@@ -231,6 +236,7 @@ static void probe_finish(struct engine *e)
                 log_error("out of memory building the topology");
             }
         }
+        engine_set_why(e, ""); /* confirmed, even if nothing changed */
         engine_publish(e, t, e->force_publish);
         e->force_publish = false;
     }
@@ -251,6 +257,11 @@ static void probe_role_cb(struct link *l, redisReply *r, void *arg)
         /* An error (BUSY with a script running, LOADING...) says nothing
          * about the role: it counts as no answer, not as a contradiction. */
         e->cand_answered = r != NULL && r->type != REDIS_REPLY_ERROR;
+        snprintf(e->cand_error, sizeof(e->cand_error), "%s",
+                 r != NULL && r->type == REDIS_REPLY_ERROR ? r->str
+                 : r != NULL                               ? ""
+                 : link_last_error(l)[0] != '\0'           ? link_last_error(l)
+                                                           : "no answer within sentinel.timeout");
         e->cand_ok = r != NULL && r->type == REDIS_REPLY_ARRAY && probe_is(r, 0, "master");
         if (e->cand_ok) {
             e->cand_offset = (uint64_t)(probe_int(r, 1) > 0 ? probe_int(r, 1) : 0);

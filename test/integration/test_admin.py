@@ -12,6 +12,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
+import redis
 
 from harness import (Process, Proxy, free_port, port_open, raw_exchange, wait_for)
 
@@ -316,3 +317,36 @@ def test_admin_address_in_use_is_a_clear_error(workdir, redis_server):
         assert re.search(r"admin\.listen 127\.0\.0\.1:%d: .*in use" % port, p.log()), p.log()
     finally:
         busy.close()
+
+
+def test_wrong_master_name_is_explained(workdir, cluster):
+    """A mistyped master name: the Sentinels' own answer is quoted, once, in
+    the log, in PROXY TOPOLOGY, in /readyz and in the error a held request
+    gets; nothing claims the Sentinels are silent or the proxy ready."""
+    from harness import topology
+    p = admin_proxy(workdir, args=["--master-name", "mymastr", "--set", "hold-timeout=1s"] +
+                    cluster.proxy_args()[2:])
+    try:
+        wait_for(lambda: "check sentinel.master-name" in p.log(), what="the cause logged")
+        c = p.client()
+        with pytest.raises(redis.ResponseError) as e:
+            c.set("k", "v")
+        assert "no usable master within hold-timeout" in str(e.value)
+        assert "no Sentinel names master 'mymastr'" in str(e.value)
+        assert "No such master with that name" in str(e.value)
+        t = topology(c)
+        states = [v for k, v in t.items() if k.startswith("sentinel") and k[8:].isdigit()]
+        assert len(states) == 3 and all("state=error" in s and "No such master" in s
+                                        for s in states), states
+        status, _, body = get(p.admin, "/readyz")
+        assert status == 503 and b"check sentinel.master-name" in body
+        node = json.loads(get(p.admin, "/topology")[2])["sentinels"]["nodes"][0]
+        assert node["state"] == "error" and "No such master" in node["last_error"]
+        wait_rounds_seen = p.log().count("SENTINEL MASTER mymastr")
+        time.sleep(2.5)  # more rounds: nothing repeated
+        log = p.log()
+        assert log.count("SENTINEL MASTER mymastr") == wait_rounds_seen <= 3
+        assert log.count("check sentinel.master-name") == 1
+        assert "no Sentinel answered" not in log and "ready: master" not in log
+    finally:
+        p.stop()
