@@ -31,6 +31,8 @@
 #define ADMIN_HEAD_MAX  8192
 #define ADMIN_TIMEOUT   10.0 /* seconds */
 #define ADMIN_LINGER    2.0  /* seconds to wait for the client's close after ours */
+#define ADMIN_PAUSE     0.1  /* seconds without accepting when out of descriptors */
+#define ADMIN_ACCEPTS   16   /* connections accepted per wake-up, at most */
 
 struct admin_conn {
     struct admin *a;
@@ -43,6 +45,7 @@ struct admin_conn {
     size_t out_sent;
     bool close_after; /* close once out is written */
     bool lingering;   /* answered and shut for writing: reading to the client's close */
+    bool http10;      /* the request being answered is HTTP/1.0 */
     struct admin_conn *prev, *next;
 };
 
@@ -51,6 +54,8 @@ struct admin {
     struct proxy *px;
     int fd;
     ev_io accept;
+    ev_timer pause; /* out of descriptors: accepting resumes after ADMIN_PAUSE */
+    double warned;  /* when that was last logged */
     struct admin_conn *conns;
     int nconns;
 };
@@ -111,7 +116,9 @@ static void admin_respond(struct admin_conn *c, const struct admin_req *rq, int 
                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                   "Cache-Control: no-store\r\n%s%s\r\n",
                   status, reason, type, len, extra != NULL ? extra : "",
-                  c->close_after ? "Connection: close\r\n" : "");
+                  c->close_after ? "Connection: close\r\n"
+                  : c->http10    ? "Connection: keep-alive\r\n"
+                                 : "");
     if (len > 0 && (rq == NULL || strcmp(rq->method, "HEAD") != 0)) {
         strbuf_append(&c->out, body->buf, len);
     }
@@ -205,7 +212,10 @@ static bool admin_parse(char *head, struct admin_req *rq)
             return false; /* folded or malformed header line */
         }
         if ((v = admin_header(line, "Content-Length")) != NULL) {
-            rq->has_body = rq->has_body || strspn(v, "0") != strlen(v) || *v == '\0';
+            char *end;
+            unsigned long long len = strtoull(v, &end, 10);
+            end += strspn(end, " \t");
+            rq->has_body = rq->has_body || end == v || *end != '\0' || len > 0 || *v == '-';
         } else if (admin_header(line, "Transfer-Encoding") != NULL) {
             rq->has_body = true;
         } else if ((v = admin_header(line, "Connection")) != NULL) {
@@ -226,6 +236,7 @@ static void admin_serve(struct admin_conn *c, const struct admin_req *rq)
     struct strbuf body;
 
     c->close_after = !rq->keep_alive;
+    c->http10 = rq->http10;
     if (strcmp(rq->method, "GET") != 0 && strcmp(rq->method, "HEAD") != 0) {
         admin_error(c, rq, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n");
         return;
@@ -304,46 +315,48 @@ static bool admin_process(struct admin_conn *c)
     return true;
 }
 
-/* Write what is queued; then answer the next request already read, wait
- * for one, or close. */
+/* Write what is queued; then wait for the next request, or close. A
+ * request already read behind it is answered on the next wake-up, after
+ * the loop has polled: a pipeline of requests cannot hold the control
+ * thread, which also runs the Sentinel engine. */
 static void admin_write(struct admin_conn *c)
 {
-    for (;;) {
-        while (c->out_sent < c->out.len) {
-            ssize_t n = write(c->fd, c->out.buf + c->out_sent, c->out.len - c->out_sent);
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-                admin_arm(c, EV_WRITE);
-                return;
-            }
-            if (n <= 0) {
-                admin_close(c);
-                return;
-            }
-            c->out_sent += (size_t)n;
-        }
-        if (c->close_after) {
-            /* Closing with unread input would reset the connection and
-             * could destroy the answer before the client reads it: wait
-             * (briefly) for the client to close first. */
-            shutdown(c->fd, SHUT_WR);
-            c->lingering = true;
-            ev_timer_stop(c->a->loop, &c->timer);
-            ev_timer_set(&c->timer, ADMIN_LINGER, 0);
-            ev_timer_start(c->a->loop, &c->timer);
-            admin_arm(c, EV_READ);
-            return;
-        }
-        strbuf_free(&c->out);
-        strbuf_init(&c->out);
-        c->out_sent = 0;
-        ev_timer_stop(c->a->loop, &c->timer);
-        ev_timer_set(&c->timer, ADMIN_TIMEOUT, 0);
-        ev_timer_start(c->a->loop, &c->timer);
-        if (!admin_process(c)) {
-            admin_arm(c, EV_READ);
-            return;
-        }
+    if (c->out.len == 0 && !admin_process(c)) {
+        admin_arm(c, EV_READ);
+        return;
     }
+    while (c->out_sent < c->out.len) {
+        ssize_t n = write(c->fd, c->out.buf + c->out_sent, c->out.len - c->out_sent);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            admin_arm(c, EV_WRITE);
+            return;
+        }
+        if (n <= 0) {
+            admin_close(c);
+            return;
+        }
+        c->out_sent += (size_t)n;
+    }
+    if (c->close_after) {
+        /* Closing with unread input would reset the connection and could
+         * destroy the answer before the client reads it: wait (briefly)
+         * for the client to close first. */
+        shutdown(c->fd, SHUT_WR);
+        c->lingering = true;
+        ev_timer_stop(c->a->loop, &c->timer);
+        ev_timer_set(&c->timer, ADMIN_LINGER, 0);
+        ev_timer_start(c->a->loop, &c->timer);
+        admin_arm(c, EV_READ);
+        return;
+    }
+    strbuf_free(&c->out);
+    strbuf_init(&c->out);
+    c->out_sent = 0;
+    ev_timer_stop(c->a->loop, &c->timer);
+    ev_timer_set(&c->timer, ADMIN_TIMEOUT, 0);
+    ev_timer_start(c->a->loop, &c->timer);
+    /* More already read: writable fires at the next turn. */
+    admin_arm(c, c->in_len > 0 ? EV_WRITE : EV_READ);
 }
 
 static void admin_read(struct admin_conn *c)
@@ -357,6 +370,9 @@ static void admin_read(struct admin_conn *c)
             admin_close(c);
         }
         return;
+    }
+    if (c->out.len > 0) {
+        return; /* an answer is being written: the rest waits */
     }
     n = read(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len);
 
@@ -385,18 +401,36 @@ static void admin_conn_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
 }
 
+static void admin_resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct admin *a = t->data;
+
+    (void)revents;
+    ev_io_start(loop, &a->accept);
+}
+
 static void admin_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct admin *a = io->data;
 
     (void)revents;
-    for (;;) {
+    for (int i = 0; i < ADMIN_ACCEPTS; i++) {
         struct admin_conn *c;
         int fd = net_accept(a->fd);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-                log_warn("admin: accept: %s", strerror(errno));
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                return;
             }
+            /* Out of descriptors (or worse): the connection stays queued and
+             * the socket readable; stop watching it for a moment rather
+             * than spin, and say so at most every 10 s. */
+            if (ev_now(loop) - a->warned >= 10) {
+                log_warn("admin: accept: %s; pausing the admin port", strerror(errno));
+                a->warned = ev_now(loop);
+            }
+            ev_io_stop(loop, &a->accept);
+            ev_timer_set(&a->pause, ADMIN_PAUSE, 0);
+            ev_timer_start(loop, &a->pause);
             return;
         }
         if (a->nconns >= ADMIN_CONNS_MAX || (c = calloc(1, sizeof(*c))) == NULL) {
@@ -449,6 +483,8 @@ struct admin *admin_start(struct ev_loop *loop, struct proxy *px, char *err, siz
     ev_io_init(&a->accept, admin_accept_cb, a->fd, EV_READ);
     a->accept.data = a;
     ev_io_start(loop, &a->accept);
+    ev_timer_init(&a->pause, admin_resume_cb, ADMIN_PAUSE, 0);
+    a->pause.data = a;
     log_info("admin endpoints on http://%s (/metrics, /healthz, /readyz, /topology)", text);
     return a;
 }
@@ -462,6 +498,7 @@ void admin_stop(struct admin *a)
         admin_close(a->conns);
     }
     ev_io_stop(a->loop, &a->accept);
+    ev_timer_stop(a->loop, &a->pause);
     close(a->fd);
     free(a);
 }

@@ -75,6 +75,7 @@ void backend_free(struct backend *be)
     while (be->conns != NULL) {
         bconn_close(be->conns, "backend removed");
     }
+    worker_backend_gone(w, be);
     ev_timer_stop(w->loop, &be->retry);
     ev_timer_stop(w->loop, &be->drain);
     for (pp = &w->backends; *pp != NULL; pp = &(*pp)->next) {

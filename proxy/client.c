@@ -905,22 +905,24 @@ static inline void client_count(struct worker *w, uint64_t arrived, const struct
 /* Free the requests whose replies have been written, counting them. The
  * replies of a pipeline read at once leave together: a run of requests with
  * the same arrival, command and destination is counted in one go. */
-/* An error reply, counted by where it came from. */
-static inline void client_count_error(struct worker *w, const struct req *r)
+/* An error reply, counted by where it came from; true if r is one. */
+static inline bool client_count_error(struct worker *w, const struct req *r)
 {
     if (__builtin_expect((r->flags & REQ_ERROR) != 0, 0)) {
         WORKER_COUNT(w,
                      outcome[(r->flags & REQ_PROXY_ERROR) ? WORKER_OUT_PROXY_ERROR
                                                           : WORKER_OUT_SERVER_ERROR],
                      1);
+        return true;
     }
+    return false;
 }
 
 static void client_trim_done(struct client *c)
 {
     struct worker *w = c->w;
     const struct cmd_info *ci = NULL; /* the run being counted: n requests like this */
-    uint64_t arrived = 0, n = 0;
+    uint64_t arrived = 0, n = 0, ok = 0;
     unsigned dest = 0;
     bool close_after = false;
     struct req *r;
@@ -930,7 +932,9 @@ static void client_trim_done(struct client *c)
         /* One reply (unpipelined): no run to gather. */
         close_after = r->flags & REQ_CLOSE_AFTER;
         if (!(r->flags & (REQ_PUSH | REQ_NOREPLY))) {
-            client_count_error(w, r);
+            if (!client_count_error(w, r)) {
+                WORKER_COUNT(w, outcome[WORKER_OUT_OK], 1);
+            }
             client_count(w, r->arrived, r->ci, r->dest, 1);
         }
         client_unlink(c, r);
@@ -943,7 +947,7 @@ static void client_trim_done(struct client *c)
            r->written == r->out.bytes) {
         close_after = r->flags & REQ_CLOSE_AFTER;
         if (!(r->flags & (REQ_PUSH | REQ_NOREPLY))) { /* pushes are not requests */
-            client_count_error(w, r);
+            ok += !client_count_error(w, r);
             if (n > 0 && (r->arrived != arrived || r->ci != ci || r->dest != dest)) {
                 client_count(w, arrived, ci, dest, n);
                 n = 0;
@@ -959,6 +963,7 @@ static void client_trim_done(struct client *c)
     if (n > 0) {
         client_count(w, arrived, ci, dest, n);
     }
+    WORKER_COUNT(w, outcome[WORKER_OUT_OK], ok);
     if (close_after) {
         client_close_after_output(c);
     }

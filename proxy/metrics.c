@@ -216,8 +216,6 @@ static uint64_t metrics_count(const struct worker_latency *h)
 static void metrics_requests(struct proxy *px, struct strbuf *sb,
                              struct worker_latency lat[REQ_NDEST][WORKER_NKIND])
 {
-    uint64_t answered = 0, errors = 0;
-
     metrics_u64(sb, "requests_received_total", "counter", "requests read from clients",
                 METRICS_SUM(px, requests));
     metrics_head(sb, "requests_total", "counter",
@@ -225,18 +223,12 @@ static void metrics_requests(struct proxy *px, struct strbuf *sb,
     for (int k = 0; k < WORKER_NKIND; k++) {
         for (int d = 0; d < REQ_NDEST; d++) {
             uint64_t n = metrics_count(&lat[d][k]);
-            answered += n;
             strbuf_printf(sb, M "requests_total{kind=\"%s\",destination=\"%s\"} %llu\n",
                           metrics_kind[k], metrics_dest[d], (unsigned long long)n);
         }
     }
     metrics_head(sb, "replies_total", "counter", "replies written to clients, by outcome");
-    for (int o = WORKER_OUT_OK + 1; o < WORKER_NOUT; o++) {
-        errors += METRICS_SUM(px, outcome[o]);
-    }
-    metrics_labelled(sb, "replies_total", "outcome", metrics_outcome[WORKER_OUT_OK],
-                     answered > errors ? answered - errors : 0);
-    for (int o = WORKER_OUT_OK + 1; o < WORKER_NOUT; o++) {
+    for (int o = 0; o < WORKER_NOUT; o++) {
         metrics_labelled(sb, "replies_total", "outcome", metrics_outcome[o],
                          METRICS_SUM(px, outcome[o]));
     }

@@ -534,7 +534,28 @@ static void worker_async_cb(struct ev_loop *loop, ev_async *a, int revents)
     }
 }
 
-/* Fill out from the live backends (the worker's own thread only). */
+void worker_backend_gone(struct worker *w, const struct backend *be)
+{
+    size_t i = 0;
+
+    while (i < w->ngone && strcmp(w->gone[i].name, be->name) != 0) {
+        i++;
+    }
+    if (i == w->ngone) {
+        if (w->ngone == WORKER_SNAP_MAX) {
+            return; /* more addresses than tracked: this one's total may drop */
+        }
+        memset(&w->gone[i], 0, sizeof(w->gone[i]));
+        snprintf(w->gone[i].name, sizeof(w->gone[i].name), "%s", be->name);
+        w->gone[i].role = BACKEND_RETIRED;
+        w->ngone++;
+    }
+    w->gone[i].requests += be->nrequests;
+    w->gone[i].failures += be->nerrors;
+}
+
+/* Fill out from the live backends, plus the counters of freed ones (the
+ * worker's own thread only). */
 static size_t worker_collect(struct worker *w, struct worker_backend_snap *out, size_t max)
 {
     size_t n = 0;
@@ -545,6 +566,21 @@ static size_t worker_collect(struct worker *w, struct worker_backend_snap *out, 
         out[n].requests = be->nrequests;
         out[n].failures = be->nerrors;
         out[n].inflight = be->inflight;
+    }
+    for (size_t g = 0; g < w->ngone; g++) {
+        size_t j = 0;
+        while (j < n && strcmp(out[j].name, w->gone[g].name) != 0) {
+            j++;
+        }
+        if (j == n) {
+            if (n == max) {
+                continue;
+            }
+            out[n++] = w->gone[g];
+            continue;
+        }
+        out[j].requests += w->gone[g].requests;
+        out[j].failures += w->gone[g].failures;
     }
     return n;
 }

@@ -119,8 +119,7 @@ struct worker_stats {
     uint64_t protocol_errors;        /* clients closed for malformed requests */
     uint64_t bytes_in;               /* request bytes read (requests queued) */
     uint64_t bytes_out;              /* bytes written to clients */
-    uint64_t outcome[WORKER_NOUT];   /* requests answered with an error, by outcome (the
-                                        WORKER_OUT_OK slot stays 0: the rest are ok) */
+    uint64_t outcome[WORKER_NOUT];   /* requests answered, by outcome */
     /* requests answered, by destination and kind: their latency */
     struct worker_latency lat[REQ_NDEST][WORKER_NKIND];
 };
@@ -184,6 +183,10 @@ struct worker {
     pthread_mutex_t snap_lock; /* guards snap/nsnap (read by other workers) */
     struct worker_backend_snap snap[WORKER_SNAP_MAX];
     size_t nsnap;
+    /* counters of backends freed, by address, so that the totals per
+     * address never go down (the worker's own thread only) */
+    struct worker_backend_snap gone[WORKER_SNAP_MAX];
+    size_t ngone;
     struct worker_gauges gauges; /* guarded by snap_lock */
 };
 
@@ -246,6 +249,9 @@ bool worker_drained(struct worker *w);
 /* Draining: close c if it is idle (nothing read, queued or unsent). True
  * when it was closed. */
 bool worker_drain_client(struct worker *w, struct client *c);
+
+/* be is being freed: keep its counters under its address (w's thread). */
+void worker_backend_gone(struct worker *w, const struct backend *be);
 
 /* w's levels as it last published them (any thread; at most a tick old). */
 void worker_gauges_get(struct worker *w, struct worker_gauges *out);

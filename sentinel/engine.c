@@ -457,7 +457,9 @@ void engine_publish(struct engine *e, struct topology *t, bool force)
     t->version = ++e->version;
     if (t->has_master && e->pub_known && !addr_same(&e->pub_master, &t->master)) {
         e->failovers++;
-        e->last_switch = e->switch_started > 0 ? ev_now(e->loop) - e->switch_started : -1;
+        if (e->switch_started > 0) { /* measured from its first signal, when one came */
+            e->last_switch = ev_now(e->loop) - e->switch_started;
+        }
     }
     if (master_changed && t->has_master && e->switch_started > 0) {
         t->switch_started = e->switch_started;

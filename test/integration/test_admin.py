@@ -7,6 +7,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -126,8 +127,8 @@ def test_refusals_and_protocol_errors_counted(workdir, redis_server):
                 return s
             s.close()
             return None
-        before = metrics(p.admin)["sentinel_proxy_client_connections_refused_total"]
         keep = wait_for(one_client, what="a client slot")
+        before = metrics(p.admin)["sentinel_proxy_client_connections_refused_total"]
         out, closed = raw_exchange(p.port, b"PING\r\n")
         assert closed and b"max number of clients" in out
         keep.sendall(b"*1\r\n$x\r\n")  # malformed bulk length
@@ -182,12 +183,42 @@ def test_sentinel_layout_and_failover(workdir, cluster):
         assert sorted(r["address"] for r in t["replicas"]) == sorted(
             "127.0.0.1:%d" % r.port for r in cluster.replicas)
         assert t["sentinels"]["answering"] == 3 and len(t["sentinels"]["nodes"]) == 3
+        # Counters never go down, through the switch and the old master's
+        # backend being retired and freed: load and scrapes run throughout.
+        stop = threading.Event()
+        seen, drops = {}, []
+
+        def load():
+            c = p.client()
+            while not stop.is_set():
+                try:
+                    c.set("lf", "1")
+                    c.get("lf")
+                except redis.RedisError:
+                    pass
+
+        def scrape():
+            while not stop.is_set():
+                for k, v in metrics(p.admin).items():
+                    if k.split("{")[0].endswith("_total") and v < seen.get(k, 0):
+                        drops.append((k, seen[k], v))
+                    seen[k] = v
+                time.sleep(0.02)
+
+        threads = [threading.Thread(target=load), threading.Thread(target=scrape)]
+        for t in threads:
+            t.start()
         cluster.sentinels[0].client().sentinel_failover(cluster.name)
         new = cluster.wait_master_change(old)
         wait_for(lambda: json.loads(get(p.admin, "/topology")[2])["master"] ==
                  "127.0.0.1:%d" % new, timeout=30, what="the proxy to follow")
         wait_for(lambda: metrics(p.admin)["sentinel_proxy_failovers_total"] == 1,
                  what="the failover counted")
+        time.sleep(1)  # past the old master's retirement
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert drops == [], drops[:5]
         m = metrics(p.admin)
         assert m['sentinel_proxy_master_info{address="127.0.0.1:%d"}' % new] == 1
         assert 0 < m["sentinel_proxy_last_failover_duration_seconds"] < 60
@@ -277,6 +308,18 @@ def test_keep_alive_and_pipelining(fixed):
         assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"ok\n")
     finally:
         s.close()
+    # Many pipelined requests in one packet: each answered, in order.
+    s = socket.create_connection(("127.0.0.1", fixed.admin), timeout=10)
+    try:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nContent-Length: 0 \r\n\r\n" * 200)
+        got = b""
+        while got.count(b"ok\n") < 200:
+            d = s.recv(65536)
+            assert d, got[-200:]
+            got += d
+        assert got.count(b"HTTP/1.1 200 OK") == 200
+    finally:
+        s.close()
 
 
 def test_connections_are_bounded_and_slow_ones_time_out(fixed):
@@ -349,4 +392,40 @@ def test_wrong_master_name_is_explained(workdir, cluster):
         assert log.count("check sentinel.master-name") == 1
         assert "no Sentinel answered" not in log and "ready: master" not in log
     finally:
+        p.stop()
+
+
+def test_admin_port_out_of_descriptors(workdir, redis_server):
+    """With every descriptor taken, the admin port pauses (one warning, no
+    spinning on the queued connection) and serves again once some are free."""
+    port = free_port()
+    p = Proxy(workdir, backend=redis_server.port,
+              args=["--set", "admin.listen=127.0.0.1:%d" % port])
+    p.argv = (lambda argv: lambda: ["prlimit", "--nofile=64:64"] + argv())(p.argv)
+    p.start()
+    hogs = []
+    try:
+        wait_for(lambda: port_open(port), what="admin port")
+        for _ in range(80):  # more clients than descriptors left
+            try:
+                s = socket.create_connection(("127.0.0.1", p.port), timeout=2)
+                s.sendall(b"PING\r\n")
+                hogs.append(s)
+            except OSError:
+                break
+        wait_for(lambda: "accept: Too many open files" in p.log(), what="descriptors used up")
+        waiting = socket.create_connection(("127.0.0.1", port), timeout=5)
+        waiting.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+        wait_for(lambda: "pausing the admin port" in p.log(), what="the pause logged")
+        time.sleep(1)
+        assert p.log().count("pausing the admin port") == 1
+        for s in hogs:
+            s.close()
+        hogs = []
+        waiting.settimeout(10)
+        assert waiting.recv(4096).startswith(b"HTTP/1.1 200")
+        waiting.close()
+    finally:
+        for s in hogs:
+            s.close()
         p.stop()
