@@ -9,7 +9,7 @@ import time
 
 import redis
 
-from harness import Proxy, free_port, wait_for
+from harness import Proxy, free_port, proxy_stats, wait_for
 
 
 def connect_refused(port):
@@ -132,7 +132,9 @@ def test_rolling_restart_loses_and_repeats_nothing(workdir, redis_server):
     for t in threads:
         t.join(30)
     assert errors == []
-    assert reconnects, "no client was moved to the new process"
+    # Every client ended on the new process (redis-py notices most closed
+    # connections before it sends, so reconnects counts only some moves).
+    assert proxy_stats(new.client())["connections"] >= 8 + 1
     server = redis_server.client()
     for i in range(8):
         assert int(server.get("roll:%d" % i)) == acked[i], "client %d" % i
