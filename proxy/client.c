@@ -885,7 +885,6 @@ static void client_close_after_output(struct client *c)
     client_set_events(c, true);
 }
 
-/* Free answered requests at the head whose reply is fully written. */
 /* Count n requests answered now that arrived at the same time, with the
  * same command and destination: their latency by destination and kind. */
 static inline void client_count(struct worker *w, uint64_t arrived, const struct cmd_info *ci,
@@ -902,9 +901,6 @@ static inline void client_count(struct worker *w, uint64_t arrived, const struct
     __atomic_store_n(&h->sum_us, h->sum_us + us * n, __ATOMIC_RELAXED);
 }
 
-/* Free the requests whose replies have been written, counting them. The
- * replies of a pipeline read at once leave together: a run of requests with
- * the same arrival, command and destination is counted in one go. */
 /* An error reply, counted by where it came from; true if r is one. */
 static inline bool client_count_error(struct worker *w, const struct req *r)
 {
@@ -918,6 +914,9 @@ static inline bool client_count_error(struct worker *w, const struct req *r)
     return false;
 }
 
+/* Free the requests whose replies have been written, counting them. The
+ * replies of a pipeline read at once leave together: a run of requests with
+ * the same arrival, command and destination is counted in one go. */
 static void client_trim_done(struct client *c)
 {
     struct worker *w = c->w;
