@@ -105,7 +105,7 @@ static const char *const config_client_auth_names[] = {"none", "optional", "requ
     }
 
 static const struct config_key config_keys[] = {
-    {"listen", CT_LISTEN, OFF(listeners), CONFIG_LISTEN, 0, CONFIG_LIST_MAX, NULL, false,
+    {"listen", CT_LISTEN, OFF(listeners), CONFIG_LISTEN, 0, CONFIG_LIST_MAX, NULL, true,
      "addresses to accept clients on, each a string (tls://HOST:PORT for TLS) or a mapping "
      "{address, read-from, tls: true or a mapping of its own tls keys}"},
     {"workers", CT_WORKERS, OFF(workers), "1", 1, 256, NULL, false,
@@ -140,9 +140,9 @@ static const struct config_key config_keys[] = {
     {"stall-threshold", CT_DURATION, OFF(stall_threshold_ms), "10ms", 0, 60 * SEC, NULL, false,
      "a shared connection whose server answered nothing this long while a request waits is "
      "stalled: new requests go to another (0 = off)"},
-    {"backend-username", CT_STRING, OFF(backend_username), NULL, 0, 0, NULL, false,
+    {"backend-username", CT_STRING, OFF(backend_username), NULL, 0, 0, NULL, true,
      "ACL user the proxy authenticates as on backends (needs backend-password)"},
-    {"backend-password", CT_STRING, OFF(backend_password), NULL, 0, 0, NULL, false,
+    {"backend-password", CT_STRING, OFF(backend_password), NULL, 0, 0, NULL, true,
      "password the proxy authenticates with on backends"},
     {"connect-timeout", CT_DURATION, OFF(connect_timeout_ms), "1s", 1, 60 * SEC, NULL, true,
      "time allowed to connect to a backend"},
@@ -174,11 +174,11 @@ static const struct config_key config_keys[] = {
     CONFIG_TLS_OUT("sentinel.tls", sentinel_tls, "Sentinels"),
     {"sentinel.master-name", CT_NAME, OFF(master_name), NULL, 1, 255, NULL, false,
      "the master's name as configured in the Sentinels; setting it enables Sentinel mode"},
-    {"sentinel.addresses", CT_ADDRLIST, OFF(sentinels), NULL, 0, CONFIG_LIST_MAX, NULL, false,
+    {"sentinel.addresses", CT_ADDRLIST, OFF(sentinels), NULL, 0, CONFIG_LIST_MAX, NULL, true,
      "Sentinels to ask first (more are learnt from them)"},
-    {"sentinel.username", CT_STRING, OFF(sentinel_username), NULL, 0, 0, NULL, false,
+    {"sentinel.username", CT_STRING, OFF(sentinel_username), NULL, 0, 0, NULL, true,
      "ACL user for the Sentinels (needs sentinel.password)"},
-    {"sentinel.password", CT_STRING, OFF(sentinel_password), NULL, 0, 0, NULL, false,
+    {"sentinel.password", CT_STRING, OFF(sentinel_password), NULL, 0, 0, NULL, true,
      "password for the Sentinels"},
     {"sentinel.timeout", CT_DURATION, OFF(sentinel_timeout_ms), "500ms", 10, 60 * SEC, NULL, true,
      "time allowed for each answer from a Sentinel or instance"},
@@ -229,6 +229,11 @@ size_t config_key_count(void)
 const char *config_key_name(size_t i)
 {
     return i < CONFIG_NKEYS ? config_keys[i].name : NULL;
+}
+
+const struct config_key *config_key_at(size_t i)
+{
+    return i < CONFIG_NKEYS ? &config_keys[i] : NULL;
 }
 
 const struct config_key *config_find(const char *name)
@@ -303,7 +308,7 @@ static void config_join(const char *const *names, char *buf, size_t len)
 }
 
 /* Write an amount in the largest unit that divides it exactly ("64mb", "5m"). */
-static void config_format_amount(char *buf, size_t len, enum config_type type, int64_t v)
+void config_format_amount(char *buf, size_t len, enum config_type type, int64_t v)
 {
     static const struct {
         int64_t mul;
@@ -973,14 +978,14 @@ static const char *config_type_name(enum config_type type)
 
 void config_print_reference(FILE *out)
 {
-    fprintf(out, "| key | type | default | bounds | description |\n");
-    fprintf(out, "|---|---|---|---|---|\n");
+    fprintf(out, "| key | type | default | bounds | reload | description |\n");
+    fprintf(out, "|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < CONFIG_NKEYS; i++) {
         const struct config_key *k = &config_keys[i];
         char bounds[96];
         config_bounds(k, bounds, sizeof(bounds));
-        fprintf(out, "| `%s` | %s | %s%s%s | %s | %s |\n", k->name, config_type_name(k->type),
+        fprintf(out, "| `%s` | %s | %s%s%s | %s | %s | %s |\n", k->name, config_type_name(k->type),
                 k->def != NULL ? "`" : "", k->def != NULL ? k->def : "-", k->def != NULL ? "`" : "",
-                bounds, k->doc);
+                bounds, k->reload ? "live" : "restart", k->doc);
     }
 }

@@ -153,6 +153,19 @@ bool config_set(struct config *cfg, const char *key, const char *value, char *er
  * (default listener). False with a message in err. */
 bool config_validate(struct config *cfg, char *err, size_t errlen);
 
+/* One key that a reload changes: its name, the running value and the new
+ * one as text (secrets masked), and whether it takes effect (false: it needs
+ * a restart and keeps its running value). */
+typedef void config_change_fn(void *ctx, const char *key, const char *from, const char *to,
+                              bool applied);
+
+/* Compare next, validated, with the running cur, key by key: fn hears of
+ * each key that differs, and a key that cannot change without a restart gets
+ * cur's value back in next. Returns the number of keys that differ, -1 if out
+ * of memory (next is then unusable). */
+int config_reconcile(const struct config *cur, struct config *next, config_change_fn *fn,
+                     void *ctx);
+
 /* Print every key with its type, default and description, as a Markdown
  * table (for --help-config and the README). */
 void config_print_reference(FILE *out);

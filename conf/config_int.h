@@ -59,6 +59,13 @@ enum {
 #define CONFIG_TLS_FIELDS 7
 extern const struct config_key config_item_keys[];
 
+/* Key i of the table (i < config_key_count()), or NULL. */
+const struct config_key *config_key_at(size_t i);
+
+/* Write an amount of type CT_SIZE or CT_DURATION in the largest unit that
+ * divides it exactly ("64mb", "5m"). */
+void config_format_amount(char *buf, size_t len, enum config_type type, int64_t v);
+
 /* The key with this full dotted name, or NULL. */
 const struct config_key *config_find(const char *name);
 

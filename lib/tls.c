@@ -277,6 +277,26 @@ bool tls_ctx_reload(struct tls_ctx *c, const struct tls_settings *s, char *err, 
     return true;
 }
 
+void tls_ctx_adopt(struct tls_ctx *dst, struct tls_ctx *src)
+{
+    SSL_CTX *ctx;
+    char *name;
+    bool verify;
+
+    pthread_mutex_lock(&dst->lock);
+    ctx = dst->ctx;
+    name = dst->server_name;
+    verify = dst->verify;
+    dst->ctx = src->ctx;
+    dst->server_name = src->server_name;
+    dst->verify = src->verify;
+    pthread_mutex_unlock(&dst->lock);
+    src->ctx = ctx;
+    src->server_name = name;
+    src->verify = verify;
+    tls_ctx_free(src);
+}
+
 void tls_ctx_free(struct tls_ctx *c)
 {
     if (c == NULL) {

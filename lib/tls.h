@@ -54,6 +54,11 @@ struct tls_ctx *tls_ctx_new(const struct tls_settings *s, bool server, char *err
  * established ones keep theirs. False with err set, ctx unchanged. */
 bool tls_ctx_reload(struct tls_ctx *ctx, const struct tls_settings *s, char *err, size_t errlen);
 
+/* Give dst what src was built with (any thread), as tls_ctx_reload would,
+ * and free src: new connections from dst use it, established ones keep
+ * theirs. Both must be of the same side (server or not). */
+void tls_ctx_adopt(struct tls_ctx *dst, struct tls_ctx *src);
+
 /* Free a context (connections made from it keep what they use). */
 void tls_ctx_free(struct tls_ctx *ctx);
 

@@ -21,7 +21,7 @@ static void backend_drain_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
 static const struct config *backend_cfg(const struct backend *be)
 {
-    return be->w->px->cfg;
+    return be->w->cfg;
 }
 
 void backend_adopt(struct backend *be, struct bconn *bc)
@@ -47,11 +47,10 @@ struct backend *backend_new(struct worker *w, const struct addr *a, enum backend
     be->addr = *a;
     addr_format(a, be->name, sizeof(be->name));
     be->role = (uint8_t)role;
-    be->nshared = w->px->cfg->backend_connections;
-    be->nslots = w->px->cfg->backend_connections_max;
-    be->stall_after = w->px->cfg->stall_threshold_ms > 0
-                          ? (double)w->px->cfg->stall_threshold_ms / 1000.0
-                          : HUGE_VAL;
+    be->nshared = w->cfg->backend_connections;
+    be->nslots = w->cfg->backend_connections_max;
+    be->stall_after =
+        w->cfg->stall_threshold_ms > 0 ? (double)w->cfg->stall_threshold_ms / 1000.0 : HUGE_VAL;
     be->shared = calloc((size_t)backend_all_slots(be), sizeof(*be->shared));
     if (be->shared == NULL) {
         free(be);

@@ -40,7 +40,7 @@ static void bconn_close_how(struct bconn *bc, const char *why, bool abort);
 
 static const struct config *bconn_cfg(const struct bconn *bc)
 {
-    return bc->w->px->cfg;
+    return bc->w->cfg;
 }
 
 static void bconn_hand_back(struct bconn *bc, struct backend *be, struct req *r, const char *addr);

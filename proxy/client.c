@@ -51,7 +51,7 @@ static void client_hs_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 static const struct config *client_cfg(const struct client *c)
 {
-    return c->w->px->cfg;
+    return c->w->cfg;
 }
 
 static void client_set_events(struct client *c, bool want_write)
@@ -86,7 +86,7 @@ struct client *client_new(struct worker *w, struct listener *l, int fd)
     } else if (transport_tls(&c->t, fd, l->tls, NULL, err, sizeof(err))) {
         c->flags |= CL_HANDSHAKE;
         ev_timer_init(&c->hs, client_hs_timeout_cb,
-                      (double)w->px->cfg->tls_handshake_timeout_ms / 1000.0, 0);
+                      (double)w->cfg->tls_handshake_timeout_ms / 1000.0, 0);
         c->hs.data = c;
         ev_timer_start(w->loop, &c->hs);
     } else {
@@ -96,6 +96,7 @@ struct client *client_new(struct worker *w, struct listener *l, int fd)
     }
     c->w = w;
     c->listener = l;
+    l->refs++;
     c->id = proxy_next_client_id(w->px);
     reqscan_init(&c->scan, &w->px->limits);
     session_init(&c->sess);
@@ -1168,6 +1169,7 @@ void client_destroy(struct client *c)
 
     reader_free(&c->rd);
     session_free(&c->sess);
+    listener_release(c->listener);
     if (c->prev != NULL) {
         c->prev->next = c->next;
     } else {

@@ -77,11 +77,52 @@ static void listener_resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
     ev_io_start(loop, &l->io);
 }
 
+enum config_read_from listener_read_from(const struct config *cfg, size_t i)
+{
+    return cfg->listeners[i].read_from >= 0 ? (enum config_read_from)cfg->listeners[i].read_from
+                                            : (enum config_read_from)cfg->read_from;
+}
+
+bool listener_reads_replicas(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        if (listener_read_from(cfg, i) != READ_FROM_MASTER) {
+            return true;
+        }
+    }
+    return false;
+}
+
+struct listener *listener_new(struct ev_loop *loop, const struct config *cfg, size_t i, int fd,
+                              bool owns_fd, struct tls_ctx *tls, listener_accept_fn *on_accept,
+                              void *ctx)
+{
+    struct listener *l = calloc(1, sizeof(*l));
+
+    if (l == NULL) {
+        return NULL;
+    }
+    l->loop = loop;
+    l->addr = cfg->listeners[i].addr;
+    l->tls = tls;
+    l->read_from = listener_read_from(cfg, i);
+    l->on_accept = on_accept;
+    l->ctx = ctx;
+    l->fd = fd;
+    l->owns_fd = owns_fd;
+    ev_io_init(&l->io, listener_cb, l->fd, EV_READ);
+    l->io.data = l;
+    ev_io_start(loop, &l->io);
+    ev_timer_init(&l->pause, listener_resume_cb, LISTENER_PAUSE, 0);
+    l->pause.data = l;
+    return l;
+}
+
 bool listener_start(struct ev_loop *loop, const struct config *cfg, const int *shared_fds,
                     struct tls_ctx *const *tls, listener_accept_fn *on_accept, void *ctx,
-                    struct listener **out, size_t *n, char *err, size_t errlen)
+                    struct listener ***out, size_t *n, char *err, size_t errlen)
 {
-    struct listener *ls = calloc(cfg->nlisteners > 0 ? cfg->nlisteners : 1, sizeof(*ls));
+    struct listener **ls = calloc(cfg->nlisteners > 0 ? cfg->nlisteners : 1, sizeof(*ls));
 
     *out = ls;
     *n = 0;
@@ -90,43 +131,52 @@ bool listener_start(struct ev_loop *loop, const struct config *cfg, const int *s
         return false;
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
-        struct listener *l = &ls[i];
-        l->loop = loop;
-        l->addr = cfg->listeners[i].addr;
-        l->tls = tls != NULL ? tls[i] : NULL;
-        l->read_from = cfg->listeners[i].read_from >= 0
-                           ? (enum config_read_from)cfg->listeners[i].read_from
-                           : (enum config_read_from)cfg->read_from;
-        l->on_accept = on_accept;
-        l->ctx = ctx;
-        if (shared_fds[i] >= 0) {
-            l->fd = shared_fds[i];
-            l->owns_fd = false;
-        } else {
-            l->fd = net_listen(&l->addr, cfg->tcp_backlog, true, err, errlen);
-            if (l->fd < 0) {
-                return false;
-            }
-            l->owns_fd = true;
+        bool own = shared_fds[i] < 0;
+        int fd = own ? net_listen(&cfg->listeners[i].addr, cfg->tcp_backlog, true, err, errlen)
+                     : shared_fds[i];
+        if (fd < 0) {
+            return false;
         }
-        ev_io_init(&l->io, listener_cb, l->fd, EV_READ);
-        l->io.data = l;
-        ev_io_start(loop, &l->io);
-        ev_timer_init(&l->pause, listener_resume_cb, LISTENER_PAUSE, 0);
-        l->pause.data = l;
+        ls[i] = listener_new(loop, cfg, i, fd, own, tls != NULL ? tls[i] : NULL, on_accept, ctx);
+        if (ls[i] == NULL) {
+            if (own) {
+                close(fd);
+            }
+            snprintf(err, errlen, "out of memory");
+            return false;
+        }
         (*n)++;
     }
     return true;
 }
 
-void listener_stop(struct ev_loop *loop, struct listener *ls, size_t n)
+void listener_close(struct listener *l)
 {
-    for (size_t i = 0; i < n; i++) {
-        struct listener *l = &ls[i];
-        ev_io_stop(loop, &l->io);
-        ev_timer_stop(loop, &l->pause);
+    if (l->fd >= 0) {
+        ev_io_stop(l->loop, &l->io);
+        ev_timer_stop(l->loop, &l->pause);
         if (l->owns_fd) {
             close(l->fd);
+        }
+        l->fd = -1;
+    }
+    if (l->refs == 0) {
+        free(l);
+    }
+}
+
+void listener_release(struct listener *l)
+{
+    if (l != NULL && --l->refs == 0 && l->fd < 0) {
+        free(l);
+    }
+}
+
+void listener_stop(struct listener **ls, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ls[i] != NULL) {
+            listener_close(ls[i]);
         }
     }
     free(ls);

@@ -5,6 +5,7 @@
  *   PROXY TOPOLOGY  master, replicas, their health, the epoch and Sentinels
  *   PROXY STATS     request and connection counters of the whole process
  *   PROXY VERSION   the version
+ *   PROXY CONFIG RELOAD  read the configuration again and apply it
  *   PROXY HELP      this list
  * Its replies are bulk strings of "key:value" lines, like INFO.
  */
@@ -25,6 +26,7 @@
 #include "proxy/commands.h"
 #include "proxy/hello.h"
 #include "proxy/proxy.h"
+#include "proxy/reload.h"
 #include "proxy/req.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
@@ -112,9 +114,9 @@ static void local_topology(struct client *c, struct strbuf *sb)
     int i = 0;
 
     strbuf_printf(sb, "# Topology\r\n");
-    strbuf_printf(sb, "mode:%s\r\n", px->cfg->has_sentinel ? "sentinel" : "fixed");
-    if (px->cfg->has_sentinel) {
-        strbuf_printf(sb, "master_name:%s\r\n", px->cfg->master_name);
+    strbuf_printf(sb, "mode:%s\r\n", w->cfg->has_sentinel ? "sentinel" : "fixed");
+    if (w->cfg->has_sentinel) {
+        strbuf_printf(sb, "master_name:%s\r\n", w->cfg->master_name);
     }
     strbuf_printf(sb, "epoch:%llu\r\n", t != NULL ? (unsigned long long)t->epoch : 0ULL);
     strbuf_printf(sb, "version:%llu\r\n", t != NULL ? (unsigned long long)t->version : 0ULL);
@@ -238,12 +240,36 @@ static void local_stats(struct client *c, struct strbuf *sb)
     strbuf_printf(sb, "chunks_pooled_worker:%zu\r\n", c->w->pool.nfree);
 }
 
+/* PROXY CONFIG RELOAD: this worker waits for the control thread's outcome
+ * (the time it takes to read the files, milliseconds); the other workers
+ * switch on their own. */
+static void local_reload(struct client *c, struct req *r)
+{
+    char msg[CONFIG_ERR_MAX * 3];
+    struct strbuf sb;
+
+    bool ok = reload_request(c->w->px->reload, msg, sizeof(msg));
+
+    for (char *p = msg; *p != '\0'; p++) {
+        *p = *p == '\r' || *p == '\n' ? ' ' : *p; /* one RESP line */
+    }
+    strbuf_init(&sb);
+    if (ok) {
+        strbuf_printf(&sb, "+%s\r\n", msg);
+        local_reply_sb(c, r, &sb);
+    } else {
+        req_reply_errorf(&c->w->reqs, r, "ERR %s", msg);
+    }
+}
+
 static void local_proxy(struct client *c, struct req *r)
 {
-    static const char help[] = "*5\r\n"
+    static const char help[] = "*6\r\n"
                                "+PROXY TOPOLOGY - master, replicas, health, epoch, Sentinels\r\n"
                                "+PROXY STATS - counters of the whole process\r\n"
                                "+PROXY VERSION - the proxy's version\r\n"
+                               "+PROXY CONFIG RELOAD - read the configuration again and apply "
+                               "it, as SIGHUP does\r\n"
                                "+PROXY HELP - this text\r\n"
                                "+(answered by sentinel-proxy, never forwarded)\r\n";
     struct req_first_args a;
@@ -261,6 +287,8 @@ static void local_proxy(struct client *c, struct req *r)
     } else if (req_arg_is(&a, 1, "version")) {
         strbuf_printf(&sb, "sentinel-proxy %s", PROXY_VERSION);
         local_reply_bulk_text(c, r, &sb);
+    } else if (req_arg_is(&a, 1, "config") && a.argc == 3 && req_arg_is(&a, 2, "reload")) {
+        local_reload(c, r);
     } else if (req_arg_is(&a, 1, "help")) {
         local_reply(c, r, help, sizeof(help) - 1);
     } else {
@@ -409,7 +437,7 @@ static void local_hello(struct client *c, struct req *r)
     hello_parse(&a, &h);
     if (h.error[0] != '\0') {
         req_reply_error(&c->w->reqs, r, h.error);
-    } else if (c->w->px->cfg->backend_password != NULL && !c->sess.authed && h.auth == 0) {
+    } else if (c->w->cfg->backend_password != NULL && !c->sess.authed && h.auth == 0) {
         req_reply_error(&c->w->reqs, r,
                         "NOAUTH HELLO must be called with the client already authenticated, "
                         "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
@@ -457,7 +485,7 @@ void local_handle(struct client *c, struct req *r)
         local_lost_multi(c, r);
         return;
     }
-    if (c->w->px->cfg->backend_password != NULL && !c->sess.authed &&
+    if (c->w->cfg->backend_password != NULL && !c->sess.authed &&
         (ci == NULL || (ci->id != CMD_QUIT && ci->id != CMD_RESET))) {
         local_unauthenticated(c, r);
         return;

@@ -64,6 +64,37 @@ static bool main_apply_flag(struct config *cfg, const struct main_flag *f, char 
     return config_set(cfg, key, eq + 1, err, errlen);
 }
 
+/* Everything the configuration is made of: the file, then the flags. */
+struct main_source {
+    const char *file;
+    const struct main_flag *flags;
+    int nflags;
+};
+
+/* A fresh configuration from the file and the flags, validated; NULL with
+ * "FILE:LINE: KEY: problem" or "--FLAG: problem" in err. */
+static struct config *main_load(void *ctx, char *err, size_t errlen)
+{
+    const struct main_source *src = ctx;
+    struct config *cfg = config_new();
+
+    if (src->file != NULL && !config_load_file(cfg, src->file, err, errlen)) {
+        goto failed;
+    }
+    for (int i = 0; i < src->nflags; i++) {
+        if (!main_apply_flag(cfg, &src->flags[i], err, errlen)) {
+            goto failed;
+        }
+    }
+    if (!config_validate(cfg, err, errlen)) {
+        goto failed;
+    }
+    return cfg;
+failed:
+    config_free(cfg);
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     enum {
@@ -162,17 +193,11 @@ int main(int argc, char **argv)
         free(flags);
         return 1;
     }
-    cfg = config_new();
+    struct main_source src = {file, flags, nflags};
+    struct proxy_source psrc = {main_load, &src, file != NULL ? file : "(flags only)"};
     rc = 1;
-    if (file != NULL && !config_load_file(cfg, file, err, sizeof(err))) {
-        goto failed;
-    }
-    for (int i = 0; i < nflags; i++) {
-        if (!main_apply_flag(cfg, &flags[i], err, sizeof(err))) {
-            goto failed;
-        }
-    }
-    if (!config_validate(cfg, err, sizeof(err))) {
+    cfg = main_load(&src, err, sizeof(err));
+    if (cfg == NULL) {
         goto failed;
     }
     if (test) {
@@ -188,8 +213,9 @@ int main(int argc, char **argv)
     }
     log_set_level(cfg->log_level);
     log_set_json(cfg->log_format == 1);
-    rc = proxy_run(cfg);
-    goto out;
+    rc = proxy_run(cfg, &psrc); /* takes cfg */
+    free(flags);
+    return rc;
 failed:
     fprintf(stderr, "sentinel-proxy: %s\n", err);
 out:

@@ -23,6 +23,7 @@
 #include "proxy/backend.h"
 #include "proxy/chunk.h"
 #include "proxy/proxy.h"
+#include "proxy/reload.h"
 #include "proxy/worker.h"
 
 #define M "sentinel_proxy_"
@@ -109,6 +110,7 @@ static void metrics_process(struct proxy *px, struct strbuf *sb)
     unsigned long long vsz = 0, rss = 0;
     struct rusage ru;
     struct rlimit rl;
+    struct reload_stats rs;
     uint64_t fds = 0;
     FILE *f = fopen("/proc/self/statm", "r");
     DIR *d = opendir("/proc/self/fd");
@@ -133,6 +135,19 @@ static void metrics_process(struct proxy *px, struct strbuf *sb)
                 px->drain_started > 0 ? 1 : 0);
     metrics_head(sb, "workers", "gauge", "data-plane threads");
     strbuf_printf(sb, M "workers %d\n", px->nworkers);
+    reload_stats_get(px->reload, &rs);
+    metrics_head(sb, "config_reloads_total", "counter",
+                 "configuration reloads (SIGHUP, PROXY CONFIG RELOAD), by result");
+    metrics_labelled(sb, "config_reloads_total", "result", "applied", rs.applied);
+    metrics_labelled(sb, "config_reloads_total", "result", "failed", rs.failed);
+    metrics_u64(sb, "config_last_reload_successful", "gauge",
+                "1 unless the last reload failed (the running configuration stayed)",
+                rs.last_ok ? 1 : 0);
+    metrics_head(sb, "config_last_reload_success_timestamp_seconds", "gauge",
+                 "when the configuration was last loaded, start or reload, in seconds since "
+                 "the epoch");
+    strbuf_printf(sb, M "config_last_reload_success_timestamp_seconds %.3f\n",
+                  rs.last_applied > 0 ? rs.last_applied : px->started);
     strbuf_printf(sb,
                   "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
                   "# TYPE process_resident_memory_bytes gauge\n"

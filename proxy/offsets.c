@@ -63,9 +63,8 @@ void offsets_before_flush(struct bconn *bc)
     uint64_t seq;
 
     /* Without reads on replicas there is nothing to wait for. */
-    if (!w->px->cfg->read_your_writes || !w->px->replica_reads || w->nreplicas == 0 ||
-        bc->dedicated || bc->be == NULL || bc->be->role != BACKEND_MASTER ||
-        w->ofs.probes == NULL) {
+    if (!w->cfg->read_your_writes || !w->replica_reads || w->nreplicas == 0 || bc->dedicated ||
+        bc->be == NULL || bc->be->role != BACKEND_MASTER || w->ofs.probes == NULL) {
         return;
     }
     /* Requests are looked at once: from the one after the last looked at

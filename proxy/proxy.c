@@ -20,6 +20,7 @@
 #include "proxy/admin.h"
 #include "proxy/commands.h"
 #include "proxy/listener.h"
+#include "proxy/reload.h"
 #include "proxy/worker.h"
 #include "sentinel/engine.h"
 
@@ -48,6 +49,13 @@ void proxy_publish(struct proxy *px, struct topology *t)
     px->topo = t;
     for (int i = 0; i < px->nworkers; i++) {
         worker_publish(&px->workers[i], t);
+    }
+}
+
+void proxy_control_reconfigure(struct proxy *px)
+{
+    if (px->engine != NULL) {
+        engine_reconfigure(px->engine, px->cfg);
     }
 }
 
@@ -104,7 +112,7 @@ void proxy_set_status(struct proxy *px, char *text)
 }
 
 /* Each client needs a descriptor, and so do backend connections. */
-static void proxy_raise_nofile(const struct config *cfg)
+void proxy_raise_nofile(const struct config *cfg)
 {
     struct rlimit rl;
     rlim_t want = (rlim_t)cfg->max_clients * 2 + 1024;
@@ -124,10 +132,15 @@ static void proxy_raise_nofile(const struct config *cfg)
     }
 }
 
-static bool proxy_resolve(struct config *cfg, char *err, size_t errlen)
+bool proxy_resolve(struct config *cfg, char *err, size_t errlen)
 {
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         if (!addr_resolve(&cfg->listeners[i].addr, err, errlen)) {
+            return false;
+        }
+    }
+    for (size_t i = 0; i < cfg->nsentinels; i++) {
+        if (!addr_resolve(&cfg->sentinels[i], err, errlen)) {
             return false;
         }
     }
@@ -256,48 +269,6 @@ void proxy_tls_close(struct proxy_tls *tls)
     }
 }
 
-bool proxy_tls_reload(struct proxy *px)
-{
-    char msg[CONFIG_ERR_MAX], name[ADDR_TEXT_MAX + 32];
-    bool ok = true;
-
-    for (size_t i = 0; i < PROXY_TLS_LEGS; i++) {
-        struct tls_ctx *ctx = *proxy_tls_slot(&px->tls, i);
-        if (ctx == NULL) {
-            continue;
-        }
-        if (tls_ctx_reload(ctx, proxy_tls_settings(px->cfg, i), msg, sizeof(msg))) {
-            log_info("%s: certificates reloaded", proxy_tls_legs[i].leg);
-        } else {
-            log_error("%s: reload failed, the previous certificates stay in use: %s",
-                      proxy_tls_legs[i].leg, msg);
-            ok = false;
-        }
-    }
-    for (size_t i = 0; i < px->tls.nlisteners; i++) {
-        struct tls_ctx *ctx = px->tls.listeners[i];
-        if (ctx == NULL || ctx == px->tls.clients) {
-            continue;
-        }
-        proxy_listener_name(px->cfg, i, name, sizeof(name));
-        if (tls_ctx_reload(ctx, px->cfg->listeners[i].tls_own, msg, sizeof(msg))) {
-            log_info("%s: certificates reloaded", name);
-        } else {
-            log_error("%s: reload failed, the previous certificates stay in use: %s", name, msg);
-            ok = false;
-        }
-    }
-    return ok;
-}
-
-static void proxy_hup_cb(struct ev_loop *loop, ev_signal *sig, int revents)
-{
-    (void)loop;
-    (void)revents;
-    log_info("received SIGHUP, reloading TLS certificates");
-    proxy_tls_reload(sig->data);
-}
-
 /* Draining: stop once every worker has no client left, or at
  * shutdown-timeout. */
 static void proxy_drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -319,6 +290,15 @@ static void proxy_drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
                  __atomic_load_n(&px->nclients, __ATOMIC_RELAXED));
         ev_break(loop, EVBREAK_ALL);
     }
+}
+
+/* SIGHUP: read the configuration again and apply it (proxy/reload.c). */
+static void proxy_hup_cb(struct ev_loop *loop, ev_signal *sig, int revents)
+{
+    (void)loop;
+    (void)revents;
+    log_info("received SIGHUP: reloading the configuration");
+    reload_ask(((struct proxy *)sig->data)->reload);
 }
 
 /* SIGTERM or SIGINT: drain (stop accepting, let requests in flight finish
@@ -378,50 +358,50 @@ static void proxy_log_start(const struct proxy *px)
     }
 }
 
-/* Close the shared (unix) sockets and remove their files, unless a newer
- * process has put its own socket at the path since (rolling restart):
- * files[i] is what the path was once bound. */
-static void proxy_close_shared(const struct config *cfg, const int *fds, const struct stat *files)
+void proxy_close_unix(const char *path, int fd, const struct stat *file)
 {
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        struct stat there;
-        if (fds[i] < 0) {
-            continue;
+    struct stat there;
+
+    if (stat(path, &there) == 0 && there.st_ino == file->st_ino && there.st_dev == file->st_dev) {
+        unlink(path);
+    }
+    close(fd);
+}
+
+/* Close the shared (unix) sockets and remove their files, unless a newer
+ * process has put its own socket at the path since (rolling restart). */
+static void proxy_close_shared(struct proxy *px)
+{
+    for (size_t i = 0; px->shared_fds != NULL && i < px->cfg->nlisteners; i++) {
+        if (px->shared_fds[i] >= 0) {
+            proxy_close_unix(px->cfg->listeners[i].addr.host, px->shared_fds[i],
+                             &px->shared_files[i]);
         }
-        if (stat(cfg->listeners[i].addr.host, &there) == 0 && there.st_ino == files[i].st_ino &&
-            there.st_dev == files[i].st_dev) {
-            unlink(cfg->listeners[i].addr.host);
-        }
-        close(fds[i]);
     }
 }
 
-int proxy_run(struct config *cfg)
+int proxy_run(struct config *cfg, const struct proxy_source *src)
 {
     struct proxy px;
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     ev_signal sigint, sigterm, sighup;
     char err[CONFIG_ERR_MAX];
-    int *fds = NULL, started = 0, rc = 1;
-    struct stat *files = NULL;
+    int started = 0, rc = 1;
 
     memset(&px, 0, sizeof(px));
     pthread_mutex_init(&px.status_lock, NULL);
     px.cfg = cfg;
+    px.src = *src;
     px.cmds = cmdtable_builtin();
     px.limits.max_bulk_len = cfg->proto_max_bulk_len;
     px.limits.max_inline_len = 64 * 1024;
     px.started = ev_time();
-    px.replica_reads = cfg->read_from != READ_FROM_MASTER;
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        px.replica_reads = px.replica_reads || (cfg->listeners[i].read_from >= 0 &&
-                                                cfg->listeners[i].read_from != READ_FROM_MASTER);
-    }
     px.nworkers = proxy_workers_wanted(cfg);
     signal(SIGPIPE, SIG_IGN);
     proxy_raise_nofile(cfg);
     if (loop == NULL || !proxy_resolve(cfg, err, sizeof(err))) {
         log_error("%s", loop == NULL ? "cannot create the event loop" : err);
+        config_free(cfg);
         return 1;
     }
     /* Before any listener opens: a client may connect, and a SIGTERM come,
@@ -436,10 +416,12 @@ int proxy_run(struct config *cfg)
     ev_signal_init(&sighup, proxy_hup_cb, SIGHUP);
     sighup.data = &px;
     ev_signal_start(loop, &sighup);
-    fds = calloc(cfg->nlisteners, sizeof(*fds));
-    files = calloc(cfg->nlisteners, sizeof(*files));
+    px.shared_fds = calloc(cfg->nlisteners, sizeof(*px.shared_fds));
+    px.shared_files = calloc(cfg->nlisteners, sizeof(*px.shared_files));
     px.workers = calloc((size_t)px.nworkers, sizeof(*px.workers));
-    if (fds == NULL || files == NULL || px.workers == NULL) {
+    px.reload = reload_new(&px, loop);
+    if (px.shared_fds == NULL || px.shared_files == NULL || px.workers == NULL ||
+        px.reload == NULL) {
         log_error("out of memory");
         goto done;
     }
@@ -447,22 +429,24 @@ int proxy_run(struct config *cfg)
         log_error("%s", err);
         goto done;
     }
-    if (!listener_open_shared(cfg, fds, err, sizeof(err))) {
+    if (!listener_open_shared(cfg, px.shared_fds, err, sizeof(err))) {
+        free(px.shared_fds);
+        px.shared_fds = NULL;
         log_error("%s", err);
         goto done;
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
-        if (fds[i] >= 0 && stat(cfg->listeners[i].addr.host, &files[i]) != 0) {
-            memset(&files[i], 0, sizeof(files[i]));
+        if (px.shared_fds[i] >= 0 && stat(cfg->listeners[i].addr.host, &px.shared_files[i]) != 0) {
+            memset(&px.shared_files[i], 0, sizeof(px.shared_files[i]));
         }
     }
     for (; started < px.nworkers; started++) {
         struct worker *w = &px.workers[started];
         if (!worker_init(w, &px, started, err, sizeof(err)) ||
-            !worker_listen(w, fds, err, sizeof(err))) {
+            !worker_listen(w, px.shared_fds, err, sizeof(err))) {
             log_error("%s", err);
             if (w->loop != NULL) {
-                listener_stop(w->loop, w->listeners, w->nlisteners);
+                listener_stop(w->listeners, w->nlisteners);
                 ev_loop_destroy(w->loop);
             }
             goto stop;
@@ -503,6 +487,7 @@ int proxy_run(struct config *cfg)
 stop:
     /* Workers first: until they have stopped, any of them may kick the
      * engine, and the engine's snapshots go to them. */
+    reload_close(px.reload);
     for (int i = 0; i < started; i++) {
         worker_stop(&px.workers[i]);
     }
@@ -512,11 +497,13 @@ stop:
     admin_stop(px.admin);
     engine_stop(px.engine);
     px.engine = NULL;
-    proxy_close_shared(cfg, fds, files);
+    proxy_close_shared(&px);
 done:
+    reload_free(px.reload); /* after the workers: what they used last */
     proxy_tls_close(&px.tls);
-    free(fds);
-    free(files);
+    config_free(px.cfg);
+    free(px.shared_fds);
+    free(px.shared_files);
     free(px.workers);
     free(px.control_status);
     free(px.ctl_report);

@@ -21,6 +21,8 @@ struct engine;
 struct tls_ctx;
 struct ctl_report;
 struct admin;
+struct proxy_reload;
+struct stat;
 
 #define PROXY_VERSION "0.1.0"
 
@@ -33,8 +35,21 @@ struct proxy_tls {
     struct tls_ctx *sentinels; /* Sentinels */
 };
 
+/* Where the configuration comes from, read again at each reload: load()
+ * builds a fresh, validated one (NULL with err set); what names it in the
+ * log. */
+struct proxy_source {
+    struct config *(*load)(void *ctx, char *err, size_t errlen);
+    void *ctx;
+    const char *what;
+};
+
 struct proxy {
-    struct config *cfg;
+    struct config *cfg; /* the control thread's; each worker has its own pointer (w->cfg) */
+    struct proxy_source src;
+    struct proxy_reload *reload; /* live reloads (proxy/reload.c) */
+    int *shared_fds;             /* per listener of cfg: the unix socket every worker watches, -1 */
+    struct stat *shared_files;   /* ... and what its path was once bound */
     struct proxy_tls tls;
     const struct cmdtable *cmds; /* current table (atomic pointer; old ones kept to the end) */
     struct cmdtable **cmds_old;
@@ -44,7 +59,6 @@ struct proxy {
     int nworkers;
     int nclients;            /* connected clients, all workers (atomic) */
     uint64_t next_client_id; /* atomic */
-    bool replica_reads; /* some listener may send reads to replicas (read-your-writes matters) */
     double started;
     struct engine *engine;         /* the Sentinel engine, NULL with a fixed backend; written by
                                       proxy_run only while no worker runs */
@@ -82,20 +96,32 @@ bool proxy_tls_open(const struct config *cfg, struct proxy_tls *tls, char *err, 
 /* Free the contexts (connections made from them keep what they use). */
 void proxy_tls_close(struct proxy_tls *tls);
 
-/* Re-read every leg's certificates and keys: new connections use them,
- * established ones keep theirs; a leg that fails keeps its old ones (logged).
- * True when all loaded. */
-bool proxy_tls_reload(struct proxy *px);
+/* Resolve cfg's listener, backend and Sentinel addresses (blocking: start-up
+ * and the control thread only). False with err set. */
+bool proxy_resolve(struct config *cfg, char *err, size_t errlen);
+
+/* Raise the open file limit to what cfg's max-clients needs, or warn. */
+void proxy_raise_nofile(const struct config *cfg);
+
+/* Close a unix listener's socket and remove its file at path, unless
+ * another socket has been bound there since (file: what it was once). */
+void proxy_close_unix(const char *path, int fd, const struct stat *file);
 
 /* Run the proxy with a validated configuration until SIGINT or SIGTERM:
- * listeners, workers and the control plane. Returns the exit status. */
-int proxy_run(struct config *cfg);
+ * listeners, workers and the control plane; src is read again at each
+ * reload. Takes cfg (freed at the end, or by the reload that replaces it).
+ * Returns the exit status. */
+int proxy_run(struct config *cfg, const struct proxy_source *src);
 
 /* Hand a topology snapshot to every worker (control thread). */
 void proxy_publish(struct proxy *px, struct topology *t);
 
 /* Replace the control plane's section of PROXY TOPOLOGY (takes ownership). */
 void proxy_set_status(struct proxy *px, char *text);
+
+/* px->cfg has been replaced (a reload): the control plane goes on with it
+ * (control thread). */
+void proxy_control_reconfigure(struct proxy *px);
 
 /* A backend refused a command as if it were not the master (READONLY,
  * LOADING, MASTERDOWN): ask the control plane to check the topology now (any

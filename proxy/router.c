@@ -144,7 +144,7 @@ enum router_need {
  * checks them), and when the master does not speak RESP3. */
 static enum router_need router_hello(struct client *c, struct req *r, bool pinned)
 {
-    const struct config *cfg = c->w->px->cfg;
+    const struct config *cfg = c->w->cfg;
     const struct backend *master = c->w->master;
     struct req_args a;
     struct hello_args h;
@@ -197,7 +197,7 @@ static enum router_need router_session_cmd(struct client *c, struct req *r, bool
         }
         return NEED_DEDICATED;
     case CMD_AUTH:
-        return !pinned && router_auth_is_proxys(c->w->px->cfg, r) ? NEED_LOCAL : NEED_DEDICATED;
+        return !pinned && router_auth_is_proxys(c->w->cfg, r) ? NEED_LOCAL : NEED_DEDICATED;
     case CMD_HELLO:
         return router_hello(c, r, pinned);
     default:
@@ -228,7 +228,7 @@ static bool router_unauthenticated(struct client *c, struct req *r, enum router_
         return false;
     }
     if (id == CMD_AUTH) {
-        *need = router_auth_is_proxys(c->w->px->cfg, r) ? NEED_LOCAL : NEED_DEDICATED;
+        *need = router_auth_is_proxys(c->w->cfg, r) ? NEED_LOCAL : NEED_DEDICATED;
     } else if (id == CMD_HELLO) {
         /* With the proxy's credentials it logs the client in; a HELLO
          * without AUTH is refused as redis-server refuses it. */
@@ -257,7 +257,7 @@ static enum router_need router_need(struct client *c, struct req *r)
     if (s->lost_multi) {
         return NEED_LOCAL; /* the transaction is answered by local.c until EXEC/DISCARD */
     }
-    if (c->w->px->cfg->backend_password != NULL && !s->authed) {
+    if (c->w->cfg->backend_password != NULL && !s->authed) {
         enum router_need need;
         if (c->inflight > 0) {
             return NEED_WAIT; /* an AUTH or HELLO in flight may log the client in */
@@ -394,7 +394,7 @@ static struct backend *router_scan_home(struct client *c)
     struct backend *be = c->scan_be != 0 ? router_find(w, c->scan_be) : NULL;
 
     if (be != NULL && be->role == BACKEND_REPLICA &&
-        router_replica_ok(w, be, w->px->cfg->max_replica_lag)) {
+        router_replica_ok(w, be, w->cfg->max_replica_lag)) {
         WORKER_COUNT(w, reads_replicas, 1);
         return be;
     }
@@ -409,9 +409,8 @@ static struct backend *router_pick_read(struct client *c, enum config_read_from 
  * take it now (the request waits); *check as route.check. */
 static struct backend *router_pick(struct client *c, struct req *r, uint64_t *check)
 {
-    enum config_read_from mode = c->listener != NULL
-                                     ? c->listener->read_from
-                                     : (enum config_read_from)c->w->px->cfg->read_from;
+    enum config_read_from mode =
+        c->listener != NULL ? c->listener->read_from : (enum config_read_from)c->w->cfg->read_from;
     bool scan = r->ci != NULL && (r->ci->id == CMD_SCAN || r->ci->id == CMD_XSCAN);
     bool read = cmd_is_read(r->ci);
     struct backend *be;
@@ -444,7 +443,7 @@ static struct backend *router_pick(struct client *c, struct req *r, uint64_t *ch
 static struct backend *router_pick_read(struct client *c, enum config_read_from mode,
                                         uint64_t prefer, uint64_t *check)
 {
-    const struct config *cfg = c->w->px->cfg;
+    const struct config *cfg = c->w->cfg;
     struct worker *w = c->w;
     struct backend *cand[ROUTER_CANDIDATES], *zoned[ROUTER_CANDIDATES];
     struct backend *behind[ROUTER_CANDIDATES];

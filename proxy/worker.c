@@ -44,6 +44,8 @@ bool worker_init(struct worker *w, struct proxy *px, int id, char *err, size_t e
     pthread_mutex_init(&w->snap_lock, NULL);
     w->id = id;
     w->px = px;
+    w->cfg = px->cfg;
+    w->replica_reads = listener_reads_replicas(w->cfg);
     w->loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
     if (w->loop == NULL) {
         w->loop = ev_loop_new(EVFLAG_AUTO);
@@ -123,13 +125,13 @@ static void worker_accept(void *ctx, struct listener *l, int fd)
     struct worker *w = ctx;
     struct proxy *px = w->px;
 
-    if (__atomic_add_fetch(&px->nclients, 1, __ATOMIC_RELAXED) > px->cfg->max_clients) {
+    if (__atomic_add_fetch(&px->nclients, 1, __ATOMIC_RELAXED) > w->cfg->max_clients) {
         __atomic_sub_fetch(&px->nclients, 1, __ATOMIC_RELAXED);
         WORKER_COUNT(w, refused, 1);
         worker_reject(fd, l->tls != NULL);
         return;
     }
-    net_tune(fd, (int)(px->cfg->tcp_keepalive_ms / 1000));
+    net_tune(fd, (int)(w->cfg->tcp_keepalive_ms / 1000));
     if (client_new(w, l, fd) == NULL) {
         __atomic_sub_fetch(&px->nclients, 1, __ATOMIC_RELAXED);
         close(fd);
@@ -138,7 +140,7 @@ static void worker_accept(void *ctx, struct listener *l, int fd)
 
 bool worker_listen(struct worker *w, const int *shared_fds, char *err, size_t errlen)
 {
-    return listener_start(w->loop, w->px->cfg, shared_fds, w->px->tls.listeners, worker_accept, w,
+    return listener_start(w->loop, w->cfg, shared_fds, w->px->tls.listeners, worker_accept, w,
                           &w->listeners, &w->nlisteners, err, errlen);
 }
 
@@ -412,7 +414,7 @@ static void worker_set_replicas(struct worker *w, const struct topology *t)
     w->nreplicas = n;
     /* Replica offsets are refreshed only while there are replicas that reads
      * may go to. */
-    if (n > 0 && w->px->replica_reads && !ev_is_active(&w->probe)) {
+    if (n > 0 && w->replica_reads && !ev_is_active(&w->probe)) {
         ev_timer_start(w->loop, &w->probe);
     } else if (n == 0) {
         ev_timer_stop(w->loop, &w->probe);
@@ -481,7 +483,7 @@ static void worker_start_drain(struct worker *w)
     struct client *c, *next;
 
     w->draining = true;
-    listener_stop(w->loop, w->listeners, w->nlisteners);
+    listener_stop(w->listeners, w->nlisteners);
     w->listeners = NULL;
     w->nlisteners = 0;
     for (c = w->clients; c != NULL; c = next) {
@@ -489,6 +491,109 @@ static void worker_start_drain(struct worker *w)
         worker_drain_client(w, c);
     }
     worker_check_drained(w);
+}
+
+void worker_conf_free(struct worker_conf *m)
+{
+    if (m == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < m->cfg->nlisteners; i++) {
+        if (m->fds[i] >= 0 && !m->shared[i]) {
+            close(m->fds[i]);
+        }
+    }
+    free(m->fds);
+    free(m->shared);
+    free(m->ls);
+    free(m);
+}
+
+/* m comes after old, which the worker never took: the sockets old had for
+ * listeners that m keeps go to m (m's -1 meant "the one the worker has"). */
+static void worker_conf_merge(struct worker_conf *m, struct worker_conf *old)
+{
+    for (size_t i = 0; i < m->cfg->nlisteners; i++) {
+        const struct addr *a = &m->cfg->listeners[i].addr;
+        for (size_t j = 0; m->fds[i] < 0 && j < old->cfg->nlisteners; j++) {
+            const struct addr *b = &old->cfg->listeners[j].addr;
+            if (old->fds[j] >= 0 && a->family == b->family && a->port == b->port &&
+                strcmp(a->host, b->host) == 0) {
+                m->fds[i] = old->fds[j];
+                old->fds[j] = -1;
+            }
+        }
+    }
+}
+
+void worker_reconfigure(struct worker *w, struct worker_conf *m)
+{
+    struct worker_conf *old = __atomic_exchange_n(&w->conf_mailbox, NULL, __ATOMIC_ACQ_REL);
+
+    if (old != NULL) {
+        worker_conf_merge(m, old);
+        worker_conf_free(old);
+    }
+    __atomic_store_n(&w->conf_mailbox, m, __ATOMIC_RELEASE);
+    ev_async_send(w->loop, &w->wake);
+}
+
+uint64_t worker_conf_gen(struct worker *w)
+{
+    return __atomic_load_n(&w->conf_gen, __ATOMIC_ACQUIRE);
+}
+
+/* The listener of the worker at a (NULL if none), taken out of the array. */
+static struct listener *worker_take_listener(struct worker *w, const struct addr *a)
+{
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        struct listener *l = w->listeners[i];
+        if (l != NULL && l->addr.family == a->family && l->addr.port == a->port &&
+            strcmp(l->addr.host, a->host) == 0) {
+            w->listeners[i] = NULL;
+            return l;
+        }
+    }
+    return NULL;
+}
+
+/* A reload's configuration, on the worker's thread. */
+static void worker_apply_conf(struct worker *w, struct worker_conf *m)
+{
+    const struct config *cfg = m->cfg;
+    struct listener **ls = m->ls;
+    size_t n = 0;
+
+    w->cfg = cfg;
+    w->replica_reads = listener_reads_replicas(cfg);
+    if (w->replica_reads && w->nreplicas > 0 && !ev_is_active(&w->probe)) {
+        ev_timer_start(w->loop, &w->probe);
+    }
+    if (w->draining) {
+        worker_conf_free(m); /* the listeners are closed for good */
+        return;
+    }
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        struct listener *l = m->fds[i] < 0 ? worker_take_listener(w, &cfg->listeners[i].addr)
+                                           : listener_new(w->loop, cfg, i, m->fds[i], !m->shared[i],
+                                                          m->tls[i], worker_accept, w);
+        if (l == NULL) {
+            char a[ADDR_TEXT_MAX];
+            addr_format(&cfg->listeners[i].addr, a, sizeof(a));
+            log_error("worker %d: %s: %s", w->id, a,
+                      m->fds[i] < 0 ? "no socket to keep" : "out of memory");
+            continue;
+        }
+        m->fds[i] = -1; /* the listener's now */
+        l->read_from = listener_read_from(cfg, i);
+        l->tls = m->tls[i];
+        ls[n++] = l;
+    }
+    listener_stop(w->listeners, w->nlisteners); /* those not taken */
+    w->listeners = ls;
+    w->nlisteners = n;
+    m->ls = NULL;
+    worker_conf_free(m);
 }
 
 void worker_drain(struct worker *w)
@@ -518,12 +623,19 @@ bool worker_drain_client(struct worker *w, struct client *c)
 static void worker_async_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     struct worker *w = a->data;
+    struct worker_conf *m;
     struct topology *t;
 
     (void)revents;
     if (__atomic_load_n(&w->stopping, __ATOMIC_ACQUIRE)) {
         ev_break(loop, EVBREAK_ALL);
         return;
+    }
+    m = __atomic_exchange_n(&w->conf_mailbox, NULL, __ATOMIC_ACQ_REL);
+    if (m != NULL) {
+        uint64_t gen = m->gen;
+        worker_apply_conf(w, m);
+        __atomic_store_n(&w->conf_gen, gen, __ATOMIC_RELEASE);
     }
     t = __atomic_exchange_n(&w->mailbox, NULL, __ATOMIC_ACQ_REL);
     if (t != NULL) {
@@ -675,7 +787,7 @@ static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
         cnext = c->wnext;
         client_tick(c, now);
     }
-    if (w->px->cfg->client_idle_timeout_ms > 0) {
+    if (w->cfg->client_idle_timeout_ms > 0) {
         for (c = w->clients; c != NULL; c = c->next) {
             if (!(c->flags & CL_WAITING)) {
                 client_tick(c, now);
@@ -715,7 +827,7 @@ void worker_free(struct worker *w)
 {
     struct client *c;
 
-    listener_stop(w->loop, w->listeners, w->nlisteners);
+    listener_stop(w->listeners, w->nlisteners);
     w->listeners = NULL;
     w->nlisteners = 0;
     for (c = w->clients; c != NULL; c = c->next) {
@@ -727,6 +839,7 @@ void worker_free(struct worker *w)
     worker_reap(w);
     topology_unref(w->topo);
     topology_unref(__atomic_exchange_n(&w->mailbox, NULL, __ATOMIC_ACQ_REL));
+    worker_conf_free(__atomic_exchange_n(&w->conf_mailbox, NULL, __ATOMIC_ACQ_REL));
     w->topo = NULL;
     req_pool_free(&w->reqs);
     chunk_pool_drain(&w->pool);

@@ -137,9 +137,24 @@ struct worker_gauges {
     size_t chunks_pooled;
 };
 
+/* A configuration handed to a worker by a reload (proxy/reload.c); the
+ * worker owns it, and the sockets in it, once handed over. */
+struct worker_conf {
+    uint64_t gen;             /* acknowledged through worker_conf_gen once applied */
+    const struct config *cfg; /* stays valid until every worker has acknowledged */
+    int *fds;             /* per listener of cfg: a socket for this worker, or -1: the one it has */
+    bool *shared;         /* per listener: fds[i] is shared with other workers (unix) */
+    struct tls_ctx **tls; /* per listener: its TLS context (NULL: plain); the reload's */
+    struct listener **ls; /* room for the worker's new listener array */
+};
+
 struct worker {
     int id;
     struct proxy *px;
+    const struct config *cfg; /* the worker's view: px->cfg until a reload hands it another */
+    uint64_t conf_gen;        /* the last reload applied (atomic) */
+    bool replica_reads;       /* some listener may send reads to replicas (read-your-writes) */
+    struct worker_conf *conf_mailbox;
     struct ev_loop *loop;
     pthread_t thread;
     ev_async wake;
@@ -151,7 +166,7 @@ struct worker {
     ev_timer probe; /* replica offset probes */
     struct chunk_pool pool;
     struct req_pool reqs; /* requests, and the chunk of the proxy's own bytes */
-    struct listener *listeners;
+    struct listener **listeners;
     size_t nlisteners;
     struct client *clients; /* all clients */
     uint32_t nclients;
@@ -202,6 +217,19 @@ bool worker_start(struct worker *w);
 
 /* Hand a topology snapshot to the worker (any thread); takes a reference. */
 void worker_publish(struct worker *w, struct topology *t);
+
+/* Hand the worker a new configuration (one thread only: the control
+ * thread; takes m and its sockets): its listeners follow cfg's list (kept
+ * where the address stays, each with its new read-from and TLS context),
+ * and everything it reads from the configuration comes from cfg from then
+ * on. One it has not taken yet is merged into m. */
+void worker_reconfigure(struct worker *w, struct worker_conf *m);
+
+/* The generation of the last configuration w applied (any thread). */
+uint64_t worker_conf_gen(struct worker *w);
+
+/* Free m, closing the sockets it still holds. */
+void worker_conf_free(struct worker_conf *m);
 
 /* Ask the worker to stop and wait for its thread. */
 void worker_stop(struct worker *w);

@@ -753,6 +753,72 @@ struct engine *engine_start(struct ev_loop *loop, const struct config *cfg,
     return e;
 }
 
+/* The Sentinels' and instances' links take cfg's credentials and timeout
+ * from their next connection. */
+static void engine_relink(struct engine *e, const struct config *cfg)
+{
+    double timeout = (double)cfg->sentinel_timeout_ms / 1000.0;
+    bool ok = true;
+
+    for (struct engine_node *n = e->nodes; n != NULL; n = n->next) {
+        ok = link_set_options(n->cmd, timeout, cfg->sentinel_username, cfg->sentinel_password) &&
+             link_set_options(n->sub, timeout, cfg->sentinel_username, cfg->sentinel_password) &&
+             ok;
+    }
+    for (struct engine_inst *in = e->insts; in != NULL; in = in->next) {
+        ok =
+            link_set_options(in->link, timeout, cfg->backend_username, cfg->backend_password) && ok;
+    }
+    if (!ok) {
+        log_error("out of memory: some connections keep their previous credentials");
+    }
+}
+
+void engine_reconfigure(struct engine *e, const struct config *cfg)
+{
+    double now = ev_now(e->loop), poll = (double)cfg->sentinel_poll_ms / 1000.0;
+    char err[256];
+
+    e->cfg = cfg;
+    for (struct engine_node *n = e->nodes; n != NULL; n = n->next) {
+        bool still = false;
+        for (size_t i = 0; i < cfg->nsentinels && !still; i++) {
+            still = addr_same(&n->addr, &cfg->sentinels[i]);
+        }
+        if (n->configured && !still) {
+            /* Kept as if learnt: forgotten once no Sentinel lists it. */
+            n->configured = false;
+            n->last_listed = now;
+            log_info("Sentinel %s is no longer configured: kept while other Sentinels list it",
+                     n->name);
+        }
+    }
+    engine_relink(e, cfg);
+    for (size_t i = 0; i < cfg->nsentinels; i++) {
+        struct addr a = cfg->sentinels[i];
+        struct engine_node *n;
+        if (!addr_resolve(&a, err, sizeof(err))) {
+            log_error("sentinel.addresses: %s", err);
+            continue;
+        }
+        if ((n = engine_find_node(e, &a)) != NULL) {
+            n->configured = true;
+        } else if ((n = engine_add_node(e, &a, true)) == NULL) {
+            log_error("out of memory: Sentinel %s not added", cfg->sentinels[i].host);
+        } else {
+            log_info("asking Sentinel %s from now on", n->name);
+        }
+    }
+    if (poll != e->poll.repeat) {
+        ev_timer_stop(e->loop, &e->poll);
+        ev_timer_set(&e->poll, poll, poll);
+        ev_timer_start(e->loop, &e->poll);
+    }
+    /* Weights, zones and lag limits reach the next snapshot at once. */
+    e->force_publish = true;
+    engine_round_soon(e);
+}
+
 void engine_stop(struct engine *e)
 {
     if (e == NULL) {

@@ -40,6 +40,13 @@ struct engine *engine_start(struct ev_loop *loop, const struct config *cfg,
                             const struct engine_receiver *rx, const struct engine_tls *tls,
                             char *err, size_t errlen);
 
+/* Go on with cfg in place of the configuration given so far (a reload; cfg
+ * must outlive the engine or the next call): Sentinels added to or removed
+ * from sentinel.addresses (a removed one is kept while others list it),
+ * credentials and timeouts for the next connections, the poll interval, and
+ * replica preferences and limits from the next round, which starts now. */
+void engine_reconfigure(struct engine *e, const struct config *cfg);
+
 /* Stop and free the engine (NULL is fine). Whoever may call engine_kick
  * must be stopped first. */
 void engine_stop(struct engine *e);

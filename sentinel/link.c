@@ -94,6 +94,26 @@ struct link *link_new(struct ev_loop *loop, const struct addr *a, const struct l
     return l;
 }
 
+bool link_set_options(struct link *l, double timeout, const char *username, const char *password)
+{
+    char *u = username != NULL ? strdup(username) : NULL;
+    char *p = password != NULL ? strdup(password) : NULL;
+
+    if ((username != NULL && u == NULL) || (password != NULL && p == NULL)) {
+        free(u);
+        free(p);
+        return false;
+    }
+    free(l->username);
+    free(l->password);
+    l->username = u;
+    l->password = p;
+    l->opt.username = u;
+    l->opt.password = p;
+    l->opt.timeout = timeout;
+    return true;
+}
+
 const struct addr *link_addr(const struct link *l)
 {
     return &l->addr;

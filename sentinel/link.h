@@ -44,6 +44,11 @@ struct link_options {
  * command. NULL if out of memory. */
 struct link *link_new(struct ev_loop *loop, const struct addr *a, const struct link_options *o);
 
+/* New credentials (copied) for the link's next connection, and a new
+ * timeout for commands sent from now on; the connection up now stays. False
+ * if out of memory (nothing changed). */
+bool link_set_options(struct link *l, double timeout, const char *username, const char *password);
+
 /* Send a command; cb gets its reply (or NULL), never before this returns.
  * False if it cannot be sent (out of memory, connection refused at once): cb
  * is then not called. */

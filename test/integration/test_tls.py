@@ -287,7 +287,7 @@ def test_certificate_reload_on_sighup(workdir, certs, redis_server):
         with open(os.path.join(d, "proxy.key"), "w") as f:
             f.write("not a key\n")
         p.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: "reload failed, the previous certificates stay in use" in p.log(),
+        wait_for(lambda: "reload failed, the running configuration stays" in p.log(),
                  what="the failed reload")
         assert "proxy.key" in p.log().split("reload failed")[-1].splitlines()[0]
         assert _served_serial(port, certs) == second
