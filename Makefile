@@ -15,6 +15,8 @@
 #   make bench-stall          held requests (CLIENT PAUSE, busy script): what other clients wait
 #   make bench-clients        50 ioredis clients, RESP3 and RESP2: speed, replicas, connections
 #   make bench-tls            TLS termination: direct, sentinel-proxy (plain/TLS to the server), haproxy
+#   make image-test           build the container image and run it against a local Sentinel
+#                             layout (docker, or buildah + debootstrap; root)
 #   make install              install the binary, man page, systemd unit and example configuration
 #                             (PREFIX=/usr/local, DESTDIR= for staging; make uninstall undoes it)
 #   make deps                 install the Debian packages needed to build and test
@@ -66,7 +68,7 @@ BIN := $(BUILD)/sentinel-proxy
 FLAGS_STAMP := $(OBJDIR)/.flags
 BIN_STAMP := $(BUILD)/.flags-bin
 
-.PHONY: install uninstall all test unit integration lint format fuzz demo bench bench-quick bench-callgrind bench-ryw bench-anatomy bench-tls \
+.PHONY: install uninstall image-test all test unit integration lint format fuzz demo bench bench-quick bench-callgrind bench-ryw bench-anatomy bench-tls \
         bench-failover bench-stall bench-clients soak deps bench-deps node-deps clean FORCE
 
 all: $(BIN)
@@ -163,6 +165,11 @@ bench-ryw: $(BIN)
 
 bench-tls: $(BIN)
 	SP_BINARY=$(abspath $(BIN)) $(PYTHON) bench/tls.py $(BENCH_ARGS)
+
+# Build the container image (docker, or buildah over a debootstrap base) and
+# run it against a local Sentinel layout; needs root. Not part of `make test`.
+image-test:
+	$(PYTHON) test/image_test.py
 
 bench-clients: $(BIN)
 	@[ -d test/clients/node_modules ] || $(MAKE) --no-print-directory node-deps

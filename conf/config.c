@@ -917,8 +917,10 @@ bool config_validate(struct config *cfg, char *err, size_t errlen)
     }
     if (!cfg->has_backend && !cfg->has_sentinel) {
         return config_fail(err, errlen,
-                           "no backend: set backend (a fixed Redis server) or sentinel.master-name "
-                           "and sentinel.addresses");
+                           "nothing to proxy to: give the Sentinels' master name and addresses "
+                           "(--master-name NAME --sentinel HOST:PORT ..., or sentinel.master-name "
+                           "and sentinel.addresses in the file), or a fixed server (--backend "
+                           "HOST:PORT, or backend)");
     }
     if (cfg->has_sentinel && cfg->nsentinels == 0) {
         return config_fail(err, errlen,

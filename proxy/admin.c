@@ -15,9 +15,11 @@
 #include "proxy/admin.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conf/config.h"
@@ -501,4 +503,68 @@ void admin_stop(struct admin *a)
     ev_timer_stop(a->loop, &a->pause);
     close(a->fd);
     free(a);
+}
+
+/* ---- the probe (a client of the above) -------------------------------------- */
+
+/* Wait until fd is ready for events or the deadline (ms, CLOCK_MONOTONIC) passes. */
+static bool admin_wait(int fd, short events, double deadline)
+{
+    struct pollfd p = {fd, events, 0};
+    struct timespec now;
+    int left;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    left = (int)(deadline - ((double)now.tv_sec * 1000 + (double)now.tv_nsec / 1e6));
+    return left > 0 && poll(&p, 1, left) == 1;
+}
+
+bool admin_probe(const char *target, int timeout_ms, char *out, size_t len)
+{
+    char hostport[ADDR_TEXT_MAX], req[ADDR_TEXT_MAX + 64], buf[512], err[256];
+    const char *slash = strchr(target, '/');
+    const char *path = slash != NULL ? slash : "/healthz";
+    size_t hl = slash != NULL ? (size_t)(slash - target) : strlen(target), got = 0;
+    struct timespec now;
+    struct addr a;
+    double deadline;
+    int fd, n, e = 0;
+    bool ok;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    deadline = (double)now.tv_sec * 1000 + (double)now.tv_nsec / 1e6 + timeout_ms;
+    if (hl >= sizeof(hostport) || strlen(path) > 64) {
+        snprintf(out, len, "%s: too long", target);
+        return false;
+    }
+    memcpy(hostport, target, hl);
+    hostport[hl] = '\0';
+    if (!addr_parse(&a, hostport, err, sizeof(err)) || !addr_resolve(&a, err, sizeof(err)) ||
+        (fd = net_connect(&a, err, sizeof(err))) < 0) {
+        snprintf(out, len, "%s", err);
+        return false;
+    }
+    n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path,
+                 hostport);
+    if (!admin_wait(fd, POLLOUT, deadline) || (e = net_connect_result(fd)) != 0 ||
+        write(fd, req, (size_t)n) != n) {
+        snprintf(out, len, "%s: %s", hostport, e != 0 ? strerror(e) : "no connection in time");
+        close(fd);
+        return false;
+    }
+    while (got < sizeof(buf) - 1 && memchr(buf, '\n', got) == NULL &&
+           admin_wait(fd, POLLIN, deadline)) {
+        ssize_t r = read(fd, buf + got, sizeof(buf) - 1 - got);
+        if (r <= 0) {
+            break;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[got] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    ok = strncmp(buf, "HTTP/1.1 200 ", 13) == 0 || strncmp(buf, "HTTP/1.0 200 ", 13) == 0;
+    snprintf(out, len, "%s%s", buf[0] != '\0' ? buf : "no answer from ",
+             buf[0] != '\0' ? "" : hostport);
+    return ok;
 }

@@ -9,6 +9,7 @@
 
 #include "conf/config.h"
 #include "lib/log.h"
+#include "proxy/admin.h"
 #include "proxy/proxy.h"
 
 struct main_flag {
@@ -37,6 +38,9 @@ static void main_usage(FILE *out)
         "      --log-level LEVEL   debug | info | warn | error\n"
         "      --set KEY=VALUE     any configuration key (dotted for nested keys)\n"
         "      --help-config       list every configuration key with its default\n"
+        "      --healthcheck HOST:PORT[/PATH]\n"
+        "                          ask a running proxy's admin endpoint (/healthz by default);\n"
+        "                          exit 0 when it answers 200 (container health checks)\n"
         "  -v, --version           print the version\n"
         "  -h, --help              this text\n"
         "\n"
@@ -106,7 +110,8 @@ int main(int argc, char **argv)
         OPT_READ,
         OPT_LOG,
         OPT_SET,
-        OPT_HELPCFG
+        OPT_HELPCFG,
+        OPT_HEALTH
     };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -122,6 +127,7 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, OPT_LOG},
         {"set", required_argument, NULL, OPT_SET},
         {"help-config", no_argument, NULL, OPT_HELPCFG},
+        {"healthcheck", required_argument, NULL, OPT_HEALTH},
         {NULL, 0, NULL, 0},
     };
     struct main_flag *flags = calloc((size_t)argc + 1, sizeof(*flags));
@@ -155,6 +161,13 @@ int main(int argc, char **argv)
             config_print_reference(stdout);
             free(flags);
             return 0;
+        case OPT_HEALTH: {
+            char out[600];
+            bool ok = admin_probe(optarg, 3000, out, sizeof(out));
+            printf("%s\n", out);
+            free(flags);
+            return ok ? 0 : 1;
+        }
         case OPT_LISTEN:
             key = "listen";
             break;

@@ -126,8 +126,10 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->nreplica_prefs, 0);
     /* Without a backend nothing can be validated. */
     assert_false(config_validate(cfg, err, sizeof(err)));
-    assert_string_equal(err, "no backend: set backend (a fixed Redis server) or "
-                             "sentinel.master-name and sentinel.addresses");
+    assert_string_equal(err, "nothing to proxy to: give the Sentinels' master name and addresses "
+                             "(--master-name NAME --sentinel HOST:PORT ..., or "
+                             "sentinel.master-name and sentinel.addresses in the file), or a "
+                             "fixed server (--backend HOST:PORT, or backend)");
     config_free(cfg);
     config_free(NULL);
 }
@@ -711,7 +713,7 @@ static void test_validate(void **state)
                    "sentinel.addresses needs sentinel.master-name");
     expect_invalid("backend: a:1\nsentinel: {master-name: m, addresses: [s:1]}\n",
                    "cannot both be set");
-    expect_invalid("zone: a\n", "no backend");
+    expect_invalid("zone: a\n", "nothing to proxy to");
     expect_invalid("backend: a:1\nreconnect-min: 5s\nreconnect-max: 1s\n",
                    "reconnect-min (5s) is larger than reconnect-max (1s)");
     expect_invalid("backend: a:1\nlisten: [b:1, 'c:2', b:1]\n", "listen: b:1 appears twice");
