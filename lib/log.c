@@ -19,7 +19,7 @@ static __thread char log_thread[16] = "main";
 
 void log_set_level(int level)
 {
-    log_min_level = level;
+    __atomic_store_n(&log_min_level, level, __ATOMIC_RELAXED); /* a reload, with workers running */
 }
 
 void log_set_json(bool json)
@@ -43,9 +43,62 @@ static void log_json_escape(char *line, size_t *len, size_t cap, const char *s)
     }
 }
 
+/* True when s[0..n) is a JSON number as figures are written (digits, a
+ * sign, one fraction). */
+static bool log_is_number(const char *s, size_t n)
+{
+    size_t i = s[0] == '-' ? 1 : 0, digits = 0, dots = 0;
+
+    for (; i < n; i++) {
+        if (s[i] >= '0' && s[i] <= '9') {
+            digits++;
+        } else if (s[i] == '.' && digits > 0 && dots++ == 0) {
+            continue;
+        } else {
+            return false;
+        }
+    }
+    return digits > 0 && s[n - 1] != '.' && (s[0] != '0' || n == 1 || s[1] == '.');
+}
+
+/* Append the "key=value" pairs of kv (separated by spaces) as members. */
+static void log_json_fields(char *line, size_t *len, size_t cap, const char *kv)
+{
+    char part[256];
+
+    while (kv != NULL && *kv != '\0') {
+        size_t n = strcspn(kv, " "), k;
+        const char *eq = memchr(kv, '=', n);
+        if (eq != NULL && eq > kv && n < sizeof(part) && *len + 16 < cap) {
+            k = (size_t)(eq - kv);
+            memcpy(part, kv, k);
+            part[k] = '\0';
+            line[(*len)++] = ',';
+            line[(*len)++] = '"';
+            log_json_escape(line, len, cap, part);
+            memcpy(part, eq + 1, n - k - 1);
+            part[n - k - 1] = '\0';
+            if (n - k - 1 > 0 && log_is_number(part, n - k - 1)) {
+                *len += (size_t)snprintf(line + *len, cap - *len, "\":%s", part);
+            } else {
+                *len += (size_t)snprintf(line + *len, cap - *len, "\":\"");
+                log_json_escape(line, len, cap, part);
+                if (*len + 1 < cap) {
+                    line[(*len)++] = '"';
+                }
+            }
+            if (*len >= cap) {
+                *len = cap - 1;
+            }
+        }
+        kv += n;
+        kv += *kv == ' ';
+    }
+}
+
 /* The JSON line for one message. */
 static size_t log_format_json(char *line, size_t cap, int level, const char *event,
-                              const struct timeval *tv, const char *msg)
+                              const struct timeval *tv, const char *msg, const char *kv)
 {
     static const char *names[] = {"debug", "info", "warn", "error"};
     struct tm tm;
@@ -60,10 +113,11 @@ static size_t log_format_json(char *line, size_t cap, int level, const char *eve
     log_json_escape(line, &len, cap, event);
     len += (size_t)snprintf(line + len, cap - len, "\",\"msg\":\"");
     log_json_escape(line, &len, cap, msg);
-    if (len + 3 > cap) {
-        len = cap - 3;
+    if (len + 4 > cap) {
+        len = cap - 4;
     }
     line[len++] = '"';
+    log_json_fields(line, &len, cap - 3, kv);
     line[len++] = '}';
     line[len++] = '\n';
     return len;
@@ -91,30 +145,27 @@ void log_set_thread_name(const char *name)
     snprintf(log_thread, sizeof(log_thread), "%s", name);
 }
 
-void log_write(int level, const char *event, const char *fmt, ...)
+static void log_vwrite(int level, const char *event, const char *kv, const char *fmt, va_list ap)
 {
     static const char *names[] = {"debug", "info", "warn", "error"};
     char line[2048];
     struct timeval tv;
     struct tm tm;
     size_t len;
-    va_list ap;
     int n;
 
-    if (level < log_min_level) {
+    if (level < __atomic_load_n(&log_min_level, __ATOMIC_RELAXED)) {
         return;
     }
     level = level < 0 ? 0 : level > 3 ? 3 : level;
     gettimeofday(&tv, NULL);
     if (log_json) {
         char msg[1536], out[4096];
-        va_start(ap, fmt);
         n = vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
         if (n < 0) {
             msg[0] = '\0';
         }
-        len = log_format_json(out, sizeof(out), level, event, &tv, msg);
+        len = log_format_json(out, sizeof(out), level, event, &tv, msg, kv);
         if (write(STDERR_FILENO, out, len) < 0) {
             return;
         }
@@ -125,9 +176,7 @@ void log_write(int level, const char *event, const char *fmt, ...)
     n = snprintf(line + len, sizeof(line) - len, ".%03d %s [%s] ", (int)(tv.tv_usec / 1000),
                  names[level], log_thread);
     len += (size_t)n;
-    va_start(ap, fmt);
     n = vsnprintf(line + len, sizeof(line) - len - 1, fmt, ap);
-    va_end(ap);
     if (n < 0) {
         n = 0;
     }
@@ -140,4 +189,22 @@ void log_write(int level, const char *event, const char *fmt, ...)
     if (write(STDERR_FILENO, line, len) < 0) {
         return;
     }
+}
+
+void log_write(int level, const char *event, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    log_vwrite(level, event, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void log_kv(int level, const char *event, const char *kv, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    log_vwrite(level, event, kv, fmt, ap);
+    va_end(ap);
 }

@@ -38,14 +38,24 @@ void log_set_thread_name(const char *name);
 void log_write(int level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Like log_write, with the figures of the line also as named fields: kv is
+ * "key=value" pairs separated by spaces (values without spaces). Text lines
+ * show only the message (which states the figures); JSON lines add each
+ * pair as a member, numbers as numbers. */
+void log_kv(int level, const char *event, const char *kv, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The level below which nothing is printed (changed by a reload). */
+#define LOG_MIN() __atomic_load_n(&log_min_level, __ATOMIC_RELAXED)
+
 #define log_debug(...)                                                                             \
     do {                                                                                           \
-        if (log_min_level <= LOG_DEBUG)                                                            \
+        if (LOG_MIN() <= LOG_DEBUG)                                                                \
             log_write(LOG_DEBUG, __func__, __VA_ARGS__);                                           \
     } while (0)
 #define log_info(...)                                                                              \
     do {                                                                                           \
-        if (log_min_level <= LOG_INFO)                                                             \
+        if (LOG_MIN() <= LOG_INFO)                                                                 \
             log_write(LOG_INFO, __func__, __VA_ARGS__);                                            \
     } while (0)
 #define log_warn(...)  log_write(LOG_WARN, __func__, __VA_ARGS__)

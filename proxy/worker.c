@@ -26,6 +26,7 @@
 #define WORKER_FLUSH_ROUNDS 8
 #define WORKER_DRAIN_GRACE  1.0  /* seconds for requests in flight on a demoted master */
 #define WORKER_PROBE_PERIOD 0.01 /* seconds between replica offset probes */
+#define WORKER_REPORT_EVERY 10.0 /* seconds between lines on refusals and hold timeouts */
 
 _Static_assert(sizeof(struct worker_latency) == 256, "a histogram is indexed by shifting");
 _Static_assert(CMDF_WRITE == 1 && CMDF_READONLY == 2, "worker_kind_of is indexed by these");
@@ -774,6 +775,38 @@ struct worker_backend_snap *worker_backend_totals(struct proxy *px, struct worke
     return all;
 }
 
+/* One line for the clients refused and the requests that waited out
+ * hold-timeout since the last one (each at most every WORKER_REPORT_EVERY s). */
+static void worker_report(struct worker *w, double now)
+{
+    char kv[128], why[256];
+    uint64_t n;
+
+    n = w->stats.refused - w->refused_logged;
+    if (n > 0 && now - w->refused_at >= WORKER_REPORT_EVERY) {
+        snprintf(kv, sizeof(kv), "refused=%llu max_clients=%d", (unsigned long long)n,
+                 w->cfg->max_clients);
+        log_kv(LOG_WARN, __func__, kv,
+               "refused %llu client(s): max-clients (%d) reached; raise it or add proxies",
+               (unsigned long long)n, w->cfg->max_clients);
+        w->refused_logged = w->stats.refused;
+        w->refused_at = now;
+    }
+    n = w->stats.held_timeouts - w->timeouts_logged;
+    if (n > 0 && now - w->timeouts_at >= WORKER_REPORT_EVERY) {
+        proxy_why_no_master(w->px, why, sizeof(why));
+        snprintf(kv, sizeof(kv), "hold_timeouts=%llu hold_timeout_ms=%llu", (unsigned long long)n,
+                 (unsigned long long)w->cfg->hold_timeout_ms);
+        log_kv(LOG_WARN, __func__, kv,
+               "%llu request(s) failed after waiting hold-timeout (%llu ms) for a usable "
+               "backend%s%s",
+               (unsigned long long)n, (unsigned long long)w->cfg->hold_timeout_ms,
+               why[0] != '\0' ? ": " : "", why);
+        w->timeouts_logged = w->stats.held_timeouts;
+        w->timeouts_at = now;
+    }
+}
+
 static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct worker *w = t->data;
@@ -806,6 +839,7 @@ static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
             worker_wake_later(w); /* requests held for it may go again */
         }
     }
+    worker_report(w, now);
     worker_measure(w, &g);
     pthread_mutex_lock(&w->snap_lock);
     w->nsnap = worker_collect(w, w->snap, WORKER_SNAP_MAX);

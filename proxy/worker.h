@@ -203,6 +203,10 @@ struct worker {
     struct worker_backend_snap gone[WORKER_SNAP_MAX];
     size_t ngone;
     struct worker_gauges gauges; /* guarded by snap_lock */
+    /* refusals and hold timeouts are logged as one line with their count,
+     * at most every WORKER_REPORT_EVERY seconds */
+    uint64_t refused_logged, timeouts_logged;
+    double refused_at, timeouts_at;
 };
 
 /* Create a worker (loop, pool, listeners); false with err set. */

@@ -461,17 +461,22 @@ void engine_publish(struct engine *e, struct topology *t, bool force)
             e->last_switch = ev_now(e->loop) - e->switch_started;
         }
     }
-    if (master_changed && t->has_master && e->switch_started > 0) {
-        t->switch_started = e->switch_started;
-        log_info("topology v%llu: master %s -> %s (epoch %llu), %zu replica(s); %.0f ms after "
-                 "the first signal",
+    if (master_changed) {
+        double ms = e->switch_started > 0 ? (ev_now(e->loop) - e->switch_started) * 1000 : -1;
+        char kv[2 * ADDR_TEXT_MAX + 128], after[64] = "";
+        if (t->has_master && ms >= 0) {
+            t->switch_started = e->switch_started;
+            e->switch_started = 0;
+            snprintf(after, sizeof(after), "; %.0f ms after the first signal", ms);
+        }
+        snprintf(kv, sizeof(kv),
+                 "version=%llu old_master=%s master=%s epoch=%llu replicas=%zu switch_ms=%.0f",
                  (unsigned long long)t->version, was, now_m, (unsigned long long)t->epoch,
-                 t->nreplicas, (ev_now(e->loop) - e->switch_started) * 1000);
-        e->switch_started = 0;
-    } else if (master_changed) {
-        log_info("topology v%llu: master %s -> %s (epoch %llu), %zu replica(s)",
-                 (unsigned long long)t->version, was, now_m, (unsigned long long)t->epoch,
-                 t->nreplicas);
+                 t->nreplicas, t->has_master ? ms : -1);
+        log_kv(LOG_INFO, __func__, kv,
+               "topology v%llu: master %s -> %s (epoch %llu), %zu replica(s)%s",
+               (unsigned long long)t->version, was, now_m, (unsigned long long)t->epoch,
+               t->nreplicas, after);
     } else {
         size_t healthy = 0;
         for (size_t i = 0; i < t->nreplicas; i++) {
@@ -521,6 +526,7 @@ void engine_alarm_settled(struct engine *e, const struct addr *master)
 /* Stop writes now: the master is going away, or ROLE contradicts Sentinel. */
 void engine_hold(struct engine *e, const char *why)
 {
+    char m[ADDR_TEXT_MAX], kv[ADDR_TEXT_MAX + 64];
     struct topology *t;
 
     if (e->topo == NULL || !e->topo->has_master) {
@@ -529,7 +535,9 @@ void engine_hold(struct engine *e, const char *why)
     if (e->switch_started == 0) {
         e->switch_started = ev_now(e->loop);
     }
-    log_warn("holding requests: %s", why);
+    addr_format(&e->topo->master, m, sizeof(m));
+    snprintf(kv, sizeof(kv), "master=%s epoch=%llu", m, (unsigned long long)e->topo->epoch);
+    log_kv(LOG_WARN, __func__, kv, "holding requests: %s", why);
     t = topology_clone(e->topo);
     t->has_master = false;
     engine_publish(e, t, false);
