@@ -2,6 +2,7 @@
 idle clients, lets requests in flight finish within shutdown-timeout; a
 second SIGTERM stops at once; a new process on the same address (SO_REUSEPORT)
 takes over with no request lost or run twice."""
+import os
 import signal
 import socket
 import threading
@@ -92,9 +93,11 @@ def _swallow(fn, *args):
 
 def test_rolling_restart_loses_and_repeats_nothing(workdir, redis_server):
     """Old and new processes on one port: clients that reconnect when their
-    connection is closed see every INCR applied exactly once."""
+    connection is closed see every INCR applied exactly once. SP_OLD_BINARY
+    runs the old process from another build (an upgrade from it)."""
     port = free_port()
-    old = Proxy(workdir, backend=redis_server.port, port=port).start()
+    old = Proxy(workdir, backend=redis_server.port, port=port,
+                binary=os.environ.get("SP_OLD_BINARY")).start()
     stop = threading.Event()
     acked = {}
     errors = []
@@ -139,5 +142,7 @@ def test_rolling_restart_loses_and_repeats_nothing(workdir, redis_server):
     for i in range(8):
         assert int(server.get("roll:%d" % i)) == acked[i], "client %d" % i
     assert "drained in" in old.log()
+    print("rolling restart: %d increments acknowledged by 8 clients, %d reconnects, 0 errors, "
+          "0 lost or repeated" % (sum(acked.values()), len(reconnects)))
     old.stop()
     new.stop()
