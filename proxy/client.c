@@ -568,8 +568,11 @@ static enum dispatch_result client_route(struct client *c, struct req *r)
     router_route(c, r, &rt);
     switch (rt.kind) {
     case ROUTE_LOCAL:
+        if (!local_handle(c, r)) {
+            return client_hold(c, r, "configuration reload");
+        }
+        client_unhold(c, r);
         WORKER_COUNT(c->w, local, 1);
-        local_handle(c, r);
         return DISPATCH_LOCAL;
     case ROUTE_WAIT:
         return DISPATCH_WAIT;

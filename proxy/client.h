@@ -49,6 +49,7 @@ struct client {
     ev_io io;
     ev_timer hs; /* TLS listeners: handshake-timeout */
     uint64_t id;
+    uint64_t reload_ticket; /* its PROXY CONFIG RELOAD waits for this reload (0: none) */
     uint16_t flags;
     unsigned io_events;
     struct reader rd; /* its requests' bytes as they are read */

@@ -4,6 +4,7 @@
 #include "proxy/listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -94,12 +95,19 @@ bool listener_reads_replicas(const struct config *cfg)
 }
 
 struct listener *listener_new(struct ev_loop *loop, const struct config *cfg, size_t i, int fd,
-                              bool owns_fd, struct tls_ctx *tls, listener_accept_fn *on_accept,
+                              bool shared, struct tls_ctx *tls, listener_accept_fn *on_accept,
                               void *ctx)
 {
     struct listener *l = calloc(1, sizeof(*l));
 
     if (l == NULL) {
+        return NULL;
+    }
+    /* A shared socket is watched through a descriptor of the worker's own,
+     * so that each worker stops watching and closes on its own thread, and
+     * whoever opened the socket closes it whenever it likes. */
+    if (shared && (fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        free(l);
         return NULL;
     }
     l->loop = loop;
@@ -109,7 +117,6 @@ struct listener *listener_new(struct ev_loop *loop, const struct config *cfg, si
     l->on_accept = on_accept;
     l->ctx = ctx;
     l->fd = fd;
-    l->owns_fd = owns_fd;
     ev_io_init(&l->io, listener_cb, l->fd, EV_READ);
     l->io.data = l;
     ev_io_start(loop, &l->io);
@@ -131,18 +138,18 @@ bool listener_start(struct ev_loop *loop, const struct config *cfg, const int *s
         return false;
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
-        bool own = shared_fds[i] < 0;
-        int fd = own ? net_listen(&cfg->listeners[i].addr, cfg->tcp_backlog, true, err, errlen)
-                     : shared_fds[i];
+        bool shared = shared_fds[i] >= 0;
+        int fd = shared ? shared_fds[i]
+                        : net_listen(&cfg->listeners[i].addr, cfg->tcp_backlog, true, err, errlen);
         if (fd < 0) {
             return false;
         }
-        ls[i] = listener_new(loop, cfg, i, fd, own, tls != NULL ? tls[i] : NULL, on_accept, ctx);
+        ls[i] = listener_new(loop, cfg, i, fd, shared, tls != NULL ? tls[i] : NULL, on_accept, ctx);
         if (ls[i] == NULL) {
-            if (own) {
+            if (!shared) {
                 close(fd);
             }
-            snprintf(err, errlen, "out of memory");
+            snprintf(err, errlen, "%s", shared ? strerror(errno) : "out of memory");
             return false;
         }
         (*n)++;
@@ -155,9 +162,7 @@ void listener_close(struct listener *l)
     if (l->fd >= 0) {
         ev_io_stop(l->loop, &l->io);
         ev_timer_stop(l->loop, &l->pause);
-        if (l->owns_fd) {
-            close(l->fd);
-        }
+        close(l->fd);
         l->fd = -1;
     }
     if (l->refs == 0) {

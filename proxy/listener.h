@@ -30,8 +30,7 @@ typedef void listener_accept_fn(void *ctx, struct listener *l, int fd);
 struct listener {
     struct ev_loop *loop;
     struct addr addr;
-    int fd;                          /* -1 once closed */
-    bool owns_fd;                    /* false when the fd is shared with other workers */
+    int fd;                          /* its own descriptor; -1 once closed */
     enum config_read_from read_from; /* for clients of this listener (changes on reload) */
     struct tls_ctx *tls;             /* clients speak TLS with this context (NULL: plain) */
     unsigned refs;                   /* clients accepted here and still connected */
@@ -53,11 +52,12 @@ enum config_read_from listener_read_from(const struct config *cfg, size_t i);
 /* Whether reads from some listener of cfg may go to replicas. */
 bool listener_reads_replicas(const struct config *cfg);
 
-/* Start accepting on fd (owned: closed with the listener) for cfg's
- * listener i, with TLS context tls (NULL: plain). NULL if out of memory (fd
- * untouched). */
+/* Start accepting on fd for cfg's listener i, with TLS context tls (NULL:
+ * plain): on fd itself, which the listener then owns, or on a duplicate of
+ * it when shared (a unix socket every worker watches; its owner closes fd).
+ * NULL if out of memory or out of descriptors (fd untouched). */
 struct listener *listener_new(struct ev_loop *loop, const struct config *cfg, size_t i, int fd,
-                              bool owns_fd, struct tls_ctx *tls, listener_accept_fn *on_accept,
+                              bool shared, struct tls_ctx *tls, listener_accept_fn *on_accept,
                               void *ctx);
 
 /* Set up one worker's listeners on loop (TCP sockets bound with
@@ -69,7 +69,7 @@ bool listener_start(struct ev_loop *loop, const struct config *cfg, const int *s
                     struct tls_ctx *const *tls, listener_accept_fn *on_accept, void *ctx,
                     struct listener ***out, size_t *n, char *err, size_t errlen);
 
-/* Stop accepting on l and close its own socket; l itself is freed once no
+/* Stop accepting on l and close its descriptor; l itself is freed once no
  * client of it is left (listener_release). */
 void listener_close(struct listener *l);
 

@@ -240,16 +240,23 @@ static void local_stats(struct client *c, struct strbuf *sb)
     strbuf_printf(sb, "chunks_pooled_worker:%zu\r\n", c->w->pool.nfree);
 }
 
-/* PROXY CONFIG RELOAD: this worker waits for the control thread's outcome
- * (the time it takes to read the files, milliseconds); the other workers
- * switch on their own. */
-static void local_reload(struct client *c, struct req *r)
+/* PROXY CONFIG RELOAD: the control thread reloads; the request waits (no
+ * thread does) and is answered when the worker's held requests are woken
+ * after the reload. False while it waits. */
+static bool local_reload(struct client *c, struct req *r)
 {
     char msg[CONFIG_ERR_MAX * 3];
     struct strbuf sb;
+    bool ok;
 
-    bool ok = reload_request(c->w->px->reload, msg, sizeof(msg));
-
+    if (c->reload_ticket == 0) {
+        c->reload_ticket = reload_ask_async(c->w->px->reload);
+        return false;
+    }
+    if (!reload_outcome(c->w->px->reload, c->reload_ticket, msg, sizeof(msg), &ok)) {
+        return false;
+    }
+    c->reload_ticket = 0;
     for (char *p = msg; *p != '\0'; p++) {
         *p = *p == '\r' || *p == '\n' ? ' ' : *p; /* one RESP line */
     }
@@ -260,9 +267,10 @@ static void local_reload(struct client *c, struct req *r)
     } else {
         req_reply_errorf(&c->w->reqs, r, "ERR %s", msg);
     }
+    return true;
 }
 
-static void local_proxy(struct client *c, struct req *r)
+static bool local_proxy(struct client *c, struct req *r)
 {
     static const char help[] = "*6\r\n"
                                "+PROXY TOPOLOGY - master, replicas, health, epoch, Sentinels\r\n"
@@ -274,6 +282,7 @@ static void local_proxy(struct client *c, struct req *r)
                                "+(answered by sentinel-proxy, never forwarded)\r\n";
     struct req_first_args a;
     struct strbuf sb;
+    bool done = true;
 
     strbuf_init(&sb);
     if (!req_args_first(r, &a) || a.argc < 2) {
@@ -288,7 +297,7 @@ static void local_proxy(struct client *c, struct req *r)
         strbuf_printf(&sb, "sentinel-proxy %s", PROXY_VERSION);
         local_reply_bulk_text(c, r, &sb);
     } else if (req_arg_is(&a, 1, "config") && a.argc == 3 && req_arg_is(&a, 2, "reload")) {
-        local_reload(c, r);
+        done = local_reload(c, r);
     } else if (req_arg_is(&a, 1, "help")) {
         local_reply(c, r, help, sizeof(help) - 1);
     } else {
@@ -296,6 +305,7 @@ static void local_proxy(struct client *c, struct req *r)
                          (int)(a.argl[1] > 64 ? 64 : a.argl[1]), a.argv[1]);
     }
     free(a.buf);
+    return done;
 }
 
 /* ---- CLIENT SETNAME / GETNAME while sharing connections ------------------ */
@@ -477,72 +487,72 @@ static void local_unauthenticated(struct client *c, struct req *r)
     }
 }
 
-void local_handle(struct client *c, struct req *r)
+bool local_handle(struct client *c, struct req *r)
 {
     const struct cmd_info *ci = r->ci;
 
     if (c->sess.lost_multi) {
         local_lost_multi(c, r);
-        return;
+        return true;
     }
     if (c->w->cfg->backend_password != NULL && !c->sess.authed &&
         (ci == NULL || (ci->id != CMD_QUIT && ci->id != CMD_RESET))) {
         local_unauthenticated(c, r);
-        return;
+        return true;
     }
     if (ci == NULL) {
         req_reply_error(&c->w->reqs, r, "ERR sentinel-proxy: cannot answer an unknown command");
-        return;
+        return true;
     }
     if ((ci->arity > 0 && r->argc != (uint32_t)ci->arity) ||
         (ci->arity < 0 && r->argc < (uint32_t)-ci->arity)) {
         local_wrong_arity(c, r);
-        return;
+        return true;
     }
     switch (ci->proxy) {
     case CMDP_CLOSE:
         log_warn("client %llu sent an HTTP request line ('%s'): closing the connection",
                  (unsigned long long)c->id, ci->name);
         client_close(c, "HTTP request");
-        return;
+        return true;
     case CMDP_REFUSE:
         req_reply_errorf(&c->w->reqs, r,
                          "ERR sentinel-proxy: '%s' is not supported through the proxy", ci->name);
-        return;
+        return true;
     default:
         break;
     }
     switch (ci->id) {
     case CMD_AUTH: /* the proxy's own credentials: nothing to change */
         local_reply(c, r, "+OK\r\n", 5);
-        return;
+        return true;
     case CMD_QUIT:
         /* Under CLIENT REPLY OFF the server would close without a word. */
         local_reply(c, r, "+OK\r\n", c->sess.reply_off ? 0 : 5);
         r->flags |= REQ_CLOSE_AFTER;
         c->flags |= CL_CLOSE_AFTER;
         client_discard_after(c, r); /* what was pipelined behind QUIT never runs */
-        return;
+        return true;
     case CMD_RESET:
         session_reset(&c->sess);
         local_reply(c, r, "+RESET\r\n", 8);
-        return;
+        return true;
     case CMD_PROXY:
-        local_proxy(c, r);
-        return;
+        return local_proxy(c, r);
     case CMD_CLIENT:
         local_client(c, r);
-        return;
+        return true;
     case CMD_HELLO:
         local_hello(c, r);
-        return;
+        return true;
     case CMD_UNSUBSCRIBE:
     case CMD_PUNSUBSCRIBE:
     case CMD_SUNSUBSCRIBE:
         local_unsubscribe(c, r);
-        return;
+        return true;
     default:
         req_reply_errorf(&c->w->reqs, r, "ERR sentinel-proxy: cannot answer '%s'", ci->name);
-        return;
+        return true;
     }
+    return true;
 }

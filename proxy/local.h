@@ -7,10 +7,14 @@
 #ifndef SP_LOCAL_H
 #define SP_LOCAL_H
 
+#include <stdbool.h>
+
 struct client;
 struct req;
 
-/* Answer r (it is marked done, or the client is closed). */
-void local_handle(struct client *c, struct req *r);
+/* Answer r (it is marked done, or the client is closed); false when the
+ * answer is not known yet (PROXY CONFIG RELOAD while the reload runs): r
+ * waits among the held requests and comes back here when they are woken. */
+bool local_handle(struct client *c, struct req *r);
 
 #endif

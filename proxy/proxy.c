@@ -487,7 +487,6 @@ int proxy_run(struct config *cfg, const struct proxy_source *src)
 stop:
     /* Workers first: until they have stopped, any of them may kick the
      * engine, and the engine's snapshots go to them. */
-    reload_close(px.reload);
     for (int i = 0; i < started; i++) {
         worker_stop(&px.workers[i]);
     }

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "conf/config.h"
@@ -25,7 +24,6 @@
 #include "proxy/worker.h"
 
 #define RELOAD_CHECK_EVERY 0.01 /* seconds between checks that workers have switched */
-#define RELOAD_WAIT_MAX    30   /* seconds PROXY CONFIG RELOAD waits for the outcome */
 
 /* What the last reload replaced, kept until every worker has switched. */
 struct reload_retired {
@@ -56,10 +54,8 @@ struct proxy_reload {
     ev_timer check;       /* workers switched? then retire what they used */
     uint64_t gen;         /* the last configuration handed to the workers */
     struct reload_retired *retired;
-    pthread_mutex_t lock; /* guards what follows */
-    pthread_cond_t done;
+    pthread_mutex_t lock;     /* guards what follows */
     uint64_t asked, finished; /* tickets: reloads asked for, and the last one answered */
-    bool closing;             /* shutting down: nobody waits any more */
     char result[CONFIG_ERR_MAX * 3];
     bool result_ok;
     struct reload_stats stats;
@@ -351,7 +347,6 @@ static bool reload_commit(struct proxy_reload *r, struct reload_plan *p)
         p->msgs[w] = NULL;
     }
     proxy_control_reconfigure(px);
-    log_set_level(px->cfg->log_level);
     if (px->cfg->max_clients > cur->max_clients) {
         proxy_raise_nofile(px->cfg);
     }
@@ -392,6 +387,7 @@ static bool reload_run(struct proxy_reload *r, char *msg, size_t len)
         snprintf(msg, len, "reloaded %s: %d change(s)%s", px->src.what, p.nchanged,
                  p.nkept > 0 ? ", some needing a restart (see the log)" : "");
         log_info("%s", msg);
+        log_set_level(px->cfg->log_level); /* after: the lines above are at the old level */
     }
     reload_plan_free(&p, px->nworkers);
     return ok;
@@ -422,8 +418,10 @@ static void reload_kick(struct proxy_reload *r)
     } else {
         r->stats.failed++;
     }
-    pthread_cond_broadcast(&r->done);
     pthread_mutex_unlock(&r->lock);
+    for (int i = 0; i < r->px->nworkers; i++) {
+        worker_wake_async(&r->px->workers[i]); /* PROXY CONFIG RELOAD waits there */
+    }
 }
 
 static void reload_async_cb(struct ev_loop *loop, ev_async *a, int revents)
@@ -446,7 +444,6 @@ struct proxy_reload *reload_new(struct proxy *px, struct ev_loop *loop)
     r->loop = loop;
     r->stats.last_ok = true;
     pthread_mutex_init(&r->lock, NULL);
-    pthread_cond_init(&r->done, NULL);
     ev_async_init(&r->asked_async, reload_async_cb);
     r->asked_async.data = r;
     ev_async_start(loop, &r->asked_async);
@@ -467,20 +464,8 @@ void reload_free(struct proxy_reload *r)
         r->retired = old->next;
         reload_retired_free(old);
     }
-    pthread_cond_destroy(&r->done);
     pthread_mutex_destroy(&r->lock);
     free(r);
-}
-
-void reload_close(struct proxy_reload *r)
-{
-    if (r == NULL) {
-        return;
-    }
-    pthread_mutex_lock(&r->lock);
-    r->closing = true;
-    pthread_cond_broadcast(&r->done);
-    pthread_mutex_unlock(&r->lock);
 }
 
 void reload_ask(struct proxy_reload *r)
@@ -491,30 +476,29 @@ void reload_ask(struct proxy_reload *r)
     reload_kick(r);
 }
 
-bool reload_request(struct proxy_reload *r, char *msg, size_t len)
+uint64_t reload_ask_async(struct proxy_reload *r)
 {
-    struct timespec until;
-    uint64_t mine;
-    bool ok = false;
-    int rc = 0;
+    uint64_t ticket;
 
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += RELOAD_WAIT_MAX;
     pthread_mutex_lock(&r->lock);
-    mine = ++r->asked;
+    ticket = ++r->asked;
+    pthread_mutex_unlock(&r->lock);
     ev_async_send(r->loop, &r->asked_async);
-    while (r->finished < mine && !r->closing && rc == 0) {
-        rc = pthread_cond_timedwait(&r->done, &r->lock, &until);
-    }
-    if (r->finished >= mine) {
+    return ticket;
+}
+
+bool reload_outcome(struct proxy_reload *r, uint64_t ticket, char *msg, size_t len, bool *ok)
+{
+    bool done;
+
+    pthread_mutex_lock(&r->lock);
+    done = r->finished >= ticket;
+    if (done) {
         snprintf(msg, len, "%s", r->result);
-        ok = r->result_ok;
-    } else {
-        snprintf(msg, len, "%s",
-                 r->closing ? "shutting down: not reloaded" : "no outcome in time; see the log");
+        *ok = r->result_ok;
     }
     pthread_mutex_unlock(&r->lock);
-    return ok;
+    return done;
 }
 
 void reload_stats_get(struct proxy_reload *r, struct reload_stats *out)

@@ -32,19 +32,20 @@ struct reload_stats {
 /* Set up reloads for px on the control loop. NULL if out of memory. */
 struct proxy_reload *reload_new(struct proxy *px, struct ev_loop *loop);
 
-/* Shutting down: a worker waiting in reload_request returns at once (so
- * that it can be stopped). NULL is fine. */
-void reload_close(struct proxy_reload *r);
-
 /* Free what reloads left (NULL is fine); every worker must have stopped. */
 void reload_free(struct proxy_reload *r);
 
 /* Reload as soon as possible (control thread: SIGHUP). */
 void reload_ask(struct proxy_reload *r);
 
-/* Reload and wait for the outcome (a worker thread: PROXY CONFIG RELOAD);
- * msg gets a one-line account. True when it took effect. */
-bool reload_request(struct proxy_reload *r, char *msg, size_t len);
+/* Ask for a reload from a worker thread (PROXY CONFIG RELOAD): returns a
+ * ticket for reload_outcome. Every worker's waiting clients are woken once
+ * it has run. */
+uint64_t reload_ask_async(struct proxy_reload *r);
+
+/* Whether the reload that ticket asked for has run (any thread); if so,
+ * msg gets its one-line account and *ok whether it took effect. */
+bool reload_outcome(struct proxy_reload *r, uint64_t ticket, char *msg, size_t len, bool *ok);
 
 /* A copy of the counters (any thread). */
 void reload_stats_get(struct proxy_reload *r, struct reload_stats *out);

@@ -211,6 +211,12 @@ void worker_unwait(struct worker *w, struct client *c)
     c->wprev = c->wnext = NULL;
 }
 
+void worker_wake_async(struct worker *w)
+{
+    __atomic_store_n(&w->wake_asked, true, __ATOMIC_RELEASE);
+    ev_async_send(w->loop, &w->wake);
+}
+
 void worker_wake_later(struct worker *w)
 {
     w->wake_pending = true;
@@ -566,7 +572,9 @@ static void worker_apply_conf(struct worker *w, struct worker_conf *m)
     size_t n = 0;
 
     w->cfg = cfg;
-    w->replica_reads = listener_reads_replicas(cfg);
+    /* Once on, it stays on: clients of a listener removed by this reload
+     * may still read from replicas, and their writes must be tracked. */
+    w->replica_reads = w->replica_reads || listener_reads_replicas(cfg);
     if (w->replica_reads && w->nreplicas > 0 && !ev_is_active(&w->probe)) {
         ev_timer_start(w->loop, &w->probe);
     }
@@ -576,13 +584,13 @@ static void worker_apply_conf(struct worker *w, struct worker_conf *m)
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         struct listener *l = m->fds[i] < 0 ? worker_take_listener(w, &cfg->listeners[i].addr)
-                                           : listener_new(w->loop, cfg, i, m->fds[i], !m->shared[i],
+                                           : listener_new(w->loop, cfg, i, m->fds[i], m->shared[i],
                                                           m->tls[i], worker_accept, w);
         if (l == NULL) {
             char a[ADDR_TEXT_MAX];
             addr_format(&cfg->listeners[i].addr, a, sizeof(a));
             log_error("worker %d: %s: %s", w->id, a,
-                      m->fds[i] < 0 ? "no socket to keep" : "out of memory");
+                      m->fds[i] < 0 ? "no socket to keep" : "out of memory or descriptors");
             continue;
         }
         m->fds[i] = -1; /* the listener's now */
@@ -641,6 +649,9 @@ static void worker_async_cb(struct ev_loop *loop, ev_async *a, int revents)
     t = __atomic_exchange_n(&w->mailbox, NULL, __ATOMIC_ACQ_REL);
     if (t != NULL) {
         worker_apply(w, t);
+    }
+    if (__atomic_exchange_n(&w->wake_asked, false, __ATOMIC_ACQ_REL)) {
+        worker_wake_later(w);
     }
     if (!w->draining && __atomic_load_n(&w->drain_asked, __ATOMIC_ACQUIRE)) {
         worker_start_drain(w);

@@ -189,6 +189,7 @@ struct worker {
     bool drained;     /* draining and no client left (read by the control thread) */
     bool running;     /* the thread was started */
     bool wake_pending;
+    bool wake_asked;           /* another thread asked for worker_wake_waiting (atomic) */
     struct offsets_worker ofs; /* read-your-writes: the master's offsets */
     struct backend **replicas; /* the replicas of the current topology */
     size_t nreplicas;
@@ -254,6 +255,9 @@ void worker_unwait(struct worker *w, struct client *c);
 
 /* Wake every waiting client (a backend came up, the topology changed). */
 void worker_wake_waiting(struct worker *w);
+
+/* Wake w's waiting clients on its own thread, soon (any thread). */
+void worker_wake_async(struct worker *w);
 
 /* Wake waiting clients at the end of this loop turn (safe inside callbacks). */
 void worker_wake_later(struct worker *w);

@@ -42,6 +42,7 @@ struct link {
     char name[96];
     char *username; /* copies of the credentials (any length) */
     char *password;
+    bool auth_failed; /* the connection up now was refused its AUTH */
     char last_error[256];
     struct transport t;
     ev_io io;
@@ -104,6 +105,9 @@ bool link_set_options(struct link *l, double timeout, const char *username, cons
         free(p);
         return false;
     }
+    bool same = ((u == NULL) == (l->username == NULL)) && (u == NULL || !strcmp(u, l->username)) &&
+                ((p == NULL) == (l->password == NULL)) && (p == NULL || !strcmp(p, l->password));
+
     free(l->username);
     free(l->password);
     l->username = u;
@@ -111,6 +115,10 @@ bool link_set_options(struct link *l, double timeout, const char *username, cons
     l->opt.username = u;
     l->opt.password = p;
     l->opt.timeout = timeout;
+    if (!same && l->auth_failed) {
+        /* Left connected without a login, it would never use them. */
+        link_close(l, "new credentials");
+    }
     return true;
 }
 
@@ -285,7 +293,8 @@ static void link_connect(struct link *l)
 static void link_auth_cb(struct link *l, redisReply *reply, void *arg)
 {
     (void)arg;
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+    l->auth_failed = reply != NULL && reply->type == REDIS_REPLY_ERROR;
+    if (l->auth_failed) {
         log_warn("%s: AUTH failed: %s", l->name, reply->str);
     }
 }
@@ -392,6 +401,7 @@ void link_close(struct link *l, const char *why)
         l->reader = NULL;
     }
     l->state = LINK_IDLE;
+    l->auth_failed = false;
     l->out_len = l->out_sent = 0;
     l->in_callback = true;
     while (l->ncmds > 0) {

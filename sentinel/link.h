@@ -45,8 +45,10 @@ struct link_options {
 struct link *link_new(struct ev_loop *loop, const struct addr *a, const struct link_options *o);
 
 /* New credentials (copied) for the link's next connection, and a new
- * timeout for commands sent from now on; the connection up now stays. False
- * if out of memory (nothing changed). */
+ * timeout for commands sent from now on; the connection up now stays,
+ * unless it was refused its AUTH and the credentials changed (it is closed:
+ * the next command connects with them). Not from a callback of l. False if
+ * out of memory (nothing changed). */
 bool link_set_options(struct link *l, double timeout, const char *username, const char *password);
 
 /* Send a command; cb gets its reply (or NULL), never before this returns.

@@ -228,3 +228,32 @@ def test_reloads_under_load_cost_no_client_error(workdir, redis_server):
     assert not errors, errors[:3]
     assert done[0] > 200
     print("reloads under load: %d request pairs, longest %.1f ms" % (done[0], longest[0] * 1000))
+
+
+def test_a_corrected_sentinel_password_is_used(workdir, redis_server):
+    """A proxy started with a wrong sentinel.password never gets an answer;
+    the corrected file, reloaded, reaches the Sentinel at once (a connection
+    whose AUTH was refused is made again with the new password)."""
+    from harness import Process, REDIS_SENTINEL, Sentinel
+    s = Sentinel(workdir, redis_server.port, quorum=1)
+    with open(s.conf, "a") as f:
+        f.write("requirepass right\n")
+    s.proc = Process([REDIS_SENTINEL, s.conf], os.path.join(s.dir, "sentinel.log")).start()
+    wait_for(lambda: redis.Redis(port=s.port, password="right").ping(), what="the Sentinel")
+    port = free_port()
+    text = """listen: [127.0.0.1:%d]
+sentinel: {master-name: mymaster, addresses: [127.0.0.1:%d], password: %s}
+"""
+    r = Reloadable(workdir, text % (port, s.port, "wrong"))
+    p = r.proxy.start(wait=False)
+    try:
+        wait_for(lambda: "AUTH failed" in p.log(), what="the refused AUTH")
+        c = redis.Redis(port=port, socket_timeout=30)
+        assert "ready:" not in p.log()
+        assert r.reload(c, text % (port, s.port, "right")).startswith("reloaded ")
+        assert "reload: sentinel.password: (secret) -> (changed)" in p.log()
+        wait_for(lambda: "ready:" in p.log(), what="the master confirmed")
+        assert c.set("k", "v") and redis_server.client().get("k") == b"v"
+    finally:
+        p.stop()
+        s.stop()
