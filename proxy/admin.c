@@ -26,6 +26,7 @@
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/strbuf.h"
+#include "proxy/listener.h"
 #include "proxy/metrics.h"
 #include "proxy/proxy.h"
 
@@ -33,8 +34,6 @@
 #define ADMIN_HEAD_MAX  8192
 #define ADMIN_TIMEOUT   10.0 /* seconds */
 #define ADMIN_LINGER    2.0  /* seconds to wait for the client's close after ours */
-#define ADMIN_PAUSE     0.1  /* seconds without accepting when out of descriptors */
-#define ADMIN_ACCEPTS   16   /* connections accepted per wake-up, at most */
 
 struct admin_conn {
     struct admin *a;
@@ -54,10 +53,7 @@ struct admin_conn {
 struct admin {
     struct ev_loop *loop;
     struct proxy *px;
-    int fd;
-    ev_io accept;
-    ev_timer pause; /* out of descriptors: accepting resumes after ADMIN_PAUSE */
-    double warned;  /* when that was last logged */
+    struct listener *l; /* accepts, pausing when out of descriptors */
     struct admin_conn *conns;
     int nconns;
 };
@@ -403,58 +399,31 @@ static void admin_conn_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
 }
 
-static void admin_resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
+static void admin_accept(void *ctx, struct listener *l, int fd)
 {
-    struct admin *a = t->data;
+    struct admin *a = ctx;
+    struct admin_conn *c;
 
-    (void)revents;
-    ev_io_start(loop, &a->accept);
-}
-
-static void admin_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
-{
-    struct admin *a = io->data;
-
-    (void)revents;
-    for (int i = 0; i < ADMIN_ACCEPTS; i++) {
-        struct admin_conn *c;
-        int fd = net_accept(a->fd);
-        if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-                return;
-            }
-            /* Out of descriptors (or worse): the connection stays queued and
-             * the socket readable; stop watching it for a moment rather
-             * than spin, and say so at most every 10 s. */
-            if (ev_now(loop) - a->warned >= 10) {
-                log_warn("admin: accept: %s; pausing the admin port", strerror(errno));
-                a->warned = ev_now(loop);
-            }
-            ev_io_stop(loop, &a->accept);
-            ev_timer_set(&a->pause, ADMIN_PAUSE, 0);
-            ev_timer_start(loop, &a->pause);
-            return;
-        }
-        if (a->nconns >= ADMIN_CONNS_MAX || (c = calloc(1, sizeof(*c))) == NULL) {
-            close(fd); /* bounded: a scraper does not need more */
-            continue;
-        }
-        c->a = a;
-        c->fd = fd;
-        strbuf_init(&c->out);
-        ev_io_init(&c->io, admin_conn_cb, fd, EV_READ);
-        c->io.data = c;
-        ev_io_start(loop, &c->io);
-        ev_timer_init(&c->timer, admin_timeout_cb, ADMIN_TIMEOUT, 0);
-        c->timer.data = c;
-        ev_timer_start(loop, &c->timer);
-        c->next = a->conns;
-        if (a->conns != NULL) {
-            a->conns->prev = c;
-        }
-        a->conns = c;
-        a->nconns++;
+    (void)l;
+    if (a->nconns >= ADMIN_CONNS_MAX || (c = calloc(1, sizeof(*c))) == NULL) {
+        close(fd); /* bounded: a scraper does not need more */
+        return;
     }
+    c->a = a;
+    c->fd = fd;
+    strbuf_init(&c->out);
+    ev_io_init(&c->io, admin_conn_cb, fd, EV_READ);
+    c->io.data = c;
+    ev_io_start(a->loop, &c->io);
+    ev_timer_init(&c->timer, admin_timeout_cb, ADMIN_TIMEOUT, 0);
+    c->timer.data = c;
+    ev_timer_start(a->loop, &c->timer);
+    c->next = a->conns;
+    if (a->conns != NULL) {
+        a->conns->prev = c;
+    }
+    a->conns = c;
+    a->nconns++;
 }
 
 struct admin *admin_start(struct ev_loop *loop, struct proxy *px, char *err, size_t errlen)
@@ -463,6 +432,7 @@ struct admin *admin_start(struct ev_loop *loop, struct proxy *px, char *err, siz
     struct addr addr = cfg->admin;
     char text[ADDR_TEXT_MAX], why[256];
     struct admin *a;
+    int fd;
 
     if (!addr_resolve(&addr, why, sizeof(why))) {
         snprintf(err, errlen, "admin.listen: %s", why);
@@ -474,19 +444,18 @@ struct admin *admin_start(struct ev_loop *loop, struct proxy *px, char *err, siz
         return NULL;
     }
     addr_format(&addr, text, sizeof(text));
-    a->fd = net_listen(&addr, 64, false, why, sizeof(why));
-    if (a->fd < 0) {
-        snprintf(err, errlen, "admin.listen %s: %s", text, why);
+    a->loop = loop;
+    a->px = px;
+    fd = net_listen(&addr, 64, false, why, sizeof(why));
+    if (fd < 0 || (a->l = listener_new(loop, &addr, fd, false, READ_FROM_MASTER, NULL, admin_accept,
+                                       a)) == NULL) {
+        snprintf(err, errlen, "admin.listen %s: %s", text, fd < 0 ? why : "out of memory");
+        if (fd >= 0) {
+            close(fd);
+        }
         free(a);
         return NULL;
     }
-    a->loop = loop;
-    a->px = px;
-    ev_io_init(&a->accept, admin_accept_cb, a->fd, EV_READ);
-    a->accept.data = a;
-    ev_io_start(loop, &a->accept);
-    ev_timer_init(&a->pause, admin_resume_cb, ADMIN_PAUSE, 0);
-    a->pause.data = a;
     log_info("admin endpoints on http://%s (/metrics, /healthz, /readyz, /topology)", text);
     return a;
 }
@@ -499,9 +468,7 @@ void admin_stop(struct admin *a)
     while (a->conns != NULL) {
         admin_close(a->conns);
     }
-    ev_io_stop(a->loop, &a->accept);
-    ev_timer_stop(a->loop, &a->pause);
-    close(a->fd);
+    listener_close(a->l);
     free(a);
 }
 

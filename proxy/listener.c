@@ -46,27 +46,36 @@ bool listener_open_shared(const struct config *cfg, int *fds, char *err, size_t 
 static void listener_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct listener *l = io->data;
+    char a[ADDR_TEXT_MAX];
 
     (void)revents;
     for (int i = 0; i < LISTENER_ACCEPTS_PER_EVENT; i++) {
         int fd = net_accept(l->fd);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE) {
-                /* The pending connection stays in the backlog and the socket
-                 * stays readable: stop watching it for a moment rather than
-                 * spin on it. */
-                if (ev_now(loop) - l->warned_fds >= LISTENER_WARN_EVERY) {
-                    log_warn("accept: %s (raise the open file limit or lower max-clients)",
-                             strerror(errno));
-                    l->warned_fds = ev_now(loop);
-                }
-                ev_io_stop(loop, &l->io);
-                ev_timer_set(&l->pause, LISTENER_PAUSE, 0);
-                ev_timer_start(loop, &l->pause);
-            }
-            break;
+        if (fd >= 0) {
+            l->on_accept(l->ctx, l, fd);
+            continue;
         }
-        l->on_accept(l->ctx, l, fd);
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return;
+        }
+        if (errno == EINTR || errno == ECONNABORTED) {
+            continue; /* that one is gone; the next may be there */
+        }
+        /* Out of descriptors (or memory): the pending connection stays in
+         * the backlog and the socket stays readable; stop watching it for
+         * a moment rather than spin on it, and say so at most every
+         * LISTENER_WARN_EVERY seconds. */
+        if (ev_now(loop) - l->warned_fds >= LISTENER_WARN_EVERY) {
+            addr_format(&l->addr, a, sizeof(a));
+            log_warn("%s: accept: %s; pausing this listener (raise the open file limit or lower "
+                     "max-clients)",
+                     a, strerror(errno));
+            l->warned_fds = ev_now(loop);
+        }
+        ev_io_stop(loop, &l->io);
+        ev_timer_set(&l->pause, LISTENER_PAUSE, 0);
+        ev_timer_start(loop, &l->pause);
+        return;
     }
 }
 
@@ -94,9 +103,9 @@ bool listener_reads_replicas(const struct config *cfg)
     return false;
 }
 
-struct listener *listener_new(struct ev_loop *loop, const struct config *cfg, size_t i, int fd,
-                              bool shared, struct tls_ctx *tls, listener_accept_fn *on_accept,
-                              void *ctx)
+struct listener *listener_new(struct ev_loop *loop, const struct addr *addr, int fd, bool shared,
+                              enum config_read_from read_from, struct tls_ctx *tls,
+                              listener_accept_fn *on_accept, void *ctx)
 {
     struct listener *l = calloc(1, sizeof(*l));
 
@@ -111,9 +120,9 @@ struct listener *listener_new(struct ev_loop *loop, const struct config *cfg, si
         return NULL;
     }
     l->loop = loop;
-    l->addr = cfg->listeners[i].addr;
+    l->addr = *addr;
     l->tls = tls;
-    l->read_from = listener_read_from(cfg, i);
+    l->read_from = read_from;
     l->on_accept = on_accept;
     l->ctx = ctx;
     l->fd = fd;
@@ -144,7 +153,8 @@ bool listener_start(struct ev_loop *loop, const struct config *cfg, const int *s
         if (fd < 0) {
             return false;
         }
-        ls[i] = listener_new(loop, cfg, i, fd, shared, tls != NULL ? tls[i] : NULL, on_accept, ctx);
+        ls[i] = listener_new(loop, &cfg->listeners[i].addr, fd, shared, listener_read_from(cfg, i),
+                             tls != NULL ? tls[i] : NULL, on_accept, ctx);
         if (ls[i] == NULL) {
             if (!shared) {
                 close(fd);

@@ -52,13 +52,14 @@ enum config_read_from listener_read_from(const struct config *cfg, size_t i);
 /* Whether reads from some listener of cfg may go to replicas. */
 bool listener_reads_replicas(const struct config *cfg);
 
-/* Start accepting on fd for cfg's listener i, with TLS context tls (NULL:
- * plain): on fd itself, which the listener then owns, or on a duplicate of
- * it when shared (a unix socket every worker watches; its owner closes fd).
- * NULL if out of memory or out of descriptors (fd untouched). */
-struct listener *listener_new(struct ev_loop *loop, const struct config *cfg, size_t i, int fd,
-                              bool shared, struct tls_ctx *tls, listener_accept_fn *on_accept,
-                              void *ctx);
+/* Start accepting on fd, bound to addr, for clients reading from
+ * read_from, with TLS context tls (NULL: plain): on fd itself, which the
+ * listener then owns, or on a duplicate of it when shared (a unix socket
+ * every worker watches; its owner closes fd). NULL if out of memory or out
+ * of descriptors (fd untouched). */
+struct listener *listener_new(struct ev_loop *loop, const struct addr *addr, int fd, bool shared,
+                              enum config_read_from read_from, struct tls_ctx *tls,
+                              listener_accept_fn *on_accept, void *ctx);
 
 /* Set up one worker's listeners on loop (TCP sockets bound with
  * SO_REUSEPORT, unix ones from the shared fds) and start watching them;

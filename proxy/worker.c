@@ -583,13 +583,15 @@ static void worker_apply_conf(struct worker *w, struct worker_conf *m)
         return;
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
-        struct listener *l = m->fds[i] < 0 ? worker_take_listener(w, &cfg->listeners[i].addr)
-                                           : listener_new(w->loop, cfg, i, m->fds[i], m->shared[i],
-                                                          m->tls[i], worker_accept, w);
+        const struct addr *a = &cfg->listeners[i].addr;
+        struct listener *l =
+            m->fds[i] < 0 ? worker_take_listener(w, a)
+                          : listener_new(w->loop, a, m->fds[i], m->shared[i],
+                                         listener_read_from(cfg, i), m->tls[i], worker_accept, w);
         if (l == NULL) {
-            char a[ADDR_TEXT_MAX];
-            addr_format(&cfg->listeners[i].addr, a, sizeof(a));
-            log_error("worker %d: %s: %s", w->id, a,
+            char text[ADDR_TEXT_MAX];
+            addr_format(a, text, sizeof(text));
+            log_error("worker %d: %s: %s", w->id, text,
                       m->fds[i] < 0 ? "no socket to keep" : "out of memory or descriptors");
             continue;
         }

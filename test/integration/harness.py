@@ -74,6 +74,15 @@ def port_open(port, host="127.0.0.1"):
         return False
 
 
+def connect_refused(port, host="127.0.0.1"):
+    """True when nothing listens on port (the connection is refused)."""
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return False
+    except ConnectionRefusedError:
+        return True
+
+
 class Process:
     """A child process with its own log file, stopped reliably."""
 

@@ -4,21 +4,12 @@ second SIGTERM stops at once; a new process on the same address (SO_REUSEPORT)
 takes over with no request lost or run twice."""
 import os
 import signal
-import socket
 import threading
 import time
 
 import redis
 
-from harness import Proxy, free_port, proxy_stats, wait_for
-
-
-def connect_refused(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        return False
-    except ConnectionRefusedError:
-        return True
+from harness import Proxy, connect_refused, free_port, proxy_stats, wait_for
 
 
 def test_sigterm_lets_requests_in_flight_finish(workdir, redis_server):

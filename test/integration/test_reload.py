@@ -10,15 +10,8 @@ import time
 import pytest
 import redis
 
-from harness import Proxy, TlsFiles, free_port, port_open, proxy_stats, topology, wait_for
-
-
-def refused(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        return False
-    except ConnectionRefusedError:
-        return True
+from harness import (Proxy, TlsFiles, connect_refused, free_port, port_open, proxy_stats,
+                     topology, wait_for)
 
 
 class Reloadable:
@@ -57,7 +50,7 @@ client-idle-timeout: 1h
 """ % (redis_server.port, b, sock))
         assert out.startswith("reloaded ") and "4 change(s)" in out, out
         wait_for(lambda: port_open(b) and os.path.exists(sock), what="the new listeners")
-        wait_for(lambda: refused(a), what="the removed listener to close")
+        wait_for(lambda: connect_refused(a), what="the removed listener to close")
         # The connection made through the removed listener goes on.
         assert c.get("k") == b"v"
         assert redis.Redis(port=b).get("k") == b"v"
@@ -104,7 +97,7 @@ def test_a_file_that_fails_changes_nothing(workdir, redis_server):
                      "admin: {listen: 127.0.0.1:%d}\n" % (redis_server.port, b, busy, admin))
         held.close()
         assert "127.0.0.1:%d" % busy in str(e.value), e.value
-        assert refused(b) and port_open(a)
+        assert connect_refused(b) and port_open(a)
         assert "reload.yaml" in p.log().split("reload failed")[1].splitlines()[0]
         import urllib.request
         metrics = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin).read().decode()
@@ -114,7 +107,7 @@ def test_a_file_that_fails_changes_nothing(workdir, redis_server):
         # Fixed, through SIGHUP this time.
         r.write(base % (redis_server.port, b, admin))
         p.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: port_open(b) and refused(a), what="the reload")
+        wait_for(lambda: port_open(b) and connect_refused(a), what="the reload")
         assert c.ping()
         metrics = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin).read().decode()
         assert "sentinel_proxy_config_last_reload_successful 1" in metrics
@@ -173,7 +166,7 @@ def test_a_tls_listener_added_live(workdir, redis_server):
         with pytest.raises(redis.ResponseError) as e:
             r.reload(c, with_tls.replace("server.key", "missing.key"))
         assert "missing.key" in str(e.value)
-        assert refused(t)
+        assert connect_refused(t)
         r.reload(c, with_tls)
         wait_for(lambda: port_open(t), what="the TLS listener")
         tc = redis.Redis(port=t, socket_timeout=10, **certs.client_kw())
@@ -218,7 +211,7 @@ def test_reloads_under_load_cost_no_client_error(workdir, redis_server):
             mode = "prefer-replicas" if i % 2 == 0 else "master"
             out = r.reload(admin, text % (redis_server.port, a, extra, mode))
             assert out.startswith("reloaded "), out
-            wait_for(lambda: port_open(b) if extra else refused(b), what="reload %d" % i)
+            wait_for(lambda: port_open(b) if extra else connect_refused(b), what="reload %d" % i)
             time.sleep(0.1)
     finally:
         stop.set()

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from harness import (PROXY_BIN, Cluster, Proxy, RedisServer, Sentinel, TlsFiles, free_port,
-                     make_workdir, proxy_stats, sanitized, topology, wait_for)
+                     make_workdir, port_open, proxy_stats, sanitized, topology, wait_for)
 
 
 @pytest.fixture(scope="module")
@@ -31,17 +31,9 @@ def tls_proxy(workdir, certs, *extra, backend=None, plain_listener=False):
     p = Proxy(workdir, backend=backend, args=args + list(extra), listen_flag=plain_listener)
     p.tls_port = tls_port
     p.start(wait=False)
-    wait_for(lambda: _port_open(tls_port) or not p.proc.alive(), what="TLS listener")
+    wait_for(lambda: port_open(tls_port) or not p.proc.alive(), what="TLS listener")
     assert p.proc.alive(), p.log()
     return p
-
-
-def _port_open(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 def tls_client(certs, port, cert=None, **kw):
@@ -271,7 +263,7 @@ def test_certificate_reload_on_sighup(workdir, certs, redis_server):
         "--listen", "tls://127.0.0.1:%d" % port, "--set", "tls.cert=" + os.path.join(d, "proxy.crt"),
         "--set", "tls.key=" + os.path.join(d, "proxy.key")], backend=redis_server.port)
     p.start(wait=False)
-    wait_for(lambda: _port_open(port), what="TLS listener")
+    wait_for(lambda: port_open(port), what="TLS listener")
     try:
         old = tls_client(certs, port, single_connection_client=True)
         assert old.set("k", "1")
@@ -372,7 +364,7 @@ tls:
 """ % (redis_server.port, shared_port, own_port, certs.path("own.crt"), certs.path("own.key"),
        certs.path("ca.crt"), certs.path("server.crt"), certs.path("server.key"))
     p = Proxy(workdir, config=config, listen_flag=False).start(wait=False)
-    wait_for(lambda: _port_open(own_port) and _port_open(shared_port), what="both listeners")
+    wait_for(lambda: port_open(own_port) and port_open(shared_port), what="both listeners")
     try:
         assert tls_client(certs, shared_port).ping()
         assert tls_client(certs, own_port, cert="client").ping()
