@@ -185,18 +185,24 @@ def test_reloads_under_load_cost_no_client_error(workdir, redis_server):
     p = r.proxy.start(wait=False)
     wait_for(lambda: port_open(a), what="the listener")
     stop = threading.Event()
-    errors, longest, done = [], [0.0], [0]
+    phase = [0]  # 0: before the reloads, 1: during them
+    errors, longest, done, moved = [], [0.0, 0.0], [0], []
 
     def load(k):
         c = redis.Redis(port=a, single_connection_client=True, socket_timeout=30)
         n = 0
         try:
+            c.ping()
+            sock = c.connection._sock
             while not stop.is_set() and n < 100000:
                 t0 = time.monotonic()
                 assert c.set("load:%d" % k, n)
                 assert c.get("load:%d" % k) == str(n).encode()
-                longest[0] = max(longest[0], time.monotonic() - t0)
+                at = phase[0]
+                longest[at] = max(longest[at], time.monotonic() - t0)
                 n += 1
+            if c.connection._sock is not sock:
+                moved.append(k)  # redis-py reconnected: the proxy closed it
         except Exception as e:  # noqa: BLE001 - reported by the test
             errors.append(repr(e))
         done[0] += n
@@ -205,6 +211,8 @@ def test_reloads_under_load_cost_no_client_error(workdir, redis_server):
     for t in threads:
         t.start()
     try:
+        time.sleep(1)
+        phase[0] = 1
         admin = redis.Redis(port=a, socket_timeout=30)
         for i in range(10):
             extra = ", 127.0.0.1:%d" % b if i % 2 == 0 else ""
@@ -219,8 +227,11 @@ def test_reloads_under_load_cost_no_client_error(workdir, redis_server):
             t.join(60)
         p.stop()
     assert not errors, errors[:3]
+    assert not moved, "connections closed under clients %r" % moved
     assert done[0] > 200
-    print("reloads under load: %d request pairs, longest %.1f ms" % (done[0], longest[0] * 1000))
+    print("reloads under load: %d SET+GET pairs by 20 clients, 0 errors, 0 connections closed; "
+          "longest pair %.1f ms in the second before the reloads, %.1f ms during 10 reloads"
+          % (done[0], longest[0] * 1000, longest[1] * 1000))
 
 
 def test_a_corrected_sentinel_password_is_used(workdir, redis_server):
