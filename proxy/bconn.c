@@ -1121,7 +1121,8 @@ static void bconn_hand_back(struct bconn *bc, struct backend *be, struct req *r,
         .streamed = (r->flags & REQ_NOREPLY) != 0,
         .unsent = r->sent == 0,
         .is_read = cmd_is_read(r->ci),
-        .retried = (r->flags & REQ_RETRIED) != 0,
+        .lost = r->lost,
+        .within_hold = ev_now(w->loop) - r->since < (double)bconn_cfg(bc)->hold_timeout_ms / 1000.0,
         .released = bc->released && r->ci != NULL && (r->ci->flags & CMDF_BLOCKING),
     };
 
@@ -1140,7 +1141,7 @@ static void bconn_hand_back(struct bconn *bc, struct backend *be, struct req *r,
     case LOST_KEEP:
         return;
     case LOST_RETRY_READ:
-        r->flags |= REQ_RETRIED;
+        r->lost++;
         WORKER_COUNT(w, retried, 1);
         client_undispatch(c, r);
         return;

@@ -29,7 +29,6 @@ enum {
     REQ_NOREPLY = 1u << 5,      /* sent on a streaming connection: no reply is matched to it */
     REQ_HELD = 1u << 6,         /* counted in the worker's held bytes */
     REQ_ERROR = 1u << 7,        /* the reply is an error */
-    REQ_RETRIED = 1u << 8,      /* already sent once to a connection that failed */
     REQ_EXEC_NIL = 1u << 9,     /* EXEC sent as DISCARD: watched keys were lost; reply nil */
     REQ_PROBE = 1u << 10,       /* the proxy's ROLE probe: its reply updates offsets */
     REQ_MASTER_ONLY = 1u << 11, /* a replica lacked something (NOSCRIPT): go to the master */
@@ -67,6 +66,7 @@ struct req {
     int32_t intarg;   /* a parsed argument (SELECT db, HELLO version) or -1 */
     uint32_t argc;    /* argument count */
     uint8_t dest;     /* enum req_dest: the last backend role it was sent to */
+    uint8_t lost;     /* connections lost under it (a read is sent again: router.c) */
     uint64_t arrived; /* when it was read, in microseconds (latency counts from here) */
     uint64_t seq;     /* position in the client's stream */
     uint64_t probe;   /* write: the ROLE probe sent after it on its connection (0 = none) */

@@ -681,7 +681,10 @@ enum router_lost router_lost_verdict(const struct router_fate *f)
     if (f->released && (!f->dedicated || f->can_resend)) {
         return LOST_RESEND; /* a blocked command its former master dropped unexecuted */
     }
-    if ((!f->dedicated || f->can_resend) && f->is_read && f->repeatable && !f->retried) {
+    if ((!f->dedicated || f->can_resend) && f->is_read && f->repeatable && f->within_hold &&
+        f->lost + 1 < ROUTER_READ_ATTEMPTS) {
+        /* Whatever happened to the server, a read can run again: it waits
+         * for a usable server like any request, and goes to it. */
         return LOST_RETRY_READ;
     }
     return f->is_read ? LOST_FAIL_READ : LOST_FAIL_WRITE;

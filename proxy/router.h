@@ -78,7 +78,7 @@ struct router_fate {
     bool streamed;   /* sent on a streaming connection: no reply was matched to it */
     bool unsent;     /* not a byte of it was written */
     bool is_read;    /* a read-only command */
-    bool retried;    /* already sent once to a connection that failed */
+    unsigned lost;   /* connections lost under it before, this one not counted */
     bool released;   /* a blocking command dropped unexecuted by a former master */
     bool repeatable; /* a read that means the same when sent again (router_read_may_repeat) */
 };
@@ -96,11 +96,17 @@ enum router_reply {
 /* What to do with a reply. */
 enum router_reply router_reply_verdict(const struct router_fate *f);
 
+/* A read is sent this many times at most when its connections keep being
+ * lost (a master killed, then its successor not yet confirmed), so that a
+ * read that makes its server close the connection cannot loop. */
+#define ROUTER_READ_ATTEMPTS 5
+
 enum router_lost {
     LOST_DROP = 0,       /* the proxy's own, or its client is gone */
     LOST_KEEP = 1,       /* already answered (streamed): nothing to do */
     LOST_RESEND = 2,     /* never written: dispatch it again */
-    LOST_RETRY_READ = 3, /* a read whose reply was lost: dispatch it again, once */
+    LOST_RETRY_READ = 3, /* a read whose reply was lost: dispatch it again (until hold-timeout,
+                          * ROUTER_READ_ATTEMPTS times at most) */
     LOST_FAIL_READ = 4,  /* a read that cannot be sent again: an error */
     LOST_FAIL_WRITE = 5, /* a write whose outcome is unknown: an error that says so */
 };

@@ -220,6 +220,53 @@ def test_kill9_master_under_load(cluster, sproxy):
     assert "ms after the first signal" in sproxy.log()
 
 
+@pytest.mark.parametrize("read_from", ["master", "prefer-replicas"])
+def test_kill9_reads_in_flight_are_sent_again(workdir, cluster, read_from):
+    """10 clients reading (pipelines of GETs, so that many are in flight) when
+    the master is killed: a read whose connection is lost is sent again,
+    until hold-timeout, to the master the Sentinels elect; none fails."""
+    p = Proxy(workdir, args=cluster.proxy_args() + ["--read-from", read_from]).start()
+    try:
+        wait_proxy_master(p, cluster.master.port)
+        m = cluster.master.client()
+        for i in range(10):
+            m.set("ryw:%d" % i, "v%d" % i)
+        m.wait(len(cluster.replicas), 5000)
+        stop = threading.Event()
+        errors, done = [], [0] * 10
+
+        def reader(i):
+            c = redis.Redis(port=p.port, single_connection_client=True, socket_timeout=60)
+            while not stop.is_set():
+                pipe = c.pipeline(transaction=False)
+                for _ in range(20):
+                    pipe.get("ryw:%d" % i)
+                try:
+                    got = pipe.execute(raise_on_error=False)
+                except redis.RedisError as e:
+                    errors.append(repr(e))
+                    continue
+                errors.extend(repr(g) for g in got if g != ("v%d" % i).encode())
+                done[i] += 1
+
+        threads = [threading.Thread(target=reader, args=(i,)) for i in range(10)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: min(done) > 20, what="reads going")
+        old = cluster.master
+        old.kill9()
+        new_port = cluster.wait_master_change(old.port)
+        wait_proxy_master(p, new_port)
+        mark = list(done)
+        wait_for(lambda: all(d > m + 5 for d, m in zip(done, mark)), what="reads after the switch")
+        stop.set()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors[:5]
+    finally:
+        p.stop()
+
+
 def test_sigstop_master_then_rejoin(cluster, sproxy):
     """A frozen master: requests already sent to it when it froze get an
     "outcome unknown" error (it may run them when it wakes up, before Sentinel

@@ -23,10 +23,11 @@ enum {
     ST = 1 << 7,  /* streamed */
     UN = 1 << 8,  /* unsent */
     RD = 1 << 9,  /* is_read */
-    RT = 1 << 10, /* retried */
+    RT = 1 << 10, /* lost: sent ROUTER_READ_ATTEMPTS - 1 times already */
     RL = 1 << 11, /* released */
     BM = 1 << 12, /* blocked_may_move */
     RP = 1 << 13, /* repeatable */
+    R1 = 1 << 14, /* lost: sent once already */
 };
 
 static struct router_fate fate(unsigned bits, enum router_refusal refusal)
@@ -43,7 +44,9 @@ static struct router_fate fate(unsigned bits, enum router_refusal refusal)
         .streamed = bits & ST,
         .unsent = bits & UN,
         .is_read = bits & RD,
-        .retried = bits & RT,
+        .lost = (bits & RT)   ? ROUTER_READ_ATTEMPTS - 1
+                : (bits & R1) ? 1
+                              : 0,
         .released = bits & RL,
         .blocked_may_move = bits & BM,
         .repeatable = bits & RP,
@@ -119,12 +122,15 @@ static void test_lost_verdict(void **state)
         {UN, LOST_RESEND},
         {UN | DE, LOST_RESEND},
         {UN | RT, LOST_RESEND},
-        /* A read whose reply was lost: once more, unless a transaction or a
-         * stream on its dedicated connection forbids it. */
-        {RD | RP, LOST_RETRY_READ},
-        {RD | RP | DE | CR, LOST_RETRY_READ},
-        {RD | RP | DE, LOST_FAIL_READ},
-        {RD | RP | RT, LOST_FAIL_READ},
+        /* A read whose reply was lost: again, within hold-timeout and a few
+         * times at most, unless a transaction or a stream on its dedicated
+         * connection forbids it. */
+        {RD | RP | WH, LOST_RETRY_READ},
+        {RD | RP | WH | DE | CR, LOST_RETRY_READ},
+        {RD | RP | WH | DE, LOST_FAIL_READ},
+        {RD | RP | WH | R1, LOST_RETRY_READ},
+        {RD | RP | WH | RT, LOST_FAIL_READ},
+        {RD | RP, LOST_FAIL_READ},
         /* A blocked XREAD from $ would mean something else later. */
         {RD, LOST_FAIL_READ},
         {RD | DE | CR, LOST_FAIL_READ},
