@@ -27,69 +27,89 @@ void log_set_json(bool json)
     log_json = json;
 }
 
-/* Append s to line[*len..cap) as the inside of a JSON string. */
+/* Append s to line[*len..cap) as the inside of a JSON string, stopping
+ * (between characters, never inside an escape) when it would not fit. */
 static void log_json_escape(char *line, size_t *len, size_t cap, const char *s)
 {
-    for (; *s != '\0' && *len + 7 < cap; s++) {
+    for (; *s != '\0'; s++) {
         unsigned char ch = (unsigned char)*s;
         if (ch == '"' || ch == '\\') {
+            if (*len + 2 > cap) {
+                return;
+            }
             line[(*len)++] = '\\';
             line[(*len)++] = (char)ch;
         } else if (ch < 0x20 || ch == 0x7f) {
-            *len += (size_t)snprintf(line + *len, cap - *len, "\\u%04x", ch);
+            if (*len + 6 > cap) {
+                return;
+            }
+            *len += (size_t)snprintf(line + *len, 7, "\\u%04x", ch);
         } else {
+            if (*len + 1 > cap) {
+                return;
+            }
             line[(*len)++] = (char)ch;
         }
     }
 }
 
-/* True when s[0..n) is a JSON number as figures are written (digits, a
- * sign, one fraction). */
+/* True when s[0..n) is a number as JSON writes one: an optional minus,
+ * digits without a leading zero, an optional fraction. */
 static bool log_is_number(const char *s, size_t n)
 {
-    size_t i = s[0] == '-' ? 1 : 0, digits = 0, dots = 0;
+    size_t i = s[0] == '-' ? 1 : 0, start = i;
 
-    for (; i < n; i++) {
-        if (s[i] >= '0' && s[i] <= '9') {
-            digits++;
-        } else if (s[i] == '.' && digits > 0 && dots++ == 0) {
-            continue;
-        } else {
+    while (i < n && s[i] >= '0' && s[i] <= '9') {
+        i++;
+    }
+    if (i == start || (s[start] == '0' && i > start + 1)) {
+        return false;
+    }
+    if (i < n && s[i] == '.') {
+        size_t frac = ++i;
+        while (i < n && s[i] >= '0' && s[i] <= '9') {
+            i++;
+        }
+        if (i == frac) {
             return false;
         }
     }
-    return digits > 0 && s[n - 1] != '.' && (s[0] != '0' || n == 1 || s[1] == '.');
+    return i == n;
 }
 
-/* Append the "key=value" pairs of kv (separated by spaces) as members. */
+/* Append the "key=value" pairs of kv (separated by spaces) as members,
+ * each whole or not at all: a figure cut short would be a wrong figure. */
 static void log_json_fields(char *line, size_t *len, size_t cap, const char *kv)
 {
-    char part[256];
+    char part[256], member[6 * 256 + 16]; /* a pair is shorter than part: it fits escaped */
 
     while (kv != NULL && *kv != '\0') {
-        size_t n = strcspn(kv, " "), k;
+        size_t n = strcspn(kv, " "), k, m = 0;
         const char *eq = memchr(kv, '=', n);
-        if (eq != NULL && eq > kv && n < sizeof(part) && *len + 16 < cap) {
+        if (eq != NULL && eq > kv && n < sizeof(part)) {
             k = (size_t)(eq - kv);
             memcpy(part, kv, k);
             part[k] = '\0';
-            line[(*len)++] = ',';
-            line[(*len)++] = '"';
-            log_json_escape(line, len, cap, part);
+            member[m++] = ',';
+            member[m++] = '"';
+            log_json_escape(member, &m, sizeof(member), part);
             memcpy(part, eq + 1, n - k - 1);
             part[n - k - 1] = '\0';
+            member[m++] = '"';
+            member[m++] = ':';
             if (n - k - 1 > 0 && log_is_number(part, n - k - 1)) {
-                *len += (size_t)snprintf(line + *len, cap - *len, "\":%s", part);
+                memcpy(member + m, part, n - k - 1);
+                m += n - k - 1;
             } else {
-                *len += (size_t)snprintf(line + *len, cap - *len, "\":\"");
-                log_json_escape(line, len, cap, part);
-                if (*len + 1 < cap) {
-                    line[(*len)++] = '"';
-                }
+                member[m++] = '"';
+                log_json_escape(member, &m, sizeof(member), part);
+                member[m++] = '"';
             }
-            if (*len >= cap) {
-                *len = cap - 1;
+            if (*len + m > cap) {
+                return; /* this one and the rest do not fit */
             }
+            memcpy(line + *len, member, m);
+            *len += m;
         }
         kv += n;
         kv += *kv == ' ';
@@ -104,6 +124,8 @@ static size_t log_format_json(char *line, size_t cap, int level, const char *eve
     struct tm tm;
     size_t len;
 
+    /* Room is kept for what closes the line: '"', '}' and '\n'. */
+    cap -= 3;
     gmtime_r(&tv->tv_sec, &tm);
     len = strftime(line, cap, "{\"time\":\"%Y-%m-%dT%H:%M:%S", &tm);
     len += (size_t)snprintf(line + len, cap - len, ".%03dZ\",\"level\":\"%s\",\"thread\":\"",
@@ -113,11 +135,8 @@ static size_t log_format_json(char *line, size_t cap, int level, const char *eve
     log_json_escape(line, &len, cap, event);
     len += (size_t)snprintf(line + len, cap - len, "\",\"msg\":\"");
     log_json_escape(line, &len, cap, msg);
-    if (len + 4 > cap) {
-        len = cap - 4;
-    }
     line[len++] = '"';
-    log_json_fields(line, &len, cap - 3, kv);
+    log_json_fields(line, &len, cap + 1, kv);
     line[len++] = '}';
     line[len++] = '\n';
     return len;

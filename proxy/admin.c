@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -488,7 +489,7 @@ static bool admin_wait(int fd, short events, double deadline)
 
 bool admin_probe(const char *target, int timeout_ms, char *out, size_t len)
 {
-    char hostport[ADDR_TEXT_MAX], req[ADDR_TEXT_MAX + 64], buf[512], err[256];
+    char hostport[ADDR_TEXT_MAX], req[2 * ADDR_TEXT_MAX + 128], buf[512], err[256];
     const char *slash = strchr(target, '/');
     const char *path = slash != NULL ? slash : "/healthz";
     size_t hl = slash != NULL ? (size_t)(slash - target) : strlen(target), got = 0;
@@ -501,11 +502,21 @@ bool admin_probe(const char *target, int timeout_ms, char *out, size_t len)
     clock_gettime(CLOCK_MONOTONIC, &now);
     deadline = (double)now.tv_sec * 1000 + (double)now.tv_nsec / 1e6 + timeout_ms;
     if (hl >= sizeof(hostport) || strlen(path) > 64) {
-        snprintf(out, len, "%s: too long", target);
+        snprintf(out, len, "target too long (HOST:PORT[/PATH])");
         return false;
+    }
+    for (const char *p = path; *p != '\0'; p++) {
+        if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+            snprintf(out, len, "a path is printable, without spaces");
+            return false;
+        }
     }
     memcpy(hostport, target, hl);
     hostport[hl] = '\0';
+    if (strncmp(hostport, "unix:", 5) == 0) {
+        snprintf(out, len, "the admin endpoint is HOST:PORT (TCP)");
+        return false;
+    }
     if (!addr_parse(&a, hostport, err, sizeof(err)) || !addr_resolve(&a, err, sizeof(err)) ||
         (fd = net_connect(&a, err, sizeof(err))) < 0) {
         snprintf(out, len, "%s", err);
@@ -513,8 +524,13 @@ bool admin_probe(const char *target, int timeout_ms, char *out, size_t len)
     }
     n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path,
                  hostport);
+    if (n < 0 || (size_t)n >= sizeof(req)) {
+        snprintf(out, len, "target too long (HOST:PORT[/PATH])");
+        close(fd);
+        return false;
+    }
     if (!admin_wait(fd, POLLOUT, deadline) || (e = net_connect_result(fd)) != 0 ||
-        write(fd, req, (size_t)n) != n) {
+        send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
         snprintf(out, len, "%s: %s", hostport, e != 0 ? strerror(e) : "no connection in time");
         close(fd);
         return false;
@@ -530,7 +546,8 @@ bool admin_probe(const char *target, int timeout_ms, char *out, size_t len)
     close(fd);
     buf[got] = '\0';
     buf[strcspn(buf, "\r\n")] = '\0';
-    ok = strncmp(buf, "HTTP/1.1 200 ", 13) == 0 || strncmp(buf, "HTTP/1.0 200 ", 13) == 0;
+    ok = (strncmp(buf, "HTTP/1.1 200", 12) == 0 || strncmp(buf, "HTTP/1.0 200", 12) == 0) &&
+         (buf[12] == ' ' || buf[12] == '\0');
     snprintf(out, len, "%s%s", buf[0] != '\0' ? buf : "no answer from ",
              buf[0] != '\0' ? "" : hostport);
     return ok;

@@ -569,9 +569,14 @@ static enum dispatch_result client_route(struct client *c, struct req *r)
     switch (rt.kind) {
     case ROUTE_LOCAL:
         if (!local_handle(c, r)) {
-            return client_hold(c, r, "configuration reload");
+            /* Waiting for the control thread, not for a backend: no
+             * hold-timeout or hold-memory, woken when the reload has run. */
+            worker_wait(c->w, c);
+            return DISPATCH_WAIT;
         }
-        client_unhold(c, r);
+        if (c->sess.reply_off && (r->flags & REQ_DONE) && !req_reply_raw(&c->w->reqs, r, "", 0)) {
+            client_close(c, "out of memory"); /* (CLIENT REPLY OFF: the server says nothing) */
+        }
         WORKER_COUNT(c->w, local, 1);
         return DISPATCH_LOCAL;
     case ROUTE_WAIT:
@@ -688,7 +693,8 @@ void client_dispatch(struct client *c)
             client_output_ready(c, r);
         }
     }
-    if ((c->undisp == NULL || !(c->undisp->flags & REQ_HELD)) && !c->sess.resub) {
+    if ((c->undisp == NULL || !(c->undisp->flags & REQ_HELD)) && !c->sess.resub &&
+        c->reload_ticket == 0) {
         worker_unwait(c->w, c);
     }
 }

@@ -241,8 +241,8 @@ static void local_stats(struct client *c, struct strbuf *sb)
 }
 
 /* PROXY CONFIG RELOAD: the control thread reloads; the request waits (no
- * thread does) and is answered when the worker's held requests are woken
- * after the reload. False while it waits. */
+ * thread does) among the worker's waiting clients, and is answered when
+ * they are woken after the reload. False while it waits. */
 static bool local_reload(struct client *c, struct req *r)
 {
     char msg[CONFIG_ERR_MAX * 3];

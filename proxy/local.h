@@ -14,7 +14,8 @@ struct req;
 
 /* Answer r (it is marked done, or the client is closed); false when the
  * answer is not known yet (PROXY CONFIG RELOAD while the reload runs): r
- * waits among the held requests and comes back here when they are woken. */
+ * waits, its client among the worker's waiting ones, and comes back here
+ * when they are woken. */
 bool local_handle(struct client *c, struct req *r);
 
 #endif

@@ -43,6 +43,7 @@ struct link {
     char *username; /* copies of the credentials (any length) */
     char *password;
     bool auth_failed; /* the connection up now was refused its AUTH */
+    bool relogin;     /* ... and new credentials came: close it (from the timer) */
     char last_error[256];
     struct transport t;
     ev_io io;
@@ -64,6 +65,7 @@ struct link {
 
 static void link_io_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void link_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void link_arm_timer(struct link *l, double deadline);
 static void link_reaper_cb(struct ev_loop *loop, ev_idle *idle, int revents);
 
 struct link *link_new(struct ev_loop *loop, const struct addr *a, const struct link_options *o)
@@ -116,8 +118,10 @@ bool link_set_options(struct link *l, double timeout, const char *username, cons
     l->opt.password = p;
     l->opt.timeout = timeout;
     if (!same && l->auth_failed) {
-        /* Left connected without a login, it would never use them. */
-        link_close(l, "new credentials");
+        /* Left connected without a login, it would never use them: closed
+         * from the timer, outside the caller's loop (closing calls back). */
+        l->relogin = true;
+        link_arm_timer(l, ev_now(l->loop));
     }
     return true;
 }
@@ -161,6 +165,9 @@ static void link_arm_timer(struct link *l, double deadline)
     double now = ev_now(l->loop);
 
     ev_timer_stop(l->loop, &l->timer);
+    if (l->relogin) {
+        deadline = now; /* to be closed: soon, whatever else waits */
+    }
     if (deadline <= 0) {
         return;
     }
@@ -402,6 +409,7 @@ void link_close(struct link *l, const char *why)
     }
     l->state = LINK_IDLE;
     l->auth_failed = false;
+    l->relogin = false;
     l->out_len = l->out_sent = 0;
     l->in_callback = true;
     while (l->ncmds > 0) {
@@ -582,6 +590,10 @@ static void link_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     if (l->state == LINK_CONNECTING || l->state == LINK_HANDSHAKE) {
         link_close(l, l->state == LINK_CONNECTING ? "connect timeout" : "TLS handshake timeout");
+        return;
+    }
+    if (l->relogin) {
+        link_close(l, "new credentials");
         return;
     }
     /* A subscriber waits for messages forever: only its commands time out. */

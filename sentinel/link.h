@@ -46,9 +46,9 @@ struct link *link_new(struct ev_loop *loop, const struct addr *a, const struct l
 
 /* New credentials (copied) for the link's next connection, and a new
  * timeout for commands sent from now on; the connection up now stays,
- * unless it was refused its AUTH and the credentials changed (it is closed:
- * the next command connects with them). Not from a callback of l. False if
- * out of memory (nothing changed). */
+ * unless it was refused its AUTH and the credentials changed (it is closed
+ * soon, from the loop: the next command connects with them). False if out
+ * of memory (nothing changed). */
 bool link_set_options(struct link *l, double timeout, const char *username, const char *password);
 
 /* Send a command; cb gets its reply (or NULL), never before this returns.

@@ -15,10 +15,11 @@ registry is needed. The image is then checked as a user would meet it:
 - its health check command answers 0 against the running proxy, and 1 with
   nothing listening.
 
-With buildah the run happens in a network namespace of its own (unshare -n,
-as root), so the image's 0.0.0.0 listeners are reachable on its loopback
-only; a docker engine has its own idea of the host's network, so with docker
-the proxy is told to listen on 127.0.0.1 instead.
+With buildah the run happens in network and PID namespaces of its own
+(unshare, as root), so the image's 0.0.0.0 listeners are reachable on its
+loopback only and whatever the run starts ends with it; a docker engine has
+its own idea of the host's network, so with docker the proxy is told to
+listen on 127.0.0.1 instead, and its container is named and removed.
 
 Environment: DEBIAN_MIRROR (default http://deb.debian.org/debian),
 SP_IMAGE (default localhost/sentinel-proxy:test).
@@ -119,11 +120,12 @@ class Container:
             self.ctr = run("buildah", "from", "--quiet", IMAGE, capture_output=True,
                            text=True).stdout.strip()
 
-    def argv(self, args, entrypoint=True):
+    def argv(self, args, entrypoint=True, name=None):
         cmd = (self.entrypoint if entrypoint else []) + list(args)
         if self.tool == "docker":
-            return ["docker", "run", "--rm", "--network", "host", "--entrypoint", cmd[0],
-                    IMAGE] + cmd[1:]
+            named = ["--name", name] if name else []
+            return ["docker", "run", "--rm", "--network", "host"] + named + [
+                "--entrypoint", cmd[0], IMAGE] + cmd[1:]
         return ["buildah", "run", "--network", "host", "--isolation", "chroot", self.ctr,
                 "--"] + cmd
 
@@ -132,10 +134,19 @@ class Container:
                               timeout=timeout)
 
     def start(self, args, log):
-        return subprocess.Popen(self.argv(args), stdout=log, stderr=subprocess.STDOUT)
+        self.name = "sp-image-test-%d" % os.getpid()
+        return subprocess.Popen(self.argv(args, name=self.name), stdout=log,
+                                stderr=subprocess.STDOUT)
 
     def remove(self):
+        if self.tool == "docker":
+            run("docker", "rm", "-f", getattr(self, "name", ""), check=False,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if self.ctr is not None:
+            # In the PID namespace of this run only (see main): nothing else
+            # on the machine matches.
+            run("pkill", "-f", "^/usr/local/bin/sentinel-proxy -c /etc/sentinel-proxy", check=False)
+            time.sleep(0.2)
             run("buildah", "rm", self.ctr, check=False, stdout=subprocess.DEVNULL)
 
 
@@ -204,8 +215,6 @@ def run_checks(tool):
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        run("pkill", "-f", "^/usr/local/bin/sentinel-proxy -c /etc/sentinel-proxy", check=False)
-        time.sleep(0.2)
         c.remove()
         if cluster is not None:
             cluster.stop()
@@ -225,8 +234,10 @@ def main():
         run_checks(tool)
         return
     env = dict(os.environ, SP_IMAGE_NETNS="1")
-    sys.exit(subprocess.run(["unshare", "-n", sys.executable, os.path.abspath(__file__)],
-                            env=env).returncode)
+    # A network namespace (the image's 0.0.0.0 is its loopback) and a PID
+    # namespace (what the run starts ends with it, and is all it can see).
+    sys.exit(subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc",
+                             sys.executable, os.path.abspath(__file__)], env=env).returncode)
 
 
 if __name__ == "__main__":

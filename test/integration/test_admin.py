@@ -433,3 +433,32 @@ def test_admin_port_out_of_descriptors(workdir, redis_server):
         for s in hogs:
             s.close()
         p.stop()
+
+
+def test_healthcheck_command(workdir, redis_server):
+    """sentinel-proxy --healthcheck (the container's HEALTHCHECK): exit 0 on
+    200, 1 on anything else, a refused connection or a target it will not
+    send; never more than it was given."""
+    from harness import PROXY_BIN
+
+    def check(target):
+        out = subprocess.run([PROXY_BIN, "--healthcheck", target], capture_output=True,
+                             text=True, timeout=10)
+        assert "Sanitizer" not in out.stderr and "runtime error" not in out.stderr, out.stderr
+        return out.returncode, out.stdout.strip()
+
+    p = admin_proxy(workdir, backend=redis_server.port)
+    try:
+        assert check("127.0.0.1:%d" % p.admin) == (0, "HTTP/1.1 200 OK")
+        assert check("127.0.0.1:%d/readyz" % p.admin)[0] == 0
+        assert check("127.0.0.1:%d/nope" % p.admin) == (1, "HTTP/1.1 404 Not Found")
+        # Padded to the longest target it takes: sent whole, answered.
+        padded = "127.0.0.1:%s%d/%s" % ("0" * 200, p.admin, "metrics")
+        assert check(padded)[0] == 0
+        assert check("127.0.0.1:%s%d/%s" % ("0" * 300, p.admin, "p" * 63))[0] == 1
+        assert check("127.0.0.1:%d/a b" % p.admin) == (1, "a path is printable, without spaces")
+        assert check("unix:/tmp/x")[0] == 1
+    finally:
+        p.stop()
+    rc, out = check("127.0.0.1:%d" % p.admin)
+    assert rc == 1 and "Connection refused" in out

@@ -261,3 +261,36 @@ sentinel: {master-name: mymaster, addresses: [127.0.0.1:%d], password: %s}
     finally:
         p.stop()
         s.stop()
+
+
+def test_reload_requests_wait_for_the_control_thread_only(workdir, redis_server):
+    """PROXY CONFIG RELOAD waits for its own reload, not as a held request:
+    hold-timeout and hold-memory do not apply, and each one reloads (a
+    later one is never answered from an earlier result); under CLIENT REPLY
+    OFF it says nothing, as the server would."""
+    a = free_port()
+    text = "backend: 127.0.0.1:%d\nlisten: [127.0.0.1:%d]\nhold-timeout: 100ms\n" \
+           "hold-memory: 0\nmax-clients: %d\n"
+    r = Reloadable(workdir, text % (redis_server.port, a, 100))
+    p = r.proxy.start(wait=False)
+    wait_for(lambda: port_open(a), what="the listener")
+    try:
+        c = redis.Redis(port=a, single_connection_client=True, socket_timeout=30)
+        for n in range(101, 104):
+            assert r.reload(c, text % (redis_server.port, a, n)).startswith("reloaded "), n
+            assert "reload: max-clients: %d -> %d" % (n - 1, n) in p.log()
+        with open(r.path, "a") as f:
+            f.write("hold-timeout: soon\n")
+        with pytest.raises(redis.ResponseError, match="hold-timeout"):
+            r.reload(c)
+        r.write(text % (redis_server.port, a, 200))
+        raw = socket.create_connection(("127.0.0.1", a))
+        raw.sendall(b"CLIENT REPLY OFF\r\nPROXY CONFIG RELOAD\r\nCLIENT REPLY ON\r\nPING\r\n")
+        wait_for(lambda: "reload: max-clients: 103 -> 200" in p.log(), what="the silent reload")
+        got = b""
+        while not got.endswith(b"+PONG\r\n"):
+            got += raw.recv(1000)
+        assert got == b"+OK\r\n+PONG\r\n", got
+        raw.close()
+    finally:
+        p.stop()
