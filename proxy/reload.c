@@ -4,9 +4,10 @@
  * workers' messages), then commit; old configurations, TLS contexts and
  * unix sockets are retired once every worker has switched.
  *
- * A reload never waits for the workers (a worker may itself be waiting for
- * its outcome): one that comes before a worker took the last is merged
- * into it (worker_reconfigure).
+ * A reload never waits for the workers, nor a worker for a reload: one
+ * that comes before a worker took the last is merged into it
+ * (worker_reconfigure), and PROXY CONFIG RELOAD's client waits among the
+ * worker's waiting clients until reload_kick wakes them.
  */
 #include "proxy/reload.h"
 
