@@ -1122,7 +1122,9 @@ static void bconn_hand_back(struct bconn *bc, struct backend *be, struct req *r,
         .unsent = r->sent == 0,
         .is_read = cmd_is_read(r->ci),
         .lost = r->lost,
-        .within_hold = ev_now(w->loop) - r->since < (double)bconn_cfg(bc)->hold_timeout_ms / 1000.0,
+        /* A blocking read's wait on its server is not a wait for one. */
+        .within_hold = (r->ci != NULL && (r->ci->flags & CMDF_BLOCKING)) ||
+                       ev_now(w->loop) - r->since < (double)bconn_cfg(bc)->hold_timeout_ms / 1000.0,
         .released = bc->released && r->ci != NULL && (r->ci->flags & CMDF_BLOCKING),
     };
 

@@ -570,7 +570,9 @@ static enum dispatch_result client_route(struct client *c, struct req *r)
     case ROUTE_LOCAL:
         if (!local_handle(c, r)) {
             /* Waiting for the control thread, not for a backend: no
-             * hold-timeout or hold-memory, woken when the reload has run. */
+             * hold-timeout or hold-memory (it may have been held before,
+             * behind a resubscription), woken when the reload has run. */
+            client_unhold(c, r);
             worker_wait(c->w, c);
             return DISPATCH_WAIT;
         }
@@ -660,6 +662,18 @@ static bool client_resubscribe(struct client *c)
 
 void client_dispatch(struct client *c)
 {
+    if (c->reload_ticket != 0 && c->sess.resub) {
+        /* Its next request is a PROXY CONFIG RELOAD that waits for the
+         * control thread: answered first (client_route), never held. */
+        struct req *r = c->undisp;
+        if (r != NULL && client_route(c, r) == DISPATCH_LOCAL && !(c->flags & CL_CLOSING)) {
+            c->undisp = r->cnext;
+            client_output_ready(c, r);
+        }
+        if (c->reload_ticket != 0 || (c->flags & CL_CLOSING)) {
+            return;
+        }
+    }
     if (c->sess.resub && !client_resubscribe(c)) {
         /* Waiting for a master to subscribe again on: what the client sent
          * meanwhile is held, bounded like any held request. */

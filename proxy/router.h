@@ -97,9 +97,11 @@ enum router_reply {
 enum router_reply router_reply_verdict(const struct router_fate *f);
 
 /* A read is sent this many times at most when its connections keep being
- * lost (a master killed, then its successor not yet confirmed), so that a
- * read that makes its server close the connection cannot loop. */
-#define ROUTER_READ_ATTEMPTS 5
+ * lost: a master killed under it, then a connection to it made while it was
+ * dying, then the elected successor. A read that makes its server close the
+ * connection (a reply over client-output-buffer-limit) costs every request
+ * in flight on that shared connection each time: it cannot loop. */
+#define ROUTER_READ_ATTEMPTS 3
 
 enum router_lost {
     LOST_DROP = 0,       /* the proxy's own, or its client is gone */

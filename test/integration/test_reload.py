@@ -294,3 +294,47 @@ def test_reload_requests_wait_for_the_control_thread_only(workdir, redis_server)
         raw.close()
     finally:
         p.stop()
+
+
+def test_a_reload_asked_by_a_subscriber_while_its_server_is_gone(workdir, redis_server):
+    """A subscriber asks for a reload, then loses its server while the reload
+    runs: its request is answered by the reload, not failed as a request
+    held for the resubscription, and its next one reloads again."""
+    a = free_port()
+    text = "backend: 127.0.0.1:%d\nlisten: [127.0.0.1:%d]\nhold-timeout: 1s\nmax-clients: %d\n"
+    r = Reloadable(workdir, text % (redis_server.port, a, 100))
+    p = r.proxy.start(wait=False)
+    wait_for(lambda: port_open(a), what="the listener")
+    try:
+        sub = socket.create_connection(("127.0.0.1", a))
+        sub.sendall(b"SUBSCRIBE ch\r\n")
+        got = b""
+        while not got.endswith(b":1\r\n"):
+            got += sub.recv(1000)
+        # The file becomes a pipe: the reload blocks reading it.
+        fifo = r.path + ".fifo"
+        os.mkfifo(fifo)
+        os.rename(fifo, r.path)
+        sub.sendall(b"PROXY CONFIG RELOAD\r\n")
+        time.sleep(0.3)
+        redis_server.stop()  # the subscriber's connection goes; it waits to subscribe again
+        time.sleep(1.5)      # past hold-timeout
+        with open(r.path, "w") as f:
+            f.write(text % (redis_server.port, a, 101))
+        sub.settimeout(10)
+        got = b""
+        while not got.endswith(b"\r\n"):
+            got += sub.recv(1000)
+        assert got.startswith(b"+reloaded ") and b"1 change(s)" in got, got
+        os.unlink(r.path)
+        redis_server.start()
+        r.write(text % (redis_server.port, a, 102))
+        sub.sendall(b"PROXY CONFIG RELOAD\r\n")
+        got = b""
+        while not got.endswith(b"\r\n"):
+            got += sub.recv(1000)
+        assert got.startswith(b"+reloaded ") and b"1 change(s)" in got, got
+        assert "reload: max-clients: 101 -> 102" in p.log()
+        sub.close()
+    finally:
+        p.stop()

@@ -381,3 +381,36 @@ def test_client_closed_while_its_requests_are_handed_back(workdir):
     finally:
         p.stop()
         srv.stop()
+
+
+def test_a_read_blocked_past_hold_timeout_is_sent_again(workdir, redis_server):
+    """XREAD BLOCK waiting longer than hold-timeout when its server
+    connection is killed: it was waiting on its server, not for one, so it
+    is sent again and gets the entry added afterwards."""
+    p = Proxy(workdir, backend=redis_server.port, args=["--set", "hold-timeout=500ms"]).start()
+    try:
+        res = {}
+
+        def reader():
+            try:
+                res["r"] = p.client(socket_timeout=20).execute_command(
+                    "XREAD", "BLOCK", "0", "STREAMS", "s", "0-0")
+            except redis.RedisError as e:
+                res["r"] = repr(e)
+
+        t = threading.Thread(target=reader)
+        t.start()
+        srv = redis_server.client()
+        wait_for(lambda: any(c.get("cmd") == "xread" for c in srv.client_list()),
+                 what="XREAD blocked")
+        time.sleep(1.0)  # twice hold-timeout
+        for c in srv.client_list():
+            if c.get("cmd") == "xread":
+                srv.execute_command("CLIENT", "KILL", "ID", c["id"])
+        wait_for(lambda: any(c.get("cmd") == "xread" for c in srv.client_list()),
+                 what="XREAD blocked again")
+        entry = srv.xadd("s", {"f": "v"})
+        t.join(10)
+        assert res["r"] == [[b"s", [(entry, {b"f": b"v"})]]], res
+    finally:
+        p.stop()
