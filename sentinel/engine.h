@@ -42,7 +42,7 @@ struct engine *engine_start(struct ev_loop *loop, const struct config *cfg,
 
 /* Go on with cfg in place of the configuration given so far (a reload; cfg
  * must outlive the engine or the next call): Sentinels added to or removed
- * from sentinel.addresses (a removed one is kept while others list it),
+ * from sentinel.addresses (a removed one is kept as if learnt),
  * credentials and timeouts for the next connections, the poll interval, and
  * replica preferences and limits from the next round, which starts now. */
 void engine_reconfigure(struct engine *e, const struct config *cfg);
