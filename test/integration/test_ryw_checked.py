@@ -4,7 +4,8 @@ import threading
 
 import redis
 
-from harness import FakeSentinel, Proxy, RedisServer, proxy_stats, topology, wait_for
+from harness import (FakeSentinel, Proxy, RedisServer, proxy_stats, sanitized, topology,
+                     wait_for)
 
 
 def sentinel_proxy(workdir, sentinel, *extra):
@@ -146,7 +147,12 @@ def test_replica_removed_while_a_checked_read_is_in_flight(workdir):
         f.release()
         t.join()
         assert isinstance(out["get"], redis.RedisError), out  # no replica left: hold-timeout
-        assert proxy_stats(p)["ryw_again"] > before["ryw_again"]
+        if not sanitized():
+            # Slowed down by AddressSanitizer, the proxy may close the retired
+            # replica's connection with the read still on it (which then
+            # waits for a replica like any lost read) before the held ROLE
+            # answer comes: the same outcome by the other path.
+            assert proxy_stats(p)["ryw_again"] > before["ryw_again"]
         # Freed only once its last connection is closed.
         wait_for(lambda: not retired(p), what="the replica forgotten")
     finally:
