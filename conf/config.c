@@ -186,6 +186,9 @@ static const struct config_key config_keys[] = {
      "how often every Sentinel is asked, events or not"},
     {"sentinel.forget-after", CT_DURATION, OFF(sentinel_forget_ms), "5m", SEC, 30 * DAY, NULL, true,
      "forget a learnt Sentinel that has been gone this long"},
+    {"sentinel.fence-after", CT_DURATION, OFF(sentinel_fence_ms), "0", 0, 600 * SEC, NULL, true,
+     "hold writes once no majority of the known Sentinels has named the master this long (0 = "
+     "off)"},
     {"read-from", CT_ENUM, OFF(read_from), "prefer-replicas", 0, 0, config_read_from_names, true,
      "where read-only commands go; prefer-replicas falls back to the master"},
     {"balance", CT_ENUM, OFF(balance), "least-outstanding", 0, 0, config_balance_names, true,
@@ -931,6 +934,18 @@ bool config_validate(struct config *cfg, char *err, size_t errlen)
         config_format_amount(b, sizeof(b), CT_DURATION, (int64_t)cfg->reconnect_max_ms);
         return config_fail(err, errlen, "reconnect-min (%s) is larger than reconnect-max (%s)", a,
                            b);
+    }
+    /* Confirmations come once per poll, each taking up to sentinel.timeout:
+     * a shorter fence would close between two healthy rounds. */
+    if (cfg->sentinel_fence_ms > 0 &&
+        cfg->sentinel_fence_ms < 2 * cfg->sentinel_poll_ms + cfg->sentinel_timeout_ms) {
+        config_format_amount(a, sizeof(a), CT_DURATION, (int64_t)cfg->sentinel_fence_ms);
+        config_format_amount(b, sizeof(b), CT_DURATION,
+                             (int64_t)(2 * cfg->sentinel_poll_ms + cfg->sentinel_timeout_ms));
+        return config_fail(err, errlen,
+                           "sentinel.fence-after (%s) must be 0 (off) or at least twice "
+                           "sentinel.poll-interval plus sentinel.timeout (%s)",
+                           a, b);
     }
     if (cfg->backend_connections > cfg->backend_connections_max) {
         cfg->backend_connections_max = cfg->backend_connections; /* the documented floor */

@@ -100,6 +100,7 @@ struct config {
     uint64_t sentinel_timeout_ms; /* per request to a Sentinel or instance */
     uint64_t sentinel_poll_ms;    /* polling period */
     uint64_t sentinel_forget_ms;  /* forget a learnt Sentinel gone this long */
+    uint64_t sentinel_fence_ms;   /* hold writes after this long without a majority (0 = off) */
 
     /* routing */
     int read_from; /* enum config_read_from */

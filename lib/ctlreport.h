@@ -37,6 +37,9 @@ struct ctl_report {
     double last_switch;   /* the last one: seconds from its first signal to publication, < 0:
                              none measured */
     char why[512];        /* why no master is confirmed ("" when one is) */
+    bool fenced;          /* writes held: no Sentinel majority for sentinel.fence-after */
+    double majority_age;  /* seconds since a majority of the known Sentinels last named the
+                             master, < 0: never */
     size_t n;
     struct ctl_sentinel sentinels[]; /* n of them */
 };

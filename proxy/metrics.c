@@ -445,6 +445,14 @@ static void metrics_sentinels(struct proxy *px, struct strbuf *sb)
                 r != NULL ? r->rounds : 0);
     metrics_u64(sb, "failovers_total", "counter", "times a new master replaced a known one",
                 r != NULL ? r->failovers : 0);
+    metrics_u64(sb, "writes_fenced", "gauge",
+                "1 while writes are held for want of a Sentinel majority (sentinel.fence-after)",
+                r != NULL && r->fenced ? 1 : 0);
+    if (r != NULL && r->majority_age >= 0) {
+        metrics_head(sb, "sentinel_majority_age_seconds", "gauge",
+                     "time since a majority of the known Sentinels last named the master");
+        strbuf_printf(sb, M "sentinel_majority_age_seconds %.3f\n", r->majority_age);
+    }
     if (r != NULL && r->last_switch >= 0) {
         metrics_head(sb, "last_failover_duration_seconds", "gauge",
                      "the last failover: its first signal to the new master's publication");
@@ -480,10 +488,10 @@ static void metrics_json_sentinels(const struct ctl_report *r, struct strbuf *sb
     strbuf_append(sb, ",\"why_no_master\":", 17);
     metrics_json_str(sb, r->why[0] != '\0' ? r->why : NULL);
     strbuf_printf(sb,
-                  ",\"answering\":%d,\"votes\":%d,\"going_away\":%s,\"failovers\":%llu,"
-                  "\"last_failover_seconds\":",
+                  ",\"answering\":%d,\"votes\":%d,\"going_away\":%s,\"writes_fenced\":%s,"
+                  "\"failovers\":%llu,\"last_failover_seconds\":",
                   r->answering, r->votes, r->going_away ? "true" : "false",
-                  (unsigned long long)r->failovers);
+                  r->fenced ? "true" : "false", (unsigned long long)r->failovers);
     if (r->last_switch >= 0) {
         strbuf_printf(sb, "%.3f", r->last_switch);
     } else {

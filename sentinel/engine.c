@@ -373,6 +373,8 @@ static struct ctl_report *engine_report(struct engine *e, const struct quorum_de
     r->going_away = d->going_away;
     r->failovers = e->failovers;
     r->last_switch = e->last_switch;
+    r->fenced = e->fenced;
+    r->majority_age = e->majority_at > 0 ? now - e->majority_at : -1;
     snprintf(r->why, sizeof(r->why), "%s", e->why);
     r->n = n;
     for (struct engine_node *nd = e->nodes; nd != NULL; nd = nd->next, i++) {
@@ -410,6 +412,9 @@ static void engine_status(struct engine *e, const struct quorum_decision *d)
     strbuf_printf(&sb, "sentinels_answering:%d\r\n", d->answers);
     strbuf_printf(&sb, "master_votes:%d\r\n", d->votes);
     strbuf_printf(&sb, "master_going_away:%d\r\n", d->going_away ? 1 : 0);
+    strbuf_printf(&sb, "majority_age_ms:%lld\r\n",
+                  e->majority_at > 0 ? (long long)((now - e->majority_at) * 1000) : -1LL);
+    strbuf_printf(&sb, "writes_fenced:%d\r\n", e->fenced ? 1 : 0);
     for (struct engine_node *n = e->nodes; n != NULL; n = n->next, i++) {
         char m[ADDR_TEXT_MAX] = "-";
         if (n->report.ok) {
@@ -619,6 +624,67 @@ void engine_set_why(struct engine *e, const char *why)
     }
 }
 
+/* ---- write fencing (sentinel.fence-after) ------------------------------------------- */
+
+/* Whether a majority of the n known Sentinels name the master decided. */
+static bool engine_majority(const struct quorum_decision *d, size_t n)
+{
+    return (d->status == QUORUM_AGREED || d->status == QUORUM_EPOCH) && n > 0 &&
+           (size_t)d->votes * 2 > n;
+}
+
+/* Close the fence once no majority has named the master for
+ * sentinel.fence-after: on the minority side of a partition, the master
+ * still served may already have been replaced, and every write it takes
+ * would be lost. True when writes are fenced. */
+static bool engine_fence_check(struct engine *e)
+{
+    double after = (double)e->cfg->sentinel_fence_ms / 1000.0, now = ev_now(e->loop);
+    char m[ADDR_TEXT_MAX], why[ADDR_TEXT_MAX + 160], kv[ADDR_TEXT_MAX + 64];
+    size_t known = 0;
+
+    if (after <= 0 && e->fenced) { /* turned off by a reload */
+        e->fenced = false;
+        log_info("writes unfenced: sentinel.fence-after is off");
+    }
+    if (after <= 0 || e->fenced || now - e->majority_at <= after || e->topo == NULL ||
+        !e->topo->has_master) {
+        return e->fenced;
+    }
+    for (const struct engine_node *n = e->nodes; n != NULL; n = n->next) {
+        known++;
+    }
+    e->fenced = true;
+    addr_format(&e->topo->master, m, sizeof(m));
+    snprintf(why, sizeof(why),
+             "writes fenced: no majority of the %zu known Sentinel(s) has named master %s for "
+             "%.1f s (sentinel.fence-after)",
+             known, m, now - e->majority_at);
+    snprintf(kv, sizeof(kv), "master=%s known=%zu majority_age_ms=%.0f", m, known,
+             (now - e->majority_at) * 1000);
+    log_kv(LOG_WARN, "engine_fence", kv, "%s", why);
+    engine_hold(e, why);
+    engine_set_why(e, why);
+    engine_status(e, &e->last);
+    return true;
+}
+
+/* A majority named the master again: writes may go on once it is confirmed. */
+static void engine_fence_open(struct engine *e, const struct quorum_decision *d, size_t known)
+{
+    char m[ADDR_TEXT_MAX], kv[ADDR_TEXT_MAX + 64];
+
+    e->majority_at = ev_now(e->loop);
+    if (!e->fenced) {
+        return;
+    }
+    e->fenced = false;
+    addr_format(&d->master, m, sizeof(m));
+    snprintf(kv, sizeof(kv), "master=%s votes=%d known=%zu", m, d->votes, known);
+    log_kv(LOG_INFO, "engine_fence", kv,
+           "writes unfenced: %d of %zu Sentinel(s) name master %s again", d->votes, known, m);
+}
+
 static void engine_decide(struct engine *e)
 {
     struct quorum_report *reports;
@@ -638,6 +704,10 @@ static void engine_decide(struct engine *e)
     }
     quorum_decide(reports, n, &d);
     free(reports);
+    e->last = d;
+    if (engine_majority(&d, n)) {
+        engine_fence_open(e, &d, n);
+    }
     engine_status(e, &d);
     if (d.status == QUORUM_NONE) {
         engine_why_none(e);
@@ -645,6 +715,13 @@ static void engine_decide(struct engine *e)
         engine_set_why(e, "the Sentinels disagree on the master with equal epochs");
     }
     engine_discover(e);
+    if (engine_fence_check(e)) {
+        /* Nothing less than a majority opens the fence again. */
+        if (e->round_again) {
+            engine_round_soon(e);
+        }
+        return;
+    }
     if (d.status != QUORUM_AGREED && d.status != QUORUM_EPOCH) {
         if (e->round_again) {
             engine_round_soon(e);
@@ -680,6 +757,7 @@ static void engine_poll_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
+    engine_fence_check(t->data); /* also while a round waits on a silent Sentinel */
     engine_round(t->data);
 }
 
@@ -736,6 +814,7 @@ struct engine *engine_start(struct ev_loop *loop, const struct config *cfg,
     e->tls = *tls;
     e->cfg = cfg;
     e->last_switch = -1;
+    e->majority_at = ev_now(loop);
     for (size_t i = 0; i < e->cfg->nsentinels; i++) {
         struct addr a = e->cfg->sentinels[i];
         if (!addr_resolve(&a, err, errlen)) {

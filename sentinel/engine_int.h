@@ -113,6 +113,10 @@ struct engine {
     double why_logged;  /* when why was last logged */
     uint64_t failovers; /* a new master replaced a known one */
     double last_switch; /* the last one's first signal to publication, seconds (< 0: none) */
+    /* write fencing (sentinel.fence-after) */
+    double majority_at; /* a majority of the known Sentinels last named the master decided */
+    bool fenced;        /* writes are held for want of such a majority */
+    struct quorum_decision last; /* the last round's decision, for status between rounds */
 };
 
 /* The string value of key in a flat key/value array reply (NULL if absent). */

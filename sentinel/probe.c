@@ -214,6 +214,8 @@ static void probe_finish(struct engine *e)
             engine_hold(e, why);
         }
         engine_set_why(e, why);
+    } else if (e->fenced) {
+        /* The fence closed while ROLE was asked: only a majority opens it. */
     } else {
         if (e->topo != NULL && e->topo->has_master &&
             addr_same(&e->topo->master, &e->cand.master)) {

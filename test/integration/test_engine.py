@@ -4,6 +4,7 @@ answers SENTINEL MASTER with the master and epoch it is given) in front of
 real redis-servers; and real Sentinels for discovery by host name, learnt
 Sentinels that die, and a Sentinel dying while the proxy is frozen."""
 import signal
+import subprocess
 import threading
 import time
 
@@ -389,3 +390,63 @@ def test_shutdown_with_a_role_probe_in_flight(workdir):
         assert topology(p.client()).get("master") in (None, "", "none")
     finally:
         stop_all(p, (s, mute))
+
+
+def test_writes_are_fenced_without_a_sentinel_majority(workdir):
+    """sentinel.fence-after: once only one of three Sentinels answers (the
+    proxy is on the minority side), writes are held and then fail with the
+    hold-timeout error, while reads go on to the replica; as soon as a
+    majority names the master again, writes go on. A proxy without the
+    setting keeps writing to the same master all along."""
+    x = RedisServer(workdir).start()
+    y = RedisServer(workdir, args=["--replicaof", "127.0.0.1", str(x.port)]).start()
+    wait_for(lambda: y.client().info("replication")["master_link_status"] == "up",
+             what="replica in sync")
+    x.client().set("r", "1")
+    wait_for(lambda: y.client().get("r") == b"1", what="the replica to have r")
+    fakes = [FakeSentinel("stale", master=("127.0.0.1", x.port), epoch=1,
+                          replicas=[("127.0.0.1", y.port)]) for _ in range(3)]
+    fast = ["--set", "sentinel.poll-interval=200ms", "--set", "sentinel.timeout=200ms",
+            "--set", "hold-timeout=600ms", "--read-from", "replicas"]
+    fenced = fakes_proxy(workdir, fakes, *fast, "--set", "sentinel.fence-after=1500ms")
+    plain = None
+    try:
+        plain = fakes_proxy(workdir, fakes, *fast)
+        for p in (fenced, plain):
+            wait_for(lambda: uses(p, x), what="proxy to use X")
+        c, other = fenced.client(socket_timeout=10), plain.client(socket_timeout=10)
+        assert c.set("w", "0") and other.set("v", "0")
+        assert topology(c)["writes_fenced"] == "0"
+        fakes[0].mode = fakes[1].mode = "hang"
+
+        def refused():
+            try:
+                c.set("w", "1")
+                return False
+            except redis.ResponseError as e:
+                assert "hold-timeout" in str(e), e
+                return True
+        wait_for(refused, timeout=15, what="writes to be fenced")
+        assert "writes fenced: no majority of the 3 known Sentinel(s)" in fenced.log()
+        assert topology(c)["writes_fenced"] == "1"
+        assert c.get("r") == b"1"  # reads go on to the replica
+        for i in range(3):  # the proxy without fencing still writes
+            assert other.set("v", str(i))
+        assert x.client().get("v") == b"2"
+        fakes[0].mode = fakes[1].mode = "stale"
+        wait_for(lambda: c.set("w", "2"), timeout=15, what="writes to go on")
+        assert x.client().get("w") == b"2"
+        assert "writes unfenced: 3 of 3 Sentinel(s) name master" in fenced.log()
+        assert topology(c)["writes_fenced"] == "0"
+    finally:
+        if plain is not None:
+            plain.stop()
+        stop_all(fenced, fakes, x, y)
+
+
+def test_fence_after_shorter_than_two_rounds_is_refused(workdir):
+    p = Proxy(workdir, args=["--master-name", "m", "--sentinel", "127.0.0.1:1", "-t",
+                             "--set", "sentinel.fence-after=1s"], listen_flag=False)
+    out = subprocess.run(p.argv(), capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "sentinel.fence-after (1s) must be 0 (off) or at least twice" in out.stdout + out.stderr
