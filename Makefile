@@ -14,6 +14,7 @@
 #   make bench-failover       kill -9 failover under load: proxy, redis-py Sentinel, haproxy
 #   make bench-stall          held requests (CLIENT PAUSE, busy script): what other clients wait
 #   make bench-clients        50 ioredis clients, RESP3 and RESP2: speed, replicas, connections
+#   make bench-acks           what ack-after-replicas costs: SET latency and throughput, off, 1, 2
 #   make bench-tls            TLS termination: direct, sentinel-proxy (plain/TLS to the server), haproxy
 #   make image-test           build the container image and run it against a local Sentinel
 #                             layout (docker, or buildah + debootstrap; root)
@@ -68,7 +69,7 @@ BIN := $(BUILD)/sentinel-proxy
 FLAGS_STAMP := $(OBJDIR)/.flags
 BIN_STAMP := $(BUILD)/.flags-bin
 
-.PHONY: install uninstall image-test all test unit integration lint format fuzz demo bench bench-quick bench-callgrind bench-ryw bench-anatomy bench-tls \
+.PHONY: install uninstall image-test all test unit integration lint format fuzz demo bench bench-quick bench-callgrind bench-ryw bench-acks bench-anatomy bench-tls \
         bench-failover bench-stall bench-clients soak deps bench-deps node-deps clean FORCE
 
 all: $(BIN)
@@ -162,6 +163,9 @@ bench-anatomy: $(BIN)
 
 bench-ryw: $(BIN)
 	SP_BINARY=$(abspath $(BIN)) $(PYTHON) bench/ryw.py $(BENCH_ARGS)
+
+bench-acks: $(BIN)
+	SP_BINARY=$(abspath $(BIN)) $(PYTHON) bench/acks.py $(BENCH_ARGS)
 
 bench-tls: $(BIN)
 	SP_BINARY=$(abspath $(BIN)) $(PYTHON) bench/tls.py $(BENCH_ARGS)

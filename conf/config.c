@@ -195,6 +195,8 @@ static const struct config_key config_keys[] = {
      "how a replica is chosen among the healthy ones"},
     {"read-your-writes", CT_BOOL, OFF(read_your_writes), "true", 0, 0, NULL, true,
      "after a client's write, its reads go only to replicas that have replicated it"},
+    {"ack-after-replicas", CT_INT, OFF(ack_after_replicas), "0", 0, 16, NULL, true,
+     "a write's reply waits until this many replicas have processed it (0 = off)"},
     {"max-replica-lag", CT_SIZE, OFF(max_replica_lag), "1mb", 0, 64 * GB, NULL, true,
      "replicas further behind the master's replication offset serve no reads (0 = no limit)"},
     {"zone", CT_NAME, OFF(zone), NULL, 1, 31, NULL, true,

@@ -107,6 +107,7 @@ struct config {
     int balance;   /* enum config_balance */
     bool read_your_writes;
     uint64_t max_replica_lag; /* bytes of replication offset; 0 = no limit */
+    int ack_after_replicas;   /* write replies wait for this many replicas (0 = off) */
     char *zone;               /* this proxy's zone; NULL = none */
     struct config_replica_pref *replica_prefs;
     size_t nreplica_prefs;

@@ -20,6 +20,7 @@
 #include "lib/evio.h"
 #include "lib/log.h"
 #include "lib/tls.h"
+#include "proxy/acks.h"
 #include "proxy/backend.h"
 #include "proxy/bconn.h"
 #include "proxy/commands.h"
@@ -221,6 +222,11 @@ static void client_unlink(struct client *c, struct req *r)
     if (r->flags & REQ_DONE) {
         c->backlog -= r->out.bytes;
         c->outbytes -= r->out.bytes - r->written;
+    } else if (r->flags & REQ_ACK_WAIT) {
+        c->backlog -= r->out.bytes;
+        if (--c->nacks == 0) {
+            acks_forget(c);
+        }
     }
     client_unhold(c, r);
     r->client = NULL;
@@ -778,7 +784,11 @@ void client_reply_done(struct client *c, struct req *r)
         uint32_t decayed = c->reply_size - c->reply_size / 8;
         c->reply_size = size > decayed ? size : decayed > 0 ? decayed : 1;
     }
-    client_output_ready(c, r);
+    if (acks_hold(c, r)) {
+        c->backlog += r->out.bytes; /* kept, still bounded by client-backlog-limit */
+    } else {
+        client_output_ready(c, r);
+    }
     if (c->outbytes > client_cfg(c)->client_output_limit) {
         client_close(c, "replies larger than client-output-limit");
         return;
@@ -792,6 +802,11 @@ void client_reply_done(struct client *c, struct req *r)
     if (c->undisp != NULL) {
         client_dispatch(c);
     }
+}
+
+void client_reply_released(struct client *c, struct req *r)
+{
+    client_output_ready(c, r);
 }
 
 void client_push(struct client *c, struct spans *out)

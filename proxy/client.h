@@ -40,6 +40,7 @@ enum {
     CL_WBLOCKED = 1u << 5,    /* its socket took less than offered: it reads slowly */
     CL_RYW_CHECK = 1u << 6,   /* a checked read in flight: nothing is sent after it */
     CL_HANDSHAKE = 1u << 7,   /* TLS handshake under way (timer hs runs) */
+    CL_ACKING = 1u << 8,      /* on the worker's list of clients waiting for replicas */
 };
 
 struct client {
@@ -74,6 +75,8 @@ struct client {
     struct client *dnext;         /* worker's flush list */
     struct client *wprev, *wnext; /* worker's waiting list */
     struct client *rnext;         /* worker's reap list */
+    struct client *aprev, *anext; /* worker's list of clients waiting for replicas */
+    uint32_t nacks;               /* its write replies waiting for replicas (acks.c) */
 };
 
 /* Take over an accepted socket. NULL (socket closed) if out of memory. */
@@ -85,6 +88,10 @@ void client_dispatch(struct client *c);
 
 /* A reply for r is complete: account it and let the client write it. */
 void client_reply_done(struct client *c, struct req *r);
+
+/* r's reply, kept until replicas processed it (acks.c), may be written now
+ * (r is marked done by the caller, its reply final). */
+void client_reply_released(struct client *c, struct req *r);
 
 /* Add unsolicited output (push message, pub/sub message, MONITOR line) in
  * stream order; takes ownership of the spans. */

@@ -215,6 +215,8 @@ static void local_stats(struct client *c, struct strbuf *sb)
     LOCAL_SUM("errors_sent", reqs.errors_sent);
     LOCAL_STAT(retried);
     LOCAL_STAT(unknown);
+    LOCAL_STAT(acks_waited);
+    LOCAL_STAT(acks_failed);
     LOCAL_STAT(held_timeouts);
     LOCAL_STAT(client_reads);
     LOCAL_STAT(client_writes);

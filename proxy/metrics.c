@@ -248,8 +248,16 @@ static void metrics_requests(struct proxy *px, struct strbuf *sb,
                          METRICS_SUM(px, outcome[o]));
     }
     metrics_u64(sb, "unknown_outcome_total", "counter",
-                "writes failed with an unknown outcome (the connection was lost)",
+                "writes failed with an unknown outcome (the connection was lost, or replicas "
+                "did not confirm them)",
                 METRICS_SUM(px, unknown));
+    metrics_u64(sb, "ack_waits_total", "counter",
+                "write replies kept until replicas processed them (ack-after-replicas)",
+                METRICS_SUM(px, acks_waited));
+    metrics_u64(sb, "ack_failures_total", "counter",
+                "writes that replicas did not confirm in time or before a failover "
+                "(ack-after-replicas)",
+                METRICS_SUM(px, acks_failed));
     metrics_u64(sb, "hold_timeouts_total", "counter",
                 "requests failed after waiting hold-timeout for a usable backend",
                 METRICS_SUM(px, held_timeouts));

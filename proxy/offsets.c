@@ -8,6 +8,7 @@
 
 #include "conf/config.h"
 #include "lib/log.h"
+#include "proxy/acks.h"
 #include "proxy/backend.h"
 #include "proxy/bconn.h"
 #include "proxy/client.h"
@@ -62,9 +63,12 @@ void offsets_before_flush(struct bconn *bc)
     struct req *r, *probe, *start;
     uint64_t seq;
 
-    /* Without reads on replicas there is nothing to wait for. */
-    if (!w->cfg->read_your_writes || !w->replica_reads || w->nreplicas == 0 || bc->dedicated ||
-        bc->be == NULL || bc->be->role != BACKEND_MASTER || w->ofs.probes == NULL) {
+    /* Without reads on replicas there is nothing to wait for, unless write
+     * replies wait for replicas (acks.c). */
+    if ((w->cfg->ack_after_replicas == 0 &&
+         (!w->cfg->read_your_writes || !w->replica_reads || w->nreplicas == 0)) ||
+        bc->dedicated || bc->be == NULL || bc->be->role != BACKEND_MASTER ||
+        w->ofs.probes == NULL) {
         return;
     }
     /* Requests are looked at once: from the one after the last looked at
@@ -90,9 +94,7 @@ void offsets_before_flush(struct bconn *bc)
     bc->probed = probe;
 }
 
-/* Ask replica be for its offset now; false when no request or connection
- * could be had (the next tick tries again). */
-static bool offsets_probe_replica(struct worker *w, struct backend *be)
+bool offsets_probe_replica(struct worker *w, struct backend *be)
 {
     struct bconn *bc = backend_shared(be, 0, 2);
     struct req *r;
@@ -105,9 +107,7 @@ static bool offsets_probe_replica(struct worker *w, struct backend *be)
     return true;
 }
 
-/* The master ROLE that a write without a probe of its own waits for: sent
- * with the master connection's next flush. */
-static void offsets_probe_master(struct worker *w)
+void offsets_probe_master(struct worker *w)
 {
     if (w->master != NULL && backend_usable(w->master)) {
         struct bconn *mc = backend_shared(w->master, 0, 2);
@@ -291,6 +291,18 @@ void offsets_probe_reply(struct bconn *bc, struct req *r)
     if (w->waiting != NULL) {
         worker_wake_later(w); /* reads waiting for a replica to catch up may go now */
     }
+    acks_check(w);
+}
+
+enum offsets_probe_state offsets_probe_result(struct worker *w, uint64_t seq, uint64_t *offset)
+{
+    const struct offsets_probe *slot = offsets_slot(w, seq);
+
+    if (slot->seq != seq || slot->state == PROBE_FREE) {
+        return PROBE_FAILED; /* long forgotten */
+    }
+    *offset = slot->offset;
+    return slot->state;
 }
 
 void offsets_probe_lost(struct worker *w, struct backend *be, struct req *r)

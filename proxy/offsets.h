@@ -81,6 +81,18 @@ void offsets_free(struct worker *w);
  * (or a probe wanted), tag them and queue a ROLE probe after them. */
 void offsets_before_flush(struct bconn *bc);
 
+/* Ask replica be for its offset now; false when no request or connection
+ * could be had (the next tick tries again). */
+bool offsets_probe_replica(struct worker *w, struct backend *be);
+
+/* Have a master ROLE probe sent with the master connection's next flush
+ * (what a write without a probe of its own waits for). */
+void offsets_probe_master(struct worker *w);
+
+/* What became of master probe seq: PROBE_DONE with *offset set,
+ * PROBE_PENDING, or PROBE_FAILED (lost, or so old it was forgotten). */
+enum offsets_probe_state offsets_probe_result(struct worker *w, uint64_t seq, uint64_t *offset);
+
 /* Worker tick: ask replicas for their offsets (ROLE) when due. */
 void offsets_tick(struct worker *w, double now);
 

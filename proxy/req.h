@@ -41,6 +41,8 @@ enum {
     REQ_RYW_CHECK = 1u << 18,  /* a read sent behind a ROLE that says whether it saw need */
     REQ_CHECK_ROLE = 1u << 19, /* that ROLE (a probe of the client's connection) */
     REQ_PROXY_ERROR = 1u << 20, /* the error reply is the proxy's own, not a server's */
+    REQ_ACK_WAIT = 1u << 21,    /* reply complete, kept until replicas processed it (acks.c) */
+    REQ_ACK_AFTER = 1u << 22,   /* ... with no probe of its own: any probe after probe tells */
 };
 
 /* Where a request was answered (metrics). */
@@ -70,7 +72,8 @@ struct req {
     uint64_t arrived; /* when it was read, in microseconds (latency counts from here) */
     uint64_t seq;     /* position in the client's stream */
     uint64_t probe;   /* write: the ROLE probe sent after it on its connection (0 = none) */
-    uint64_t need;    /* REQ_RYW_CHECK: the offset its replica must have processed */
+    uint64_t need;    /* REQ_RYW_CHECK: the offset its replica must have processed;
+                         REQ_ACK_WAIT: the offset replicas must reach (UINT64_MAX: unknown) */
 };
 
 /* A worker's supply of requests: recycled request objects, and the chunk the

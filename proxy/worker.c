@@ -12,6 +12,7 @@
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/topology.h"
+#include "proxy/acks.h"
 #include "proxy/backend.h"
 #include "proxy/bconn.h"
 #include "proxy/client.h"
@@ -456,6 +457,9 @@ static void worker_apply(struct worker *w, struct topology *t)
         }
     }
     if (w->master != master && master != NULL) {
+        /* Writes that wait for replicas are judged before the offsets are
+         * the new master's. */
+        acks_switch(w, master);
         /* Replication offsets are the new master's from now on (a promoted
          * replica may be behind what the old master had reached). */
         w->ofs.master_gen++;
@@ -833,6 +837,7 @@ static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
         cnext = c->wnext;
         client_tick(c, now);
     }
+    acks_tick(w, now);
     if (w->cfg->client_idle_timeout_ms > 0) {
         for (c = w->clients; c != NULL; c = c->next) {
             if (!(c->flags & CL_WAITING)) {

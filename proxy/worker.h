@@ -97,6 +97,8 @@ struct worker_stats {
     uint64_t retried;          /* requests dispatched again after a failure */
     uint64_t unknown;          /* writes whose outcome was unknown */
     uint64_t held_timeouts;    /* requests failed after waiting too long */
+    uint64_t acks_waited;      /* write replies kept until replicas had processed them */
+    uint64_t acks_failed;      /* ... that replicas did not confirm: outcome unknown */
     uint64_t backend_connects; /* backend connections opened */
     uint64_t backend_closes;   /* backend connections closed, for any reason */
     uint64_t backend_lost;     /* ... of them closed by the server, or failed */
@@ -191,6 +193,9 @@ struct worker {
     bool wake_pending;
     bool wake_asked;           /* another thread asked for worker_wake_waiting (atomic) */
     struct offsets_worker ofs; /* read-your-writes: the master's offsets */
+    struct client *acking;     /* clients with writes waiting for replicas (acks.c) */
+    struct addr ack_master;    /* the master that acknowledged them */
+    bool ack_master_set;
     struct backend **replicas; /* the replicas of the current topology */
     size_t nreplicas;
     uint64_t rr;                   /* round-robin position */
