@@ -38,6 +38,7 @@
 #define CLIENT_FILL_EXTRA      1    /* chunks a bulk client's read may fill beyond the current */
 #define CLIENT_IOV_MAX         512  /* iovecs per writev */
 #define CLIENT_INFLIGHT_MAX    128  /* requests of one client in flight at once */
+#define CLIENT_WINDOW_START    8    /* ... for a new client: one more per reply seen */
 #define CLIENT_COMPACT_MAX     1024 /* replies up to this are copied for a slow reader */
 #define REQ_OVERHEAD           ((uint64_t)sizeof(struct req))
 
@@ -97,6 +98,7 @@ struct client *client_new(struct worker *w, struct listener *l, int fd)
     }
     c->w = w;
     c->listener = l;
+    c->window = CLIENT_WINDOW_START;
     l->refs++;
     c->id = proxy_next_client_id(w->px);
     reqscan_init(&c->scan, &w->px->limits);
@@ -630,14 +632,16 @@ static enum dispatch_result client_route(struct client *c, struct req *r)
  * unsent replies would pass the backlog limit, so a client that asks for
  * large replies and does not read them cannot make the proxy buffer without
  * bound. Until a first reply gives an estimate, one request is in flight at
- * a time. With nothing in flight one request may go as long as the unsent
- * replies are under the limit: the client makes room by reading. */
+ * a time, and then a window that starts at CLIENT_WINDOW_START and grows by
+ * one with each reply (a reply that small says little of the next ones). With nothing in flight one
+ * request may go as long as the unsent replies are under the limit: the client makes room by
+ * reading. */
 static bool client_over_budget(const struct client *c)
 {
     uint64_t limit = client_cfg(c)->client_backlog_limit;
     uint64_t expected = (uint64_t)c->inflight * c->reply_size + c->outbytes;
 
-    return c->inflight >= CLIENT_INFLIGHT_MAX || c->outbytes >= limit ||
+    return c->inflight >= c->window || c->outbytes >= limit ||
            (c->inflight > 0 && (c->reply_size == 0 || expected > limit));
 }
 
@@ -760,6 +764,12 @@ void client_reply_done(struct client *c, struct req *r)
     client_check_over(c, r);
     if (!(r->flags & REQ_NOREPLY) && c->inflight > 0) {
         c->inflight--;
+    }
+    /* Slow start: what a client's replies weigh is learnt from them, so a
+     * new client does not get a full window of requests sent before the
+     * first replies say how large they are. */
+    if (c->window < CLIENT_INFLIGHT_MAX) {
+        c->window++;
     }
     r->flags |= REQ_DONE;
     effects = session_after_reply(c, r);

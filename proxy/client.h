@@ -60,6 +60,7 @@ struct client {
     struct req *undisp;      /* first request not yet dispatched */
     uint32_t nreqs;
     uint32_t inflight;         /* requests dispatched and awaiting replies */
+    uint32_t window;           /* ... at most (slow start: grows with replies seen) */
     struct bconn *last;        /* connection holding the in-flight requests */
     struct bconn *ded;         /* dedicated connection, when pinned */
     uint64_t backlog;          /* bytes of queued requests and unwritten replies */

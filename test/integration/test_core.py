@@ -500,3 +500,29 @@ def test_xread_block_is_seen_wherever_it_stands(proxy, redis_server, args):
         assert others.set("x%d" % i, i)
     assert time.monotonic() - start < 2, "requests waited behind the XREAD"
     t.join(10)
+
+
+def test_a_small_first_reply_does_not_open_the_whole_window(redis_server, workdir):
+    """Slow start: one small GET gives a small reply estimate; 120 GETs of
+    4 MB sent next, unread, must not all be in flight at once."""
+    proxy = Proxy(workdir, backend=redis_server.port).start()
+    try:
+        redis_server.client().set("big", b"x" * (4 << 20))
+        base = proxy.rss_kb()
+        s = socket.create_connection(("127.0.0.1", proxy.port))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(_resp("GET", "small"))
+        assert s.recv(16) == b"$-1\r\n"
+        s.sendall(_resp("GET", "big") * 120)
+        grown = 0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            grown = max(grown, (proxy.rss_kb() - base) / 1024)
+            time.sleep(0.05)
+        # Without slow start: about 80 MB here (replies in flight, then
+        # held until backpressure); with it: about 36 MB (9 in flight).
+        assert grown < 60, "proxy grew %.0f MB for a client that reads nothing" % grown
+        assert proxy.client().ping()
+        s.close()
+    finally:
+        proxy.stop()
