@@ -563,8 +563,8 @@ static void worker_resub_evaluate(struct worker *w)
         return; /* worker_resub_done of the last one wakes this one */
     }
     if (w->resub_started > 0) {
-        log_info("subscriptions re-established on the new master %s (%u client(s) of this "
-                 "worker) in %.0f ms: requests for it go",
+        log_info("resubscriptions on the new master %s over (%u of this worker's clients) in "
+                 "%.0f ms: requests for it go",
                  w->master != NULL ? w->master->name : "-", w->resub_started,
                  (ev_now(w->loop) - w->resub_since) * 1000);
     }

@@ -9,7 +9,7 @@ import threading
 import pytest
 import redis
 
-from harness import Proxy, enc, topology, wait_for
+from harness import Conn, Proxy, enc, topology, wait_for
 
 SUBSCRIBERS = 24
 CHANNELS = 150  # each subscriber's own channels besides "news": a replay takes a moment
@@ -200,4 +200,39 @@ def test_no_message_published_after_the_switch_is_missed(workdir, cluster, how):
             subs.stop()
         if marker is not None:
             marker.stop()
+        p.stop()
+
+
+def test_a_refused_resubscription_does_not_hold_requests(workdir, cluster):
+    """The new master refuses a subscriber's replayed SUBSCRIBE (its ACL no
+    longer lets the user have the channel): the subscriber gets the error,
+    and requests for the new master go as soon as the others are back, not
+    when the wait runs out."""
+    for srv in cluster.servers():
+        srv.client().execute_command("ACL", "SETUSER", "u", "on", ">pw", "+@all", "~*",
+                                     "allchannels")
+    p = Proxy(workdir, args=cluster.proxy_args()).start()
+    try:
+        wait_proxy_master(p, cluster.master.port)
+        old = cluster.master
+        refused = Conn(p.port)
+        assert refused.call("AUTH", "u", "pw") == b"+OK\r\n"
+        assert refused.call("SUBSCRIBE", "secret") == b"*3\r\n$9\r\nsubscribe\r\n$6\r\nsecret\r\n:1\r\n"
+        other = Conn(p.port)
+        assert other.call("SUBSCRIBE", "open") == b"*3\r\n$9\r\nsubscribe\r\n$4\r\nopen\r\n:1\r\n"
+        wait_for(lambda: old.client().pubsub_numsub("secret", "open") == [(b"secret", 1),
+                                                                          (b"open", 1)],
+                 what="both subscribers on the master")
+        for srv in cluster.replicas:  # one of them is promoted
+            srv.client().execute_command("ACL", "SETUSER", "u", "resetchannels", "&open")
+        cluster.sentinels[0].client().sentinel_failover(cluster.name)
+        new_port = cluster.wait_master_change(old.port)
+        wait_proxy_master(p, new_port)
+        assert refused.read().startswith(b"-NOPERM")
+        assert p.client().publish("open", "after") == 1
+        assert other.read() == b"*3\r\n$7\r\nmessage\r\n$4\r\nopen\r\n$5\r\nafter\r\n"
+        log = p.log()
+        assert "subscriptions not re-established on 127.0.0.1:%d: -NOPERM" % new_port in log
+        assert "without every subscription re-established" not in log
+    finally:
         p.stop()
