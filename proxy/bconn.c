@@ -723,7 +723,7 @@ static enum bconn_stream bconn_stream_reply(struct bconn *bc, struct client *own
         if (session_streams(s)) {
             return STREAM_DROP; /* subscribed again meanwhile */
         }
-        if (!bc->marker_last || bc->nqueued != 0 || bc->swallow != 0) {
+        if (!bc->marker_last || bc->nqueued != 0 || bc->nswallow != 0) {
             bconn_send_marker(bc); /* more was sent: wait for that too */
             return STREAM_DROP;
         }
@@ -747,6 +747,24 @@ static enum bconn_stream bconn_stream_reply(struct bconn *bc, struct client *own
     return STREAM_PASS;
 }
 
+/* The worker no longer waits for this connection's resubscription. */
+static void bconn_resub_over(struct bconn *bc)
+{
+    if (bc->resubscribing) {
+        bc->resubscribing = false;
+        worker_resub_ended(bc->w);
+    }
+}
+
+/* Every reply of the first replayed command still awaited is in. */
+static void bconn_resub_command_over(struct bconn *bc)
+{
+    memmove(&bc->swallow[0], &bc->swallow[1], (size_t)(bc->nswallow - 1) * sizeof(bc->swallow[0]));
+    if (--bc->nswallow == 0) {
+        bconn_resub_over(bc);
+    }
+}
+
 /* A reply on a streaming connection (or a RESP3 push): to the owner, unless
  * it is the proxy's own. */
 static void bconn_deliver_stream(struct bconn *bc, struct spans *out)
@@ -754,12 +772,26 @@ static void bconn_deliver_stream(struct bconn *bc, struct spans *out)
     struct client *owner = bc->owner;
     enum bconn_stream what;
 
-    if (bc->swallow > 0 && bc->streaming && session_is_confirmation(out)) {
+    if (bc->nswallow > 0 && bc->streaming && session_is_confirmation(out)) {
         /* A resubscription's confirmations: the client saw its own before
          * the connection was lost. */
-        bc->swallow--;
+        if (--bc->swallow[0] == 0) {
+            bconn_resub_command_over(bc);
+        }
         spans_clear(out);
         return;
+    }
+    if (bc->nswallow > 0 && bc->streaming && bc->rs.is_error) {
+        /* A replayed command refused (the ACL no longer lets the user have
+         * those channels, say): none of its subscriptions is back. The
+         * client sees the error; its next confirmations are its own. */
+        char text[160];
+        size_t n = spans_copy(out, 0, text, sizeof(text) - 1);
+        text[n] = '\0';
+        text[strcspn(text, "\r\n")] = '\0';
+        log_warn("client %llu: subscriptions not re-established on %s: %s",
+                 owner != NULL ? (unsigned long long)owner->id : 0ULL, bc->be->name, text);
+        bconn_resub_command_over(bc);
     }
     if (owner == NULL) {
         spans_clear(out);
@@ -793,10 +825,23 @@ bool bconn_only_blocked(const struct bconn *bc)
     return true;
 }
 
-void bconn_expect_confirmations(struct bconn *bc, uint32_t n)
+void bconn_expect_confirmations(struct bconn *bc, const uint32_t *counts, unsigned n)
 {
-    bc->swallow += n;
+    for (unsigned i = 0; i < n; i++) {
+        if (counts[i] == 0) {
+            continue;
+        }
+        if (bc->nswallow < BCONN_RESUB_CMDS) {
+            bc->swallow[bc->nswallow++] = counts[i];
+        } else {
+            bc->swallow[BCONN_RESUB_CMDS - 1] += counts[i]; /* (never: one of each kind) */
+        }
+    }
     bc->tainted = true;
+    if (bc->nswallow > 0 && !bc->resubscribing) {
+        bc->resubscribing = true;
+        worker_resub_started(bc->w);
+    }
 }
 
 void bconn_follow_session(struct bconn *bc, const struct session *s, unsigned effects)
@@ -1241,6 +1286,8 @@ static void bconn_close_how(struct bconn *bc, const char *why, bool abort)
         be->connect_after = w->now + (double)bconn_cfg(bc)->reconnect_min_ms / 1000.0;
     }
     bc->state = BC_CLOSED;
+    bc->nswallow = 0;
+    bconn_resub_over(bc);
     ev_io_stop(w->loop, &bc->io);
     ev_timer_stop(w->loop, &bc->timer);
     bc->io_events = 0;

@@ -30,6 +30,8 @@ struct req;
 struct session;
 struct worker;
 
+#define BCONN_RESUB_CMDS 4 /* SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE, MONITOR */
+
 enum bconn_state {
     BC_CONNECTING = 0, /* TCP connect in progress */
     BC_READY = 1,      /* usable (handshake requests may still be queued first) */
@@ -44,9 +46,13 @@ struct bconn {
     ev_timer timer; /* connect timeout */
     uint64_t id;
     enum bconn_state state;
-    bool dedicated;     /* lent to one client (owner) */
-    bool streaming;     /* replies are not matched to requests (SUBSCRIBE, MONITOR...) */
-    uint32_t swallow;   /* stream replies to drop: confirmations of a resubscription */
+    bool dedicated; /* lent to one client (owner) */
+    bool streaming; /* replies are not matched to requests (SUBSCRIBE, MONITOR...) */
+    /* stream replies to drop: the confirmations of a resubscription, per
+     * command replayed, in order (an error stands for all of one's) */
+    uint32_t swallow[BCONN_RESUB_CMDS];
+    uint8_t nswallow;   /* commands whose confirmations are still awaited */
+    bool resubscribing; /* ... counted by the worker until they are all in (worker_resub_*) */
     bool marker_sent;   /* streaming: the proxy's end-of-stream marker is on its way */
     bool marker_last;   /* ... and nothing was queued after it */
     bool dirty;         /* on the worker's flush list */
@@ -155,8 +161,10 @@ void bconn_follow_session(struct bconn *bc, const struct session *s, unsigned ef
  * commands run there. */
 void bconn_gate_after(struct bconn *bc, struct req *before);
 
-/* A resubscription was queued: the first n stream replies confirm it and
- * are not the owner's. */
-void bconn_expect_confirmations(struct bconn *bc, uint32_t n);
+/* A resubscription was queued, n commands: the first counts[0] stream
+ * replies confirm the first one, and so on; they are not the owner's. Until
+ * they are all in (or a command is refused, or the connection closes), the
+ * worker counts the resubscription as pending (worker_resub_started). */
+void bconn_expect_confirmations(struct bconn *bc, const uint32_t *counts, unsigned n);
 
 #endif

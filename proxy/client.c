@@ -42,6 +42,8 @@
 #define CLIENT_COMPACT_MAX     1024 /* replies up to this are copied for a slow reader */
 #define REQ_OVERHEAD           ((uint64_t)sizeof(struct req))
 
+_Static_assert(SESSION_RESUB_CMDS <= BCONN_RESUB_CMDS, "a connection counts each replayed command");
+
 enum dispatch_result {
     DISPATCH_SENT = 0,  /* queued on a backend connection */
     DISPATCH_LOCAL = 1, /* answered (or refused) by the proxy */
@@ -561,6 +563,31 @@ static struct bconn *client_shared(struct client *c, struct backend *be)
     return backend_shared(be, c->id, c->sess.resp);
 }
 
+/* True when rt sends r to the master while, after a switch, the proxy's
+ * subscribers are not all subscribed again there (worker_resub_holds): it
+ * waits, so that nothing it publishes (or triggers) is missed by them. */
+static bool client_behind_resubscriptions(const struct client *c, const struct route *rt)
+{
+    const struct worker *w = c->w;
+    const struct backend *be = NULL;
+
+    if (!worker_resub_holds(w)) {
+        return false;
+    }
+    switch (rt->kind) {
+    case ROUTE_DEDICATED:
+        be = c->ded->be;
+        break;
+    case ROUTE_PIN:
+    case ROUTE_SHARED:
+        be = rt->be;
+        break;
+    default:
+        break;
+    }
+    return be != NULL && be == w->master;
+}
+
 /* Decide where r goes (router.c) and queue it there. */
 static enum dispatch_result client_route(struct client *c, struct req *r)
 {
@@ -574,6 +601,9 @@ static enum dispatch_result client_route(struct client *c, struct req *r)
         session_before_dispatch(&c->sess, r);
     }
     router_route(c, r, &rt);
+    if (client_behind_resubscriptions(c, &rt)) {
+        return client_hold(c, r, "master");
+    }
     switch (rt.kind) {
     case ROUTE_LOCAL:
         if (!local_handle(c, r)) {
@@ -650,7 +680,8 @@ static bool client_over_budget(const struct client *c)
 static bool client_resubscribe(struct client *c)
 {
     struct backend *be = c->w->master;
-    uint32_t confirmations;
+    uint32_t counts[SESSION_RESUB_CMDS];
+    unsigned n;
 
     if (c->ded != NULL || c->inflight > 0) {
         return false;
@@ -661,11 +692,11 @@ static bool client_resubscribe(struct client *c)
         }
         return false;
     }
-    if (!session_resubscribe(c, c->ded, &confirmations)) {
+    if (!session_resubscribe(c, c->ded, counts, &n)) {
         client_close(c, "out of memory");
         return false;
     }
-    bconn_expect_confirmations(c->ded, confirmations);
+    bconn_expect_confirmations(c->ded, counts, n);
     c->last = c->ded;
     return true;
 }
@@ -1193,6 +1224,9 @@ void client_close(struct client *c, const char *why)
         ev_timer_stop(w->loop, &c->hs);
     }
     c->flags |= CL_CLOSING;
+    if (c->sess.resub) {
+        worker_resub_recheck(w); /* one subscriber fewer to wait for */
+    }
     ev_io_stop(w->loop, &c->io);
     c->io_events = 0;
     transport_close(&c->t);

@@ -30,6 +30,7 @@
 
 #define SESSION_KINDS 3 /* channels, patterns, shard channels */
 
+_Static_assert(SESSION_KINDS + 1 <= SESSION_RESUB_CMDS, "a resubscription: each kind, MONITOR");
 static const char *const session_sub_cmd[SESSION_KINDS] = {"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE"};
 #define SESSION_REQ_MAX (1u << 20)
 
@@ -324,11 +325,11 @@ bool session_has_streams(const struct session *s)
     return false;
 }
 
-bool session_resubscribe(struct client *c, struct bconn *bc, uint32_t *confirmations)
+bool session_resubscribe(struct client *c, struct bconn *bc, uint32_t *counts, unsigned *n)
 {
     struct session *s = &c->sess;
 
-    *confirmations = 0;
+    *n = 0;
     for (int k = 0; s->subs != NULL && k < SESSION_KINDS; k++) {
         struct nameset *set = &s->subs[k];
         const char **argv;
@@ -358,7 +359,7 @@ bool session_resubscribe(struct client *c, struct bconn *bc, uint32_t *confirmat
         }
         r->flags |= REQ_NOREPLY;
         bconn_enqueue(bc, r);
-        *confirmations += (uint32_t)set->n;
+        counts[(*n)++] = (uint32_t)set->n;
     }
     if (s->monitor) {
         const char *argv[] = {"MONITOR"};
@@ -369,7 +370,7 @@ bool session_resubscribe(struct client *c, struct bconn *bc, uint32_t *confirmat
         }
         r->flags |= REQ_NOREPLY;
         bconn_enqueue(bc, r);
-        (*confirmations)++;
+        counts[(*n)++] = 1;
     }
     s->resub = false;
     return true;

@@ -109,9 +109,11 @@ unsigned session_after_reply(struct client *c, struct req *r);
 void session_lost_connection(struct client *c);
 
 /* Re-establish subscriptions (and MONITOR) lost with a streaming connection
- * on bc; *confirmations counts the replies that confirm them, which the
- * client must not see. False if out of memory. */
-bool session_resubscribe(struct client *c, struct bconn *bc, uint32_t *confirmations)
+ * on bc, one command per kind: counts[i] is the number of replies that
+ * confirm the i-th of the *n commands queued (SESSION_RESUB_CMDS at most),
+ * which the client must not see. False if out of memory. */
+#define SESSION_RESUB_CMDS 4
+bool session_resubscribe(struct client *c, struct bconn *bc, uint32_t *counts, unsigned *n)
     __attribute__((warn_unused_result));
 
 /* True when something in the session still streams replies: subscriptions,

@@ -200,6 +200,17 @@ struct worker {
     size_t nreplicas;
     uint64_t rr;                   /* round-robin position */
     struct backend *commands_from; /* worker 0: master the command table was asked of */
+    /* After a master switch, requests for the new master wait until the
+     * subscriptions of the proxy's clients, this worker's and every other
+     * worker's, are re-established there, at most until resub_timer. */
+    uint64_t resub_version; /* the switch waited on: its topology version (0: none) */
+    bool resub_holding;     /* requests for the master wait (atomic: other workers read it) */
+    bool resub_check;       /* the wait may be over: worker_flush_cb looks again */
+    uint32_t resub_pending; /* connections whose resubscription is not confirmed yet */
+    uint32_t resub_started; /* resubscriptions started since the switch */
+    double resub_since;     /* when the switch was applied */
+    ev_timer resub_timer;   /* the bound on the wait */
+    uint64_t resub_done;    /* atomic: nothing of this worker's is waited for up to this version */
     struct worker_stats stats;
     pthread_mutex_t snap_lock; /* guards snap/nsnap (read by other workers) */
     struct worker_backend_snap snap[WORKER_SNAP_MAX];
@@ -224,6 +235,25 @@ bool worker_listen(struct worker *w, const int *shared_fds, char *err, size_t er
 
 /* Start the worker's thread. */
 bool worker_start(struct worker *w);
+
+/* True while requests for the master must wait for subscriptions to be
+ * re-established after a switch. Every request to the master asks: inline. */
+static inline bool worker_resub_holds(const struct worker *w)
+{
+    return w->resub_version != 0;
+}
+
+/* A resubscription was queued on one of the worker's connections: it counts
+ * until its confirmations are in (worker_resub_ended). */
+void worker_resub_started(struct worker *w);
+
+/* A resubscription counted by worker_resub_started is confirmed, refused, or
+ * its connection closed. */
+void worker_resub_ended(struct worker *w);
+
+/* Something the wait for resubscriptions depends on changed (a subscriber
+ * left): look again at the end of the loop turn. */
+void worker_resub_recheck(struct worker *w);
 
 /* Hand a topology snapshot to the worker (any thread); takes a reference. */
 void worker_publish(struct worker *w, struct topology *t);
