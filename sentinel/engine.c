@@ -29,6 +29,7 @@ static void engine_poll_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void engine_soon_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void engine_kick_cb(struct ev_loop *loop, ev_async *a, int revents);
 static void engine_decide(struct engine *e);
+static void engine_restate(struct engine *e);
 
 /* ---- reply helpers -------------------------------------------------------- */
 
@@ -161,6 +162,41 @@ static void engine_free_node(struct engine_node *n)
 
 /* ---- one round ------------------------------------------------------------------ */
 
+/* A majority of the known Sentinels have answered this round, all naming
+ * the same master at the same epoch, none flagging it down or failing over:
+ * what the others say later cannot change the decision (a late answer that
+ * differs starts another round at once). */
+static bool engine_early(const struct engine *e)
+{
+    const struct engine_node *first = NULL;
+    size_t known = 0, agree = 0;
+
+    for (const struct engine_node *n = e->nodes; n != NULL; n = n->next) {
+        known++;
+        if (n->round != e->round || n->pending > 0 || !n->report.ok) {
+            continue;
+        }
+        if (n->report.odown || n->report.failover) {
+            return false;
+        }
+        if (first != NULL && (!addr_same(&first->report.master, &n->report.master) ||
+                              first->report.epoch != n->report.epoch)) {
+            return false;
+        }
+        first = first != NULL ? first : n;
+        agree++;
+    }
+    return agree * 2 > known;
+}
+
+/* An answer that differs from the decision in force. */
+static bool engine_news(const struct engine *e, const struct engine_node *n)
+{
+    return n->report.ok &&
+           (!addr_same(&n->report.master, &e->last.master) || n->report.epoch != e->last.epoch ||
+            n->report.odown || n->report.failover);
+}
+
 static void engine_node_done(struct engine_node *n)
 {
     struct engine *e = n->e;
@@ -171,7 +207,26 @@ static void engine_node_done(struct engine_node *n)
     if (n->report.ok) {
         n->last_ok = ev_now(e->loop);
     }
+    if (n->round != e->round) {
+        /* The straggler of a round decided without it: heard only if it
+         * brings news. */
+        if (engine_news(e, n)) {
+            engine_round_soon(e);
+        }
+        return;
+    }
     if (--e->round_pending == 0) {
+        if (!e->round_decided || engine_news(e, n)) {
+            engine_decide(e);
+            return;
+        }
+        engine_restate(e);
+        if (e->round_again) {
+            engine_round_soon(e);
+        }
+    } else if (!e->round_decided && engine_early(e)) {
+        /* One hung Sentinel does not hold the decision for sentinel.timeout. */
+        e->round_decided = true;
         engine_decide(e);
     }
 }
@@ -276,16 +331,21 @@ void engine_round(struct engine *e)
 {
     const char *name = e->cfg->master_name;
 
-    if (e->round_pending > 0 || e->confirm_pending > 0) {
+    if ((e->round_pending > 0 && !e->round_decided) || e->confirm_pending > 0) {
         e->round_again = true;
         return;
     }
     e->round++;
     e->round_again = false;
+    e->round_decided = false;
+    e->round_pending = 0; /* those of a round decided early are stragglers now */
     for (struct engine_node *n = e->nodes; n != NULL; n = n->next) {
-        engine_node_clear_round(n);
-        n->pending = 0;
         events_subscribe(n);
+        if (n->pending > 0) {
+            continue; /* still silent since an earlier round: not asked twice */
+        }
+        engine_node_clear_round(n);
+        n->round = e->round;
         n->pending += link_commandv(n->cmd, engine_master_cb, n, "SENTINEL", "MASTER", name, NULL);
         n->pending +=
             link_commandv(n->cmd, engine_replicas_cb, n, "SENTINEL", "REPLICAS", name, NULL);
@@ -685,25 +745,51 @@ static void engine_fence_open(struct engine *e, const struct quorum_decision *d,
            "writes unfenced: %d of %zu Sentinel(s) name master %s again", d->votes, known, m);
 }
 
-static void engine_decide(struct engine *e)
+/* What the Sentinels' reports decide now; the number known in *known.
+ * False if out of memory. */
+static bool engine_tally(struct engine *e, struct quorum_decision *d, size_t *known)
 {
     struct quorum_report *reports;
-    struct quorum_decision d;
     size_t n = 0, k = 0;
-    char m[ADDR_TEXT_MAX];
 
     for (struct engine_node *node = e->nodes; node != NULL; node = node->next) {
         n++;
     }
     reports = calloc(n > 0 ? n : 1, sizeof(*reports));
     if (reports == NULL) {
-        return;
+        return false;
     }
     for (struct engine_node *node = e->nodes; node != NULL; node = node->next) {
         reports[k++] = node->report;
     }
-    quorum_decide(reports, n, &d);
+    quorum_decide(reports, n, d);
     free(reports);
+    *known = n;
+    return true;
+}
+
+/* The last answers of a round decided early brought nothing new: the status
+ * shows them all the same. */
+static void engine_restate(struct engine *e)
+{
+    struct quorum_decision d;
+    size_t n;
+
+    if (engine_tally(e, &d, &n)) {
+        e->last = d;
+        engine_status(e, &d);
+    }
+}
+
+static void engine_decide(struct engine *e)
+{
+    struct quorum_decision d;
+    size_t n = 0;
+    char m[ADDR_TEXT_MAX];
+
+    if (!engine_tally(e, &d, &n)) {
+        return;
+    }
     e->last = d;
     if (engine_majority(&d, n)) {
         engine_fence_open(e, &d, n);

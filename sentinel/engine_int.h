@@ -48,7 +48,8 @@ struct engine_node {
     struct link *sub;
     double added, last_ok, last_listed;
     double mute_until, mute_for; /* its going-away events hold nothing until mute_until */
-    int pending;                 /* replies outstanding in this round */
+    int pending;                 /* replies outstanding (of round `round`) */
+    uint64_t round;              /* the round it was last asked in */
     char answer[CTL_ERROR_MAX];  /* its error reply to SENTINEL MASTER ("" when it named one) */
     struct quorum_report report;
     struct engine_replica *replicas;
@@ -86,8 +87,9 @@ struct engine {
     ev_timer soon;
     ev_async kick;
     uint64_t round;
-    int round_pending;
+    int round_pending; /* Sentinels asked in this round that have not answered */
     bool round_again;
+    bool round_decided; /* decided before the last answers were in (engine_early) */
     bool force_publish;
     double kicked_at; /* when a worker's kick last started a round */
     /* confirmation of a decision by ROLE */

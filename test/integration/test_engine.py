@@ -450,3 +450,33 @@ def test_fence_after_shorter_than_two_rounds_is_refused(workdir):
     out = subprocess.run(p.argv(), capture_output=True, text=True)
     assert out.returncode == 1
     assert "sentinel.fence-after (1s) must be 0 (off) or at least twice" in out.stdout + out.stderr
+
+
+def test_a_hung_sentinel_does_not_hold_decisions(workdir):
+    """One of three Sentinels accepts connections and never answers, with a
+    sentinel.timeout of 10 s: the two others, a majority that agrees, are
+    enough to decide at once, at start and after a switch; rounds go on
+    without waiting for the silent one."""
+    x, y = RedisServer(workdir).start(), RedisServer(workdir).start()
+    fakes = [FakeSentinel("stale", master=("127.0.0.1", x.port), epoch=1) for _ in range(3)]
+    fakes[2].mode = "hang"
+    p = fakes_proxy(workdir, fakes, "--set", "sentinel.timeout=10s",
+                    "--set", "sentinel.poll-interval=200ms")
+    try:
+        wait_for(lambda: uses(p, x), timeout=5, what="proxy to use X")
+        t0 = time.monotonic()
+        for f in fakes[:2]:
+            f.master, f.epoch = ("127.0.0.1", y.port), 2
+        wait_for(lambda: uses(p, y), timeout=5, what="proxy to use Y")
+        assert time.monotonic() - t0 < 5
+        rounds = int(topology(p.client())["rounds"])
+        time.sleep(1)
+        assert int(topology(p.client())["rounds"]) >= rounds + 2
+        assert p.client().set("k", "v") and y.client().get("k") == b"v"
+        # A late answer that differs is heard: the silent one wakes up
+        # naming X at an old epoch, which changes nothing.
+        fakes[2].mode = "stale"
+        time.sleep(1)
+        assert uses(p, y)
+    finally:
+        stop_all(p, fakes, x, y)
