@@ -23,6 +23,7 @@
 #include "proxy/offsets.h"
 #include "proxy/proxy.h"
 #include "proxy/req.h"
+#include "proxy/resub.h"
 #include "proxy/router.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
@@ -752,7 +753,7 @@ static void bconn_resub_over(struct bconn *bc)
 {
     if (bc->resubscribing) {
         bc->resubscribing = false;
-        worker_resub_ended(bc->w);
+        resub_ended(bc->w);
     }
 }
 
@@ -840,7 +841,7 @@ void bconn_expect_confirmations(struct bconn *bc, const uint32_t *counts, unsign
     bc->tainted = true;
     if (bc->nswallow > 0 && !bc->resubscribing) {
         bc->resubscribing = true;
-        worker_resub_started(bc->w);
+        resub_started(bc->w);
     }
 }
 

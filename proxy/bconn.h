@@ -164,7 +164,7 @@ void bconn_gate_after(struct bconn *bc, struct req *before);
 /* A resubscription was queued, n commands: the first counts[0] stream
  * replies confirm the first one, and so on; they are not the owner's. Until
  * they are all in (or a command is refused, or the connection closes), the
- * worker counts the resubscription as pending (worker_resub_started). */
+ * worker counts the resubscription as pending (resub_started). */
 void bconn_expect_confirmations(struct bconn *bc, const uint32_t *counts, unsigned n);
 
 #endif

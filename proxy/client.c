@@ -30,6 +30,7 @@
 #include "proxy/proxy.h"
 #include "proxy/reader.h"
 #include "proxy/req.h"
+#include "proxy/resub.h"
 #include "proxy/router.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
@@ -564,14 +565,14 @@ static struct bconn *client_shared(struct client *c, struct backend *be)
 }
 
 /* True when rt sends r to the master while, after a switch, the proxy's
- * subscribers are not all subscribed again there (worker_resub_holds): it
+ * subscribers are not all subscribed again there (resub_holds): it
  * waits, so that nothing it publishes (or triggers) is missed by them. */
 static bool client_behind_resubscriptions(const struct client *c, const struct route *rt)
 {
     const struct worker *w = c->w;
     const struct backend *be = NULL;
 
-    if (!worker_resub_holds(w)) {
+    if (!resub_holds(w)) {
         return false;
     }
     switch (rt->kind) {
@@ -1225,7 +1226,7 @@ void client_close(struct client *c, const char *why)
     }
     c->flags |= CL_CLOSING;
     if (c->sess.resub) {
-        worker_resub_recheck(w); /* one subscriber fewer to wait for */
+        resub_recheck(w); /* one subscriber fewer to wait for */
     }
     ev_io_stop(w->loop, &c->io);
     c->io_events = 0;

@@ -21,6 +21,7 @@
 #include "proxy/offsets.h"
 #include "proxy/proxy.h"
 #include "proxy/req.h"
+#include "proxy/resub.h"
 
 #define WORKER_TICK         0.1  /* seconds between housekeeping passes */
 #define WORKER_POOL_CHUNKS  4096 /* idle chunks kept per worker (64 MiB) */
@@ -28,7 +29,6 @@
 #define WORKER_DRAIN_GRACE  1.0  /* seconds for requests in flight on a demoted master */
 #define WORKER_PROBE_PERIOD 0.01 /* seconds between replica offset probes */
 #define WORKER_REPORT_EVERY 10.0 /* seconds between lines on refusals and hold timeouts */
-#define WORKER_RESUB_WAIT   1.0  /* seconds a new master's requests wait at most for subscribers */
 
 _Static_assert(sizeof(struct worker_latency) == 256, "a histogram is indexed by shifting");
 _Static_assert(CMDF_WRITE == 1 && CMDF_READONLY == 2, "worker_kind_of is indexed by these");
@@ -40,8 +40,6 @@ static void worker_clock_cb(struct ev_loop *loop, ev_check *c, int revents);
 static void worker_async_cb(struct ev_loop *loop, ev_async *a, int revents);
 static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void worker_probe_cb(struct ev_loop *loop, ev_timer *t, int revents);
-static void worker_resub_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents);
-static void worker_resub_evaluate(struct worker *w);
 
 bool worker_init(struct worker *w, struct proxy *px, int id, char *err, size_t errlen)
 {
@@ -81,8 +79,7 @@ bool worker_init(struct worker *w, struct proxy *px, int id, char *err, size_t e
     ev_timer_start(w->loop, &w->tick);
     ev_timer_init(&w->probe, worker_probe_cb, WORKER_PROBE_PERIOD, WORKER_PROBE_PERIOD);
     w->probe.data = w;
-    ev_timer_init(&w->resub_timer, worker_resub_timeout_cb, WORKER_RESUB_WAIT, 0);
-    w->resub_timer.data = w;
+    resub_init(w);
     return true;
 }
 
@@ -328,11 +325,11 @@ static void worker_flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
             w->wake_pending = false;
             worker_wake_waiting(w);
             /* Subscribers may have started their resubscriptions, and
-             * other workers may have finished theirs (worker_resub_done). */
+             * other workers may have finished theirs (resub_settled). */
             w->resub_check = w->resub_version != 0;
         }
         if (w->resub_check) {
-            worker_resub_evaluate(w); /* may release requests: wake_pending */
+            resub_evaluate(w); /* may release requests: wake_pending */
         }
         while (w->dirty_bconns != NULL) {
             struct bconn *bc = w->dirty_bconns;
@@ -446,169 +443,6 @@ static void worker_probe_cb(struct ev_loop *loop, ev_timer *t, int revents)
     offsets_tick(t->data, ev_now(loop));
 }
 
-/* ---- resubscriptions after a switch -------------------------------------------
- *
- * When the master changes, the subscribers' connections to the old one are
- * closed (its drain) and each is subscribed again on the new master
- * (client_resubscribe) as the waiting clients are woken. A message published
- * on the new master before a subscriber's SUBSCRIBE is confirmed there is
- * lost to that subscriber; so every request for the new master waits
- * (client_route, worker_resub_holds) until this worker has no client left
- * to subscribe again and every resubscription it queued is confirmed (or
- * refused, or its connection closed), and until every other worker says as
- * much of its own clients (resub_done, the topology version it has settled
- * at): a PUBLISH from any client of the proxy then reaches the subscribers
- * of all of them. The wait is bounded by WORKER_RESUB_WAIT (half of
- * hold-timeout when that is shorter; none with hold-timeout 0): then
- * requests go anyway, and the log says who was not back. */
-
-/* Clients of this worker waiting to be subscribed again. */
-static uint32_t worker_resub_clients(const struct worker *w)
-{
-    uint32_t n = 0;
-
-    for (const struct client *c = w->clients; c != NULL; c = c->next) {
-        if (c->sess.resub && !(c->flags & CL_CLOSING)) {
-            n++;
-        }
-    }
-    return n;
-}
-
-/* How many other workers have not settled at version yet; their ids in buf
- * (when not NULL). */
-static int worker_resub_others(const struct worker *w, uint64_t version, char *buf, size_t len)
-{
-    const struct proxy *px = w->px;
-    size_t used = 0;
-    int n = 0;
-
-    if (buf != NULL && len > 0) {
-        buf[0] = '\0';
-    }
-    for (int i = 0; i < px->nworkers; i++) {
-        const struct worker *o = &px->workers[i];
-        if (o == w || __atomic_load_n(&o->resub_done, __ATOMIC_SEQ_CST) >= version) {
-            continue;
-        }
-        n++;
-        if (buf != NULL && used < len) {
-            int k = snprintf(buf + used, len - used, "%s%d", used > 0 ? "," : "", o->id);
-            used += k > 0 ? (size_t)k : 0;
-        }
-    }
-    return n;
-}
-
-/* Nothing of this worker's is waited for up to the topology it follows: say
- * so to the other workers, and wake those that wait. */
-static void worker_resub_done(struct worker *w)
-{
-    uint64_t v = w->topo != NULL ? w->topo->version : 0;
-    struct proxy *px = w->px;
-
-    if (v <= __atomic_load_n(&w->resub_done, __ATOMIC_SEQ_CST)) {
-        return;
-    }
-    __atomic_store_n(&w->resub_done, v, __ATOMIC_SEQ_CST);
-    for (int i = 0; i < px->nworkers; i++) {
-        struct worker *o = &px->workers[i];
-        if (o != w && __atomic_load_n(&o->resub_holding, __ATOMIC_SEQ_CST)) {
-            worker_wake_async(o);
-        }
-    }
-}
-
-/* The wait is over: requests for the master go. */
-static void worker_resub_open(struct worker *w)
-{
-    w->resub_version = 0;
-    w->resub_check = false;
-    __atomic_store_n(&w->resub_holding, false, __ATOMIC_SEQ_CST);
-    ev_timer_stop(w->loop, &w->resub_timer);
-    worker_resub_done(w);
-    worker_wake_later(w);
-}
-
-/* The master changed (the topology of the given version): its requests wait
- * for the subscribers. */
-static void worker_resub_arm(struct worker *w, uint64_t version)
-{
-    double wait = WORKER_RESUB_WAIT, half_hold = (double)w->cfg->hold_timeout_ms / 2000.0;
-
-    if (half_hold < wait) {
-        wait = half_hold;
-    }
-    if (wait <= 0) {
-        worker_resub_open(w); /* hold-timeout 0: nothing waits */
-        return;
-    }
-    w->resub_version = version;
-    w->resub_started = 0;
-    w->resub_since = ev_now(w->loop);
-    w->resub_check = true;
-    __atomic_store_n(&w->resub_holding, true, __ATOMIC_SEQ_CST);
-    ev_timer_stop(w->loop, &w->resub_timer);
-    ev_timer_set(&w->resub_timer, wait, 0);
-    ev_timer_start(w->loop, &w->resub_timer);
-}
-
-static void worker_resub_evaluate(struct worker *w)
-{
-    w->resub_check = false;
-    if (w->resub_version == 0 || w->resub_pending > 0 || worker_resub_clients(w) > 0) {
-        return;
-    }
-    worker_resub_done(w);
-    if (worker_resub_others(w, w->resub_version, NULL, 0) > 0) {
-        return; /* worker_resub_done of the last one wakes this one */
-    }
-    if (w->resub_started > 0) {
-        log_info("resubscriptions on the new master %s over (%u of this worker's clients) in "
-                 "%.0f ms: requests for it go",
-                 w->master != NULL ? w->master->name : "-", w->resub_started,
-                 (ev_now(w->loop) - w->resub_since) * 1000);
-    }
-    worker_resub_open(w);
-}
-
-static void worker_resub_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    struct worker *w = t->data;
-    char others[128];
-    int n = worker_resub_others(w, w->resub_version, others, sizeof(others));
-
-    (void)revents;
-    if (w->resub_version == 0) {
-        return;
-    }
-    log_warn("requests for the new master %s go after %.0f ms without every subscription "
-             "re-established there: %u client(s) of this worker not subscribed again yet, %u "
-             "resubscription(s) unconfirmed, %d other worker(s) not done%s%s; what is published "
-             "now may be missed by those subscribers",
-             w->master != NULL ? w->master->name : "-", (ev_now(loop) - w->resub_since) * 1000,
-             worker_resub_clients(w), w->resub_pending, n, n > 0 ? ": " : "", others);
-    worker_resub_open(w);
-}
-
-void worker_resub_started(struct worker *w)
-{
-    w->resub_pending++;
-    w->resub_started++;
-}
-
-void worker_resub_ended(struct worker *w)
-{
-    if (w->resub_pending > 0 && --w->resub_pending == 0) {
-        w->resub_check = w->resub_version != 0;
-    }
-}
-
-void worker_resub_recheck(struct worker *w)
-{
-    w->resub_check = w->resub_version != 0;
-}
-
 static void worker_apply(struct worker *w, struct topology *t)
 {
     struct backend *be, *next, *master = NULL;
@@ -664,9 +498,9 @@ static void worker_apply(struct worker *w, struct topology *t)
         /* The subscribers that were on the old master (their connections
          * closed above, with its drain) are subscribed again on this one
          * before anything else reaches it. */
-        worker_resub_arm(w, t->version);
+        resub_arm(w, t->version);
     } else if (w->resub_version == 0) {
-        worker_resub_done(w);
+        resub_settled(w);
     }
     worker_wake_later(w);
 }

@@ -236,25 +236,6 @@ bool worker_listen(struct worker *w, const int *shared_fds, char *err, size_t er
 /* Start the worker's thread. */
 bool worker_start(struct worker *w);
 
-/* True while requests for the master must wait for subscriptions to be
- * re-established after a switch. Every request to the master asks: inline. */
-static inline bool worker_resub_holds(const struct worker *w)
-{
-    return w->resub_version != 0;
-}
-
-/* A resubscription was queued on one of the worker's connections: it counts
- * until its confirmations are in (worker_resub_ended). */
-void worker_resub_started(struct worker *w);
-
-/* A resubscription counted by worker_resub_started is confirmed, refused, or
- * its connection closed. */
-void worker_resub_ended(struct worker *w);
-
-/* Something the wait for resubscriptions depends on changed (a subscriber
- * left): look again at the end of the loop turn. */
-void worker_resub_recheck(struct worker *w);
-
 /* Hand a topology snapshot to the worker (any thread); takes a reference. */
 void worker_publish(struct worker *w, struct topology *t);
 
