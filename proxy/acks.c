@@ -5,6 +5,8 @@
 #include "proxy/acks.h"
 
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "conf/config.h"
 #include "proxy/backend.h"
@@ -57,16 +59,57 @@ void acks_forget(struct client *c)
     }
 }
 
-bool acks_hold(struct client *c, struct req *r)
+/* Replace r's reply with the "outcome unknown" error (r is done). */
+static void acks_error(struct worker *w, struct req *r, const char *why)
+{
+    WORKER_COUNT(w, acks_failed, 1);
+    WORKER_COUNT(w, unknown, 1);
+    req_reply_errorf(&w->reqs, r,
+                     "ERR sentinel-proxy: %s; the command was executed on the master but may be "
+                     "lost in a failover",
+                     why);
+}
+
+/* Whether r's reply says something was written that replicas must have:
+ * writes, EXEC, scripts and functions, and commands the proxy does not
+ * know; not errors, reads, pub/sub, the +QUEUED of a transaction, or
+ * commands that change nothing replicated (WAIT, INFO, CLIENT...). */
+static bool acks_wrote(const struct client *c, const struct req *r)
+{
+    const struct cmd_info *ci = r->ci;
+
+    if (r->flags & (REQ_ERROR | REQ_INTERNAL | REQ_PUSH | REQ_NOREPLY | REQ_PROXY_ERROR)) {
+        return false;
+    }
+    if (ci == NULL || ci->id == CMD_EXEC) {
+        return true;
+    }
+    if (c->sess.multi || (ci->flags & (CMDF_READONLY | CMDF_PUBSUB))) {
+        return false;
+    }
+    return (ci->flags & CMDF_WRITE) || strncmp(ci->name, "eval", 4) == 0 ||
+           strncmp(ci->name, "fcall", 5) == 0;
+}
+
+bool acks_hold(struct client *c, struct req *r, const struct backend *from)
 {
     struct worker *w = c->w;
 
-    if (w->cfg->ack_after_replicas <= 0 || r->dest != REQ_DEST_MASTER || cmd_is_read(r->ci) ||
-        (r->flags & (REQ_INTERNAL | REQ_PUSH | REQ_NOREPLY | REQ_PROXY_ERROR))) {
+    if (w->cfg->ack_after_replicas <= 0 || r->dest != REQ_DEST_MASTER || !acks_wrote(c, r)) {
+        return false;
+    }
+    WORKER_COUNT(w, acks_waited, 1);
+    if (from == NULL || from != w->master) {
+        /* Answered by a master being replaced: its probes say nothing of
+         * the new master's stream, and a switch may drop what it had. */
+        acks_error(w, r, "the master was being replaced when the write was answered");
         return false;
     }
     r->flags = (r->flags & ~REQ_DONE) | REQ_ACK_WAIT;
     r->need = UINT64_MAX;
+    r->since = ev_now(w->loop); /* hold-timeout counts from the reply (a BLPOP may block long) */
+    c->nacks++;
+    acks_link(c);
     if (r->probe == 0) {
         /* Sent on a dedicated connection (or before the setting was on):
          * any master probe sent from now on reports an offset past it. */
@@ -75,12 +118,9 @@ bool acks_hold(struct client *c, struct req *r)
         w->ofs.probe_wanted = true;
         offsets_probe_master(w);
     }
-    c->nacks++;
-    acks_link(c);
     if (!ev_is_active(&w->probe)) {
         ev_timer_start(w->loop, &w->probe); /* offsets_tick: probes kept going */
     }
-    WORKER_COUNT(w, acks_waited, 1);
     return true;
 }
 
@@ -136,17 +176,10 @@ static void acks_release(struct client *c, struct req *r)
 
 static void acks_fail(struct client *c, struct req *r, const char *why)
 {
-    struct worker *w = c->w;
-
     c->backlog -= r->out.bytes;
     r->flags &= ~(REQ_ACK_WAIT | REQ_ACK_AFTER);
     c->nacks--;
-    WORKER_COUNT(w, acks_failed, 1);
-    WORKER_COUNT(w, unknown, 1);
-    req_reply_errorf(&w->reqs, r,
-                     "ERR sentinel-proxy: %s; the command was executed on the master but may be "
-                     "lost in a failover",
-                     why);
+    acks_error(c->w, r, why);
     client_reply_released(c, r);
 }
 
@@ -203,12 +236,16 @@ void acks_check(struct worker *w)
     if (w->ofs.probe_wanted) {
         offsets_probe_master(w);
     }
-    /* Replicas not seen at the offset waited for are asked again at once:
-     * the wait is replication plus a round trip, not a timer. (One that
-     * does not progress is asked again by the probe timer.) */
+    /* Replicas not seen at the offset waited for are asked again at once
+     * for a new offset, or when they progressed: the wait is replication
+     * plus a round trip, not a timer. One that does not progress is asked
+     * again by the probe timer (offsets_tick), not in a tight loop. */
     for (size_t i = 0; behind > 0 && i < w->nreplicas; i++) {
         struct backend *be = w->replicas[i];
-        if (be->ofs.offset < behind && !be->ofs.probe_pending && backend_usable(be)) {
+        if (be->ofs.offset < behind && !be->ofs.probe_pending && backend_usable(be) &&
+            (behind > be->ofs.ack_need || be->ofs.offset > be->ofs.ack_seen)) {
+            be->ofs.ack_need = behind;
+            be->ofs.ack_seen = be->ofs.offset;
             (void)offsets_probe_replica(w, be);
         }
     }

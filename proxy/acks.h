@@ -23,9 +23,11 @@ struct req;
 struct worker;
 struct backend;
 
-/* r's reply from the master is complete: true when it must wait for
- * replicas (it is then kept, not done; the client is on the worker's list). */
-bool acks_hold(struct client *c, struct req *r);
+/* r's reply from backend `from` is complete: true when it must wait for
+ * replicas (it is then kept, not done; the client is on the worker's list).
+ * A write answered by a node that is no longer the master gets the "outcome
+ * unknown" error at once (also kept-then-released through this call). */
+bool acks_hold(struct client *c, struct req *r, const struct backend *from);
 
 /* Offsets moved (a probe answered): release the writes now confirmed and
  * ask the replicas that are still behind again. */

@@ -892,7 +892,7 @@ static void bconn_deliver(struct bconn *bc)
     }
     switch (verdict) {
     case REPLY_DELIVER:
-        client_reply_done(r->client, r);
+        client_reply_done(r->client, r, bc->be);
         break;
     case REPLY_INTERNAL:
         bconn_internal_reply(bc, r);
@@ -1211,7 +1211,7 @@ static void bconn_hand_back(struct bconn *bc, struct backend *be, struct req *r,
                          addr);
         break;
     }
-    client_reply_done(c, r);
+    client_reply_done(c, r, NULL);
 }
 
 void bconn_close(struct bconn *bc, const char *why)

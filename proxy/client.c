@@ -789,7 +789,7 @@ static void client_check_over(struct client *c, struct req *r)
     }
 }
 
-void client_reply_done(struct client *c, struct req *r)
+void client_reply_done(struct client *c, struct req *r, const struct backend *from)
 {
     unsigned effects;
 
@@ -826,7 +826,7 @@ void client_reply_done(struct client *c, struct req *r)
         uint32_t decayed = c->reply_size - c->reply_size / 8;
         c->reply_size = size > decayed ? size : decayed > 0 ? decayed : 1;
     }
-    if (acks_hold(c, r)) {
+    if (acks_hold(c, r, from)) {
         c->backlog += r->out.bytes; /* kept, still bounded by client-backlog-limit */
     } else {
         client_output_ready(c, r);

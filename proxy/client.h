@@ -87,8 +87,9 @@ struct client *client_new(struct worker *w, struct listener *l, int fd);
  * backend coming up). */
 void client_dispatch(struct client *c);
 
-/* A reply for r is complete: account it and let the client write it. */
-void client_reply_done(struct client *c, struct req *r);
+/* A reply for r is complete, from backend `from` (NULL: the proxy's own):
+ * account it and let the client write it. */
+void client_reply_done(struct client *c, struct req *r, const struct backend *from);
 
 /* r's reply, kept until replicas processed it (acks.c), may be written now
  * (r is marked done by the caller, its reply final). */

@@ -277,7 +277,9 @@ void offsets_probe_reply(struct bconn *bc, struct req *r)
     }
     resp_reader_init(&rd, buf, len);
     if (resp_next(&rd, &v) && v.type == '*' && resp_next(&rd, &v)) {
-        if (resp_is(&v, "master")) {
+        if (resp_is(&v, "master") && be != NULL && be == w->master) {
+            /* (A master being replaced speaks of another stream: its
+             * offsets would be taken for the new master's.) */
             offsets_master_role(w, &rd, r);
         } else if (resp_is(&v, "slave") && be != NULL) {
             offsets_replica_role(bc, &rd, ev_now(w->loop));

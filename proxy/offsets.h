@@ -63,6 +63,8 @@ struct offsets_replica {
     double at;          /* when offset was learnt */
     uint32_t misses;    /* checked reads in a row that found it behind */
     double missed_at;   /* when the last of them did */
+    uint64_t ack_need;  /* acks.c: the offset it was last asked again for at once */
+    uint64_t ack_seen;  /* ... and the offset it had then */
 };
 
 struct worker;

@@ -429,8 +429,8 @@ static void worker_set_replicas(struct worker *w, const struct topology *t)
     w->replicas = list;
     w->nreplicas = n;
     /* Replica offsets are refreshed only while there are replicas that reads
-     * may go to. */
-    if (n > 0 && w->replica_reads && !ev_is_active(&w->probe)) {
+     * may go to, or that writes wait for (acks.c). */
+    if (n > 0 && (w->replica_reads || acks_pending(w)) && !ev_is_active(&w->probe)) {
         ev_timer_start(w->loop, &w->probe);
     } else if (n == 0) {
         ev_timer_stop(w->loop, &w->probe);

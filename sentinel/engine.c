@@ -706,16 +706,25 @@ static bool engine_fence_check(struct engine *e)
     if (after <= 0 && e->fenced) { /* turned off by a reload */
         e->fenced = false;
         log_info("writes unfenced: sentinel.fence-after is off");
+        if (e->topo != NULL && !e->topo->has_master && e->pub_known &&
+            addr_same(&e->topo->master, &e->pub_master)) {
+            /* The last confirmed master serves again, as without a fence,
+             * until the Sentinels say otherwise. */
+            struct topology *t = topology_clone(e->topo);
+            t->has_master = true;
+            engine_publish(e, t, false);
+        }
     }
-    if (after <= 0 || e->fenced || now - e->majority_at <= after || e->topo == NULL ||
-        !e->topo->has_master) {
+    /* Closed also while writes are held for another reason: a minority's
+     * decision must not open them again. */
+    if (after <= 0 || e->fenced || now - e->majority_at <= after || !e->pub_known) {
         return e->fenced;
     }
     for (const struct engine_node *n = e->nodes; n != NULL; n = n->next) {
         known++;
     }
     e->fenced = true;
-    addr_format(&e->topo->master, m, sizeof(m));
+    addr_format(&e->pub_master, m, sizeof(m));
     snprintf(why, sizeof(why),
              "writes fenced: no majority of the %zu known Sentinel(s) has named master %s for "
              "%.1f s (sentinel.fence-after)",
