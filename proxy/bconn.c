@@ -1297,14 +1297,15 @@ static void bconn_close_how(struct bconn *bc, const char *why, bool abort)
     } else {
         transport_close(&bc->t);
     }
+    struct client *owner = bc->lagging ? NULL : bc->owner; /* gets its unsent requests back */
     if (bc->owner != NULL && bc->lagging) {
         /* Lost while its owner was not reading (the server may have dropped
          * it for that): the client loses its connection, as it would have
          * connected directly. */
-        struct client *owner = bc->owner;
+        struct client *idle = bc->owner;
         bc->owner = NULL;
-        owner->ded = NULL;
-        client_close(owner, "its dedicated connection was lost while it did not read");
+        idle->ded = NULL;
+        client_close(idle, "its dedicated connection was lost while it did not read");
     } else if (bc->owner != NULL) {
         client_lost_dedicated(bc->owner, bc);
         bc->owner = NULL;
@@ -1314,7 +1315,14 @@ static void bconn_close_how(struct bconn *bc, const char *why, bool abort)
      * that a client closed by a hand-back only orphans them. */
     backend_forget(be, bc);
     while (bc->head != NULL) {
-        bconn_hand_back(bc, be, bconn_pop(bc), addr);
+        struct req *r = bconn_pop(bc);
+        if (owner != NULL && !(owner->flags & CL_CLOSING) &&
+            (r->flags & (REQ_NOREPLY | REQ_INTERNAL)) == REQ_NOREPLY && r->sent < r->in.bytes) {
+            /* Streamed, and never reached the server whole: not run. */
+            client_resend_streamed(owner, r);
+            continue;
+        }
+        bconn_hand_back(bc, be, r, addr);
     }
     bc->be = NULL; /* closed: it belongs to no backend any more */
     spans_clear(&bc->cur);

@@ -913,6 +913,43 @@ void client_undispatch(struct client *c, struct req *r)
     worker_wait(c->w, c);
 }
 
+void client_resend_streamed(struct client *c, struct req *r)
+{
+    struct req *at;
+
+    r->flags &= ~(REQ_DONE | REQ_NOREPLY | REQ_DISPATCHED);
+    r->bc = NULL;
+    r->sent = 0;
+    r->written = 0;
+    if (r->client == NULL) {
+        /* Already let go of as answered: back into the queue, in order. */
+        for (at = c->head; at != NULL && at->seq < r->seq; at = at->cnext) {
+        }
+        r->client = c;
+        r->cnext = at;
+        r->cprev = at != NULL ? at->cprev : c->tail;
+        if (r->cprev != NULL) {
+            r->cprev->cnext = r;
+        } else {
+            c->head = r;
+        }
+        if (at != NULL) {
+            at->cprev = r;
+        } else {
+            c->tail = r;
+        }
+        c->nreqs++;
+        c->backlog += r->in.bytes + REQ_OVERHEAD;
+        if (client_is_auth(r)) {
+            c->auth_queued++;
+        }
+    }
+    if (c->undisp == NULL || r->seq < c->undisp->seq) {
+        c->undisp = r;
+    }
+    worker_wait(c->w, c);
+}
+
 void client_discard_after(struct client *c, struct req *r)
 {
     while (r->cnext != NULL) {

@@ -99,6 +99,11 @@ void client_reply_released(struct client *c, struct req *r);
  * stream order; takes ownership of the spans. */
 void client_push(struct client *c, struct spans *out);
 
+/* r was queued on c's streaming connection (no reply matched to it) and not
+ * written whole when that connection was lost: the server never ran it, so
+ * it is sent again, in order, once the subscriptions are back. */
+void client_resend_streamed(struct client *c, struct req *r);
+
 /* Take r back as not dispatched (its connection failed before it was
  * answered) so that it is dispatched again. */
 void client_undispatch(struct client *c, struct req *r);

@@ -414,3 +414,40 @@ def test_a_read_blocked_past_hold_timeout_is_sent_again(workdir, redis_server):
         assert res["r"] == [[b"s", [(entry, {b"f": b"v"})]]], res
     finally:
         p.stop()
+
+
+def test_streamed_requests_not_written_survive_the_connection(workdir):
+    """A RESP3 subscriber's requests ride its streaming connection, matched
+    to no reply. Those not yet written whole when that connection is lost
+    never ran: once the subscription is back they are sent again, in order,
+    and answered (a 24 MB SET stuck behind a frozen server, then a PING)."""
+    srv = RedisServer(workdir).start()
+    p = Proxy(workdir, backend=srv.port).start()
+    try:
+        c = Conn(p.port, timeout=30)
+        assert c.call("HELLO", "3").startswith(b"%")
+        assert c.call("SUBSCRIBE", "news") == enc_push("subscribe", "news", 1)
+        srv.proc.send_signal(signal.SIGSTOP)
+        big = b"v" * (24 << 20)
+        c.send(("SET", "big", big), ("PING",))
+        time.sleep(1)  # the proxy writes what the frozen server's socket takes
+        srv.kill9()  # (a stopped process dies too)
+        srv.start()
+        got = [c.read() for _ in range(2)]
+        assert got == [b"+OK\r\n", b"+PONG\r\n"], got
+        assert srv.client().strlen("big") == len(big)
+        srv.client().publish("news", "after")  # still subscribed on the new connection
+        assert c.read() == enc_push("message", "news", "after")
+    finally:
+        p.stop()
+        srv.stop()
+
+
+def enc_push(*items):
+    out = [b">%d\r\n" % len(items)]
+    for i in items:
+        if isinstance(i, int):
+            out.append(b":%d\r\n" % i)
+        else:
+            out.append(b"$%d\r\n%s\r\n" % (len(i), i.encode()))
+    return b"".join(out)
