@@ -154,6 +154,9 @@ static void engine_free_node(struct engine_node *n)
     if (n->e->alarm == n) {
         n->e->alarm = NULL;
     }
+    if (n->round == n->e->round && n->pending > 0 && n->e->round_pending > 0) {
+        n->e->round_pending--; /* forgotten while asked: the round does not wait for it */
+    }
     engine_node_clear_round(n);
     link_free(n->cmd);
     link_free(n->sub);
@@ -208,10 +211,11 @@ static void engine_node_done(struct engine_node *n)
         n->last_ok = ev_now(e->loop);
     }
     if (n->round != e->round) {
-        /* The straggler of a round decided without it: heard only if it
-         * brings news. */
-        if (engine_news(e, n)) {
-            engine_round_soon(e);
+        /* The straggler of an earlier round: its answer counts now if it
+         * brings news and nothing else will decide with it (a round still
+         * undecided will: its report is not cleared, it was not asked). */
+        if (engine_news(e, n) && (e->round_pending == 0 || e->round_decided)) {
+            engine_decide(e);
         }
         return;
     }
@@ -224,7 +228,11 @@ static void engine_node_done(struct engine_node *n)
         if (e->round_again) {
             engine_round_soon(e);
         }
-    } else if (!e->round_decided && engine_early(e)) {
+    } else if (e->round_decided) {
+        if (engine_news(e, n)) {
+            engine_decide(e); /* a higher epoch, an alarm: decided again, with it */
+        }
+    } else if (engine_early(e)) {
         /* One hung Sentinel does not hold the decision for sentinel.timeout. */
         e->round_decided = true;
         engine_decide(e);
@@ -336,6 +344,7 @@ void engine_round(struct engine *e)
         return;
     }
     e->round++;
+    e->round_at = ev_now(e->loop);
     e->round_again = false;
     e->round_decided = false;
     e->round_pending = 0; /* those of a round decided early are stragglers now */

@@ -110,6 +110,9 @@ struct engine {
     uint64_t pub_epoch;
     double switch_started;     /* first signal of the switch in progress (0 = none) */
     struct engine_node *alarm; /* whose event put writes on hold (NULL = none) */
+    double alarm_at;           /* when the last event about the master going away came */
+    double round_at;           /* when the current round started */
+    double cand_round_at;      /* ... the round that made the decision being confirmed */
     double warned_epoch;
     char why[512];      /* why no master is confirmed now ("" when one is) */
     double why_logged;  /* when why was last logged */

@@ -187,6 +187,7 @@ static void events_handle(struct engine_node *node, const char *channel, const c
         if (e->alarm == NULL) {
             e->alarm = node;
         }
+        e->alarm_at = ev_now(e->loop);
         engine_hold(e, why);
     }
     free(copy);

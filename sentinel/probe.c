@@ -216,6 +216,10 @@ static void probe_finish(struct engine *e)
         engine_set_why(e, why);
     } else if (e->fenced) {
         /* The fence closed while ROLE was asked: only a majority opens it. */
+    } else if (e->alarm_at > e->cand_round_at) {
+        /* The Sentinels were asked before the alarm came (a round waiting
+         * for a silent one): what they said then cannot settle it. */
+        e->round_again = true;
     } else {
         if (e->topo != NULL && e->topo->has_master &&
             addr_same(&e->topo->master, &e->cand.master)) {
@@ -341,6 +345,7 @@ static void probe_collect(struct engine *e, const struct quorum_decision *d)
 
 void probe_confirm(struct engine *e, const struct quorum_decision *d)
 {
+    e->cand_round_at = e->round_at;
     e->confirm_seq++;
     e->cand = *d;
     e->cand_ok = false;

@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 
+import pytest
 import redis
 
 from harness import (FakeSentinel, Proxy, RedisServer, blocked_on, topology, wait_for,
@@ -478,5 +479,38 @@ def test_a_hung_sentinel_does_not_hold_decisions(workdir):
         fakes[2].mode = "stale"
         time.sleep(1)
         assert uses(p, y)
+    finally:
+        stop_all(p, fakes, x, y)
+
+
+class SlowSentinel(FakeSentinel):
+    """A scripted Sentinel whose answers to SENTINEL MASTER come `delay`
+    seconds late."""
+    delay = 0.0
+
+    def _reply(self, conn, data):
+        if self.delay and b"config-epoch" in data:
+            time.sleep(self.delay)
+        conn.sendall(data)
+
+
+@pytest.mark.parametrize("news_last", [True, False])
+def test_a_higher_epoch_heard_after_an_early_decision_counts(workdir, news_last):
+    """Five Sentinels name X at epoch 1; then one names Y at epoch 2 (the
+    failover's leader) and answers a moment after a majority already agreed
+    on X. Its answer must still move the proxy to Y, whether or not it is
+    the round's last one."""
+    x, y = RedisServer(workdir).start(), RedisServer(workdir).start()
+    fakes = [SlowSentinel("stale", master=("127.0.0.1", x.port), epoch=1) for _ in range(5)]
+    p = fakes_proxy(workdir, fakes, "--set", "sentinel.timeout=10s",
+                    "--set", "sentinel.poll-interval=4s")
+    try:
+        wait_for(lambda: uses(p, x), timeout=5, what="proxy to use X")
+        s4, s5 = fakes[3], fakes[4]
+        s4.delay, s5.delay = (0.5, 0.2) if news_last else (0.2, 0.5)
+        s4.master, s4.epoch = ("127.0.0.1", y.port), 2
+        wait_for(lambda: uses(p, y), timeout=10, what="proxy to use Y")
+        t = topology(p.client())
+        assert t["epoch"] == "2" and t["decision"] == "by-epoch", t
     finally:
         stop_all(p, fakes, x, y)
