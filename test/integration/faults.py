@@ -266,6 +266,7 @@ class Monitor:
 
 HAPROXY_CFG = """global
     maxconn 1000
+    stats socket %s
 defaults
     mode tcp
     timeout connect 2s
@@ -317,12 +318,31 @@ class Layout:
                                 for i, s in enumerate(self.cluster.servers()))
             cfg = os.path.join(self.workdir, "haproxy.cfg")
             with open(cfg, "w") as f:
-                f.write(HAPROXY_CFG % (CLIENT_SIDE, HAPROXY_PORT, servers))
+                f.write(HAPROXY_CFG % (os.path.join(self.workdir, "haproxy.sock"), CLIENT_SIDE,
+                                       HAPROXY_PORT, servers))
             self.haproxy = Process(["haproxy", "-f", cfg, "-db"],
                                    os.path.join(self.workdir, "haproxy.log")).start()
-            c = control(CLIENT_SIDE, HAPROXY_PORT, timeout=1.0)
-            wait_for(lambda: c.set("ready", 1), timeout=15, what="haproxy's master check")
+            # haproxy starts with every server up: wait until the check has
+            # taken the replicas out, or clients would start on them.
+            want = ["UP"] + ["DOWN"] * len(self.cluster.replicas)
+            wait_for(lambda: self.haproxy_states() == want, timeout=20, interval=0.2,
+                     what="haproxy's master check")
         return self
+
+    def haproxy_states(self):
+        """haproxy's view of each server (UP, DOWN...), from its stats socket."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(2)
+            s.connect(os.path.join(self.workdir, "haproxy.sock"))
+            s.sendall(b"show stat\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        rows = [ln.split(",") for ln in data.decode().splitlines() if ln and ln[0] != "#"]
+        return [r[17].split()[0] for r in rows if r[0] == "server" and r[1][:1] == "r"]
 
     @staticmethod
     def addr(server):
@@ -368,6 +388,23 @@ class Layout:
         new = wait_for(moved, timeout=timeout, interval=0.1, what="a failover")
         self.mark("failover")
         return new
+
+    def wait_one_master(self, timeout=20):
+        """Wait (bounded) until every Sentinel names one master and every
+        other live server says it is a replica: an old master that comes
+        back takes writes until the Sentinels demote it, which the load
+        should see."""
+        def one():
+            views = self.sentinel_views()
+            if None in views or len(set(views)) != 1:
+                return False
+            return all(control(s.host, s.port).info("replication")["role"] == "slave"
+                       for s in self.cluster.servers() if s.proc.alive() and self.addr(s) != views[0])
+        try:
+            wait_for(one, timeout=timeout, interval=0.2, what="one master")
+        except TimeoutError:
+            pass
+        self.mark("one_master")
 
     def settle(self, timeout=30):
         """Wait until every Sentinel names one master, which says it is one,
@@ -550,6 +587,9 @@ def count_between(result, series, start, end):
     return sum(result["series"][series][a:b])
 
 
+SENTINEL_EVENTS = ("+sdown", "-sdown", "+odown", "-odown", "+try-failover", "+elected-leader",
+                   "+promoted-slave", "+switch-master", "+convert-to-slave", "+tilt",
+                   "-failover-abort-not-elected", "+failover-end")
 LOG_OF_INTEREST = re.compile(r"holding|topology v|false alarm|ignoring|fenc|none of the|"
                              r"unreachable|still:|warn|error", re.I)
 
@@ -567,7 +607,9 @@ def run(scenario, path, warmup=1.5, after_heal=4.0):
     the proxy named the old master again after naming the new one),
     lost_ack_first_s/last_s, series (per BUCKET from BUCKETS_FROM: acked,
     lost, errors, stale), settled, old_master, new_master, proxy_rc,
-    proxy_log (lines of interest)."""
+    proxy_log (lines of interest). The load runs from warmup seconds before
+    the fault until after_heal seconds after it is healed and, beyond, until
+    the Sentinels have demoted every other master (bounded)."""
     res = {"scenario": scenario, "path": path, "skipped": None, "hold_timeout_s": HOLD_TIMEOUT}
     if path == "proxy-fenced" and not fence_supported():
         res["skipped"] = "this build has no sentinel.fence-after"
@@ -585,6 +627,8 @@ def run(scenario, path, warmup=1.5, after_heal=4.0):
         time.sleep(warmup)
         SCENARIOS[scenario](lay)
         time.sleep(after_heal)
+        lay.wait_one_master()
+        time.sleep(0.5)
         res["load_stopped"] = load.stop()
         final, res["settled"] = lay.settle()
         mon.stop()
@@ -603,7 +647,7 @@ def run(scenario, path, warmup=1.5, after_heal=4.0):
             res["proxy_rc"] = lay.proxy_rc
             log = lay.proxy.log()
             res["proxy_sanitizer"] = "Sanitizer" in log or "runtime error" in log
-            res["proxy_log"] = [ln for ln in log.splitlines() if LOG_OF_INTEREST.search(ln)][:60]
+            res["proxy_log"] = [ln for ln in log.splitlines() if LOG_OF_INTEREST.search(ln)][:40]
         if not os.environ.get("SP_KEEP_TMP"):
             shutil.rmtree(workdir, ignore_errors=True)
         res["wall_s"] = round(time.monotonic() - started, 1)
@@ -659,7 +703,7 @@ def _figures(lay, load, mon, final):
     out["events"] = ev
     with mon.lock:
         out["sentinel_events"] = [(rel(t), h, ch, d) for t, h, ch, d in mon.events
-                                  if t >= t0 - 1 and ch[0] in "+-"][:150]
+                                  if t >= t0 - 1 and ch in SENTINEL_EVENTS][:60]
     return out
 
 
