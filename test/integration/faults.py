@@ -48,7 +48,9 @@ PROXY_PORT, HAPROXY_PORT = 6380, 6381
 
 HOLD_TIMEOUT = 4.0  # the proxy's hold-timeout in these runs (its default is 60 s)
 FENCE_AFTER = 2.0  # sentinel.fence-after of the proxy-fenced path
-PROXY_CLIENT_TIMEOUT = float(os.environ.get("SP_FAULTS_CLIENT_TIMEOUT", 20))  # above hold-timeout
+# How long the proxy's clients wait for an answer: well above hold-timeout,
+# so that a request held too long shows as such, not as a client timeout.
+PROXY_CLIENT_TIMEOUT = float(os.environ.get("SP_FAULTS_CLIENT_TIMEOUT", 20))
 PATHS = ("proxy", "proxy-fenced", "redis-py", "haproxy")
 BUCKET = 0.1  # seconds per bucket of the time series, from BUCKETS_FROM s before the fault
 BUCKETS_FROM = -3.0
@@ -72,8 +74,8 @@ def netns_skip_reason():
     for tool in ("unshare", "iptables", "iptables-restore", "ip"):
         if shutil.which(tool) is None:
             return "needs %s" % tool
-    probe = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up && iptables -w -A INPUT "
-                            "-s %s -d %s -j DROP" % (MASTER, REPLICA1)], capture_output=True)
+    probe = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up && iptables -w -A "
+                            "INPUT -s %s -d %s -j DROP" % (MASTER, REPLICA1)], capture_output=True)
     if probe.returncode != 0:
         return "no network namespace with iptables here: %s" % probe.stderr.decode().strip()
     return None
@@ -84,7 +86,7 @@ def partition(a_hosts, b_hosts):
     rules = ["*filter"]
     for a in a_hosts:
         for b in b_hosts:
-            rules += ["-A INPUT -s %s -d %s -j DROP" % (a, b), "-A INPUT -s %s -d %s -j DROP" % (b, a)]
+            rules += ["-A INPUT -s %s -d %s -j DROP" % pair for pair in ((a, b), (b, a))]
     subprocess.run(["iptables-restore", "-w", "--noflush"], input="\n".join(rules + ["COMMIT", ""]),
                    text=True, check=True)
 
@@ -299,7 +301,6 @@ class Layout:
                                down_after=1000, failover_timeout=6000)
         self.proxy = self.haproxy = None
         self.marks = {}
-        self.t0 = None
 
     def start(self):
         self.cluster.start()
@@ -355,16 +356,14 @@ class Layout:
                                         socket_timeout=0.5)
             return s.master_for(self.cluster.name, socket_timeout=2, connection_class=_counting(
                 redis.sentinel.SentinelManagedConnection, counter))
-        port, timeout = (HAPROXY_PORT, 2) if self.path == "haproxy" else (PROXY_PORT, PROXY_CLIENT_TIMEOUT)
+        port, timeout = ((HAPROXY_PORT, 2) if self.path == "haproxy"
+                         else (PROXY_PORT, PROXY_CLIENT_TIMEOUT))
         pool = redis.ConnectionPool(connection_class=_counting(redis.Connection, counter),
                                     host=CLIENT_SIDE, port=port, socket_timeout=timeout)
         return redis.Redis(connection_pool=pool, single_connection_client=True)
 
     def mark(self, name):
         self.marks[name] = time.monotonic()
-
-    def server(self, addr):
-        return next(s for s in self.cluster.servers() if self.addr(s) == addr)
 
     def sentinel_views(self, hosts=SENTINELS):
         """What each Sentinel in hosts names as the master (None: no answer)."""
@@ -399,7 +398,8 @@ class Layout:
             if None in views or len(set(views)) != 1:
                 return False
             return all(control(s.host, s.port).info("replication")["role"] == "slave"
-                       for s in self.cluster.servers() if s.proc.alive() and self.addr(s) != views[0])
+                       for s in self.cluster.servers()
+                       if s.proc.alive() and self.addr(s) != views[0])
         try:
             wait_for(one, timeout=timeout, interval=0.2, what="one master")
         except TimeoutError:
@@ -613,6 +613,9 @@ def run(scenario, path, warmup=1.5, after_heal=4.0):
     res = {"scenario": scenario, "path": path, "skipped": None, "hold_timeout_s": HOLD_TIMEOUT}
     if path == "proxy-fenced" and not fence_supported():
         res["skipped"] = "this build has no sentinel.fence-after"
+    elif path == "haproxy" and shutil.which("haproxy") is None:
+        res["skipped"] = "haproxy is not installed (make bench-deps)"
+    if res["skipped"]:
         return res
     started = time.monotonic()
     workdir = make_workdir("sp-faults-")
