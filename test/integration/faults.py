@@ -379,8 +379,10 @@ class Layout:
                 out.append(None)
         return out
 
-    def wait_failover(self, hosts=SENTINELS, timeout=25):
-        """Wait until a majority of the Sentinels in hosts name another master."""
+    def wait_failover(self, hosts=SENTINELS, timeout=40):
+        """Wait until a majority of the Sentinels in hosts name another master
+        (two candidates that split the vote try again failover-timeout x 2 =
+        12 s later: that happens)."""
         def moved():
             views = [v for v in self.sentinel_views(hosts) if v and v != self.old_master]
             return len(views) * 2 > len(hosts) and views[0]
@@ -710,7 +712,7 @@ def _figures(lay, load, mon, final):
     return out
 
 
-def run_isolated(scenario, path, timeout=180):
+def run_isolated(scenario, path, timeout=240):
     """run() in a network namespace of its own (faults_netns.py); the dict."""
     import json
     env = dict(os.environ, SP_BINARY=PROXY_BIN)
