@@ -12,6 +12,8 @@
 #   make bench                redis-benchmark comparison (bench-quick: a few minutes)
 #   make bench-callgrind      instructions per request, counted by callgrind
 #   make bench-failover       kill -9 failover under load: proxy, redis-py Sentinel, haproxy
+#   make chaos                partitions and frozen nodes under load, the same three side by side
+#                             (root: a network namespace and iptables; BENCH_ARGS="--rounds 3")
 #   make bench-stall          held requests (CLIENT PAUSE, busy script): what other clients wait
 #   make bench-clients        50 ioredis clients, RESP3 and RESP2: speed, replicas, connections
 #   make bench-acks           what ack-after-replicas costs: SET latency and throughput, off, 1, 2
@@ -70,7 +72,7 @@ FLAGS_STAMP := $(OBJDIR)/.flags
 BIN_STAMP := $(BUILD)/.flags-bin
 
 .PHONY: install uninstall image-test all test unit integration lint format fuzz demo bench bench-quick bench-callgrind bench-ryw bench-acks bench-anatomy bench-tls \
-        bench-failover bench-stall bench-clients soak deps bench-deps node-deps clean FORCE
+        bench-failover bench-stall bench-clients chaos soak deps bench-deps node-deps clean FORCE
 
 all: $(BIN)
 
@@ -154,6 +156,9 @@ bench-callgrind: $(BIN)
 
 bench-failover: $(BIN)
 	$(PYTHON) bench/failover.py
+
+chaos: $(BIN)
+	SP_BINARY=$(abspath $(BIN)) $(PYTHON) bench/chaos.py $(BENCH_ARGS)
 
 bench-stall: $(BIN)
 	SP_BINARY=$(abspath $(BIN)) $(PYTHON) bench/stall.py $(BENCH_ARGS)

@@ -45,10 +45,10 @@ def sanitized():
         return b"__asan_init" in f.read()
 
 
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+def free_port(host="127.0.0.1"):
+    """A TCP port on host (127.0.0.1) that nothing listens on right now."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -230,12 +230,17 @@ class TlsFiles:
 
 class RedisServer:
     """A redis-server on a free loopback port in its own directory; with tls
-    (a TlsFiles), on a TLS port only."""
+    (a TlsFiles), on a TLS port only. host is the loopback address it binds
+    (127.0.0.1); on another, its own connections (replication) leave from
+    that address too, so that a master lists it there."""
 
-    def __init__(self, workdir, port=None, args=(), password=None, tls=None, cert="server"):
-        self.port = port or free_port()
+    def __init__(self, workdir, port=None, args=(), password=None, tls=None, cert="server",
+                 host="127.0.0.1"):
+        self.host = host
+        self.port = port or free_port(host)
         self.cert = cert
-        self.dir = os.path.join(workdir, "redis-%d" % self.port)
+        self.dir = os.path.join(workdir, "redis-%d" % self.port if host == "127.0.0.1"
+                                else "redis-%s-%d" % (host, self.port))
         os.makedirs(self.dir, exist_ok=True)
         self.args = list(args)
         self.password = password
@@ -245,9 +250,11 @@ class RedisServer:
     def start(self):
         # A master waits repl-diskless-sync-delay (5 s) for more replicas
         # before it sends its data set: not in tests.
-        argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+        argv = [REDIS_SERVER, "--port", str(self.port), "--bind", self.host,
                 "--dir", self.dir, "--save", "", "--appendonly", "no",
                 "--protected-mode", "no", "--repl-diskless-sync-delay", "0"]
+        if self.host != "127.0.0.1":
+            argv += ["--bind-source-addr", self.host]
         if self.tls is not None:
             argv += self.tls.server_args(self.cert) + ["--tls-port", str(self.port)]
         self.proc = Process(argv + self.args, os.path.join(self.dir, "redis.log")).start()
@@ -262,7 +269,7 @@ class RedisServer:
                 kw.setdefault(k, v)
             if self.cert != "server":
                 kw["ssl_cert_reqs"] = "none"  # a certificate the test wants refused
-        return redis.Redis(host="127.0.0.1", port=self.port, **kw)
+        return redis.Redis(host=self.host, port=self.port, **kw)
 
     def stop(self):
         if self.proc is not None:
@@ -281,9 +288,10 @@ class Proxy:
     """sentinel-proxy started with flags (and optionally a config file)."""
 
     def __init__(self, workdir, backend=None, args=(), config=None, port=None, listen_flag=True,
-                 binary=None):
+                 binary=None, host="127.0.0.1"):
         self.binary = binary or PROXY_BIN
-        self.port = port or free_port()
+        self.host = host
+        self.port = port or free_port(host)
         self.listen_flag = listen_flag
         self.dir = workdir
         self.backend = backend
@@ -294,7 +302,7 @@ class Proxy:
     def argv(self):
         argv = [self.binary]
         if self.listen_flag:
-            argv += ["--listen", "127.0.0.1:%d" % self.port]
+            argv += ["--listen", "%s:%d" % (self.host, self.port)]
         if self.config is not None:
             path = os.path.join(self.dir, "proxy-%d.yaml" % self.port)
             with open(path, "w") as f:
@@ -309,14 +317,14 @@ class Proxy:
     def start(self, wait=True):
         self.proc = Process(self.argv(), os.path.join(self.dir, "proxy-%d.log" % self.port)).start()
         if wait:
-            wait_for(lambda: port_open(self.port) or not self.proc.alive(),
+            wait_for(lambda: port_open(self.port, self.host) or not self.proc.alive(),
                      what="sentinel-proxy on %d" % self.port)
             assert self.proc.alive(), "proxy exited:\n" + self.proc.logtext()
         return self
 
     def client(self, **kw):
         kw.setdefault("socket_timeout", 30)
-        return redis.Redis(host="127.0.0.1", port=self.port, **kw)
+        return redis.Redis(host=self.host, port=self.port, **kw)
 
     def stop(self, check=True):
         """Stop with SIGTERM; unless check is False, a clean shutdown is
@@ -381,17 +389,23 @@ class Sentinel:
 
     def __init__(self, workdir, master_port, name="mymaster", quorum=2, down_after=1000,
                  failover_timeout=6000, port=None, peers=(), replicas=(), tls=None,
-                 listen_tls=False, servers_tls=False, cert="server"):
-        """peers: (port, myid) of the other Sentinels and replicas: ports of
-        the replicas, written as Sentinel itself records what it learnt, so
-        that it starts knowing them instead of discovering them over several
-        seconds. With tls (a TlsFiles): listen_tls puts port on TLS (a plain
-        port stays open too unless servers_tls) with certificate cert,
-        servers_tls makes it speak TLS to servers and other Sentinels
-        (tls-replication)."""
-        self.port = port or free_port()
+                 listen_tls=False, servers_tls=False, cert="server", host="127.0.0.1",
+                 master_host="127.0.0.1"):
+        """peers: (port, myid) of the other Sentinels and replicas: ports (on
+        127.0.0.1) or (host, port) of the replicas, written as Sentinel
+        itself records what it learnt, so that it starts knowing them
+        instead of discovering them over several seconds. With tls (a
+        TlsFiles): listen_tls puts port on TLS (a plain port stays open too
+        unless servers_tls) with certificate cert, servers_tls makes it speak
+        TLS to servers and other Sentinels (tls-replication). host is the
+        loopback address it binds and, when not 127.0.0.1, the one its own
+        connections leave from (so its peers see it there); the master is
+        at master_host."""
+        self.host = host
+        self.port = port or free_port(host)
         self.myid = os.urandom(20).hex()
-        self.dir = os.path.join(workdir, "sentinel-%d" % self.port)
+        self.dir = os.path.join(workdir, "sentinel-%d" % self.port if host == "127.0.0.1"
+                                else "sentinel-%s-%d" % (host, self.port))
         os.makedirs(self.dir, exist_ok=True)
         self.conf = os.path.join(self.dir, "sentinel.conf")
         self.name = name
@@ -408,21 +422,25 @@ class Sentinel:
                 f.write("tls-port %d\n" % self.port)
             if servers_tls:
                 f.write("tls-replication yes\n")
-            f.write("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\n" % (plain, self.dir))
+            f.write("port %d\nbind %s\nprotected-mode no\ndir %s\n" % (plain, host, self.dir))
+            if host != "127.0.0.1":
+                f.write("bind-source-addr %s\n" % host)
             f.write("sentinel myid %s\n" % self.myid)
-            f.write("sentinel monitor %s 127.0.0.1 %d %d\n" % (name, master_port, quorum))
+            f.write("sentinel monitor %s %s %d %d\n" % (name, master_host, master_port, quorum))
             f.write("sentinel down-after-milliseconds %s %d\n" % (name, down_after))
             f.write("sentinel failover-timeout %s %d\n" % (name, failover_timeout))
             f.write("sentinel parallel-syncs %s 2\n" % name)
-            for port in replicas:
-                f.write("sentinel known-replica %s 127.0.0.1 %d\n" % (name, port))
+            for r in replicas:
+                rhost, rport = r if isinstance(r, tuple) else ("127.0.0.1", r)
+                f.write("sentinel known-replica %s %s %d\n" % (name, rhost, rport))
         self.proc = None
 
     def know(self, others):
         """Record the other Sentinels as known peers (before start)."""
         with open(self.conf, "a") as f:
             for o in others:
-                f.write("sentinel known-sentinel %s 127.0.0.1 %d %s\n" % (self.name, o.port, o.myid))
+                f.write("sentinel known-sentinel %s %s %d %s\n" % (self.name, o.host, o.port,
+                                                                    o.myid))
 
     def start(self):
         self.proc = Process([REDIS_SENTINEL, self.conf], os.path.join(self.dir, "sentinel.log"))
@@ -434,7 +452,7 @@ class Sentinel:
         kw = self.tls.client_kw() if self.tls is not None else {}
         if kw and self.cert != "server":
             kw["ssl_cert_reqs"] = "none"  # a certificate the test wants refused
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5,
+        return redis.Redis(host=self.host, port=self.port, socket_timeout=5,
                            decode_responses=True, **kw)
 
     def stop(self):
@@ -443,29 +461,37 @@ class Sentinel:
 
 
 class Cluster:
-    """The classic layout: 1 master, N replicas, M Sentinels, on loopback."""
+    """The classic layout: 1 master, N replicas, M Sentinels, on loopback.
+
+    host: the loopback address of every process (127.0.0.1), or a list of
+    addresses, one per process: the master, the replicas, then the
+    Sentinels (test/integration/faults.py puts each on its own)."""
 
     def __init__(self, workdir, replicas=2, sentinels=3, quorum=2, name="mymaster",
                  down_after=1000, master_args=(), replica_args=(), tls=None, servers_tls=False,
-                 sentinels_tls=False):
+                 sentinels_tls=False, failover_timeout=6000, host="127.0.0.1"):
         self.workdir = workdir
         self.name = name
         self.tls = tls
         self.servers_tls = servers_tls
         self.sentinels_tls = sentinels_tls
+        hosts = [host] * (1 + replicas + sentinels) if isinstance(host, str) else list(host)
+        assert len(hosts) == 1 + replicas + sentinels, "one address per process"
         stls = tls if servers_tls else None
-        self.master = RedisServer(workdir, args=master_args, tls=stls)
-        self.replicas = [RedisServer(workdir, tls=stls) for _ in range(replicas)]
+        self.master = RedisServer(workdir, args=master_args, tls=stls, host=hosts[0])
+        self.replicas = [RedisServer(workdir, tls=stls, host=h) for h in hosts[1:1 + replicas]]
+        self.sentinel_hosts = hosts[1 + replicas:]
         self.replica_args = list(replica_args)
         self.nsentinels = sentinels
         self.quorum = quorum
         self.down_after = down_after
+        self.failover_timeout = failover_timeout
         self.sentinels = []
 
     def start(self):
         self.master.start()
         for r in self.replicas:
-            r.args = ["--replicaof", "127.0.0.1", str(self.master.port)] + self.replica_args
+            r.args = ["--replicaof", self.master.host, str(self.master.port)] + self.replica_args
             r.start()
         for r in self.replicas:
             wait_for(lambda: r.client().info("replication")["master_link_status"] == "up",
@@ -478,12 +504,13 @@ class Cluster:
         for r in self.replicas:
             wait_for(lambda: r.client().info("replication")["slave_repl_offset"] >= target,
                      what="replica %d to follow the stream" % r.port)
-        for _ in range(self.nsentinels):
+        for h in self.sentinel_hosts:
             self.sentinels.append(Sentinel(self.workdir, self.master.port, self.name, self.quorum,
-                                           self.down_after,
-                                           replicas=[r.port for r in self.replicas],
+                                           self.down_after, self.failover_timeout,
+                                           replicas=[(r.host, r.port) for r in self.replicas],
                                            tls=self.tls, listen_tls=self.sentinels_tls,
-                                           servers_tls=self.servers_tls))
+                                           servers_tls=self.servers_tls, host=h,
+                                           master_host=self.master.host))
         for s in self.sentinels:
             s.know([o for o in self.sentinels if o is not s])
         for s in self.sentinels:
@@ -527,7 +554,7 @@ class Cluster:
     def proxy_args(self, sentinels=None):
         args = ["--master-name", self.name]
         for s in (sentinels if sentinels is not None else self.sentinels):
-            args += ["--sentinel", "127.0.0.1:%d" % s.port]
+            args += ["--sentinel", "%s:%d" % (s.host, s.port)]
         return args
 
     def stop(self):
