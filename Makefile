@@ -194,7 +194,7 @@ soak: $(BIN)
 	SP_BINARY=$(abspath $(BIN)) SP_SOAK=1 $(PYTHON) -m pytest test/integration -q -m soak $(PYTEST_ARGS)
 
 DEB_BUILD := build-essential pkg-config libev-dev libhiredis-dev libyaml-dev libssl-dev libcmocka-dev clang-format
-DEB_TEST := redis-server redis-sentinel redis-tools python3-pytest python3-redis python3-pyflakes procps openssl iproute2 prometheus
+DEB_TEST := redis-server redis-sentinel redis-tools python3-pytest python3-redis python3-pyflakes procps openssl iproute2 iptables prometheus
 DEB_FUZZ := clang libclang-rt-14-dev
 # As root, whatever is missing is installed; otherwise the command to run is
 # printed, and only what the build and the tests need stops make.

@@ -2,7 +2,8 @@
 """Partitions and frozen nodes under load, side by side:
 
   proxy           clients connect to sentinel-proxy (hold-timeout 4s)
-  proxy-fenced    the same with sentinel.fence-after=2s (skipped by builds without it)
+  proxy-fenced    the same with sentinel.fence-after=3s (skipped by builds without it)
+  proxy-acks      the same with ack-after-replicas=1
   redis-py        clients use redis.sentinel.Sentinel(...).master_for(...)
   haproxy         clients connect to haproxy 2.6 with a role:master tcp-check
 

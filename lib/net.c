@@ -123,6 +123,16 @@ void net_tune(int fd, int keepalive_s)
     }
 }
 
+void net_user_timeout(int fd, unsigned ms)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family != AF_UNIX) {
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+    }
+}
+
 void net_peer_name(int fd, char *buf, size_t len)
 {
     struct sockaddr_storage ss;

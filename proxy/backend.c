@@ -15,6 +15,7 @@
 #include "proxy/worker.h"
 
 #define BACKEND_RELEASED "blocked when its server lost the master role (sent to the new master)"
+#define BACKEND_QUIET    1.0 /* seconds awaiting replies with nothing sent before a PING nudge */
 
 static void backend_retry_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void backend_drain_cb(struct ev_loop *loop, ev_timer *t, int revents);
@@ -409,6 +410,9 @@ void backend_tick(struct backend *be, double now)
             bconn_close(bc, NULL);
         } else if (bc->unsent != NULL && bconn_stalled(bc, now, be->stall_after)) {
             bconn_note_stall(bc); /* no dispatch came to see it: what waits in its window goes */
+        } else if (bc->unsent == NULL && bc->nqueued > 0 &&
+                   now - bc->progress_at >= BACKEND_QUIET) {
+            bconn_nudge(bc); /* replies awaited, nothing to send: is the server still there? */
         }
     }
 }

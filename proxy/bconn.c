@@ -552,8 +552,27 @@ static void bconn_hello_reply(struct bconn *bc, struct req *r)
     worker_wake_later(bc->w); /* HELLO requests waiting for the answer */
 }
 
+void bconn_nudge(struct bconn *bc)
+{
+    static const char *const argv[] = {"PING"};
+    static const size_t argl[] = {4};
+    struct req *r;
+
+    if (bc->nudged || bc->dedicated || bc->state != BC_READY ||
+        (r = req_internal(&bc->w->reqs, 1, argv, argl)) == NULL) {
+        return;
+    }
+    r->flags |= REQ_NUDGE;
+    bc->nudged = true;
+    bconn_enqueue(bc, r);
+}
+
 static void bconn_internal_reply(struct bconn *bc, struct req *r)
 {
+    if (r->flags & REQ_NUDGE) {
+        req_free(&bc->w->reqs, r); /* it was sent to be acknowledged, not answered */
+        return;
+    }
     if (r->flags & REQ_PROBE) {
         offsets_probe_reply(bc, r);
         req_free(&bc->w->reqs, r);
@@ -1076,6 +1095,13 @@ static void bconn_connected(struct bconn *bc)
             return;
         }
         net_tune(bc->t.fd, (int)(bconn_cfg(bc)->tcp_keepalive_ms / 1000));
+        if (bconn_cfg(bc)->hold_timeout_ms > 0) {
+            /* A server cut off without a reset (a partition) would keep
+             * what was sent to it in flight until TCP itself gives up,
+             * long after hold-timeout: the kernel resets it at that bound
+             * (a busy server still acknowledges what it is sent). */
+            net_user_timeout(bc->t.fd, (unsigned)bconn_cfg(bc)->hold_timeout_ms);
+        }
     }
     if (bc->t.tls != NULL && !bconn_tls_ready(bc)) {
         return;
@@ -1134,6 +1160,7 @@ static void bconn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
             bconn_stall_over(bc, bc->w->now);
         }
         bc->progress_at = bc->w->now;
+        bc->nudged = false;
         bconn_read(bc);
     }
     if ((revents & EV_WRITE) && bc->state == BC_READY) {

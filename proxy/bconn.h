@@ -63,6 +63,7 @@ struct bconn {
     bool paused;        /* dedicated: not read while its owner is over its backlog limit */
     bool lagging;       /* ... and not read to the end since: the server may have given up */
     bool stalled;       /* shared: seen stalled (bconn_stalled), and nothing read since */
+    bool nudged;        /* a PING was sent to it since it last read something */
     bool extra;         /* shared, opened around a stall beyond backend-connections */
     bool greeted;       /* shared: the server answered its handshake (it took the connection) */
     bool handshaking;   /* connecting: TCP is up, the TLS handshake is under way */
@@ -160,6 +161,12 @@ void bconn_follow_session(struct bconn *bc, const struct session *s, unsigned ef
  * session's state replayed on a new connection must be in place before its
  * commands run there. */
 void bconn_gate_after(struct bconn *bc, struct req *before);
+
+/* A shared connection waits for replies and has had nothing to write for a
+ * while: send it a PING, whose bytes the server's kernel must acknowledge,
+ * so that a server cut off without a reset is found (net_user_timeout).
+ * Once per quiet spell. */
+void bconn_nudge(struct bconn *bc);
 
 /* A resubscription was queued, n commands: the first counts[0] stream
  * replies confirm the first one, and so on; they are not the owner's. Until

@@ -29,6 +29,7 @@ enum {
     REQ_NOREPLY = 1u << 5,      /* sent on a streaming connection: no reply is matched to it */
     REQ_HELD = 1u << 6,         /* counted in the worker's held bytes */
     REQ_ERROR = 1u << 7,        /* the reply is an error */
+    REQ_NUDGE = 1u << 8,        /* the proxy's PING on a quiet connection (bconn_nudge) */
     REQ_EXEC_NIL = 1u << 9,     /* EXEC sent as DISCARD: watched keys were lost; reply nil */
     REQ_PROBE = 1u << 10,       /* the proxy's ROLE probe: its reply updates offsets */
     REQ_MASTER_ONLY = 1u << 11, /* a replica lacked something (NOSCRIPT): go to the master */

@@ -47,11 +47,11 @@ CONTROL = "127.0.0.1"
 PROXY_PORT, HAPROXY_PORT = 6380, 6381
 
 HOLD_TIMEOUT = 4.0  # the proxy's hold-timeout in these runs (its default is 60 s)
-FENCE_AFTER = 2.0  # sentinel.fence-after of the proxy-fenced path
+FENCE_AFTER = 3.0  # sentinel.fence-after of the proxy-fenced path (at least 2 polls + timeout)
 # How long the proxy's clients wait for an answer: well above hold-timeout,
 # so that a request held too long shows as such, not as a client timeout.
 PROXY_CLIENT_TIMEOUT = float(os.environ.get("SP_FAULTS_CLIENT_TIMEOUT", 20))
-PATHS = ("proxy", "proxy-fenced", "redis-py", "haproxy")
+PATHS = ("proxy", "proxy-fenced", "proxy-acks", "redis-py", "haproxy")
 BUCKET = 0.1  # seconds per bucket of the time series, from BUCKETS_FROM s before the fault
 BUCKETS_FROM = -3.0
 NETNS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "faults_netns.py")
@@ -309,6 +309,8 @@ class Layout:
             args = self.cluster.proxy_args() + ["--set", "hold-timeout=%gs" % HOLD_TIMEOUT]
             if self.path == "proxy-fenced":
                 args += ["--set", "sentinel.fence-after=%gs" % FENCE_AFTER]
+            elif self.path == "proxy-acks":
+                args += ["--set", "ack-after-replicas=1"]
             args += os.environ.get("SP_FAULTS_PROXY_ARGS", "").split()  # --log-level debug...
             self.proxy = Proxy(self.workdir, host=CLIENT_SIDE, port=PROXY_PORT, args=args).start()
             c = control(CLIENT_SIDE, PROXY_PORT)
