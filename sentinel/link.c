@@ -334,7 +334,7 @@ static void link_resolved_cb(void *arg)
     struct link *l = arg;
     char err[256];
 
-    if (l->state != LINK_RESOLVING) {
+    if (l->state != LINK_RESOLVING || l->doomed) {
         resolve_unwatch(&l->rw);
         return;
     }

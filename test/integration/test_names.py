@@ -77,6 +77,11 @@ class NameWorld:
         self.dns.close()
 
 
+def rounds(p):
+    """Rounds decided so far (0 before the first is reported)."""
+    return int(topology(p.client()).get("rounds", 0))
+
+
 def uses(p, srv):
     return topology(p.client()).get("master") == "127.0.0.1:%d" % srv.port
 
@@ -121,6 +126,27 @@ def test_a_slow_name_holds_nothing(workdir):
             f.stop()
         x.stop()
         y.stop()
+        world.close()
+
+
+def test_rounds_go_on_while_the_master_name_resolves(workdir):
+    """The Sentinel names a master by a name that takes 3 s to fail: rounds
+    go on at the poll interval meanwhile, and the reason is logged once."""
+    world = NameWorld(workdir, dns_timeout=3)
+    s = FakeSentinel("stale", master=("slow.invalid", 6379), epoch=1)
+    p = world.proxy(["--master-name", "mymaster", "--sentinel", "127.0.0.1:%d" % s.port,
+                     "--set", "sentinel.poll-interval=200ms"])
+    try:
+        start = rounds(p)
+        time.sleep(2)
+        assert rounds(p) - start >= 5, "%d rounds in 2 s" % (rounds(p) - start)
+        why = "the master named by Sentinel 127.0.0.1:%d is not resolved: resolving " \
+              "'slow.invalid'" % s.port
+        assert p.log().count(why) == 1, p.log()[-3000:]
+        assert topology(p.client())["master"] == "none"
+    finally:
+        p.stop()
+        s.stop()
         world.close()
 
 
