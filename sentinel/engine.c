@@ -18,9 +18,7 @@
 #include <strings.h>
 
 #include "conf/config.h"
-#include "lib/ctlreport.h"
 #include "lib/log.h"
-#include "lib/strbuf.h"
 #include "lib/topology.h"
 #include "sentinel/engine_int.h"
 #include "sentinel/quorum.h"
@@ -67,23 +65,23 @@ static bool engine_parse_u64(const char *s, uint64_t *v)
     return true;
 }
 
-/* Parse "ip"/"port" fields into a resolved address. */
-bool engine_field_addr(const redisReply *r, const char *ipkey, const char *portkey, struct addr *a)
+int engine_field_addr(struct engine *e, const redisReply *r, const char *ipkey, const char *portkey,
+                      struct addr *a, char *err, size_t errlen)
 {
     const char *ip = engine_field(r, ipkey), *port = engine_field(r, portkey);
-    char err[128];
     char *end;
     long p;
 
     if (ip == NULL || port == NULL) {
-        return false;
+        return ENGINE_ADDR_BAD;
     }
     p = strtol(port, &end, 10);
-    if (*end != '\0' || p <= 0 || p > 65535) {
-        return false;
+    if (*end != '\0' || p <= 0 || p > 65535 || !addr_from_host_port(a, ip, (int)p, err, errlen)) {
+        return ENGINE_ADDR_BAD;
     }
-    return addr_from_host_port(a, ip, (int)p, err, sizeof(err)) &&
-           addr_resolve(a, err, sizeof(err));
+    /* Never blocks: a name not known yet is skipped this round, and the
+     * resolver's answer starts another (engine_resolved_cb). */
+    return (int)resolve_lookup(e->resolver, a, err, errlen);
 }
 
 /* ---- Sentinel nodes ---------------------------------------------------------- */
@@ -118,6 +116,7 @@ static struct engine_node *engine_add_node(struct engine *e, const struct addr *
     o.username = e->cfg->sentinel_username;
     o.password = e->cfg->sentinel_password;
     o.tls = e->tls.sentinels;
+    o.resolver = e->resolver;
     snprintf(name, sizeof(name), "sentinel %s", n->name);
     o.name = name;
     n->cmd = link_new(e->loop, a, &o);
@@ -147,6 +146,7 @@ static void engine_node_clear_round(struct engine_node *n)
     n->peers = NULL;
     n->npeers = 0;
     memset(&n->report, 0, sizeof(n->report));
+    n->unresolved[0] = '\0';
 }
 
 static void engine_free_node(struct engine_node *n)
@@ -243,10 +243,13 @@ static void engine_master_cb(struct link *l, redisReply *r, void *arg)
 {
     struct engine_node *n = arg;
     const char *flags, *epoch;
+    char why[sizeof(n->unresolved)];
+    int st = ENGINE_ADDR_BAD;
 
     (void)l;
     if (r != NULL && r->type == REDIS_REPLY_ARRAY &&
-        engine_field_addr(r, "ip", "port", &n->report.master)) {
+        (st = engine_field_addr(n->e, r, "ip", "port", &n->report.master, why, sizeof(why))) ==
+            RESOLVE_OK) {
         flags = engine_field(r, "flags");
         epoch = engine_field(r, "config-epoch");
         n->report.ok = true;
@@ -262,6 +265,9 @@ static void engine_master_cb(struct link *l, redisReply *r, void *arg)
             n->report.sdown = quorum_has_flag(flags, "s_down");
             n->report.failover = quorum_has_flag(flags, "failover_in_progress");
         }
+    } else if (st == RESOLVE_PENDING || st == RESOLVE_FAILED) {
+        /* Not counted this round; the resolver logs failures, once each. */
+        snprintf(n->unresolved, sizeof(n->unresolved), "%s", why);
     } else if (r != NULL && r->type == REDIS_REPLY_ERROR) {
         if (strncmp(n->answer, r->str, sizeof(n->answer) - 1) != 0) {
             log_warn("%s: SENTINEL MASTER %s: %s", link_name(l), n->e->cfg->master_name, r->str);
@@ -294,7 +300,11 @@ static void engine_replicas_cb(struct link *l, redisReply *r, void *arg)
             const char *flags = engine_field(r->element[i], "flags");
             const char *link = engine_field(r->element[i], "master-link-status");
             const char *off = engine_field(r->element[i], "slave-repl-offset");
-            if (!engine_field_addr(r->element[i], "ip", "port", &rp->addr)) {
+            char why[192];
+            /* A replica whose name is not resolved yet is listed from the
+             * round after its answer. */
+            if (engine_field_addr(n->e, r->element[i], "ip", "port", &rp->addr, why, sizeof(why)) !=
+                RESOLVE_OK) {
                 continue;
             }
             rp->ok = quorum_replica_ok(flags, link);
@@ -322,12 +332,14 @@ static void engine_sentinels_cb(struct link *l, redisReply *r, void *arg)
             /* Sentinels keep listing peers that died (flagged s_down or
              * disconnected): such a listing must not keep them known. */
             const char *flags = engine_field(r->element[i], "flags");
+            char why[192];
             if (flags != NULL &&
                 (quorum_has_flag(flags, "s_down") || quorum_has_flag(flags, "o_down") ||
                  quorum_has_flag(flags, "disconnected"))) {
                 continue;
             }
-            if (engine_field_addr(r->element[i], "ip", "port", &n->peers[n->npeers])) {
+            if (engine_field_addr(n->e, r->element[i], "ip", "port", &n->peers[n->npeers], why,
+                                  sizeof(why)) == RESOLVE_OK) {
                 n->npeers++;
             }
         }
@@ -349,6 +361,11 @@ void engine_round(struct engine *e)
     e->round_decided = false;
     e->round_pending = 0; /* those of a round decided early are stragglers now */
     for (struct engine_node *n = e->nodes; n != NULL; n = n->next) {
+        char err[192];
+        /* A Sentinel named by host is known by its current address (peers
+         * list it by IP), and its name stays fresh in the cache for its
+         * links' next connections. */
+        (void)resolve_lookup(e->resolver, &n->addr, err, sizeof(err));
         events_subscribe(n);
         if (n->pending > 0) {
             continue; /* still silent since an earlier round: not asked twice */
@@ -416,98 +433,6 @@ static void engine_discover(struct engine *e)
         }
         pp = &n->next;
     }
-}
-
-/* ---- status for PROXY TOPOLOGY -------------------------------------------------- */
-
-/* The same as data, for the admin endpoints. NULL if out of memory. */
-static struct ctl_report *engine_report(struct engine *e, const struct quorum_decision *d,
-                                        const char *decision)
-{
-    double now = ev_now(e->loop);
-    struct ctl_report *r;
-    size_t n = 0, i = 0;
-
-    for (struct engine_node *nd = e->nodes; nd != NULL; nd = nd->next) {
-        n++;
-    }
-    r = calloc(1, sizeof(*r) + n * sizeof(r->sentinels[0]));
-    if (r == NULL) {
-        return NULL;
-    }
-    r->rounds = e->round;
-    r->decision = decision;
-    r->answering = d->answers;
-    r->votes = d->votes;
-    r->going_away = d->going_away;
-    r->failovers = e->failovers;
-    r->last_switch = e->last_switch;
-    r->fenced = e->fenced;
-    r->majority_age = e->majority_at > 0 ? now - e->majority_at : -1;
-    snprintf(r->why, sizeof(r->why), "%s", e->why);
-    r->n = n;
-    for (struct engine_node *nd = e->nodes; nd != NULL; nd = nd->next, i++) {
-        struct ctl_sentinel *s = &r->sentinels[i];
-        snprintf(s->addr, sizeof(s->addr), "%s", nd->name);
-        if (nd->report.ok) {
-            addr_format(&nd->report.master, s->master, sizeof(s->master));
-        }
-        snprintf(s->last_error, sizeof(s->last_error), "%s",
-                 nd->answer[0] != '\0' ? nd->answer : link_last_error(nd->cmd));
-        s->ok = nd->report.ok;
-        s->answered = nd->report.ok || nd->answer[0] != '\0';
-        s->configured = nd->configured;
-        s->subscribed = nd->subscribed;
-        s->epoch = nd->report.epoch;
-        s->last_ok_age = nd->last_ok > 0 ? now - nd->last_ok : -1;
-    }
-    return r;
-}
-
-static void engine_status(struct engine *e, const struct quorum_decision *d)
-{
-    double now = ev_now(e->loop);
-    const char *decision = d->status == QUORUM_AGREED  ? "agreed"
-                           : d->status == QUORUM_EPOCH ? "by-epoch"
-                           : d->status == QUORUM_SPLIT ? "split"
-                                                       : "no-answer";
-    struct strbuf sb;
-    int i = 0;
-
-    strbuf_init(&sb);
-    strbuf_printf(&sb, "# Sentinels\r\n");
-    strbuf_printf(&sb, "rounds:%llu\r\n", (unsigned long long)e->round);
-    strbuf_printf(&sb, "decision:%s\r\n", decision);
-    strbuf_printf(&sb, "sentinels_answering:%d\r\n", d->answers);
-    strbuf_printf(&sb, "master_votes:%d\r\n", d->votes);
-    strbuf_printf(&sb, "master_going_away:%d\r\n", d->going_away ? 1 : 0);
-    strbuf_printf(&sb, "majority_age_ms:%lld\r\n",
-                  e->majority_at > 0 ? (long long)((now - e->majority_at) * 1000) : -1LL);
-    strbuf_printf(&sb, "writes_fenced:%d\r\n", e->fenced ? 1 : 0);
-    for (struct engine_node *n = e->nodes; n != NULL; n = n->next, i++) {
-        char m[ADDR_TEXT_MAX] = "-";
-        if (n->report.ok) {
-            addr_format(&n->report.master, m, sizeof(m));
-        }
-        strbuf_printf(&sb,
-                      "sentinel%d:addr=%s,state=%s,origin=%s,master=%s,epoch=%llu,"
-                      "subscribed=%d,last_ok_ms=%lld,last_error=%s\r\n",
-                      i, n->name,
-                      n->report.ok           ? "ok"
-                      : n->answer[0] != '\0' ? "error"
-                                             : "down",
-                      n->configured ? "configured" : "learnt", m,
-                      (unsigned long long)n->report.epoch, n->subscribed ? 1 : 0,
-                      n->last_ok > 0 ? (long long)((now - n->last_ok) * 1000) : -1LL,
-                      n->answer[0] != '\0'                 ? n->answer
-                      : link_last_error(n->cmd)[0] != '\0' ? link_last_error(n->cmd)
-                                                           : "-");
-    }
-    if (!sb.oom) {
-        e->rx.status(e->rx.ctx, sb.buf, engine_report(e, d, decision));
-        sb.buf = NULL;
-    }
-    strbuf_free(&sb);
 }
 
 /* ---- publishing ------------------------------------------------------------------- */
@@ -646,19 +571,24 @@ static bool engine_epoch_ok(struct engine *e, const struct quorum_decision *d, s
  * (a wrong master name, say) or nothing at all. */
 static void engine_why_none(struct engine *e)
 {
-    const struct engine_node *said = NULL, *silent = NULL;
+    const struct engine_node *said = NULL, *silent = NULL, *unresolved = NULL;
     char why[512];
     size_t n = 0;
 
     for (const struct engine_node *nd = e->nodes; nd != NULL; nd = nd->next) {
         n++;
-        if (nd->answer[0] != '\0' && said == NULL) {
+        if (nd->unresolved[0] != '\0' && unresolved == NULL) {
+            unresolved = nd;
+        } else if (nd->answer[0] != '\0' && said == NULL) {
             said = nd;
         } else if (nd->answer[0] == '\0' && silent == NULL) {
             silent = nd;
         }
     }
-    if (said != NULL) {
+    if (unresolved != NULL) {
+        snprintf(why, sizeof(why), "the master named by Sentinel %.200s is not resolved: %s",
+                 unresolved->name, unresolved->unresolved);
+    } else if (said != NULL) {
         snprintf(why, sizeof(why),
                  "no Sentinel names master '%.64s' (%.200s answered '%.96s'); check "
                  "sentinel.master-name",
@@ -895,6 +825,27 @@ static void engine_kick_cb(struct ev_loop *loop, ev_async *a, int revents)
     engine_round(e);
 }
 
+/* A host name's answer came or changed: what was skipped for want of it
+ * is asked again. */
+static void engine_resolved_cb(void *arg)
+{
+    engine_round_soon(arg);
+}
+
+/* A configured Sentinel's address: as resolved when the configuration was
+ * loaded, else through the cache (a name still pending is resolved by its
+ * links when they connect). */
+static struct addr engine_configured_addr(struct engine *e, const struct addr *cfg_addr)
+{
+    struct addr a = *cfg_addr;
+    char err[192];
+
+    if (a.salen == 0) {
+        (void)resolve_lookup(e->resolver, &a, err, sizeof(err));
+    }
+    return a;
+}
+
 void engine_kick(struct engine *e)
 {
     if (e != NULL) {
@@ -919,12 +870,14 @@ struct engine *engine_start(struct ev_loop *loop, const struct config *cfg,
     e->cfg = cfg;
     e->last_switch = -1;
     e->majority_at = ev_now(loop);
+    e->resolver = resolve_new(loop, NULL, err, errlen);
+    if (e->resolver == NULL) {
+        free(e);
+        return NULL;
+    }
+    resolve_watch(e->resolver, &e->rwait, engine_resolved_cb, e);
     for (size_t i = 0; i < e->cfg->nsentinels; i++) {
-        struct addr a = e->cfg->sentinels[i];
-        if (!addr_resolve(&a, err, errlen)) {
-            engine_stop(e);
-            return NULL;
-        }
+        struct addr a = engine_configured_addr(e, &e->cfg->sentinels[i]);
         if (engine_find_node(e, &a) == NULL && engine_add_node(e, &a, true) == NULL) {
             snprintf(err, errlen, "out of memory");
             engine_stop(e);
@@ -968,7 +921,6 @@ static void engine_relink(struct engine *e, const struct config *cfg)
 void engine_reconfigure(struct engine *e, const struct config *cfg)
 {
     double now = ev_now(e->loop), poll = (double)cfg->sentinel_poll_ms / 1000.0;
-    char err[256];
 
     e->cfg = cfg;
     for (struct engine_node *n = e->nodes; n != NULL; n = n->next) {
@@ -986,12 +938,8 @@ void engine_reconfigure(struct engine *e, const struct config *cfg)
     }
     engine_relink(e, cfg);
     for (size_t i = 0; i < cfg->nsentinels; i++) {
-        struct addr a = cfg->sentinels[i];
+        struct addr a = engine_configured_addr(e, &cfg->sentinels[i]);
         struct engine_node *n;
-        if (!addr_resolve(&a, err, sizeof(err))) {
-            log_error("sentinel.addresses: %s", err);
-            continue;
-        }
         if ((n = engine_find_node(e, &a)) != NULL) {
             n->configured = true;
         } else if ((n = engine_add_node(e, &a, true)) == NULL) {
@@ -1024,6 +972,8 @@ void engine_stop(struct engine *e)
         engine_free_node(n);
     }
     probe_free_all(e);
+    resolve_unwatch(&e->rwait);
+    resolve_free(e->resolver);
     topology_unref(e->topo);
     free(e);
 }

@@ -13,6 +13,7 @@
 
 #include "lib/addr.h"
 #include "lib/ctlreport.h"
+#include "lib/resolve.h"
 #include "sentinel/link.h"
 #include "sentinel/quorum.h"
 
@@ -51,6 +52,7 @@ struct engine_node {
     int pending;                 /* replies outstanding (of round `round`) */
     uint64_t round;              /* the round it was last asked in */
     char answer[CTL_ERROR_MAX];  /* its error reply to SENTINEL MASTER ("" when it named one) */
+    char unresolved[192];        /* the master it named is not resolved (yet): why */
     struct quorum_report report;
     struct engine_replica *replicas;
     size_t nreplicas;
@@ -80,6 +82,8 @@ struct engine {
     struct engine_receiver rx;
     struct engine_tls tls;
     const struct config *cfg;
+    struct resolve *resolver;    /* host names, off the loop */
+    struct resolve_waiter rwait; /* its news start a round */
     struct engine_node *nodes;
     struct engine_inst *insts;
     struct probe_arg *probe_args; /* ROLE probes in flight (freed at shutdown) */
@@ -127,8 +131,16 @@ struct engine {
 /* The string value of key in a flat key/value array reply (NULL if absent). */
 const char *engine_field(const redisReply *r, const char *key);
 
-/* Fields ipkey/portkey of a key/value reply as a resolved address. */
-bool engine_field_addr(const redisReply *r, const char *ipkey, const char *portkey, struct addr *a);
+#define ENGINE_ADDR_BAD (-1) /* engine_field_addr: fields missing or malformed */
+
+/* Fields ipkey/portkey of a key/value reply as an address resolved through
+ * the cache: RESOLVE_OK, RESOLVE_PENDING or RESOLVE_FAILED (why in err), or
+ * ENGINE_ADDR_BAD. */
+int engine_field_addr(struct engine *e, const redisReply *r, const char *ipkey, const char *portkey,
+                      struct addr *a, char *err, size_t errlen);
+
+/* status.c: report the Sentinels' answers and decision d to the receiver. */
+void engine_status(struct engine *e, const struct quorum_decision *d);
 
 /* Start a round now, or right after the one in progress. */
 void engine_round(struct engine *e);

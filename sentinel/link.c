@@ -14,6 +14,7 @@
 #include "lib/evio.h"
 #include "lib/log.h"
 #include "lib/net.h"
+#include "lib/resolve.h"
 #include "lib/tls.h"
 #include "lib/transport.h"
 
@@ -27,6 +28,7 @@ enum link_state {
     LINK_CONNECTING = 1,
     LINK_CONNECTED = 2,
     LINK_HANDSHAKE = 3, /* connected, TLS handshake under way */
+    LINK_RESOLVING = 4, /* waiting for the resolver before connecting */
 };
 
 struct link_cmd {
@@ -55,6 +57,7 @@ struct link {
     bool doomed; /* freed once the current callback returns */
     bool silent; /* being destroyed: pending callbacks are not called */
     unsigned io_events;
+    struct resolve_waiter rw; /* watching the resolver (LINK_RESOLVING) */
     redisReader *reader;
     size_t unparsed;
     char *out;
@@ -67,6 +70,7 @@ static void link_io_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void link_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void link_arm_timer(struct link *l, double deadline);
 static void link_reaper_cb(struct ev_loop *loop, ev_idle *idle, int revents);
+static void link_resolved_cb(void *arg);
 
 struct link *link_new(struct ev_loop *loop, const struct addr *a, const struct link_options *o)
 {
@@ -266,7 +270,9 @@ static void link_flush(struct link *l)
     link_set_events(l, EV_READ);
 }
 
-static void link_connect(struct link *l)
+/* Open the socket to l->addr (resolved); LINK_IDLE with last_error set if
+ * that fails at once. */
+static void link_open(struct link *l)
 {
     char err[256];
     int fd = net_connect(&l->addr, err, sizeof(err));
@@ -295,6 +301,63 @@ static void link_connect(struct link *l)
     l->io_events = EV_WRITE;
     ev_now_update(l->loop);
     link_arm_timer(l, ev_now(l->loop) + l->opt.timeout);
+}
+
+/* Connect, the host name resolved again first (a name may now point
+ * elsewhere): at once from the cache, or once the resolver has it
+ * (LINK_RESOLVING, within the connect timeout). */
+static void link_connect(struct link *l)
+{
+    char err[256];
+
+    if (l->opt.resolver != NULL) {
+        switch (resolve_lookup(l->opt.resolver, &l->addr, err, sizeof(err))) {
+        case RESOLVE_OK:
+            break;
+        case RESOLVE_PENDING:
+            l->state = LINK_RESOLVING;
+            resolve_watch(l->opt.resolver, &l->rw, link_resolved_cb, l);
+            ev_now_update(l->loop);
+            link_arm_timer(l, ev_now(l->loop) + l->opt.timeout);
+            return;
+        default:
+            snprintf(l->last_error, sizeof(l->last_error), "%s", err);
+            return;
+        }
+    }
+    link_open(l);
+}
+
+/* The resolver has news: connect if this link's name is known now. */
+static void link_resolved_cb(void *arg)
+{
+    struct link *l = arg;
+    char err[256];
+
+    if (l->state != LINK_RESOLVING || l->doomed) {
+        resolve_unwatch(&l->rw);
+        return;
+    }
+    switch (resolve_lookup(l->opt.resolver, &l->addr, err, sizeof(err))) {
+    case RESOLVE_PENDING:
+        return;
+    case RESOLVE_OK:
+        resolve_unwatch(&l->rw);
+        ev_timer_stop(l->loop, &l->timer);
+        l->state = LINK_IDLE;
+        link_open(l);
+        if (l->state == LINK_IDLE) {
+            /* Set aside by link_open: what waited fails now. */
+            char why[sizeof(l->last_error)];
+            snprintf(why, sizeof(why), "%s", l->last_error);
+            l->state = LINK_RESOLVING;
+            link_close(l, why);
+        }
+        return;
+    default:
+        link_close(l, err);
+        return;
+    }
 }
 
 static void link_auth_cb(struct link *l, redisReply *reply, void *arg)
@@ -399,6 +462,7 @@ void link_close(struct link *l, const char *why)
         snprintf(l->last_error, sizeof(l->last_error), "%s", why);
         log_debug("%s: closed: %s", l->name, why);
     }
+    resolve_unwatch(&l->rw);
     ev_io_stop(l->loop, &l->io);
     ev_timer_stop(l->loop, &l->timer);
     l->io_events = 0;
@@ -588,6 +652,12 @@ static void link_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
     (void)loop;
     (void)revents;
+    if (l->state == LINK_RESOLVING) {
+        char why[ADDR_HOST_MAX + 64];
+        snprintf(why, sizeof(why), "'%.100s' not resolved within the timeout", l->addr.host);
+        link_close(l, why);
+        return;
+    }
     if (l->state == LINK_CONNECTING || l->state == LINK_HANDSHAKE) {
         link_close(l, l->state == LINK_CONNECTING ? "connect timeout" : "TLS handshake timeout");
         return;

@@ -22,6 +22,7 @@
 #include "lib/addr.h"
 
 struct link;
+struct resolve;
 struct tls_ctx;
 
 /* A reply (NULL when the command failed: timeout, connection lost, garbage). */
@@ -38,10 +39,14 @@ struct link_options {
     void *udata;
     const char *name;    /* for log lines, e.g. "sentinel 127.0.0.1:26379" */
     struct tls_ctx *tls; /* connect with TLS (NULL: plain); must outlive the link */
+    /* Each connection resolves the host name again through this cache (NULL:
+     * the address given is used as is); must outlive the link. */
+    struct resolve *resolver;
 };
 
-/* A disconnected link to a resolved address; it connects on the first
- * command. NULL if out of memory. */
+/* A disconnected link to an address (resolved, or a name for o->resolver);
+ * it connects on the first command, once the name is resolved: commands sent
+ * meanwhile wait, within their timeout. NULL if out of memory. */
 struct link *link_new(struct ev_loop *loop, const struct addr *a, const struct link_options *o);
 
 /* New credentials (copied) for the link's next connection, and a new

@@ -62,6 +62,7 @@ static struct link *probe_link(struct engine *e, const struct addr *a)
     o.username = e->cfg->backend_username;
     o.password = e->cfg->backend_password;
     o.tls = e->tls.servers;
+    o.resolver = e->resolver;
     in->link = link_new(e->loop, a, &o);
     if (in->link == NULL) {
         free(in);
@@ -132,10 +133,10 @@ static long long probe_int(const redisReply *r, size_t i)
 
 /* A replica's ROLE names m as its master: the same host text, or a name
  * that resolves to the same address ("localhost" for "127.0.0.1"). */
-static bool probe_names_master(const redisReply *r, const struct addr *m)
+static bool probe_names_master(struct engine *e, const redisReply *r, const struct addr *m)
 {
     struct addr a;
-    char err[128];
+    char err[192];
 
     if (r->elements < 3 || r->element[1]->type != REDIS_REPLY_STRING ||
         probe_int(r, 2) != m->port) {
@@ -144,19 +145,21 @@ static bool probe_names_master(const redisReply *r, const struct addr *m)
     if (strcmp(r->element[1]->str, m->host) == 0) {
         return true;
     }
+    /* A name not resolved yet is not confirmed this round; its answer
+     * starts another. */
     return addr_from_host_port(&a, r->element[1]->str, m->port, err, sizeof(err)) &&
-           addr_resolve(&a, err, sizeof(err)) && addr_same(&a, m);
+           resolve_lookup(e->resolver, &a, err, sizeof(err)) == RESOLVE_OK && addr_same(&a, m);
 }
 
 /* ROLE of a replica: ["slave", master-host, master-port, state, offset]. */
-static bool probe_replica_ok(const struct engine *e, const redisReply *r, uint64_t *offset)
+static bool probe_replica_ok(struct engine *e, const redisReply *r, uint64_t *offset)
 {
     const struct addr *m = &e->cand.master;
 
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || !probe_is(r, 0, "slave")) {
         return false;
     }
-    if (!probe_names_master(r, m) || !probe_is(r, 3, "connected")) {
+    if (!probe_names_master(e, r, m) || !probe_is(r, 3, "connected")) {
         return false;
     }
     *offset = (uint64_t)(probe_int(r, 4) > 0 ? probe_int(r, 4) : 0);

@@ -667,9 +667,11 @@ class FakeSentinel:
     speaks RESP but reports the master it is given (an old one) with an
     old epoch. "loading" plays a master loading its data set instead: ROLE
     says master, most commands get -LOADING. In "stale" mode, replicas lists
-    the (host, port) it reports as the master's replicas (changeable live)."""
+    the (host, port) it reports as the master's replicas (changeable live).
+    It listens on host:port (a free port on 127.0.0.1 by default)."""
 
-    def __init__(self, mode, master=("127.0.0.1", 1), epoch=0, name="mymaster", replicas=()):
+    def __init__(self, mode, master=("127.0.0.1", 1), epoch=0, name="mymaster", replicas=(),
+                 host="127.0.0.1", port=0):
         import threading
         self.mode = mode
         self.master = master
@@ -678,7 +680,7 @@ class FakeSentinel:
         self.name = name
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, port))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.conns = []
