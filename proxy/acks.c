@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "conf/config.h"
+#include "lib/log.h"
 #include "proxy/backend.h"
 #include "proxy/client.h"
 #include "proxy/commands.h"
@@ -275,6 +276,7 @@ void acks_tick(struct worker *w, double now)
 void acks_switch(struct worker *w, struct backend *master)
 {
     struct client *c, *next;
+    unsigned kept = 0, failed = 0;
 
     if (w->acking != NULL && w->ack_master_set && !addr_same(&w->ack_master, &master->addr)) {
         /* What the new master had processed as a replica survives on it. */
@@ -285,13 +287,18 @@ void acks_switch(struct worker *w, struct backend *master)
                     continue;
                 }
                 if (acks_offset(w, r) && master->ofs.offset >= r->need) {
+                    kept++;
                     acks_release(c, r);
                 } else {
+                    failed++;
                     acks_fail(c, r, "the master was replaced before replicas confirmed the write");
                 }
             }
             acks_forget(c);
         }
+        log_info("master %s: of the writes waiting for replicas, %u it had processed as a "
+                 "replica are acknowledged, %u failed (outcome unknown)",
+                 master->name, kept, failed);
     }
     w->ack_master = master->addr;
     w->ack_master_set = true;

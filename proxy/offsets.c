@@ -3,6 +3,8 @@
  */
 #include "proxy/offsets.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -232,25 +234,64 @@ static void offsets_master_role(struct worker *w, struct resp_reader *rd, struct
     }
 }
 
+/* Whether a replica's ROLE names m as its master: the same port, and the
+ * same host text or, for an address literal, the address m resolved to (a
+ * host name that differs cannot be resolved here: it is given the benefit
+ * of the doubt). */
+static bool offsets_names_master(const struct resp_value *host, int64_t port,
+                                 const struct backend *m)
+{
+    char text[INET6_ADDRSTRLEN];
+    unsigned char bin[sizeof(struct in6_addr)];
+
+    if (port != m->addr.port) {
+        return false;
+    }
+    if (host->len == strlen(m->addr.host) && memcmp(host->s, m->addr.host, host->len) == 0) {
+        return true;
+    }
+    if (host->len >= sizeof(text)) {
+        return true;
+    }
+    memcpy(text, host->s, host->len);
+    text[host->len] = '\0';
+    if (inet_pton(AF_INET, text, bin) == 1) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&m->addr.sa;
+        return m->addr.family == AF_INET && memcmp(&sin->sin_addr, bin, 4) == 0;
+    }
+    if (inet_pton(AF_INET6, text, bin) == 1) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&m->addr.sa;
+        return m->addr.family == AF_INET6 && memcmp(&sin6->sin6_addr, bin, 16) == 0;
+    }
+    return true;
+}
+
 /* ["slave", master-host, master-port, state, processed-offset], answered
  * on bc */
 static void offsets_replica_role(struct bconn *bc, struct resp_reader *rd, double now)
 {
     struct backend *be = bc->be;
-    struct resp_value v;
-    int64_t offset;
+    const struct backend *m = bc->w->master;
+    struct resp_value host, port, state, v;
+    int64_t offset, p;
 
-    for (int i = 0; i < 3; i++) {
-        if (!resp_next(rd, &v)) {
-            return;
-        }
+    if (!resp_next(rd, &host) || !resp_next(rd, &port) || !resp_next(rd, &state) ||
+        !resp_next(rd, &v) || !resp_int(&v, &offset) || offset < 0) {
+        return;
     }
-    if (!resp_next(rd, &v) || !resp_int(&v, &offset) || offset < 0) {
+    be->ofs.at = now;
+    /* An offset counts only while the replica is connected to the current
+     * master: one still attached to a former master (or resynchronising)
+     * reports an offset of another history, which may be higher than the
+     * new master's although it lacks its writes. */
+    if (m == NULL || !resp_is(&state, "connected") || !resp_int(&port, &p) ||
+        !offsets_names_master(&host, p, m)) {
+        bc->role_offset = 0;
+        be->ofs.offset = 0;
         return;
     }
     bc->role_offset = (uint64_t)offset;
     be->ofs.offset = (uint64_t)offset;
-    be->ofs.at = now;
 }
 
 void offsets_probe_reply(struct bconn *bc, struct req *r)

@@ -594,7 +594,7 @@ def count_between(result, series, start, end):
 SENTINEL_EVENTS = ("+sdown", "-sdown", "+odown", "-odown", "+try-failover", "+elected-leader",
                    "+promoted-slave", "+switch-master", "+convert-to-slave", "+tilt",
                    "-failover-abort-not-elected", "+failover-end")
-LOG_OF_INTEREST = re.compile(r"holding|topology v|false alarm|ignoring|fenc|none of the|"
+LOG_OF_INTEREST = re.compile(r"holding|topology v|false alarm|ignoring|fenc|none of the|waiting for replicas|"
                              r"unreachable|still:|warn|error", re.I)
 
 
