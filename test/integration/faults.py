@@ -841,8 +841,8 @@ def hostnames(lay):
         try:
             text = control(lay.proxy.host, lay.proxy.port).execute_command(
                 "PROXY", "TOPOLOGY").decode()
-            lay.extra["proxy_backends"] = re.findall(r"^(?:replica\d+|routed\d+|backend\d+):(.*)\r?$",
-                                                     text, re.M)
+            lay.extra["proxy_backends"] = re.findall(
+                r"^(?:replica\d+|routed\d+|backend\d+):(.*)\r?$", text, re.M)
         except (redis.RedisError, OSError):
             pass
     lay.mark("heal")
