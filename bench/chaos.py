@@ -15,7 +15,9 @@ network namespace of its own: 1 master, 2 replicas, 3 Sentinels (quorum 2,
 down-after-milliseconds 1000, failover-timeout 6000), each on its own
 loopback address. 10 clients write increasing sequences; once the fault is
 healed and replication has settled, the final master is read directly.
-Needs root (unshare -n, iptables).
+Needs root (unshare -n -m, iptables). In hostnames, only the proxy's lookups
+are made slow; redis-py resolves from the run's /etc/hosts, and haproxy
+resolves its servers' names once, at start.
 
     make chaos                 (or /usr/bin/python3 bench/chaos.py [--rounds N]
                                 [--scenarios a,b] [--paths proxy,haproxy])

@@ -24,6 +24,11 @@ acknowledged RPUSH missing from its list is a lost write, a GET lower than
 the client's last acknowledged SET a stale read. run() returns the figures
 as a dict (see its docstring); run_isolated() does it all in a namespace of
 its own and is what the tests and `make chaos` call.
+
+The hostnames scenario also gives every server and Sentinel a host name
+(NAMES) in the run's own /etc/hosts (a mount namespace: unshare -m) and
+runs a name server on 127.0.0.53 (NameWorld) through which the proxy's
+lookups can be made slow.
 """
 import os
 import re
@@ -37,12 +42,17 @@ import time
 import redis
 import redis.sentinel
 
-from harness import PROXY_BIN, Cluster, Process, Proxy, make_workdir, wait_for
+from harness import PROXY_BIN, Cluster, Process, Proxy, RedisServer, make_workdir, wait_for
 
 MASTER, REPLICA1, REPLICA2 = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 SENTINEL1, SENTINEL2, SENTINEL3 = "127.0.0.5", "127.0.0.6", "127.0.0.7"
 SENTINELS = [SENTINEL1, SENTINEL2, SENTINEL3]
 CLIENT_SIDE = "127.0.0.10"
+MOVED = "127.0.0.8"  # where the hostnames scenario restarts the old master, under its name
+NAMES = {MASTER: "node-a.faults.test", REPLICA1: "node-b.faults.test",
+         REPLICA2: "node-c.faults.test", SENTINEL1: "sentinel-1.faults.test",
+         SENTINEL2: "sentinel-2.faults.test", SENTINEL3: "sentinel-3.faults.test"}
+DNS = "127.0.0.53"  # the namespace's name server (NameWorld), answering from the hosts table
 CONTROL = "127.0.0.1"
 PROXY_PORT, HAPROXY_PORT = 6380, 6381
 
@@ -74,7 +84,7 @@ def netns_skip_reason():
     for tool in ("unshare", "iptables", "iptables-restore", "ip"):
         if shutil.which(tool) is None:
             return "needs %s" % tool
-    probe = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up && iptables -w -A "
+    probe = subprocess.run(["unshare", "-n", "-m", "sh", "-c", "ip link set lo up && iptables -w -A "
                             "INPUT -s %s -d %s -j DROP" % (MASTER, REPLICA1)], capture_output=True)
     if probe.returncode != 0:
         return "no network namespace with iptables here: %s" % probe.stderr.decode().strip()
@@ -89,6 +99,129 @@ def partition(a_hosts, b_hosts):
             rules += ["-A INPUT -s %s -d %s -j DROP" % pair for pair in ((a, b), (b, a))]
     subprocess.run(["iptables-restore", "-w", "--noflush"], input="\n".join(rules + ["COMMIT", ""]),
                    text=True, check=True)
+
+
+def scenario_needs_names(scenario):
+    return scenario in NAMED_SCENARIOS
+
+
+class NameWorld:
+    """Host names for every server and Sentinel, inside the run's own mount
+    namespace (run_isolated starts it with unshare -m): /etc/hosts and
+    /etc/resolv.conf are bind-mounted from files of the run, which set()
+    rewrites in place (the bind mount keeps the inode), and a name server on
+    DNS:53 answers from the same table (A records; AAAA: none).
+
+    The proxy gets a hosts file of its own (a nested mount namespace, see
+    proxy_binary()); slow(True) empties it of the run's names, so that each
+    of the proxy's lookups goes to the name server, which then answers after
+    SLOW_DNS seconds. The Sentinels, servers and this module keep resolving
+    from their hosts file at once (Sentinel resolves on its event loop: a
+    slow lookup there would stall it, which is not what is tested)."""
+
+    SLOW_DNS = 2.0
+    BASE = "127.0.0.1 localhost\n::1 localhost ip6-localhost\n"
+
+    def __init__(self, workdir, names):
+        self.dir = workdir
+        self.table = {n: ip for ip, n in names.items()}  # name -> address
+        self.lock = threading.Lock()
+        self.delay = 0.0
+        self.queries = 0  # questions the name server got (the proxy's lookups while slow)
+        self.hosts = os.path.join(workdir, "hosts")
+        self.proxy_hosts = os.path.join(workdir, "proxy-hosts")
+        self.resolv = os.path.join(workdir, "resolv.conf")
+        with open(self.resolv, "w") as f:
+            f.write("nameserver %s\noptions timeout:%d attempts:2\n" % (DNS, 2 * self.SLOW_DNS + 1))
+        self._write()
+        for path, target in ((self.hosts, "/etc/hosts"), (self.resolv, "/etc/resolv.conf")):
+            subprocess.run(["mount", "--bind", path, target], check=True)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((DNS, 53))
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _write(self):
+        text = self.BASE + "".join("%s %s\n" % (ip, n) for n, ip in sorted(self.table.items()))
+        for path, body in ((self.hosts, text),
+                           (self.proxy_hosts, self.BASE if self.delay else text)):
+            with open(path, "w") as f:
+                f.write(body)
+
+    def set(self, name, address):
+        """name now resolves to address, for everyone."""
+        with self.lock:
+            self.table[name] = address
+            self._write()
+
+    def slow(self, on):
+        """The proxy's lookups go to the name server, which answers late."""
+        with self.lock:
+            self.delay = self.SLOW_DNS if on else 0.0
+            self._write()
+
+    def proxy_binary(self):
+        """A script that starts the proxy in a mount namespace of its own
+        where /etc/hosts is proxy_hosts."""
+        path = os.path.join(self.dir, "proxy-in-namespace.sh")
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\nexec unshare -m --propagation private sh -c 'mount --bind %s "
+                    "/etc/hosts || exit 97; exec \"$0\" \"$@\"' %s \"$@\"\n"
+                    % (self.proxy_hosts, PROXY_BIN))
+        os.chmod(path, 0o755)
+        return path
+
+    def _serve(self):
+        self.sock.settimeout(0.2)
+        while not self.stop_flag.is_set():
+            try:
+                query, peer = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.queries += 1
+                delay = self.delay
+                reply = self._answer(query)
+            if reply is not None:
+                threading.Timer(delay, self._send, (reply, peer)).start()
+
+    def _send(self, reply, peer):
+        try:
+            self.sock.sendto(reply, peer)
+        except OSError:
+            pass
+
+    def _answer(self, q):
+        """The reply to DNS query q (one question), or None if q is not one."""
+        if len(q) < 17:
+            return None
+        labels, i = [], 12
+        while i < len(q) and q[i]:
+            labels.append(q[i + 1:i + 1 + q[i]].decode("ascii", "replace"))
+            i += 1 + q[i]
+        end = i + 5
+        if end > len(q):
+            return None
+        qtype = int.from_bytes(q[i + 1:i + 3], "big")
+        name = ".".join(labels).lower()
+        address = self.table.get(name)
+        answer = b""
+        if address is not None and qtype == 1:  # A
+            answer = (b"\xc0\x0c\x00\x01\x00\x01" + (0).to_bytes(4, "big") + b"\x00\x04"
+                      + socket.inet_aton(address))
+        rcode = 0 if address is not None else 3  # NXDOMAIN
+        flags = 0x8180 | rcode
+        header = (q[:2] + flags.to_bytes(2, "big") + b"\x00\x01"
+                  + (1 if answer else 0).to_bytes(2, "big") + b"\x00\x00\x00\x00")
+        return header + q[12:end] + answer
+
+    def close(self):
+        self.stop_flag.set()
+        self.thread.join(2)
+        self.sock.close()
 
 
 def heal():
@@ -294,13 +427,19 @@ class Layout:
     failover-timeout 6000 ms) and the path's front: the proxy, haproxy, or
     nothing (redis-py asks the Sentinels itself)."""
 
-    def __init__(self, workdir, path):
+    def __init__(self, workdir, path, names=None):
+        """names: a NameWorld; every server and Sentinel is then known by its
+        name (NAMES), and the proxy is given the Sentinels by name."""
         self.workdir = workdir
         self.path = path
+        self.names = names
         self.cluster = Cluster(workdir, host=[MASTER, REPLICA1, REPLICA2] + SENTINELS,
-                               down_after=1000, failover_timeout=6000)
+                               down_after=1000, failover_timeout=6000,
+                               names=NAMES if names is not None else None)
         self.proxy = self.haproxy = None
         self.marks = {}
+        self.windows = {}  # name -> (start, end): figures of the requests started within
+        self.extra = {}  # what a scenario measured besides the load
 
     def start(self):
         self.cluster.start()
@@ -312,7 +451,9 @@ class Layout:
             elif self.path == "proxy-acks":
                 args += ["--set", "ack-after-replicas=1"]
             args += os.environ.get("SP_FAULTS_PROXY_ARGS", "").split()  # --log-level debug...
-            self.proxy = Proxy(self.workdir, host=CLIENT_SIDE, port=PROXY_PORT, args=args).start()
+            binary = self.names.proxy_binary() if self.names is not None else None
+            self.proxy = Proxy(self.workdir, host=CLIENT_SIDE, port=PROXY_PORT, args=args,
+                               binary=binary).start()
             c = control(CLIENT_SIDE, PROXY_PORT)
             wait_for(lambda: ("master:%s\r" % self.old_master) in
                      c.execute_command("PROXY", "TOPOLOGY").decode(), what="the proxy's master")
@@ -349,12 +490,14 @@ class Layout:
 
     @staticmethod
     def addr(server):
-        return "%s:%d" % (server.host, server.port)
+        """server as the Sentinels name it: its host name, or its address."""
+        return "%s:%d" % (getattr(server, "hostname", None) or server.host, server.port)
 
     def make_client(self, counter):
         """A client of the path whose sockets are counted in counter[0]."""
         if self.path == "redis-py":
-            s = redis.sentinel.Sentinel([(x.host, x.port) for x in self.cluster.sentinels],
+            s = redis.sentinel.Sentinel([(x.hostname or x.host, x.port)
+                                         for x in self.cluster.sentinels],
                                         socket_timeout=0.5)
             return s.master_for(self.cluster.name, socket_timeout=2, connection_class=_counting(
                 redis.sentinel.SentinelManagedConnection, counter))
@@ -567,9 +710,148 @@ def planned_failover(lay):
     lay.mark("heal")
 
 
+def _proxy_rounds(lay):
+    """The proxy's Sentinel rounds so far (PROXY TOPOLOGY), or None."""
+    try:
+        text = control(lay.proxy.host, lay.proxy.port).execute_command("PROXY", "TOPOLOGY")
+        return int(re.search(r"^rounds:(\d+)", text.decode(), re.M).group(1))
+    except (redis.RedisError, OSError, AttributeError):
+        return None
+
+
+def _proxy_reader(lay, stop, counts):
+    """GETs through the proxy from a client that writes nothing (so that
+    read-your-writes sends them to any healthy replica), 8 at a time (so
+    that least-outstanding spreads them over the replicas), until stop."""
+    c = control(lay.proxy.host, lay.proxy.port, timeout=PROXY_CLIENT_TIMEOUT)
+    while not stop.is_set():
+        try:
+            p = c.pipeline(transaction=False)
+            for _ in range(8):
+                p.get("k:0")
+            p.execute()
+            counts["ok"] += 8
+        except (redis.RedisError, OSError):
+            counts["failed"] += 1
+            stop.wait(0.05)
+        stop.wait(0.01)
+
+
+def _gets(server):
+    """GETs server has executed (INFO commandstats), or None if it is down."""
+    try:
+        return control(server.host, server.port, timeout=1.0).info("commandstats") \
+            .get("cmdstat_get", {}).get("calls", 0)
+    except (redis.RedisError, OSError):
+        return None
+
+
+def hostnames(lay):
+    """Every server and Sentinel known by a host name (Sentinels with
+    announce-hostnames and resolve-hostnames, replicas with
+    replica-announce-ip), the proxy given the Sentinels by name: the master
+    is killed (kill -9) and the Sentinels fail over; then, for 6 s, every
+    lookup of the proxy takes 2 s; then the old master comes back under its
+    name at another address (127.0.0.8) and rejoins as a replica."""
+    names = lay.names
+    lay.mark("fault")
+    lay.mark("kill")
+    lay.cluster.master.kill9()
+    lay.wait_failover()
+    if lay.proxy is not None:
+        c = control(lay.proxy.host, lay.proxy.port)
+        try:
+            wait_for(lambda: re.search(r"^master:(\S+)", c.execute_command(
+                "PROXY", "TOPOLOGY").decode(), re.M).group(1) not in (lay.old_master, "none"),
+                timeout=15, interval=0.05, what="the proxy to follow")
+        except TimeoutError:
+            pass
+    time.sleep(1)
+    # Slow names: the proxy's cached answers expire (5 s) and are refreshed
+    # through a name server that answers after 2 s, while the load goes on.
+    rounds = _proxy_rounds(lay) if lay.proxy is not None else None
+    queries = names.queries
+    lay.mark("slow")
+    names.slow(True)
+    time.sleep(6)
+    names.slow(False)
+    lay.mark("slow_end")
+    lay.windows["slow"] = (lay.marks["slow"], lay.marks["slow_end"])
+    lay.extra["dns_queries_while_slow"] = names.queries - queries
+    if rounds is not None:
+        after = _proxy_rounds(lay)
+        lay.extra["proxy_rounds_while_slow"] = None if after is None else after - rounds
+    # The old master's name moves: it comes back at MOVED, empty (kill -9,
+    # no persistence), as a master until the Sentinels convert it.
+    old = lay.cluster.master
+    name = old.hostname
+    names.set(name, MOVED)
+    lay.mark("moved")
+    back = RedisServer(lay.workdir, port=old.port, host=MOVED,
+                       args=["--replica-announce-ip", name])
+    back.hostname = name
+    back.start()
+    lay.cluster.master = back  # the server list the settling checks read
+    lay.moved = back
+    stop, counts = threading.Event(), {"ok": 0, "failed": 0}
+    reader = None
+    if lay.proxy is not None:
+        reader = threading.Thread(target=_proxy_reader, args=(lay, stop, counts), daemon=True)
+        reader.start()
+
+    def rejoined():
+        r = control(back.host, back.port).info("replication")
+        return r["role"] == "slave" and r["master_link_status"] == "up"
+    try:
+        wait_for(rejoined, timeout=30, interval=0.2, what="the moved server to rejoin")
+        lay.mark("rejoined")
+    except TimeoutError:
+        pass
+    if reader is not None:
+        # The proxy lists the moved server as a healthy replica (the
+        # Sentinels refresh a replica's INFO every 10 s: they may take as
+        # long to see it linked) and reads reach it at its new address.
+        c = control(lay.proxy.host, lay.proxy.port)
+        try:
+            wait_for(lambda: "addr=%s,healthy=1" % lay.addr(back) in c.execute_command(
+                "PROXY", "TOPOLOGY").decode(), timeout=25, interval=0.1,
+                what="the proxy to use the moved server")
+            lay.mark("proxy_uses_moved")
+        except TimeoutError:
+            pass
+        try:
+            clients = control(back.host, back.port).client_list()
+            lay.extra["moved_proxy_connections"] = sum(
+                1 for cl in clients if cl["addr"].rsplit(":", 1)[0] == CLIENT_SIDE)
+            lay.extra["moved_clients"] = [(cl["addr"], cl["cmd"]) for cl in clients]
+        except (redis.RedisError, OSError):
+            pass
+        try:
+            wait_for(lambda: (_gets(back) or 0) > 0, timeout=5, interval=0.1,
+                     what="reads on the moved server")
+            lay.mark("moved_reads")
+        except TimeoutError:
+            pass
+        time.sleep(1)
+        stop.set()
+        reader.join(PROXY_CLIENT_TIMEOUT + 1)
+        lay.extra["reader"] = dict(counts)
+    lay.extra["moved_gets"] = _gets(back)
+    if lay.proxy is not None:
+        try:
+            text = control(lay.proxy.host, lay.proxy.port).execute_command(
+                "PROXY", "TOPOLOGY").decode()
+            lay.extra["proxy_backends"] = re.findall(
+                r"^(?:replica\d+|routed\d+|backend\d+):(.*)\r?$", text, re.M)
+        except (redis.RedisError, OSError):
+            pass
+    lay.mark("heal")
+
+
 SCENARIOS = {f.__name__: f for f in (master_isolated, proxy_master_cut, proxy_sentinels_cut,
                                      proxy_sentinels_cut_failover, minority_side, master_frozen,
-                                     stale_sentinel, planned_failover)}
+                                     stale_sentinel, planned_failover, hostnames)}
+NAMED_SCENARIOS = {"hostnames"}
 
 
 # ---- one run ---------------------------------------------------------------------------------
@@ -623,9 +905,11 @@ def run(scenario, path, warmup=1.5, after_heal=4.0):
         return res
     started = time.monotonic()
     workdir = make_workdir("sp-faults-")
-    lay = Layout(workdir, path)
-    load = mon = None
+    names = lay = load = mon = None
     try:
+        if scenario_needs_names(scenario):
+            names = NameWorld(workdir, NAMES)
+        lay = Layout(workdir, path, names)
         lay.start()
         mon = Monitor(lay)
         mon.start()
@@ -649,8 +933,12 @@ def run(scenario, path, warmup=1.5, after_heal=4.0):
             load.stop(timeout=5)
         if mon is not None:
             mon.stop()
-        lay.stop()
-        if lay.proxy is not None:
+        if lay is not None:
+            lay.stop()
+            res["extra"] = lay.extra
+        if names is not None:
+            names.close()
+        if lay is not None and lay.proxy is not None:
             res["proxy_rc"] = lay.proxy_rc
             log = lay.proxy.log()
             res["proxy_sanitizer"] = "Sanitizer" in log or "runtime error" in log
@@ -708,6 +996,14 @@ def _figures(lay, load, mon, final):
                                        and m == lay.old_master)
         out["proxy_masters"] = [(rel(t), m) for t, m in pm][-40:]
     out["events"] = ev
+    out["windows"] = {}
+    for name, (start, end) in lay.windows.items():
+        inside = [r for r in reqs if start <= r[0] < end]
+        out["windows"][name] = {
+            "from_s": rel(start), "to_s": rel(end), "requests": len(inside),
+            "errors": sum(1 for r in inside if r[3]),
+            "acked_writes": sum(1 for t in acked if start <= t < end),
+            "longest_ms": round(max((r[1] - r[0]) * 1000 for r in inside), 1) if inside else 0}
     with mon.lock:
         out["sentinel_events"] = [(rel(t), h, ch, d) for t, h, ch, d in mon.events
                                   if t >= t0 - 1 and ch in SENTINEL_EVENTS][:60]
@@ -718,7 +1014,9 @@ def run_isolated(scenario, path, timeout=240):
     """run() in a network namespace of its own (faults_netns.py); the dict."""
     import json
     env = dict(os.environ, SP_BINARY=PROXY_BIN)
-    p = subprocess.Popen(["unshare", "-n", "/usr/bin/python3", NETNS_SCRIPT, scenario, path],
+    # A mount namespace too (private): NameWorld bind-mounts /etc/hosts there.
+    p = subprocess.Popen(["unshare", "-n", "-m", "--propagation", "private", "/usr/bin/python3",
+                          NETNS_SCRIPT, scenario, path],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                          start_new_session=True)
     try:

@@ -2,11 +2,13 @@
 """Runs one fault scenario against one client path (faults.py) inside the
 network namespace it is started in, and prints the result as one JSON line:
 
-    unshare -n /usr/bin/python3 faults_netns.py SCENARIO PATH
+    unshare -n -m --propagation private /usr/bin/python3 faults_netns.py SCENARIO PATH
 
 The namespace must be fresh: its loopback is brought up, its local route
-changed and its iptables INPUT chain flushed. faults.run_isolated() starts
-it this way; so do test_faults.py and bench/chaos.py.
+changed and its iptables INPUT chain flushed; a scenario with host names
+bind-mounts /etc/hosts and /etc/resolv.conf in its mount namespace.
+faults.run_isolated() starts it this way; so do test_faults.py and
+bench/chaos.py.
 """
 import json
 import os

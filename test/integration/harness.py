@@ -390,7 +390,7 @@ class Sentinel:
     def __init__(self, workdir, master_port, name="mymaster", quorum=2, down_after=1000,
                  failover_timeout=6000, port=None, peers=(), replicas=(), tls=None,
                  listen_tls=False, servers_tls=False, cert="server", host="127.0.0.1",
-                 master_host="127.0.0.1"):
+                 master_host="127.0.0.1", name_of=None):
         """peers: (port, myid) of the other Sentinels and replicas: ports (on
         127.0.0.1) or (host, port) of the replicas, written as Sentinel
         itself records what it learnt, so that it starts knowing them
@@ -400,8 +400,11 @@ class Sentinel:
         TLS to servers and other Sentinels (tls-replication). host is the
         loopback address it binds and, when not 127.0.0.1, the one its own
         connections leave from (so its peers see it there); the master is
-        at master_host."""
+        at master_host. name_of (address -> host name): the Sentinel
+        resolves and announces host names, is known by name_of[host], and the
+        master and replicas are named by their names (Cluster(names=...))."""
         self.host = host
+        self.hostname = name_of[host] if name_of else None
         self.port = port or free_port(host)
         self.myid = os.urandom(20).hex()
         self.dir = os.path.join(workdir, "sentinel-%d" % self.port if host == "127.0.0.1"
@@ -426,12 +429,18 @@ class Sentinel:
             if host != "127.0.0.1":
                 f.write("bind-source-addr %s\n" % host)
             f.write("sentinel myid %s\n" % self.myid)
+            if name_of:
+                # Before the monitor line, which names the master by its name.
+                f.write("sentinel resolve-hostnames yes\nsentinel announce-hostnames yes\n"
+                        "sentinel announce-ip %s\n" % self.hostname)
+                master_host = name_of[master_host]
             f.write("sentinel monitor %s %s %d %d\n" % (name, master_host, master_port, quorum))
             f.write("sentinel down-after-milliseconds %s %d\n" % (name, down_after))
             f.write("sentinel failover-timeout %s %d\n" % (name, failover_timeout))
             f.write("sentinel parallel-syncs %s 2\n" % name)
             for r in replicas:
                 rhost, rport = r if isinstance(r, tuple) else ("127.0.0.1", r)
+                rhost = name_of[rhost] if name_of else rhost
                 f.write("sentinel known-replica %s %s %d\n" % (name, rhost, rport))
         self.proc = None
 
@@ -439,8 +448,8 @@ class Sentinel:
         """Record the other Sentinels as known peers (before start)."""
         with open(self.conf, "a") as f:
             for o in others:
-                f.write("sentinel known-sentinel %s %s %d %s\n" % (self.name, o.host, o.port,
-                                                                    o.myid))
+                f.write("sentinel known-sentinel %s %s %d %s\n"
+                        % (self.name, o.hostname or o.host, o.port, o.myid))
 
     def start(self):
         self.proc = Process([REDIS_SENTINEL, self.conf], os.path.join(self.dir, "sentinel.log"))
@@ -465,12 +474,19 @@ class Cluster:
 
     host: the loopback address of every process (127.0.0.1), or a list of
     addresses, one per process: the master, the replicas, then the
-    Sentinels (test/integration/faults.py puts each on its own)."""
+    Sentinels (test/integration/faults.py puts each on its own).
+
+    names (address -> host name, for every address of host): each server and
+    Sentinel is known by its name, which the caller makes resolve (an
+    /etc/hosts of its own): replicas replicate from the master's name and
+    announce theirs (replica-announce-ip), Sentinels resolve and announce
+    host names, and proxy_args() names the Sentinels so."""
 
     def __init__(self, workdir, replicas=2, sentinels=3, quorum=2, name="mymaster",
                  down_after=1000, master_args=(), replica_args=(), tls=None, servers_tls=False,
-                 sentinels_tls=False, failover_timeout=6000, host="127.0.0.1"):
+                 sentinels_tls=False, failover_timeout=6000, host="127.0.0.1", names=None):
         self.workdir = workdir
+        self.names = names
         self.name = name
         self.tls = tls
         self.servers_tls = servers_tls
@@ -480,6 +496,10 @@ class Cluster:
         stls = tls if servers_tls else None
         self.master = RedisServer(workdir, args=master_args, tls=stls, host=hosts[0])
         self.replicas = [RedisServer(workdir, tls=stls, host=h) for h in hosts[1:1 + replicas]]
+        for srv in self.servers():
+            srv.hostname = names[srv.host] if names else None
+            if names:
+                srv.args += ["--replica-announce-ip", srv.hostname]
         self.sentinel_hosts = hosts[1 + replicas:]
         self.replica_args = list(replica_args)
         self.nsentinels = sentinels
@@ -491,7 +511,8 @@ class Cluster:
     def start(self):
         self.master.start()
         for r in self.replicas:
-            r.args = ["--replicaof", self.master.host, str(self.master.port)] + self.replica_args
+            r.args = (["--replicaof", self.master.hostname or self.master.host,
+                       str(self.master.port)] + r.args + self.replica_args)
             r.start()
         for r in self.replicas:
             wait_for(lambda: r.client().info("replication")["master_link_status"] == "up",
@@ -510,7 +531,7 @@ class Cluster:
                                            replicas=[(r.host, r.port) for r in self.replicas],
                                            tls=self.tls, listen_tls=self.sentinels_tls,
                                            servers_tls=self.servers_tls, host=h,
-                                           master_host=self.master.host))
+                                           master_host=self.master.host, name_of=self.names))
         for s in self.sentinels:
             s.know([o for o in self.sentinels if o is not s])
         for s in self.sentinels:
@@ -554,7 +575,7 @@ class Cluster:
     def proxy_args(self, sentinels=None):
         args = ["--master-name", self.name]
         for s in (sentinels if sentinels is not None else self.sentinels):
-            args += ["--sentinel", "%s:%d" % (s.host, s.port)]
+            args += ["--sentinel", "%s:%d" % (s.hostname or s.host, s.port)]
         return args
 
     def stop(self):
