@@ -171,6 +171,17 @@ bool addr_same(const struct addr *a, const struct addr *b)
     return memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
 }
 
+bool addr_same_place(const struct addr *a, const struct addr *b)
+{
+    if (!addr_same(a, b)) {
+        return false;
+    }
+    if (a->family == AF_UNIX || a->salen == 0 || b->salen == 0) {
+        return true; /* not both resolved: the name is all there is */
+    }
+    return a->family == b->family && a->salen == b->salen && memcmp(&a->sa, &b->sa, a->salen) == 0;
+}
+
 bool addr_is_loopback(const struct addr *a)
 {
     struct in6_addr v6;

@@ -36,6 +36,10 @@ void addr_format(const struct addr *a, char *buf, size_t len);
  * resolved, the same IP address and port. */
 bool addr_same(const struct addr *a, const struct addr *b);
 
+/* addr_same, and when both are resolved, to the same socket address: a
+ * host name that moved is another place. */
+bool addr_same_place(const struct addr *a, const struct addr *b);
+
 /* True when the address is a unix socket, or a literal or name on loopback. */
 bool addr_is_loopback(const struct addr *a);
 

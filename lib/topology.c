@@ -66,11 +66,11 @@ bool topology_same(const struct topology *a, const struct topology *b)
     if (a->has_master != b->has_master || a->nreplicas != b->nreplicas || a->epoch != b->epoch) {
         return false;
     }
-    if (a->has_master && !addr_same(&a->master, &b->master)) {
+    if (a->has_master && !addr_same_place(&a->master, &b->master)) {
         return false;
     }
     for (size_t i = 0; i < a->nreplicas; i++) {
-        if (!addr_same(&a->replicas[i].addr, &b->replicas[i].addr) ||
+        if (!addr_same_place(&a->replicas[i].addr, &b->replicas[i].addr) ||
             a->replicas[i].healthy != b->replicas[i].healthy) {
             return false;
         }

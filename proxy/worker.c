@@ -357,7 +357,7 @@ static void worker_flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 struct backend *worker_backend(struct worker *w, const struct addr *a)
 {
     for (struct backend *be = w->backends; be != NULL; be = be->next) {
-        if (addr_same(&be->addr, a)) {
+        if (addr_same_place(&be->addr, a)) {
             return be;
         }
     }
@@ -366,11 +366,11 @@ struct backend *worker_backend(struct worker *w, const struct addr *a)
 
 static bool worker_in_topology(const struct topology *t, const struct backend *be)
 {
-    if (t->has_master && addr_same(&t->master, &be->addr)) {
+    if (t->has_master && addr_same_place(&t->master, &be->addr)) {
         return true;
     }
     for (size_t i = 0; i < t->nreplicas; i++) {
-        if (addr_same(&t->replicas[i].addr, &be->addr)) {
+        if (addr_same_place(&t->replicas[i].addr, &be->addr)) {
             return true;
         }
     }

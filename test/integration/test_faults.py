@@ -235,9 +235,6 @@ def test_hostnames_moved_old_master_rejoins_as_a_replica():
     assert r["stale_reads"] <= CLIENTS, brief(r)
 
 
-@pytest.mark.xfail(strict=True, reason="a replica whose name moved is listed healthy=1, but "
-                   "the workers never connect to its new address (only the control loop's ROLE "
-                   "probe does), so no read reaches it")
 def test_hostnames_moved_replica_serves_reads():
     """Reads through the proxy (from a client that writes nothing) reach
     the moved replica at its new address once the proxy lists it healthy."""
