@@ -238,16 +238,15 @@ static void offsets_master_role(struct worker *w, struct resp_reader *rd, struct
  * same host text or, for an address literal, the address m resolved to (a
  * host name that differs cannot be resolved here: it is given the benefit
  * of the doubt). */
-static bool offsets_names_master(const struct resp_value *host, int64_t port,
-                                 const struct backend *m)
+static bool offsets_names_master(const struct resp_value *host, int64_t port, const struct addr *m)
 {
     char text[INET6_ADDRSTRLEN];
     unsigned char bin[sizeof(struct in6_addr)];
 
-    if (port != m->addr.port) {
+    if (port != m->port) {
         return false;
     }
-    if (host->len == strlen(m->addr.host) && memcmp(host->s, m->addr.host, host->len) == 0) {
+    if (host->len == strlen(m->host) && memcmp(host->s, m->host, host->len) == 0) {
         return true;
     }
     if (host->len >= sizeof(text)) {
@@ -256,12 +255,12 @@ static bool offsets_names_master(const struct resp_value *host, int64_t port,
     memcpy(text, host->s, host->len);
     text[host->len] = '\0';
     if (inet_pton(AF_INET, text, bin) == 1) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)&m->addr.sa;
-        return m->addr.family == AF_INET && memcmp(&sin->sin_addr, bin, 4) == 0;
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&m->sa;
+        return m->family == AF_INET && memcmp(&sin->sin_addr, bin, 4) == 0;
     }
     if (inet_pton(AF_INET6, text, bin) == 1) {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&m->addr.sa;
-        return m->addr.family == AF_INET6 && memcmp(&sin6->sin6_addr, bin, 16) == 0;
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&m->sa;
+        return m->family == AF_INET6 && memcmp(&sin6->sin6_addr, bin, 16) == 0;
     }
     return true;
 }
@@ -271,7 +270,11 @@ static bool offsets_names_master(const struct resp_value *host, int64_t port,
 static void offsets_replica_role(struct bconn *bc, struct resp_reader *rd, double now)
 {
     struct backend *be = bc->be;
-    const struct backend *m = bc->w->master;
+    struct worker *w = bc->w;
+    /* (While writes are held there is no master: the last one is meant.) */
+    const struct addr *m = w->master != NULL   ? &w->master->addr
+                           : w->ack_master_set ? &w->ack_master
+                                               : NULL;
     struct resp_value host, port, state, v;
     int64_t offset, p;
 

@@ -194,7 +194,7 @@ struct worker {
     bool wake_asked;           /* another thread asked for worker_wake_waiting (atomic) */
     struct offsets_worker ofs; /* read-your-writes: the master's offsets */
     struct client *acking;     /* clients with writes waiting for replicas (acks.c) */
-    struct addr ack_master;    /* the master that acknowledged them */
+    struct addr ack_master;    /* the last master in use (also while writes are held) */
     bool ack_master_set;
     struct backend **replicas; /* the replicas of the current topology */
     size_t nreplicas;
