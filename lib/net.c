@@ -123,14 +123,13 @@ void net_tune(int fd, int keepalive_s)
     }
 }
 
-void net_user_timeout(int fd, unsigned ms)
+bool net_retransmitting(int fd)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
 
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family != AF_UNIX) {
-        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
-    }
+    memset(&ti, 0, sizeof(ti));
+    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_retransmits > 0;
 }
 
 void net_peer_name(int fd, char *buf, size_t len)

@@ -31,9 +31,10 @@ int net_accept(int lfd);
  * keepalive_s > 0, keepalive probes after that many idle seconds. */
 void net_tune(int fd, int keepalive_s);
 
-/* TCP sockets: the kernel resets the connection when what was sent stays
- * unacknowledged for ms (a peer cut off without a reset). */
-void net_user_timeout(int fd, unsigned ms);
+/* True when the kernel is retransmitting what was sent on TCP socket fd
+ * (nothing acknowledges it: a peer cut off without a reset). A busy peer
+ * with a full receive buffer acknowledges, with a zero window: false. */
+bool net_retransmitting(int fd);
 
 /* Write the peer's address as text ("1.2.3.4:5", "unix") into buf. */
 void net_peer_name(int fd, char *buf, size_t len);

@@ -10,6 +10,7 @@
 
 #include "conf/config.h"
 #include "lib/log.h"
+#include "lib/net.h"
 #include "proxy/bconn.h"
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
@@ -399,6 +400,7 @@ struct bconn *backend_shared(struct backend *be, uint64_t client_id, int resp)
 void backend_tick(struct backend *be, double now)
 {
     double idle = (double)backend_cfg(be)->backend_connections_idle_ms / 1000.0;
+    double hold = (double)backend_cfg(be)->hold_timeout_ms / 1000.0;
 
     for (int i = 0; i < backend_all_slots(be); i++) {
         struct bconn *bc = be->shared[i];
@@ -410,6 +412,12 @@ void backend_tick(struct backend *be, double now)
             bconn_close(bc, NULL);
         } else if (bc->unsent != NULL && bconn_stalled(bc, now, be->stall_after)) {
             bconn_note_stall(bc); /* no dispatch came to see it: what waits in its window goes */
+        } else if (bc->state == BC_READY && bc->nqueued > 0 && hold > 0 &&
+                   now - bc->progress_at >= hold && net_retransmitting(bc->t.fd)) {
+            /* A server cut off without a reset (a partition): what was sent
+             * would wait until TCP gives up, long after hold-timeout. (A
+             * busy server acknowledges, even with a full buffer.) */
+            bconn_lost(bc, "nothing read nor acknowledged within hold-timeout");
         } else if (bc->unsent == NULL && bc->nqueued > 0 &&
                    now - bc->progress_at >= BACKEND_QUIET) {
             bconn_nudge(bc); /* replies awaited, nothing to send: is the server still there? */

@@ -1095,13 +1095,6 @@ static void bconn_connected(struct bconn *bc)
             return;
         }
         net_tune(bc->t.fd, (int)(bconn_cfg(bc)->tcp_keepalive_ms / 1000));
-        if (bconn_cfg(bc)->hold_timeout_ms > 0) {
-            /* A server cut off without a reset (a partition) would keep
-             * what was sent to it in flight until TCP itself gives up,
-             * long after hold-timeout: the kernel resets it at that bound
-             * (a busy server still acknowledges what it is sent). */
-            net_user_timeout(bc->t.fd, (unsigned)bconn_cfg(bc)->hold_timeout_ms);
-        }
     }
     if (bc->t.tls != NULL && !bconn_tls_ready(bc)) {
         return;

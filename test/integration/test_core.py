@@ -10,7 +10,7 @@ import time
 import pytest
 import redis
 
-from harness import (Proxy, blocked_on, lent, proxy_stats, raw_exchange, subscribed_on,
+from harness import (Proxy, RedisServer, blocked_on, lent, proxy_stats, raw_exchange, subscribed_on,
                      wait_for)
 
 # One command per line; replies from the proxy must equal the direct ones.
@@ -526,3 +526,35 @@ def test_a_small_first_reply_does_not_open_the_whole_window(redis_server, workdi
         s.close()
     finally:
         proxy.stop()
+
+
+def test_a_busy_server_with_full_buffers_is_waited_for(workdir):
+    """DEBUG SLEEP 5 on the server while clients pipeline 40 MB of SETs
+    through the proxy (hold-timeout 1s): the server's receive buffer fills
+    and it advertises a zero window, but it acknowledges; the proxy must not
+    take that for a server cut off. Every SET succeeds after the sleep."""
+    srv = RedisServer(workdir, args=("--enable-debug-command", "yes")).start()
+    p = Proxy(workdir, backend=srv.port, args=["--set", "hold-timeout=1s"]).start()
+    try:
+        assert p.client().set("warm", "1")
+        sleeper = threading.Thread(
+            target=lambda: srv.client(socket_timeout=30).execute_command("DEBUG", "SLEEP", "5"))
+        sleeper.start()
+        time.sleep(0.2)
+        errors = []
+
+        def writer(i):
+            pipe = p.client(socket_timeout=30).pipeline(transaction=False)
+            for k in range(10):
+                pipe.set("k%d_%d" % (i, k), b"x" * (1 << 20))
+            errors.extend(x for x in pipe.execute(raise_on_error=False) if x is not True)
+        writers = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+        for t in writers:
+            t.start()
+        for t in writers + [sleeper]:
+            t.join(60)
+        assert errors == [], errors[:2]
+        assert "closed" not in p.log().split("ready:")[-1], p.log()[-2000:]
+    finally:
+        p.stop()
+        srv.stop()
