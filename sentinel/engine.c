@@ -174,6 +174,13 @@ static bool engine_early(const struct engine *e)
     const struct engine_node *first = NULL;
     size_t known = 0, agree = 0;
 
+    /* Not while a switch is signalled (writes held on an event): the
+     * Sentinel leading a failover may be the one still to answer, and only
+     * it flags the failover in progress; releasing writes to the old
+     * master meanwhile would lose them. */
+    if (e->switch_started > 0 || e->alarm != NULL || e->fenced) {
+        return false;
+    }
     for (const struct engine_node *n = e->nodes; n != NULL; n = n->next) {
         known++;
         if (n->round != e->round || n->pending > 0 || !n->report.ok) {

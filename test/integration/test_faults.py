@@ -168,10 +168,13 @@ def test_master_frozen_loses_nothing():
     assert set(r["error_kinds"]) <= {"ResponseError"} and r["connections_closed"] == 0, brief(r)
 
 
-def test_planned_failover_loses_nothing():
+@pytest.mark.parametrize("path", ["proxy", "proxy-fenced"])
+def test_planned_failover_loses_nothing(path):
     """SENTINEL FAILOVER with every Sentinel answering: no error, nothing
-    lost, no stale read (the baseline of test_stale_sentinel_*)."""
-    r = outcome("planned_failover")
+    lost, no stale read (the baseline of test_stale_sentinel_*); the same
+    with fencing on (no majority decision may release writes to the old
+    master before the failover's leader has answered)."""
+    r = outcome("planned_failover", path)
     switched(r)
     assert r["lost_acked_writes"] == 0 and r["stale_reads"] == 0, brief(r)
     assert r["errors"] == 0 and r["connections_closed"] == 0, brief(r)
