@@ -17,9 +17,9 @@
 #   make bench-acks           what ack-after-replicas costs: SET latency and throughput, off, 1, 2
 #   make bench-tls            TLS termination: direct, sentinel-proxy (plain/TLS to the server), haproxy
 #   make soak                 100 failovers under load (kill -9, SENTINEL FAILOVER, SIGSTOP in turn;
-#                             SP_SOAK_ROUNDS=N): errors per kind, RSS drift (about 15 minutes)
+#                             SP_SOAK_ROUNDS=N): errors per kind, RSS drift (about 13 minutes)
 #   make scale                10,000 clients at once, max-clients refusal, 1,000 slow-loris and
-#                             1,000 never-reading clients against one normal client (1-2 minutes)
+#                             1,000 never-reading clients against one normal client (under a minute)
 #   make image-test           build the container image and run it against a local Sentinel
 #                             layout (docker, or buildah + debootstrap; root)
 #   make install              install the binary, man page, systemd unit and example configuration
