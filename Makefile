@@ -18,6 +18,10 @@
 #   make bench-clients        50 ioredis clients, RESP3 and RESP2: speed, replicas, connections
 #   make bench-acks           what ack-after-replicas costs: SET latency and throughput, off, 1, 2
 #   make bench-tls            TLS termination: direct, sentinel-proxy (plain/TLS to the server), haproxy
+#   make soak                 100 failovers under load (kill -9, SENTINEL FAILOVER, SIGSTOP in turn;
+#                             SP_SOAK_ROUNDS=N): errors per kind, RSS drift (about 13 minutes)
+#   make scale                10,000 clients at once, max-clients refusal, 1,000 slow-loris and
+#                             1,000 never-reading clients against one normal client (under a minute)
 #   make image-test           build the container image and run it against a local Sentinel
 #                             layout (docker, or buildah + debootstrap; root)
 #   make install              install the binary, man page, systemd unit and example configuration
@@ -72,7 +76,7 @@ FLAGS_STAMP := $(OBJDIR)/.flags
 BIN_STAMP := $(BUILD)/.flags-bin
 
 .PHONY: install uninstall image-test all test unit integration lint format fuzz demo bench bench-quick bench-callgrind bench-ryw bench-acks bench-anatomy bench-tls \
-        bench-failover bench-stall bench-clients chaos soak deps bench-deps node-deps clean FORCE
+        bench-failover bench-stall bench-clients chaos soak scale deps bench-deps node-deps clean FORCE
 
 all: $(BIN)
 
@@ -190,8 +194,13 @@ bench-deps:
 	  apt-get install -y -qq --no-install-recommends haproxy nutcracker python3-matplotlib valgrind; \
 	else echo "run as root: apt-get install -y haproxy nutcracker python3-matplotlib valgrind"; fi
 
+# Long runs, not part of `make test`; figures in bench/results/ (soak-*,
+# scale-*, slow-clients-*).
 soak: $(BIN)
-	SP_BINARY=$(abspath $(BIN)) SP_SOAK=1 $(PYTHON) -m pytest test/integration -q -m soak $(PYTEST_ARGS)
+	SP_BINARY=$(abspath $(BIN)) SP_SOAK=1 $(PYTHON) -m pytest test/integration -q -rxX -m soak $(PYTEST_ARGS)
+
+scale: $(BIN)
+	SP_BINARY=$(abspath $(BIN)) SP_SCALE=1 $(PYTHON) -m pytest test/integration -q -rxX -m scale $(PYTEST_ARGS)
 
 DEB_BUILD := build-essential pkg-config libev-dev libhiredis-dev libyaml-dev libssl-dev libcmocka-dev clang-format
 DEB_TEST := redis-server redis-sentinel redis-tools python3-pytest python3-redis python3-pyflakes procps openssl iproute2 iptables prometheus

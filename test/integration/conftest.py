@@ -13,16 +13,18 @@ from harness import PROXY_BIN, Proxy, RedisServer, make_workdir
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "soak: long runs, only with `make soak`")
+    config.addinivalue_line("markers", "scale: many clients at once, only with `make scale`")
     config.addinivalue_line("markers", "slow: tests that take more than a few seconds")
 
 
 def pytest_collection_modifyitems(config, items):
-    if os.environ.get("SP_SOAK"):
-        return
-    skip = pytest.mark.skip(reason="soak test: run with `make soak`")
-    for item in items:
-        if "soak" in item.keywords:
-            item.add_marker(skip)
+    for mark, env, target in (("soak", "SP_SOAK", "make soak"), ("scale", "SP_SCALE", "make scale")):
+        if os.environ.get(env):
+            continue
+        skip = pytest.mark.skip(reason="%s test: run with `%s`" % (mark, target))
+        for item in items:
+            if mark in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session", autouse=True)

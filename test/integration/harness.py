@@ -380,6 +380,30 @@ def raw_exchange(port, data, wait=0.5, chunks=None):
         s.close()
 
 
+def save_results(name, data, markdown):
+    """Write a long run's figures as bench/results/NAME-DATE.json and .md
+    (SP_RESULTS_DIR= elsewhere); returns the JSON file's path."""
+    import json
+    d = os.environ.get("SP_RESULTS_DIR") or os.path.join(ROOT, "bench", "results")
+    os.makedirs(d, exist_ok=True)
+    base = os.path.join(d, "%s-%s" % (name, time.strftime("%Y%m%d-%H%M%S")))
+    with open(base + ".json", "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.write("\n")
+    with open(base + ".md", "w") as f:
+        f.write(markdown)
+    return base + ".json"
+
+
+def percentile(values, p):
+    """The p-th percentile (0..100) of values, nearest rank."""
+    s = sorted(values)
+    if not s:
+        return None
+    import math
+    return s[min(len(s) - 1, max(0, math.ceil(p / 100.0 * len(s)) - 1))]
+
+
 def make_workdir(prefix="sp-test-"):
     return tempfile.mkdtemp(prefix=prefix)
 

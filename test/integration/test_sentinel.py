@@ -25,8 +25,9 @@ class Load:
     """Clients looping SET then GET on their own keys through the proxy, each
     on its own TCP connection, recording every outcome with its time."""
 
-    def __init__(self, port, clients=20, client_kw=None):
+    def __init__(self, port, clients=20, client_kw=None, prefix="load"):
         self.port = port
+        self.prefix = prefix
         self.client_kw = client_kw or {}
         self.stop_flag = threading.Event()
         self.results = [[] for _ in range(clients)]  # (t_issued, t_done, op, key, ok, error)
@@ -42,7 +43,7 @@ class Load:
         seq = 0
         while not self.stop_flag.is_set():
             seq += 1
-            key = "load:%d:%d" % (i, seq)
+            key = "%s:%d:%d" % (self.prefix, i, seq)
             set_ok = False
             for op in ("set", "get"):
                 t0 = time.monotonic()
