@@ -219,6 +219,24 @@ void cmdtable_free(struct cmdtable *t)
     free(t);
 }
 
+bool cmdtable_same(const struct cmdtable *a, const struct cmdtable *b)
+{
+    if (a == NULL || b == NULL || a->n != b->n || a->from_server != b->from_server) {
+        return false;
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        const struct cmd_info *x = &a->entries[i];
+        const struct cmd_info *y = cmdtable_lookup(b, x->name, strlen(x->name));
+        if (y == NULL || x->arity != y->arity || x->flags != y->flags ||
+            x->first_key != y->first_key || x->last_key != y->last_key ||
+            x->key_step != y->key_step || x->proxy != y->proxy || x->id != y->id ||
+            x->has_subs != y->has_subs) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static struct cmdtable *commands_builtin_table;
 static pthread_once_t commands_once = PTHREAD_ONCE_INIT;
 

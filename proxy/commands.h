@@ -110,6 +110,10 @@ struct cmdtable *cmdtable_from_reply(const char *buf, size_t len);
 /* True for a table built from a server's reply. */
 bool cmdtable_from_server(const struct cmdtable *t);
 
+/* True when both tables hold the same commands with the same properties
+ * (a new master of the same version; servers list them in any order). */
+bool cmdtable_same(const struct cmdtable *a, const struct cmdtable *b);
+
 /* Free a table from cmdtable_from_reply (never the built-in one). */
 void cmdtable_free(struct cmdtable *t);
 

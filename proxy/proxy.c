@@ -88,6 +88,14 @@ void proxy_set_cmds(struct proxy *px, struct cmdtable *t)
     struct cmdtable **old;
 
     pthread_mutex_lock(&px->status_lock);
+    if (cmdtable_same(__atomic_load_n(&px->cmds, __ATOMIC_ACQUIRE), t)) {
+        /* The new master's is the one in use (the same version): a table
+         * replaced is kept until exit, since requests may still point into
+         * it, so each failover would otherwise cost one more. */
+        pthread_mutex_unlock(&px->status_lock);
+        cmdtable_free(t);
+        return;
+    }
     old = realloc(px->cmds_old, (px->ncmds_old + 1) * sizeof(*old));
     if (old == NULL) {
         pthread_mutex_unlock(&px->status_lock);

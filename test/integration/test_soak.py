@@ -288,10 +288,6 @@ def test_kills_and_freezes_cost_one_error_per_client_at_most(soak, kind):
     assert not v["problems"], v["problems"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "proxy bug: every master change makes worker 0 fetch the new master's COMMAND table "
-    "(about 35 KB) and proxy_set_cmds() keeps every table it replaces until exit "
-    "(px->cmds_old), so RSS grows by that much per failover without bound"))
 def test_rss_does_not_drift(soak):
     """Memory settles: the last rounds use no more than rounds 8-12, give or
     take 5% (an ASan build's quarantine says nothing about that)."""
