@@ -851,6 +851,25 @@ void client_reply_released(struct client *c, struct req *r)
     client_output_ready(c, r);
 }
 
+/* Link r into c's queue before at (NULL: at the end). */
+static void client_insert(struct client *c, struct req *r, struct req *at)
+{
+    r->client = c;
+    r->cnext = at;
+    r->cprev = at != NULL ? at->cprev : c->tail;
+    if (r->cprev != NULL) {
+        r->cprev->cnext = r;
+    } else {
+        c->head = r;
+    }
+    if (at != NULL) {
+        at->cprev = r;
+    } else {
+        c->tail = r;
+    }
+    c->nreqs++;
+}
+
 void client_push(struct client *c, struct spans *out)
 {
     struct req *r = req_new(&c->w->reqs), *at;
@@ -871,21 +890,8 @@ void client_push(struct client *c, struct spans *out)
         for (at = c->head; at != NULL && (at->flags & REQ_DONE); at = at->cnext) {
         }
     }
-    r->client = c;
     r->seq = at != NULL ? at->seq : c->seq + 1;
-    r->cnext = at;
-    r->cprev = at != NULL ? at->cprev : c->tail;
-    if (r->cprev != NULL) {
-        r->cprev->cnext = r;
-    } else {
-        c->head = r;
-    }
-    if (at != NULL) {
-        at->cprev = r;
-    } else {
-        c->tail = r;
-    }
-    c->nreqs++;
+    client_insert(c, r, at);
     c->backlog += REQ_OVERHEAD;
     client_output_ready(c, r);
     if (c->outbytes > client_cfg(c)->client_output_limit) {
@@ -925,20 +931,7 @@ void client_resend_streamed(struct client *c, struct req *r)
         /* Already let go of as answered: back into the queue, in order. */
         for (at = c->head; at != NULL && at->seq < r->seq; at = at->cnext) {
         }
-        r->client = c;
-        r->cnext = at;
-        r->cprev = at != NULL ? at->cprev : c->tail;
-        if (r->cprev != NULL) {
-            r->cprev->cnext = r;
-        } else {
-            c->head = r;
-        }
-        if (at != NULL) {
-            at->cprev = r;
-        } else {
-            c->tail = r;
-        }
-        c->nreqs++;
+        client_insert(c, r, at);
         c->backlog += r->in.bytes + REQ_OVERHEAD;
         if (client_is_auth(r)) {
             c->auth_queued++;
