@@ -12,6 +12,7 @@
 #   make bench                redis-benchmark comparison (bench-quick: a few minutes)
 #   make bench-callgrind      instructions per request, counted by callgrind
 #   make bench-failover       kill -9 failover under load: proxy, redis-py Sentinel, haproxy
+#   make faults               the partition and frozen-node tests (test_faults.py; root)
 #   make chaos                partitions and frozen nodes under load, the same three side by side
 #                             (root: a network namespace and iptables; BENCH_ARGS="--rounds 3")
 #   make bench-stall          held requests (CLIENT PAUSE, busy script): what other clients wait
@@ -76,7 +77,7 @@ FLAGS_STAMP := $(OBJDIR)/.flags
 BIN_STAMP := $(BUILD)/.flags-bin
 
 .PHONY: install uninstall image-test all test unit integration lint format fuzz demo bench bench-quick bench-callgrind bench-ryw bench-acks bench-anatomy bench-tls \
-        bench-failover bench-stall bench-clients chaos soak scale deps bench-deps node-deps clean FORCE
+        bench-failover bench-stall bench-clients chaos faults soak scale deps bench-deps node-deps clean FORCE
 
 all: $(BIN)
 
@@ -201,6 +202,11 @@ soak: $(BIN)
 
 scale: $(BIN)
 	SP_BINARY=$(abspath $(BIN)) SP_SCALE=1 $(PYTHON) -m pytest test/integration -q -rxX -m scale $(PYTEST_ARGS)
+
+# Partitions and frozen nodes (test/integration/test_faults.py, about 4
+# minutes; root, unshare and iptables): run by .ci/run after `make test`.
+faults: $(BIN)
+	SP_BINARY=$(abspath $(BIN)) SP_FAULTS=1 $(PYTHON) -m pytest test/integration/test_faults.py -q -rxXs $(PYTEST_ARGS)
 
 DEB_BUILD := build-essential pkg-config libev-dev libhiredis-dev libyaml-dev libssl-dev libcmocka-dev clang-format
 DEB_TEST := redis-server redis-sentinel redis-tools python3-pytest python3-redis python3-pyflakes procps openssl iproute2 iptables prometheus

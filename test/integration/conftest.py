@@ -14,11 +14,13 @@ from harness import PROXY_BIN, Proxy, RedisServer, make_workdir
 def pytest_configure(config):
     config.addinivalue_line("markers", "soak: long runs, only with `make soak`")
     config.addinivalue_line("markers", "scale: many clients at once, only with `make scale`")
+    config.addinivalue_line("markers", "faults: partitions and frozen nodes, only with `make faults`")
     config.addinivalue_line("markers", "slow: tests that take more than a few seconds")
 
 
 def pytest_collection_modifyitems(config, items):
-    for mark, env, target in (("soak", "SP_SOAK", "make soak"), ("scale", "SP_SCALE", "make scale")):
+    for mark, env, target in (("soak", "SP_SOAK", "make soak"), ("scale", "SP_SCALE", "make scale"),
+                              ("faults", "SP_FAULTS", "make faults")):
         if os.environ.get(env):
             continue
         skip = pytest.mark.skip(reason="%s test: run with `%s`" % (mark, target))

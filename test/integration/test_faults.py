@@ -16,7 +16,8 @@ import pytest
 import faults
 
 SKIP = faults.netns_skip_reason()
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(SKIP is not None, reason=SKIP or "")]
+pytestmark = [pytest.mark.slow, pytest.mark.faults,
+              pytest.mark.skipif(SKIP is not None, reason=SKIP or "")]
 
 HOLD_MS = faults.HOLD_TIMEOUT * 1000
 CLIENTS = 10  # faults.Workload's
