@@ -4,6 +4,7 @@ side takes hostile or odd input."""
 import json
 import os
 import re
+import select
 import shutil
 import socket
 import subprocess
@@ -328,18 +329,24 @@ def test_connections_are_bounded_and_slow_ones_time_out(fixed):
     try:
         for s in socks[:8]:
             s.sendall(b"GET /heal")  # half a request, never finished
-        # Over 32 at once: the extra ones are closed straight away.
-        closed = 0
-        for s in socks[32:]:
-            s.settimeout(5)
-            try:
-                closed += s.recv(1) == b""
-            except ConnectionResetError:
-                closed += 1
-        assert closed == 8
-        # The first ones hold their places until the 10 s timeout ends them.
-        socks[0].settimeout(15)
-        assert socks[0].recv(1) == b""
+        # Over 32 at once: the extra ones are closed straight away. (Which
+        # ones is the accept order's business, and a connection of the
+        # fixture's own may still count: at least 8 go, at most 32 stay.)
+        closed = set()
+        deadline = time.time() + 5
+        while len(closed) < 8 and time.time() < deadline:
+            ready, _, _ = select.select([s for s in socks if s not in closed], [], [], 0.2)
+            for s in ready:
+                try:
+                    if s.recv(1) == b"":
+                        closed.add(s)
+                except ConnectionResetError:
+                    closed.add(s)
+        assert len(closed) >= 8, len(closed)
+        # Those kept hold their places until the 10 s timeout ends them.
+        slow = next(s for s in socks[:8] if s not in closed)
+        slow.settimeout(15)
+        assert slow.recv(1) == b""
         assert 8 < time.time() - opened < 15
     finally:
         for s in socks:
