@@ -30,7 +30,7 @@ import time
 
 import pytest
 
-from harness import (Proxy, RedisServer, free_port, make_workdir, percentile, port_open,
+from harness import (Proxy, RedisServer, enc, free_port, make_workdir, percentile, port_open,
                      save_results, wait_for)
 from test_admin import metrics
 
@@ -76,14 +76,6 @@ def admin_proxy(workdir, backend, args=()):
 
 def clients(proxy):
     return int(metrics(proxy.admin)["sentinel_proxy_client_connections"])
-
-
-def enc(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
 
 
 def bulk(v):
