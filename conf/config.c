@@ -131,7 +131,7 @@ static const struct config_key config_keys[] = {
      "shared connections per backend per worker that client requests are multiplexed over"},
     {"backend-connections-max", CT_INT, OFF(backend_connections_max), "8", 1, 64, NULL, false,
      "most shared connections per backend per worker (at least backend-connections): more are "
-     "opened while the others are stalled"},
+     "opened while the others are stalled, or deep in replies far larger than a client's own"},
     {"backend-connections-idle", CT_DURATION, OFF(backend_connections_idle_ms), "10s", 1, DAY, NULL,
      true, "extra shared connections (beyond backend-connections) idle this long are closed"},
     {"backend-window", CT_INT, OFF(backend_window), "256", 0, 1000000, NULL, false,

@@ -15,8 +15,10 @@
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
 
-#define BACKEND_RELEASED "blocked when its server lost the master role (sent to the new master)"
-#define BACKEND_QUIET    1.0 /* seconds awaiting replies with nothing sent before a PING nudge */
+#define BACKEND_RELEASED   "blocked when its server lost the master role (sent to the new master)"
+#define BACKEND_QUIET      1.0 /* seconds awaiting replies with nothing sent before a PING nudge */
+#define BACKEND_DEEP_BYTES (1u << 20) /* expected reply bytes ahead that make a queue deep... */
+#define BACKEND_HEAVIER    8 /* ... for requests this many times smaller than its replies */
 
 static void backend_retry_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void backend_drain_cb(struct ev_loop *loop, ev_timer *t, int revents);
@@ -315,17 +317,59 @@ static int backend_pool(const struct backend *be, int resp)
     return resp == 3 ? be->nslots : 0;
 }
 
-/* The client's home connection (slot home of the pool at base) is stalled:
- * the first shared connection of the pool that is not, else a new one in a
- * free slot, else the home one after all (every slot is taken by a stalled
- * connection). */
-static struct bconn *backend_around_stall(struct backend *be, int base, int home, double now)
+/* True when a request whose replies run about hint bytes would queue on bc
+ * behind replies far larger than its own: more than BACKEND_DEEP_BYTES
+ * expected ahead, averaging BACKEND_HEAVIER times its size or more. (Not
+ * for hint 0, a size not known yet.) A client that only asks for small
+ * replies is then not kept waiting while the server and the proxy move the
+ * large ones of others; clients whose replies are all alike share the
+ * connection however deep its queue. */
+static bool backend_deep(const struct bconn *bc, uint32_t hint)
 {
-    int free_slot = -1;
+    return hint > 0 && bc->reply_avg / BACKEND_HEAVIER >= hint &&
+           (uint64_t)bc->nqueued * bc->reply_avg > BACKEND_DEEP_BYTES;
+}
 
-    bconn_note_stall(be->shared[home]);
-    if (be->shared[home] == NULL) {
-        return NULL; /* closed by what was handed back (out of memory) */
+/* True when bc carries replies far smaller than a request of hint bytes
+ * (0: not known): moving that request there would make it deep for the
+ * clients that use it (backend_deep). */
+static bool backend_lighter(const struct bconn *bc, uint32_t hint)
+{
+    return hint > 0 && bc->reply_avg > 0 && hint / BACKEND_HEAVIER >= bc->reply_avg;
+}
+
+/* What a request of hint bytes would wait behind on bc, for the choice
+ * among connections none of which suits it: the reply bytes expected
+ * ahead, and a connection of far smaller replies last. */
+static uint64_t backend_cost(const struct bconn *bc, uint32_t hint)
+{
+    uint64_t ahead = (uint64_t)bc->nqueued * bc->reply_avg;
+
+    return backend_lighter(bc, hint) ? ahead | (1ull << 62) : ahead;
+}
+
+/* The client's home connection (slot home of the pool at base) is stalled,
+ * or deep for a request of hint bytes (backend_deep): the first shared
+ * connection of the pool that is neither, nor of far smaller replies
+ * (backend_lighter); else a new one in a free slot; else (every slot
+ * taken) the one that is not stalled with the least expected ahead, else
+ * the home one. A stall does not take the last free slot when there are
+ * three or more beyond backend-connections: large replies that keep the
+ * server busy look like stalls, and small requests would find no room. */
+static struct bconn *backend_elsewhere(struct backend *be, int base, int home, uint32_t hint,
+                                       double now)
+{
+    bool stalled = bconn_stalled(be->shared[home], now, be->stall_after);
+    struct bconn *fallback = NULL;
+    int free_slot = -1, nfree = 0;
+
+    if (stalled) {
+        bconn_note_stall(be->shared[home]);
+        if (be->shared[home] == NULL) {
+            return NULL; /* closed by what was handed back (out of memory) */
+        }
+    } else {
+        fallback = be->shared[home];
     }
     for (int i = base; i < base + be->nslots; i++) {
         struct bconn *bc = be->shared[i];
@@ -334,26 +378,36 @@ static struct bconn *backend_around_stall(struct backend *be, int base, int home
         }
         if (bc == NULL) {
             free_slot = free_slot < 0 ? i : free_slot;
-        } else if (!bconn_stalled(bc, now, be->stall_after)) {
-            return bc;
-        } else {
+            nfree++;
+        } else if (bconn_stalled(bc, now, be->stall_after)) {
             bconn_note_stall(bc);
+        } else if (!backend_deep(bc, hint) && !backend_lighter(bc, hint)) {
+            return bc;
+        } else if (fallback == NULL || backend_cost(bc, hint) < backend_cost(fallback, hint)) {
+            fallback = bc;
         }
+    }
+    if (stalled && nfree == 1 && be->nslots - be->nshared >= 3) {
+        free_slot = -1; /* kept for small requests (above) */
     }
     if (free_slot >= 0 && now >= be->connect_after) {
         struct bconn *bc = bconn_connect(be, false, base == 0 ? 2 : 3);
         if (bc != NULL) {
             be->shared[free_slot] = bc;
             if (free_slot - base >= be->nshared) {
-                bc->extra = true;
-                WORKER_COUNT(be->w, stall_conns_opened, 1);
-                log_debug("backend %s: shared connections stalled; extra connection %d opened",
-                          be->name, free_slot - base + 1);
+                bc->extra = stalled ? BCONN_EXTRA_STALL : BCONN_EXTRA_DEEP;
+                if (stalled) {
+                    WORKER_COUNT(be->w, stall_conns_opened, 1);
+                } else {
+                    WORKER_COUNT(be->w, deep_conns_opened, 1);
+                }
+                log_debug("backend %s: shared connections %s; extra connection %d opened", be->name,
+                          stalled ? "stalled" : "deep in large replies", free_slot - base + 1);
             }
             return bc;
         }
     }
-    return be->shared[home];
+    return fallback != NULL ? fallback : be->shared[home];
 }
 
 /* Connect the client's empty home slot (of the pool at base); shortly
@@ -379,7 +433,7 @@ static struct bconn *backend_open_slot(struct backend *be, int base, int slot)
     return be->shared[slot] = bconn_connect(be, false, base == 0 ? 2 : 3);
 }
 
-struct bconn *backend_shared(struct backend *be, uint64_t client_id, int resp)
+struct bconn *backend_shared(struct backend *be, uint64_t client_id, int resp, uint32_t hint)
 {
     int base = backend_pool(be, resp);
     int slot = base + (int)(client_id % (uint64_t)be->nshared);
@@ -391,8 +445,8 @@ struct bconn *backend_shared(struct backend *be, uint64_t client_id, int resp)
     bc = be->shared[slot];
     if (bc == NULL) {
         bc = backend_open_slot(be, base, slot);
-    } else if (bconn_stalled(bc, be->w->now, be->stall_after)) {
-        bc = backend_around_stall(be, base, slot, be->w->now);
+    } else if (bconn_stalled(bc, be->w->now, be->stall_after) || backend_deep(bc, hint)) {
+        bc = backend_elsewhere(be, base, slot, hint, be->w->now);
     }
     return bc;
 }

@@ -121,9 +121,10 @@ static inline int backend_all_slots(const struct backend *be)
 }
 
 /* The shared connection of the resp (2 or 3) pool for a client with the
- * given id: its home slot, connected if needed, or another when that one is
- * stalled; NULL when the backend is down or does not speak RESP3. */
-struct bconn *backend_shared(struct backend *be, uint64_t client_id, int resp);
+ * given id whose replies run about hint bytes (0: not known): its home
+ * slot, connected if needed, or another when that one is stalled or deep in
+ * far larger replies; NULL when the backend is down or does not speak RESP3. */
+struct bconn *backend_shared(struct backend *be, uint64_t client_id, int resp, uint32_t hint);
 
 /* Worker tick: close the extra shared connections that have been idle for
  * a while, and find stalls that no dispatch saw where requests wait in a

@@ -900,6 +900,10 @@ static void bconn_deliver(struct bconn *bc)
     }
     r = bconn_pop(bc);
     r->out = out;
+    {
+        uint32_t size = out.bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)out.bytes;
+        bc->reply_avg = bc->reply_avg == 0 ? size : bc->reply_avg - bc->reply_avg / 8 + size / 8;
+    }
     r->flags &= ~REQ_PROXY_ERROR;
     if (bc->rs.is_error) {
         r->flags |= REQ_ERROR;
@@ -1298,8 +1302,10 @@ static void bconn_close_how(struct bconn *bc, const char *why, bool abort)
     if (bc->stalled) {
         bconn_stall_over(bc, ev_now(w->loop));
     }
-    if (bc->extra) {
+    if (bc->extra == BCONN_EXTRA_STALL) {
         WORKER_COUNT(w, stall_conns_closed, 1);
+    } else if (bc->extra == BCONN_EXTRA_DEEP) {
+        WORKER_COUNT(w, deep_conns_closed, 1);
     }
     if (!bc->dedicated && !bc->greeted) {
         /* The server did not take it: no new shared connection for a

@@ -32,6 +32,13 @@ struct worker;
 
 #define BCONN_RESUB_CMDS 4 /* SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE, MONITOR */
 
+/* Why a shared connection beyond backend-connections was opened. */
+enum bconn_extra {
+    BCONN_EXTRA_NONE = 0,
+    BCONN_EXTRA_STALL = 1, /* the others were stalled */
+    BCONN_EXTRA_DEEP = 2,  /* small requests would have queued behind large replies */
+};
+
 enum bconn_state {
     BC_CONNECTING = 0, /* TCP connect in progress */
     BC_READY = 1,      /* usable (handshake requests may still be queued first) */
@@ -64,7 +71,7 @@ struct bconn {
     bool lagging;       /* ... and not read to the end since: the server may have given up */
     bool stalled;       /* shared: seen stalled (bconn_stalled), and nothing read since */
     bool nudged;        /* a PING was sent to it since it last read something */
-    bool extra;         /* shared, opened around a stall beyond backend-connections */
+    uint8_t extra;      /* shared, beyond backend-connections: why (enum bconn_extra) */
     bool greeted;       /* shared: the server answered its handshake (it took the connection) */
     bool handshaking;   /* connecting: TCP is up, the TLS handshake is under way */
     uint8_t resp;       /* protocol version spoken (2 or 3) */
@@ -79,6 +86,7 @@ struct bconn {
     uint32_t nqueued;
     uint32_t nwritten;  /* ... of them written completely (awaiting their reply) */
     uint32_t window;    /* most written ahead of their replies (backend-window; dedicated: all) */
+    uint32_t reply_avg; /* running average of its replies' sizes, in bytes (backend_shared) */
     double progress_at; /* last read, or when a request was queued on an empty queue */
     struct reader rd;   /* its replies' bytes as they are read */
     struct spans cur;   /* earlier parts of the reply in progress */

@@ -552,7 +552,7 @@ static bool client_send(struct client *c, struct req *r, struct bconn *bc)
 /* A shared connection to be, of the client's protocol, for c's next
  * request: while its requests are in flight on one, that one, even stalled,
  * so that they run in the order sent (backend_shared picks another only for
- * a client with nothing in flight). */
+ * a client with nothing in flight, by the size of its recent replies). */
 static struct bconn *client_shared(struct client *c, struct backend *be)
 {
     struct bconn *last = c->last;
@@ -561,7 +561,7 @@ static struct bconn *client_shared(struct client *c, struct backend *be)
         !last->retiring && last->resp == c->sess.resp) {
         return last;
     }
-    return backend_shared(be, c->id, c->sess.resp);
+    return backend_shared(be, c->id, c->sess.resp, c->reply_size);
 }
 
 /* True when rt sends r to the master while, after a switch, the proxy's

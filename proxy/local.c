@@ -236,6 +236,8 @@ static void local_stats(struct client *c, struct strbuf *sb)
     LOCAL_STAT(stall_conns_opened);
     LOCAL_STAT(stall_conns_closed);
     local_stall_longest(px, sb);
+    LOCAL_STAT(deep_conns_opened);
+    LOCAL_STAT(deep_conns_closed);
     strbuf_printf(sb, "held_bytes_worker:%llu\r\n", (unsigned long long)c->w->held_bytes);
     local_dedicated(c->w, sb);
     strbuf_printf(sb, "chunks_live_worker:%zu\r\n", c->w->pool.live);

@@ -23,6 +23,7 @@
 #define OFFSETS_REPLICA_PERIOD 0.005 /* seconds between ROLE probes of one replica, at least */
 #define OFFSETS_REPLY_MAX      65536 /* bytes of a ROLE reply looked at */
 #define OFFSETS_CHECK_MISSES   8     /* checked reads that found a replica behind, in a row */
+#define OFFSETS_ROLE_REPLY     128 /* bytes a replica's ROLE reply takes, about (backend_shared) */
 
 bool offsets_init(struct worker *w)
 {
@@ -98,7 +99,7 @@ void offsets_before_flush(struct bconn *bc)
 
 bool offsets_probe_replica(struct worker *w, struct backend *be)
 {
-    struct bconn *bc = backend_shared(be, 0, 2);
+    struct bconn *bc = backend_shared(be, 0, 2, OFFSETS_ROLE_REPLY);
     struct req *r;
 
     if (bc == NULL || (r = offsets_role_req(w)) == NULL) {
@@ -112,7 +113,7 @@ bool offsets_probe_replica(struct worker *w, struct backend *be)
 void offsets_probe_master(struct worker *w)
 {
     if (w->master != NULL && backend_usable(w->master)) {
-        struct bconn *mc = backend_shared(w->master, 0, 2);
+        struct bconn *mc = backend_shared(w->master, 0, 2, 0);
         if (mc != NULL && mc->state == BC_READY) {
             worker_mark_bconn(w, mc); /* its flush adds the probe */
         }

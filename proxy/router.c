@@ -539,7 +539,7 @@ void router_route(struct client *c, struct req *r, struct route *rt)
         /* The master's facts come with the HELLO 3 of its first RESP3 shared
          * connection (opened here); its answer wakes the request. */
         if (master != NULL && backend_usable(master)) {
-            (void)backend_shared(master, c->id, 3);
+            (void)backend_shared(master, c->id, 3, 0);
         }
         rt->kind = ROUTE_HOLD;
         rt->what = "master";

@@ -442,11 +442,15 @@ def test_stall_detection_off(workdir, server):
         p.stop()
 
 
-def test_extra_connections_bounded(workdir, server):
+@pytest.mark.parametrize("most,extras", [(3, 2), (5, 3)])
+def test_extra_connections_bounded(workdir, server, most, extras):
     """Every shared connection stalled: at most backend-connections-max are
-    open to the server at once; requests queue on the stalled ones."""
+    open to the server at once; requests queue on the stalled ones. With
+    three or more extra slots, stalls leave the last one free (for small
+    requests behind large replies)."""
     p = Proxy(workdir, backend=server.port,
-              args=["--set", "backend-connections=1", "--set", "backend-connections-max=3"]).start()
+              args=["--set", "backend-connections=1",
+                    "--set", "backend-connections-max=%d" % most]).start()
     try:
         before = server.client().info("clients")["connected_clients"]
         assert Conn(server.port).call("CLIENT", "PAUSE", "1500", "WRITE") == b"+OK\r\n"
@@ -457,9 +461,9 @@ def test_extra_connections_bounded(workdir, server):
         for w in writers:
             assert w.done() == [b"+OK\r\n"]
         st = proxy_stats(p.port)
-        assert int(st["stall_conns_opened"]) == 2
+        assert int(st["stall_conns_opened"]) == extras
         after = server.client().info("clients")["connected_clients"]
-        assert after - before <= 2 + 1  # two extras (and the admin connection)
+        assert after - before <= extras + 1  # the extras (and the admin connection)
     finally:
         p.stop()
 
@@ -499,5 +503,46 @@ def test_sentinel_master_released_before_failover(cluster, how):
         assert cluster.master_port() == master
         assert topology(p.client()).get("master") == "127.0.0.1:%d" % master
         assert Conn(p.port).call("SET", "after", "1") == b"+OK\r\n"
+    finally:
+        p.stop()
+
+
+def test_small_requests_not_queued_behind_large_replies(workdir, server):
+    """A client whose replies are small does not wait in a shared queue deep
+    in far larger replies (backend_deep): it gets a connection of its own
+    kind. Clients whose replies are as large, and a client whose replies are
+    not known yet, stay on their home connection. (redis-server sleeps, so
+    the queue is deep when they ask; nothing here is timed.)"""
+    big = b"x" * (1 << 20)
+    server.client().set("big", big)
+    p = Proxy(workdir, backend=server.port,
+              args=["--set", "backend-connections=1", "--set", "stall-threshold=0",
+                    "--set", "client-backlog-limit=64mb",
+                    "--set", "backend-connections-idle=500ms"]).start()
+    try:
+        reply = b"$%d\r\n%s\r\n" % (len(big), big)
+        heavy, heavy2, small = Conn(p.port, timeout=20), Conn(p.port, timeout=20), Conn(p.port)
+        assert heavy.call("GET", "big") == reply and heavy2.call("GET", "big") == reply
+        assert small.call("PING") == b"+PONG\r\n"
+        sleeper = Pending(server.port, ("DEBUG", "SLEEP", "1.5"))
+        time.sleep(0.2)
+        heavy.send(*[("GET", "big")] * 30)
+        newcomer = Conn(p.port, timeout=20)
+        newcomer.send(("PING",))
+        heavy2.send(("GET", "big"))
+        # (a heavy client has 8 requests in flight, plus one per reply seen)
+        wait_for(lambda: "inflight=11," in topology(p.client())["backend0"], timeout=5,
+                 what="the large replies queued")
+        assert int(proxy_stats(p.port)["deep_conns_opened"]) == 0
+        small.send(("PING",))
+        wait_for(lambda: int(proxy_stats(p.port)["deep_conns_opened"]) == 1, timeout=5,
+                 what="the small request sent elsewhere")
+        assert ",shared=2," in topology(p.client())["backend0"]
+        sleeper.done()
+        assert small.read() == b"+PONG\r\n" and newcomer.read() == b"+PONG\r\n"
+        assert [heavy.read() for _ in range(30)] == [reply] * 30
+        assert heavy2.read() == reply
+        wait_for(lambda: int(proxy_stats(p.port)["deep_conns_closed"]) == 1, timeout=10,
+                 what="the extra connection to close once idle")
     finally:
         p.stop()
