@@ -19,6 +19,7 @@
 #define BACKEND_QUIET      1.0 /* seconds awaiting replies with nothing sent before a PING nudge */
 #define BACKEND_DEEP_BYTES (1u << 20) /* expected reply bytes ahead that make a queue deep... */
 #define BACKEND_HEAVIER    8 /* ... for requests this many times smaller than its replies */
+#define BACKEND_LARGE      (16u << 10) /* replies this large or more are kept off small ones' */
 
 static void backend_retry_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void backend_drain_cb(struct ev_loop *loop, ev_timer *t, int revents);
@@ -331,11 +332,12 @@ static bool backend_deep(const struct bconn *bc, uint32_t hint)
 }
 
 /* True when bc carries replies far smaller than a request of hint bytes
- * (0: not known): moving that request there would make it deep for the
- * clients that use it (backend_deep). */
+ * (0: not known), and those are large enough that its client (up to
+ * client-backlog-limit in flight) could make bc deep for the clients that
+ * use it (backend_deep): a moved request avoids it. */
 static bool backend_lighter(const struct bconn *bc, uint32_t hint)
 {
-    return hint > 0 && bc->reply_avg > 0 && hint / BACKEND_HEAVIER >= bc->reply_avg;
+    return hint >= BACKEND_LARGE && bc->reply_avg > 0 && hint / BACKEND_HEAVIER >= bc->reply_avg;
 }
 
 /* What a request of hint bytes would wait behind on bc, for the choice
@@ -354,8 +356,9 @@ static uint64_t backend_cost(const struct bconn *bc, uint32_t hint)
  * (backend_lighter); else a new one in a free slot; else (every slot
  * taken) the one that is not stalled with the least expected ahead, else
  * the home one. A stall does not take the last free slot when there are
- * three or more beyond backend-connections: large replies that keep the
- * server busy look like stalls, and small requests would find no room. */
+ * three or more beyond backend-connections, unless the request is a small
+ * one deep at home: large replies that keep the server busy look like
+ * stalls, and small requests would find no room. */
 static struct bconn *backend_elsewhere(struct backend *be, int base, int home, uint32_t hint,
                                        double now)
 {
@@ -387,8 +390,9 @@ static struct bconn *backend_elsewhere(struct backend *be, int base, int home, u
             fallback = bc;
         }
     }
-    if (stalled && nfree == 1 && be->nslots - be->nshared >= 3) {
-        free_slot = -1; /* kept for small requests (above) */
+    if (stalled && nfree == 1 && be->nslots - be->nshared >= 3 &&
+        !backend_deep(be->shared[home], hint)) {
+        free_slot = -1; /* kept for small requests behind large replies, as this one is not */
     }
     if (free_slot >= 0 && now >= be->connect_after) {
         struct bconn *bc = bconn_connect(be, false, base == 0 ? 2 : 3);

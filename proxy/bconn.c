@@ -900,7 +900,7 @@ static void bconn_deliver(struct bconn *bc)
     }
     r = bconn_pop(bc);
     r->out = out;
-    {
+    if (r->client != NULL) { /* the proxy's own (COMMAND, ROLE...) say nothing of its clients */
         uint32_t size = out.bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)out.bytes;
         bc->reply_avg = bc->reply_avg == 0 ? size : bc->reply_avg - bc->reply_avg / 8 + size / 8;
     }

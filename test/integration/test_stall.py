@@ -546,3 +546,96 @@ def test_small_requests_not_queued_behind_large_replies(workdir, server):
                  what="the extra connection to close once idle")
     finally:
         p.stop()
+
+
+BIG = b"x" * (1 << 20)
+BIG_REPLY = b"$%d\r\n%s\r\n" % (len(BIG), BIG)
+
+
+def test_small_request_deep_and_stalled_at_home_takes_the_kept_slot(workdir, server):
+    """The server is busy (asleep) with 1 MB replies queued: the home
+    connection is stalled and deep. Stalls take extra slots but the last;
+    a client whose replies are small takes that one."""
+    server.client().set("big", BIG)
+    p = Proxy(workdir, backend=server.port,
+              args=["--set", "backend-connections=1", "--set", "backend-connections-max=5",
+                    "--set", "client-backlog-limit=64mb"]).start()
+    try:
+        heavy, heavy2, small = Conn(p.port, timeout=20), Conn(p.port, timeout=20), Conn(p.port)
+        assert heavy.call("GET", "big") == BIG_REPLY and heavy2.call("GET", "big") == BIG_REPLY
+        assert small.call("PING") == b"+PONG\r\n"
+        sleeper = Pending(server.port, ("DEBUG", "SLEEP", "2"))
+        time.sleep(0.2)
+        heavy.send(*[("GET", "big")] * 30)
+        newcomers = []
+        for _ in range(3):
+            time.sleep(0.1)  # each after the previous connection stalled
+            newcomers.append(Conn(p.port, timeout=20))
+            newcomers[-1].send(("PING",))
+        wait_for(lambda: int(proxy_stats(p.port)["stall_conns_opened"]) == 3, timeout=5,
+                 what="three extra connections around the stall")
+        time.sleep(0.1)
+        assert int(proxy_stats(p.port)["stall_conns_opened"]) == 3  # not the last slot
+        small.send(("PING",))
+        wait_for(lambda: int(proxy_stats(p.port)["deep_conns_opened"]) +
+                 int(proxy_stats(p.port)["stall_conns_opened"]) == 4, timeout=5,
+                 what="the small request in the last slot")
+        sleeper.done()
+        assert small.read() == b"+PONG\r\n"
+        assert [n.read() for n in newcomers] == [b"+PONG\r\n"] * 3
+        assert [heavy.read() for _ in range(30)] == [BIG_REPLY] * 30
+    finally:
+        p.stop()
+
+
+def test_small_requests_of_several_sizes_share_one_extra_connection(workdir, server):
+    """Replies of 7, 107 and 1008 bytes are all small next to 1 MB ones:
+    one extra connection serves them all, not one per size."""
+    server.client().set("big", BIG)
+    server.client().set("v100", "y" * 100)
+    server.client().set("v1000", "y" * 1000)
+    p = Proxy(workdir, backend=server.port,
+              args=["--set", "backend-connections=1", "--set", "stall-threshold=0",
+                    "--set", "client-backlog-limit=64mb"]).start()
+    try:
+        heavy, heavy2 = Conn(p.port, timeout=20), Conn(p.port, timeout=20)
+        assert heavy.call("GET", "big") == BIG_REPLY and heavy2.call("GET", "big") == BIG_REPLY
+        smalls = [(Conn(p.port), ("PING",)), (Conn(p.port), ("GET", "v100")),
+                  (Conn(p.port), ("GET", "v1000"))]
+        expect = [c.call(*cmd) for c, cmd in smalls]
+        for i, (c, cmd) in enumerate(smalls):
+            sleeper = Pending(server.port, ("DEBUG", "SLEEP", "0.5"))
+            time.sleep(0.1)
+            heavy.send(*[("GET", "big")] * 30)
+            time.sleep(0.1)
+            c.send(cmd)
+            sleeper.done()
+            assert c.read() == expect[i]
+            assert [heavy.read() for _ in range(30)] == [BIG_REPLY] * 30
+        assert int(proxy_stats(p.port)["deep_conns_opened"]) == 1
+    finally:
+        p.stop()
+
+
+def test_the_proxys_own_replies_do_not_make_a_queue_deep(workdir, server):
+    """Only small replies flow (the proxy's own COMMAND table, about 90 KB,
+    came first on that connection): 150 PINGs queued are not deep."""
+    p = Proxy(workdir, backend=server.port,
+              args=["--set", "backend-connections=1", "--set", "stall-threshold=0",
+                    "--set", "workers=1"]).start()
+    try:
+        small = Conn(p.port)
+        assert small.call("PING") == b"+PONG\r\n"
+        sleeper = Pending(server.port, ("DEBUG", "SLEEP", "0.5"))
+        time.sleep(0.1)
+        others = [Conn(p.port) for _ in range(150)]
+        for o in others:
+            o.send(("PING",))
+        time.sleep(0.1)
+        small.send(("PING",))
+        sleeper.done()
+        assert small.read() == b"+PONG\r\n"
+        assert all(o.read() == b"+PONG\r\n" for o in others)
+        assert int(proxy_stats(p.port)["deep_conns_opened"]) == 0
+    finally:
+        p.stop()
