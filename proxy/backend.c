@@ -320,24 +320,33 @@ static int backend_pool(const struct backend *be, int resp)
 
 /* True when a request whose replies run about hint bytes would queue on bc
  * behind replies far larger than its own: more than BACKEND_DEEP_BYTES
- * expected ahead, averaging BACKEND_HEAVIER times its size or more. (Not
- * for hint 0, a size not known yet.) A client that only asks for small
- * replies is then not kept waiting while the server and the proxy move the
- * large ones of others; clients whose replies are all alike share the
- * connection however deep its queue. */
+ * expected ahead (what each queued request's client has been receiving),
+ * averaging BACKEND_HEAVIER times its size or more. (Not for hint 0, a
+ * size not known yet.) A client that only asks for small replies is then
+ * not kept waiting while the server and the proxy move the large ones of
+ * others; clients whose replies are all alike share the connection however
+ * deep its queue. */
 static bool backend_deep(const struct bconn *bc, uint32_t hint)
 {
-    return hint > 0 && bc->reply_avg / BACKEND_HEAVIER >= hint &&
-           (uint64_t)bc->nqueued * bc->reply_avg > BACKEND_DEEP_BYTES;
+    return hint > 0 && bc->expect > BACKEND_DEEP_BYTES &&
+           bc->expect / BACKEND_HEAVIER >= (uint64_t)hint * bc->nqueued;
+}
+
+/* The size of the replies bc carries: those expected for its queue, or
+ * (nothing queued) those it delivered lately. */
+static uint64_t backend_typical(const struct bconn *bc)
+{
+    return bc->nqueued > 0 && bc->expect > 0 ? bc->expect / bc->nqueued : bc->reply_avg;
 }
 
 /* True when bc carries replies far smaller than a request of hint bytes
- * (0: not known), and those are large enough that its client (up to
- * client-backlog-limit in flight) could make bc deep for the clients that
- * use it (backend_deep): a moved request avoids it. */
+ * (0: not known), or none seen yet (it was just opened, for a small
+ * request perhaps), and the request's are large enough that its client (up
+ * to client-backlog-limit in flight) could make bc deep for the clients
+ * that use it (backend_deep): a moved request avoids it. */
 static bool backend_lighter(const struct bconn *bc, uint32_t hint)
 {
-    return hint >= BACKEND_LARGE && bc->reply_avg > 0 && hint / BACKEND_HEAVIER >= bc->reply_avg;
+    return hint >= BACKEND_LARGE && hint / BACKEND_HEAVIER >= backend_typical(bc);
 }
 
 /* What a request of hint bytes would wait behind on bc, for the choice
@@ -345,25 +354,23 @@ static bool backend_lighter(const struct bconn *bc, uint32_t hint)
  * ahead, and a connection of far smaller replies last. */
 static uint64_t backend_cost(const struct bconn *bc, uint32_t hint)
 {
-    uint64_t ahead = (uint64_t)bc->nqueued * bc->reply_avg;
-
-    return backend_lighter(bc, hint) ? ahead | (1ull << 62) : ahead;
+    return backend_lighter(bc, hint) ? bc->expect | (1ull << 62) : bc->expect;
 }
 
 /* The client's home connection (slot home of the pool at base) is stalled,
  * or deep for a request of hint bytes (backend_deep): the first shared
  * connection of the pool that is neither, nor of far smaller replies
  * (backend_lighter); else a new one in a free slot; else (every slot
- * taken) the one that is not stalled with the least expected ahead, else
- * the home one. A stall does not take the last free slot when there are
- * three or more beyond backend-connections, unless the request is a small
+ * taken) the one that is not stalled with the least expected ahead, or a
+ * stalled one that is not deep when that one is, else the home one. A stall does not take the last
+ * free slot when there are three or more beyond backend-connections, unless the request is a small
  * one deep at home: large replies that keep the server busy look like
  * stalls, and small requests would find no room. */
 static struct bconn *backend_elsewhere(struct backend *be, int base, int home, uint32_t hint,
                                        double now)
 {
     bool stalled = bconn_stalled(be->shared[home], now, be->stall_after);
-    struct bconn *fallback = NULL;
+    struct bconn *fallback = NULL, *quiet = NULL;
     int free_slot = -1, nfree = 0;
 
     if (stalled) {
@@ -384,6 +391,10 @@ static struct bconn *backend_elsewhere(struct backend *be, int base, int home, u
             nfree++;
         } else if (bconn_stalled(bc, now, be->stall_after)) {
             bconn_note_stall(bc);
+            if (quiet == NULL && be->shared[i] != NULL && !backend_deep(bc, hint) &&
+                !backend_lighter(bc, hint)) {
+                quiet = bc;
+            }
         } else if (!backend_deep(bc, hint) && !backend_lighter(bc, hint)) {
             return bc;
         } else if (fallback == NULL || backend_cost(bc, hint) < backend_cost(fallback, hint)) {
@@ -410,6 +421,11 @@ static struct bconn *backend_elsewhere(struct backend *be, int base, int home, u
             }
             return bc;
         }
+    }
+    if (quiet != NULL && (fallback == NULL || backend_deep(fallback, hint))) {
+        /* Late answers from a server busy with large replies stall every
+         * connection: better one of them than deep in those replies. */
+        return quiet;
     }
     return fallback != NULL ? fallback : be->shared[home];
 }

@@ -79,6 +79,7 @@ struct backend {
     uint64_t nrequests;   /* requests forwarded */
     uint64_t nerrors;     /* connection failures */
     uint32_t inflight;    /* requests awaiting replies (for balancing) */
+    uint32_t reply_avg;   /* running average of its clients' replies, bytes (backend_shared) */
     struct backend *next; /* worker's list */
 };
 

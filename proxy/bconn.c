@@ -225,6 +225,12 @@ void bconn_enqueue(struct bconn *bc, struct req *r)
         bc->unsent = r;
     }
     bc->nqueued++;
+    /* What its client's replies have been, or (none yet) the server's
+     * lately; the proxy's own count nothing. */
+    r->expect = r->client == NULL            ? 0
+                : r->client->reply_size != 0 ? r->client->reply_size
+                                             : bc->be->reply_avg;
+    bc->expect += r->expect;
     bc->marker_last = false; /* session_send_marker sets it again for its marker */
     if (!(r->flags & REQ_INTERNAL)) {
         bc->be->nrequests++;
@@ -264,6 +270,8 @@ static struct req *bconn_unqueue(struct bconn *bc, struct req *prev)
         bc->nwritten--;
     }
     bc->nqueued--;
+    bc->expect -= r->expect;
+    r->expect = 0;
     if (!(r->flags & REQ_NOREPLY)) {
         bc->be->inflight--;
     }
@@ -902,7 +910,9 @@ static void bconn_deliver(struct bconn *bc)
     r->out = out;
     if (r->client != NULL) { /* the proxy's own (COMMAND, ROLE...) say nothing of its clients */
         uint32_t size = out.bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)out.bytes;
+        struct backend *be = bc->be;
         bc->reply_avg = bc->reply_avg == 0 ? size : bc->reply_avg - bc->reply_avg / 8 + size / 8;
+        be->reply_avg = be->reply_avg == 0 ? size : be->reply_avg - be->reply_avg / 8 + size / 8;
     }
     r->flags &= ~REQ_PROXY_ERROR;
     if (bc->rs.is_error) {

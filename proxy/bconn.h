@@ -86,7 +86,8 @@ struct bconn {
     uint32_t nqueued;
     uint32_t nwritten;  /* ... of them written completely (awaiting their reply) */
     uint32_t window;    /* most written ahead of their replies (backend-window; dedicated: all) */
-    uint32_t reply_avg; /* running average of its replies' sizes, in bytes (backend_shared) */
+    uint32_t reply_avg; /* running average of its clients' replies, in bytes (backend_shared) */
+    uint64_t expect;    /* reply bytes expected for its queue: the sum of the requests' own */
     double progress_at; /* last read, or when a request was queued on an empty queue */
     struct reader rd;   /* its replies' bytes as they are read */
     struct spans cur;   /* earlier parts of the reply in progress */

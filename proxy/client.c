@@ -561,7 +561,8 @@ static struct bconn *client_shared(struct client *c, struct backend *be)
         !last->retiring && last->resp == c->sess.resp) {
         return last;
     }
-    return backend_shared(be, c->id, c->sess.resp, c->reply_size);
+    return backend_shared(be, c->id, c->sess.resp,
+                          c->reply_size != 0 ? c->reply_size : be->reply_avg);
 }
 
 /* True when rt sends r to the master while, after a switch, the proxy's

@@ -70,6 +70,7 @@ struct req {
     uint32_t argc;    /* argument count */
     uint8_t dest;     /* enum req_dest: the last backend role it was sent to */
     uint8_t lost;     /* connections lost under it (a read is sent again: router.c) */
+    uint32_t expect;  /* reply bytes expected, while queued on a connection (bconn.c) */
     uint64_t arrived; /* when it was read, in microseconds (latency counts from here) */
     uint64_t seq;     /* position in the client's stream */
     uint64_t probe;   /* write: the ROLE probe sent after it on its connection (0 = none) */
