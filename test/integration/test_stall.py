@@ -639,3 +639,33 @@ def test_the_proxys_own_replies_do_not_make_a_queue_deep(workdir, server):
         assert int(proxy_stats(p.port)["deep_conns_opened"]) == 0
     finally:
         p.stop()
+
+
+def test_large_replies_moved_around_a_stall_avoid_a_small_requests_connection(workdir, server):
+    """A write held by CLIENT PAUSE WRITE stalls the home connection, 1 MB
+    replies queued behind it. A small request goes around the stall to a new
+    connection, which the server answers; a client of 1 MB replies moved
+    around the same stall does not join it: it opens its own."""
+    server.client().set("big", BIG)
+    p = Proxy(workdir, backend=server.port,
+              args=["--set", "backend-connections=1", "--set", "client-backlog-limit=64mb",
+                    "--set", "stall-threshold=200ms"]).start()
+    try:
+        heavy, heavy2, small = Conn(p.port, timeout=20), Conn(p.port, timeout=20), Conn(p.port)
+        assert heavy.call("GET", "big") == BIG_REPLY and heavy2.call("GET", "big") == BIG_REPLY
+        assert small.call("PING") == b"+PONG\r\n"
+        assert Conn(server.port).call("CLIENT", "PAUSE", "1500", "WRITE") == b"+OK\r\n"
+        writer = Pending(p.port, ("SET", "held", "1"))
+        heavy.send(*[("GET", "big")] * 30)  # behind it, before the stall shows
+        time.sleep(0.4)
+        small.send(("PING",))
+        assert small.read() == b"+PONG\r\n"
+        assert int(proxy_stats(p.port)["stall_conns_opened"]) == 1
+        heavy2.send(("GET", "big"))
+        wait_for(lambda: int(proxy_stats(p.port)["stall_conns_opened"]) == 2, timeout=5,
+                 what="the large request sent to a connection of its own")
+        assert heavy2.read() == BIG_REPLY
+        assert writer.done() == [b"+OK\r\n"]
+        assert [heavy.read() for _ in range(30)] == [BIG_REPLY] * 30
+    finally:
+        p.stop()
