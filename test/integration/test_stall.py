@@ -507,23 +507,36 @@ def test_sentinel_master_released_before_failover(cluster, how):
         p.stop()
 
 
+BIG = b"x" * (1 << 20)
+BIG_REPLY = b"$%d\r\n%s\r\n" % (len(BIG), BIG)
+
+
+def known_clients(workdir, server, *settings):
+    """A proxy (one shared connection, client-backlog-limit 64 MB, and the
+    settings given) in front of server, which holds a 1 MB value "big"; two
+    clients that fetched it once and one that sent PING, so that the proxy
+    knows their reply sizes. (proxy, heavy, heavy2, small)"""
+    server.client().set("big", BIG)
+    args = ["--set", "backend-connections=1", "--set", "client-backlog-limit=64mb"]
+    for s in settings:
+        args += ["--set", s]
+    p = Proxy(workdir, backend=server.port, args=args).start()
+    heavy, heavy2, small = Conn(p.port, timeout=20), Conn(p.port, timeout=20), Conn(p.port)
+    assert heavy.call("GET", "big") == BIG_REPLY and heavy2.call("GET", "big") == BIG_REPLY
+    assert small.call("PING") == b"+PONG\r\n"
+    return p, heavy, heavy2, small
+
+
 def test_small_requests_not_queued_behind_large_replies(workdir, server):
     """A client whose replies are small does not wait in a shared queue deep
     in far larger replies (backend_deep): it gets a connection of its own
     kind. Clients whose replies are as large, and a client whose replies are
-    not known yet, stay on their home connection. (redis-server sleeps, so
+    not known yet (counted at the server's recent average), stay on their
+    home connection. (redis-server sleeps, so
     the queue is deep when they ask; nothing here is timed.)"""
-    big = b"x" * (1 << 20)
-    server.client().set("big", big)
-    p = Proxy(workdir, backend=server.port,
-              args=["--set", "backend-connections=1", "--set", "stall-threshold=0",
-                    "--set", "client-backlog-limit=64mb",
-                    "--set", "backend-connections-idle=500ms"]).start()
+    p, heavy, heavy2, small = known_clients(workdir, server, "stall-threshold=0",
+                                            "backend-connections-idle=500ms")
     try:
-        reply = b"$%d\r\n%s\r\n" % (len(big), big)
-        heavy, heavy2, small = Conn(p.port, timeout=20), Conn(p.port, timeout=20), Conn(p.port)
-        assert heavy.call("GET", "big") == reply and heavy2.call("GET", "big") == reply
-        assert small.call("PING") == b"+PONG\r\n"
         sleeper = Pending(server.port, ("DEBUG", "SLEEP", "1.5"))
         time.sleep(0.2)
         heavy.send(*[("GET", "big")] * 30)
@@ -540,30 +553,20 @@ def test_small_requests_not_queued_behind_large_replies(workdir, server):
         assert ",shared=2," in topology(p.client())["backend0"]
         sleeper.done()
         assert small.read() == b"+PONG\r\n" and newcomer.read() == b"+PONG\r\n"
-        assert [heavy.read() for _ in range(30)] == [reply] * 30
-        assert heavy2.read() == reply
+        assert [heavy.read() for _ in range(30)] == [BIG_REPLY] * 30
+        assert heavy2.read() == BIG_REPLY
         wait_for(lambda: int(proxy_stats(p.port)["deep_conns_closed"]) == 1, timeout=10,
                  what="the extra connection to close once idle")
     finally:
         p.stop()
 
 
-BIG = b"x" * (1 << 20)
-BIG_REPLY = b"$%d\r\n%s\r\n" % (len(BIG), BIG)
-
-
 def test_small_request_deep_and_stalled_at_home_takes_the_kept_slot(workdir, server):
     """The server is busy (asleep) with 1 MB replies queued: the home
     connection is stalled and deep. Stalls take extra slots but the last;
     a client whose replies are small takes that one."""
-    server.client().set("big", BIG)
-    p = Proxy(workdir, backend=server.port,
-              args=["--set", "backend-connections=1", "--set", "backend-connections-max=5",
-                    "--set", "client-backlog-limit=64mb"]).start()
+    p, heavy, heavy2, small = known_clients(workdir, server, "backend-connections-max=5")
     try:
-        heavy, heavy2, small = Conn(p.port, timeout=20), Conn(p.port, timeout=20), Conn(p.port)
-        assert heavy.call("GET", "big") == BIG_REPLY and heavy2.call("GET", "big") == BIG_REPLY
-        assert small.call("PING") == b"+PONG\r\n"
         sleeper = Pending(server.port, ("DEBUG", "SLEEP", "2"))
         time.sleep(0.2)
         heavy.send(*[("GET", "big")] * 30)
@@ -646,14 +649,8 @@ def test_large_replies_moved_around_a_stall_avoid_a_small_requests_connection(wo
     replies queued behind it. A small request goes around the stall to a new
     connection, which the server answers; a client of 1 MB replies moved
     around the same stall does not join it: it opens its own."""
-    server.client().set("big", BIG)
-    p = Proxy(workdir, backend=server.port,
-              args=["--set", "backend-connections=1", "--set", "client-backlog-limit=64mb",
-                    "--set", "stall-threshold=200ms"]).start()
+    p, heavy, heavy2, small = known_clients(workdir, server, "stall-threshold=200ms")
     try:
-        heavy, heavy2, small = Conn(p.port, timeout=20), Conn(p.port, timeout=20), Conn(p.port)
-        assert heavy.call("GET", "big") == BIG_REPLY and heavy2.call("GET", "big") == BIG_REPLY
-        assert small.call("PING") == b"+PONG\r\n"
         assert Conn(server.port).call("CLIENT", "PAUSE", "1500", "WRITE") == b"+OK\r\n"
         writer = Pending(p.port, ("SET", "held", "1"))
         heavy.send(*[("GET", "big")] * 30)  # behind it, before the stall shows
