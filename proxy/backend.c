@@ -361,11 +361,12 @@ static uint64_t backend_cost(const struct bconn *bc, uint32_t hint)
  * or deep for a request of hint bytes (backend_deep): the first shared
  * connection of the pool that is neither, nor of far smaller replies
  * (backend_lighter); else a new one in a free slot; else (every slot
- * taken) the one that is not stalled with the least expected ahead, or a
- * stalled one that is not deep when that one is, else the home one. A stall does not take the last
- * free slot when there are three or more beyond backend-connections, unless the request is a small
- * one deep at home: large replies that keep the server busy look like
- * stalls, and small requests would find no room. */
+ * taken) the one that is not stalled with the least expected ahead, or,
+ * when that one is deep, a stalled one that is not; else the home one.
+ * Large replies that keep the server busy make every connection look
+ * stalled, so a stall does not take the last free slot when there are
+ * three or more beyond backend-connections, unless the request is a small
+ * one deep at home: small requests would find no room. */
 static struct bconn *backend_elsewhere(struct backend *be, int base, int home, uint32_t hint,
                                        double now)
 {

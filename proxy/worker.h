@@ -113,9 +113,8 @@ struct worker_stats {
     uint64_t stall_conns_opened; /* extra shared connections opened around stalls */
     uint64_t stall_conns_closed; /* ... and closed */
     uint64_t stall_longest_us;   /* the longest stall seen to its end (a maximum, not a sum) */
-    uint64_t
-        deep_conns_opened; /* extra shared connections opened for small requests (backend_deep) */
-    uint64_t deep_conns_closed; /* ... and closed */
+    uint64_t deep_conns_opened;  /* extra shared connections opened for small requests */
+    uint64_t deep_conns_closed;  /* ... and closed */
     uint64_t client_reads;
     uint64_t client_writes;
     uint64_t tls_handshakes;         /* TLS clients whose handshake completed */
