@@ -887,6 +887,13 @@ void bconn_follow_session(struct bconn *bc, const struct session *s, unsigned ef
 
 /* ---- replies ---------------------------------------------------------------- */
 
+/* A running average of reply sizes (0: none yet) moved an eighth of the way
+ * to size. */
+static inline uint32_t bconn_average(uint32_t avg, uint32_t size)
+{
+    return avg == 0 ? size : avg - avg / 8 + size / 8;
+}
+
 /* A complete reply is in bc->cur: give it to whoever it belongs to. */
 static void bconn_deliver(struct bconn *bc)
 {
@@ -910,9 +917,8 @@ static void bconn_deliver(struct bconn *bc)
     r->out = out;
     if (r->client != NULL) { /* the proxy's own (COMMAND, ROLE...) say nothing of its clients */
         uint32_t size = out.bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)out.bytes;
-        struct backend *be = bc->be;
-        bc->reply_avg = bc->reply_avg == 0 ? size : bc->reply_avg - bc->reply_avg / 8 + size / 8;
-        be->reply_avg = be->reply_avg == 0 ? size : be->reply_avg - be->reply_avg / 8 + size / 8;
+        bc->reply_avg = bconn_average(bc->reply_avg, size);
+        bc->be->reply_avg = bconn_average(bc->be->reply_avg, size);
     }
     r->flags &= ~REQ_PROXY_ERROR;
     if (bc->rs.is_error) {
