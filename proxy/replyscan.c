@@ -490,8 +490,16 @@ static inline size_t replyscan_fast_bulk(uint64_t max_bulk, const char *p, size_
     return i + 4 + (size_t)v;
 }
 
+/* "$-1\r\n" or "*-1\r\n" at p (n >= 1), RESP2's nulls (a cache miss): 5, or
+ * 0 for anything else. */
+static inline size_t replyscan_fast_null(const char *p, size_t n)
+{
+    return n >= 5 && (p[0] == '$' || p[0] == '*') && memcmp(p + 1, "-1\r\n", 4) == 0 ? 5 : 0;
+}
+
 /*
- * Most replies are one simple line or one bulk string, whole in the buffer:
+ * Most replies are one simple line, one bulk string or one null, whole in
+ * the buffer:
  * take those in one step, with the same results as the byte-wise scanner.
  * Anything else, or anything unusual, returns 0 and goes the long way.
  */
@@ -508,14 +516,14 @@ static size_t replyscan_fast(struct replyscan *s, const char *p, size_t n)
         replyscan_begin(s);
         replyscan_top(s, p[0]);
         replyscan_head(s, p + 1, k - 3);
-    } else if (p[0] == '$') {
-        k = replyscan_fast_bulk(s->max_bulk, p, n, &len);
-        if (k == 0) {
-            return 0;
-        }
+    } else if (p[0] == '$' && (k = replyscan_fast_bulk(s->max_bulk, p, n, &len)) > 0) {
         replyscan_begin(s);
         replyscan_top(s, '$');
         s->count = (int64_t)len;
+    } else if ((k = replyscan_fast_null(p, n)) > 0) {
+        replyscan_begin(s);
+        replyscan_top(s, p[0]);
+        s->count = -1;
     } else {
         return 0;
     }
@@ -545,6 +553,7 @@ static size_t replyscan_fast_elements(struct replyscan *s, const char *p, size_t
         char c = p[i];
         if (c == '$') {
             k = replyscan_fast_bulk(s->max_bulk, p + i, n - i, &len);
+            k = k > 0 ? k : replyscan_fast_null(p + i, n - i);
         } else if (c == '+' || c == '-' || c == ':') {
             k = replyscan_fast_line(p + i, n - i);
         } else {
