@@ -101,18 +101,22 @@ static const struct cmd_info commands_extra[] = {
 struct cmdtable {
     struct cmd_info *entries;
     size_t n, cap;
+    uint32_t *lens;  /* strlen of each entry's name */
     uint32_t *slots; /* index + 1 into entries; 0 = empty */
     uint32_t mask;
     char *names; /* storage of the names of a table read from a server */
     bool from_server;
 };
 
+#define COMMANDS_FNV_BASIS 2166136261u
+#define COMMANDS_FNV_PRIME 16777619u
+
 static uint32_t commands_hash(const char *s, size_t len)
 {
-    uint32_t h = 2166136261u;
+    uint32_t h = COMMANDS_FNV_BASIS;
 
     for (size_t i = 0; i < len; i++) {
-        h = (h ^ (uint8_t)s[i]) * 16777619u;
+        h = (h ^ (uint8_t)s[i]) * COMMANDS_FNV_PRIME;
     }
     return h;
 }
@@ -127,15 +131,16 @@ static const struct cmd_override *commands_override(const char *name)
     return NULL;
 }
 
+/* The entry named lname (lower case, len bytes, hash h), or NULL. */
 static const struct cmd_info *commands_probe(const struct cmdtable *t, const char *lname,
-                                             size_t len)
+                                             size_t len, uint32_t h)
 {
-    uint32_t i = commands_hash(lname, len) & t->mask;
+    uint32_t i = h & t->mask;
 
     while (t->slots[i] != 0) {
-        const struct cmd_info *ci = &t->entries[t->slots[i] - 1];
-        if (strncmp(ci->name, lname, len) == 0 && ci->name[len] == '\0') {
-            return ci;
+        uint32_t k = t->slots[i] - 1;
+        if (t->lens[k] == len && memcmp(t->entries[k].name, lname, len) == 0) {
+            return &t->entries[k];
         }
         i = (i + 1) & t->mask;
     }
@@ -146,13 +151,15 @@ static void commands_insert(struct cmdtable *t, const struct cmd_info *src)
 {
     const struct cmd_override *ov = commands_override(src->name);
     size_t len = strlen(src->name);
-    const struct cmd_info *dup = commands_probe(t, src->name, len);
+    uint32_t h = commands_hash(src->name, len);
+    const struct cmd_info *dup = commands_probe(t, src->name, len, h);
     struct cmd_info *ci;
     uint32_t i;
 
-    if (dup != NULL || t->n >= t->cap) {
+    if (dup != NULL || t->n >= t->cap || len > UINT32_MAX) {
         return;
     }
+    t->lens[t->n] = (uint32_t)len;
     ci = &t->entries[t->n];
     *ci = *src;
     if (ov != NULL) {
@@ -161,7 +168,7 @@ static void commands_insert(struct cmdtable *t, const struct cmd_info *src)
     } else if (ci->flags & CMDF_BLOCKING) {
         ci->proxy = CMDP_BLOCKING; /* a module's blocking command */
     }
-    i = commands_hash(src->name, len) & t->mask;
+    i = h & t->mask;
     while (t->slots[i] != 0) {
         i = (i + 1) & t->mask;
     }
@@ -177,8 +184,9 @@ static void commands_mark_containers(struct cmdtable *t)
         if (bar == NULL) {
             continue;
         }
-        parent = (struct cmd_info *)commands_probe(t, t->entries[i].name,
-                                                   (size_t)(bar - t->entries[i].name));
+        size_t len = (size_t)(bar - t->entries[i].name);
+        parent = (struct cmd_info *)commands_probe(t, t->entries[i].name, len,
+                                                   commands_hash(t->entries[i].name, len));
         if (parent != NULL) {
             parent->has_subs = true;
         }
@@ -198,8 +206,9 @@ static struct cmdtable *commands_alloc(size_t total)
         return NULL;
     }
     t->entries = calloc(total, sizeof(*t->entries));
+    t->lens = calloc(total, sizeof(*t->lens));
     t->slots = calloc(size, sizeof(*t->slots));
-    if (t->entries == NULL || t->slots == NULL) {
+    if (t->entries == NULL || t->lens == NULL || t->slots == NULL) {
         cmdtable_free(t);
         return NULL;
     }
@@ -214,6 +223,7 @@ void cmdtable_free(struct cmdtable *t)
         return;
     }
     free(t->entries);
+    free(t->lens);
     free(t->slots);
     free(t->names);
     free(t);
@@ -435,16 +445,18 @@ const struct cmdtable *cmdtable_builtin(void)
 const struct cmd_info *cmdtable_lookup(const struct cmdtable *t, const char *name, size_t len)
 {
     char lname[64];
+    uint32_t h = COMMANDS_FNV_BASIS;
 
     if (len == 0 || len >= sizeof(lname)) {
         return NULL;
     }
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; i < len; i++) { /* lower case and hash in one pass */
         char ch = name[i];
-        lname[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+        ch = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+        lname[i] = ch;
+        h = (h ^ (uint8_t)ch) * COMMANDS_FNV_PRIME;
     }
-    lname[len] = '\0';
-    return commands_probe(t, lname, len);
+    return commands_probe(t, lname, len, h);
 }
 
 const struct cmd_info *cmdtable_find(const struct cmdtable *t, const char *name, size_t nlen,
