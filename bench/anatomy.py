@@ -10,6 +10,8 @@ medians of, per request:
   rps           requests per second
   bench/server/proxy us   CPU time (user + system) of redis-benchmark, of
                 redis-server and of the proxy
+  proxy kernel us   the system-time part of the proxy's CPU: what the kernel
+                spends on its sockets, which no user-space change removes
   proxy wait us time the proxy's threads were runnable but waiting for a
                 CPU (/proc/PID/task/*/schedstat), and its context switches
   req/read      requests redis-server took per read of a socket (its
@@ -108,6 +110,12 @@ def server_counts(server):
     return st["total_commands_processed"], st["total_reads_processed"], st["total_writes_processed"]
 
 
+def kernel_seconds(pid):
+    """system CPU seconds of a process (and its threads)."""
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[12]) / os.sysconf("SC_CLK_TCK")
+
+
 def children_cpu():
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
@@ -122,6 +130,7 @@ def measure(target, server, test, clients, pipeline, requests, size, workdir, pe
     s0 = server_counts(server)
     sc0 = cpu_seconds(server.proc.pid)
     p0 = cpu_seconds(pid) if pid else 0
+    pk0 = kernel_seconds(pid) if pid else 0
     k0 = schedstat(pid) if pid else (0, 0, 0)
     st0 = proxy_stats(port) if sp else None
     b0 = children_cpu()
@@ -145,6 +154,7 @@ def measure(target, server, test, clients, pipeline, requests, size, workdir, pe
     if pid:
         k1 = schedstat(pid)
         row["proxy_us"] = (cpu_seconds(pid) - p0) / requests * 1e6
+        row["proxy_kernel_us"] = (kernel_seconds(pid) - pk0) / requests * 1e6
         row["proxy_wait_us"] = (k1[1] - k0[1]) / requests / 1e3
         row["proxy_switches"] = (k1[2] - k0[2]) / requests
     if sp:
@@ -158,6 +168,7 @@ def measure(target, server, test, clients, pipeline, requests, size, workdir, pe
 
 
 COLUMNS = [("rps", "%.0f"), ("bench_us", "%.2f"), ("server_us", "%.2f"), ("proxy_us", "%.2f"),
+           ("proxy_kernel_us", "%.2f"),
            ("proxy_wait_us", "%.2f"), ("proxy_switches", "%.2f"), ("server_sys", "%.2f"),
            ("proxy_sys", "%.2f"), ("req_per_read", "%.1f"),
            ("req_per_write", "%.1f"), ("sp_req_per_bwrite", "%.1f"), ("sp_req_per_bread", "%.1f")]
