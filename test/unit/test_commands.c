@@ -25,6 +25,18 @@ static void test_builtin_lookup(void **state)
     assert_true(ci->flags & CMDF_WRITE);
     assert_null(cmdtable_lookup(t, "nosuchcommand", 13));
     assert_null(cmdtable_lookup(t, "", 0));
+    /* A name with a NUL inside matches nothing, and is compared within its
+     * length and the table's names only (ASan catches a read past either). */
+    for (size_t k = 1; k <= 8; k++) {
+        static const char *const names[] = {"get", "set", "del", "ping", "client"};
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+            char key[32] = {0};
+            size_t len = strlen(names[i]);
+            memcpy(key, names[i], len);
+            memset(key + len + 1, 0xAA, k - 1);
+            assert_null(cmdtable_lookup(t, key, len + k));
+        }
+    }
     ci = cmdtable_find(t, "CLIENT", 6, "SetName", 7);
     assert_string_equal(ci->name, "client|setname");
     assert_int_equal(ci->proxy, CMDP_LOCAL);
