@@ -499,9 +499,9 @@ static inline size_t replyscan_fast_null(const char *p, size_t n)
 
 /*
  * Most replies are one simple line, one bulk string or one null, whole in
- * the buffer:
- * take those in one step, with the same results as the byte-wise scanner.
- * Anything else, or anything unusual, returns 0 and goes the long way.
+ * the buffer: take those in one step, with the same results as the
+ * byte-wise scanner. Anything else, or anything unusual, returns 0 and goes
+ * the long way.
  */
 static size_t replyscan_fast(struct replyscan *s, const char *p, size_t n)
 {
