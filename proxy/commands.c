@@ -109,14 +109,19 @@ struct cmdtable {
 };
 
 #define COMMANDS_FNV_BASIS 2166136261u
-#define COMMANDS_FNV_PRIME 16777619u
+
+/* One byte into an FNV-1a hash. */
+static inline uint32_t commands_hash_byte(uint32_t h, char ch)
+{
+    return (h ^ (uint8_t)ch) * 16777619u;
+}
 
 static uint32_t commands_hash(const char *s, size_t len)
 {
     uint32_t h = COMMANDS_FNV_BASIS;
 
     for (size_t i = 0; i < len; i++) {
-        h = (h ^ (uint8_t)s[i]) * COMMANDS_FNV_PRIME;
+        h = commands_hash_byte(h, s[i]);
     }
     return h;
 }
@@ -454,7 +459,7 @@ const struct cmd_info *cmdtable_lookup(const struct cmdtable *t, const char *nam
         char ch = name[i];
         ch = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
         lname[i] = ch;
-        h = (h ^ (uint8_t)ch) * COMMANDS_FNV_PRIME;
+        h = commands_hash_byte(h, ch);
     }
     return commands_probe(t, lname, len, h);
 }
